@@ -1,0 +1,19 @@
+"""Settings for the test suite: the demo settings with test-only keys, a private cache and insecure PDS allowed
+(the reference PDS runs on http://localhost)."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+# A fixed, test-only Fernet key (not a secret: it protects nothing but test data).
+os.environ.setdefault("INTEGRATIONS_ENCRYPTION_KEYS", "pGkJ0c7mQ0y3wqg0mJ2a8yq9vY2m4pD7mXgkz0i5Z0E=")
+os.environ.setdefault("INTEGRATIONS_ALLOW_INSECURE_PDS", "true")
+os.environ.setdefault("CACHE_URL", f"filecache://{tempfile.gettempdir()}/skyport-test-cache-{os.getuid()}")
+
+from config.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -1,0 +1,205 @@
+"""Admin: the Bluesky settings page, read-only channels with their events, and the options table."""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
+
+from integrations import options
+from integrations.adapter import get_adapter
+from integrations.bluesky import errors, services
+from integrations.forms import BlueskySettingsForm
+from integrations.models import Channel, ChannelEvent, IntegrationOption
+
+MANAGE_PERMISSION = "integrations.manage_integrations"
+
+
+def _describe(error: errors.BlueskyError, url: str) -> str:
+    return get_adapter().describe(error, service_url=url).message
+
+
+@method_decorator(sensitive_post_parameters(), name="__call__")
+class BlueskySettingsView:
+    """`/admin/api-integration/bluesky`: Service URL and Status, with where the URL in force comes from."""
+
+    template_name = "admin/integrations/bluesky_settings.html"
+
+    def __init__(self, site: admin.AdminSite) -> None:
+        self.site = site
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm(MANAGE_PERMISSION):
+            raise PermissionDenied
+        stored = options.stored_values()
+        initial = {
+            "service_url": stored.get(options.BLUESKY_SERVICE_URL.key, ""),
+            "status": options.resolve(options.BLUESKY_STATUS.key).value,
+        }
+        test_result: dict[str, Any] | None = None
+        if request.method == "POST":
+            form = BlueskySettingsForm(request.POST, initial=initial)
+            if form.is_valid():
+                if "_test" in request.POST:
+                    test_result = self._test(form.cleaned_data["service_url"] or self._effective_url())
+                else:
+                    self._save(request, form)
+                    messages.success(request, "The Bluesky settings were saved.")
+                    return HttpResponseRedirect(request.path)
+        else:
+            form = BlueskySettingsForm(initial=initial)
+        return TemplateResponse(
+            request,
+            self.template_name,
+            {
+                **self.site.each_context(request),
+                "title": "Bluesky integration",
+                "form": form,
+                "effective": self._effective(),
+                "env_var": options.BLUESKY_SERVICE_URL.env_var,
+                "default_url": options.BLUESKY_SERVICE_URL.default,
+                "test_result": test_result,
+            },
+            status=400 if request.method == "POST" and not form.is_valid() else 200,
+        )
+
+    @staticmethod
+    def _effective_url() -> str:
+        try:
+            return services.service_url()
+        except errors.ServiceMisconfigured:
+            return options.BLUESKY_SERVICE_URL.default
+
+    @staticmethod
+    def _effective() -> dict[str, Any]:
+        resolved = options.resolve(options.BLUESKY_SERVICE_URL.key)
+        try:
+            value, problem = options.bluesky_service_url().value, ""
+        except Exception as exc:  # a ValidationError from the env value: show it, do not crash the page
+            value, problem = resolved.value, " ".join(getattr(exc, "messages", [str(exc)]))
+        labels = {
+            options.Source.DB: "set on this page",
+            options.Source.ENV: f"from the environment ({options.BLUESKY_SERVICE_URL.env_var})",
+            options.Source.DEFAULT: "the built-in default",
+        }
+        return {"value": value, "source": resolved.source.value, "source_label": labels[resolved.source],
+                "problem": problem, "env_value": resolved.raw_env}
+
+    @staticmethod
+    def _test(url: str) -> dict[str, Any]:
+        try:
+            description = services.test_connection(url)
+        except errors.BlueskyError as exc:
+            return {"ok": False, "url": url, "message": _describe(exc, url)}
+        return {"ok": True, "url": url, "description": description}
+
+    @staticmethod
+    def _save(request: HttpRequest, form: BlueskySettingsForm) -> None:
+        values = {
+            options.BLUESKY_SERVICE_URL.key: form.cleaned_data["service_url"],
+            options.BLUESKY_STATUS.key: form.cleaned_data["status"],
+        }
+        with transaction.atomic():
+            for key, value in values.items():
+                option, created = IntegrationOption.objects.get_or_create(
+                    key=key, defaults={"value": value, "updated_by": request.user}
+                )
+                if not created and option.value == value:
+                    continue
+                old = option.value
+                option.value, option.updated_by = value, request.user
+                option.save()
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk,
+                    queryset=[option],
+                    action_flag=ADDITION if created else CHANGE,
+                    change_message=f"{key}: {old!r} → {value!r}" if not created else f"{key} = {value!r}",
+                    single_object=True,
+                )
+
+
+@admin.register(IntegrationOption)
+class IntegrationOptionAdmin(admin.ModelAdmin):
+    """The raw option rows are edited through the Bluesky page; the changelist leads there."""
+
+    list_display = ("key", "value", "updated_at", "updated_by")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return HttpResponseRedirect(reverse("integrations-admin:bluesky"))
+
+
+class ChannelEventInline(admin.TabularInline):
+    model = ChannelEvent
+    fields = ("created_at", "kind", "error_code", "detail")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ("-created_at",)
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    """Read-only: tokens are never shown; health and events are; sessions can be refreshed."""
+
+    list_display = ("handle", "did", "user", "health_label", "refresh_expires_at", "refreshed_at", "connected_at")
+    list_filter = ("status", "provider")
+    search_fields = ("handle", "did", "user__username")
+    list_select_related = ("user",)
+    fields = (
+        "user", "provider", "did", "handle", "display_name", "service_url", "pds_endpoint", "scope", "status",
+        "health_label", "last_error_code", "next_retry_at", "access_expires_at", "refresh_expires_at",
+        "connected_at", "refreshed_at", "profile_status",
+    )
+    readonly_fields = fields
+    inlines = [ChannelEventInline]
+    actions = ["refresh_selected"]
+
+    @admin.display(description="Health")
+    def health_label(self, obj: Channel) -> str:
+        health = services.health(obj)
+        return format_html('<span title="{}">{}</span>', health.advice, health.label)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Refresh selected channels' sessions", permissions=["view"])
+    def refresh_selected(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        done, failed = 0, []
+        for channel in queryset:
+            try:
+                services.refresh_channel(channel)
+            except errors.BlueskyError as exc:
+                failed.append(f"@{channel.handle}: {exc.code}")
+            else:
+                done += 1
+        if done:
+            messages.success(request, f"Refreshed {done} channel(s).")
+        if failed:
+            messages.warning(request, "Not refreshed: " + "; ".join(failed))

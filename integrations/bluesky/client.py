@@ -1,0 +1,284 @@
+"""The only module that talks XRPC to a PDS (through the `atproto` SDK's raw client, with timeouts).
+
+Every failure leaves here as one of `integrations.bluesky.errors`. Tokens are passed per call in the
+Authorization header and never kept on a shared object, so no caller can reuse a stale token by accident.
+"""
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from atproto_client import exceptions as sdk_errors
+from atproto_client import models
+from atproto_client.client.raw import ClientRaw
+from atproto_client.models.common import XrpcError
+from atproto_client.request import Request
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.views.decorators.debug import sensitive_variables
+
+from integrations.bluesky import errors
+from integrations.validators import normalize_service_url
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "Skyport (Django; atproto SDK)"
+APP_PASSWORD_SCOPES = frozenset({"com.atproto.appPass", "com.atproto.appPassPrivileged"})
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerDescription:
+    did: str
+    available_user_domains: list[str]
+    invite_code_required: bool
+
+
+@dataclass(frozen=True)
+class Session:
+    """What createSession/refreshSession return. `repr` hides the tokens."""
+
+    did: str
+    handle: str
+    access_jwt: str
+    refresh_jwt: str
+    active: bool = True
+    account_status: str | None = None
+    pds_endpoint: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Session(did={self.did!r}, handle={self.handle!r}, active={self.active})"
+
+    @property
+    def access_claims(self) -> dict[str, Any]:
+        return jwt_claims(self.access_jwt)
+
+    @property
+    def refresh_claims(self) -> dict[str, Any]:
+        return jwt_claims(self.refresh_jwt)
+
+
+@dataclass(frozen=True)
+class Profile:
+    display_name: str
+    description: str
+    avatar_url: str
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The (unverified) claims of a JWT: we only read `exp` and `scope` of tokens the PDS just gave us."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (IndexError, ValueError) as exc:
+        raise errors.InvalidResponse("The PDS returned a session token that is not a JWT.") from exc
+    if not isinstance(claims, dict):
+        raise errors.InvalidResponse("The PDS returned a session token with unreadable claims.")
+    return claims
+
+
+def claim_time(claims: dict[str, Any], name: str = "exp") -> datetime | None:
+    """A JWT time claim as an aware datetime (None when absent)."""
+    value = claims.get(name)
+    if not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _pds_endpoint(did_doc: Any) -> str | None:
+    """The `#atproto_pds` service endpoint of a DID document, when it has a valid one."""
+    if not isinstance(did_doc, dict):
+        return None
+    for service in did_doc.get("service") or []:
+        if isinstance(service, dict) and str(service.get("id", "")).endswith("#atproto_pds"):
+            try:
+                return normalize_service_url(str(service.get("serviceEndpoint", "")))
+            except ValidationError:
+                return None
+    return None
+
+
+def _retry_after(exc: sdk_errors.RequestErrorBase) -> int | None:
+    if isinstance(exc, sdk_errors.RateLimitExceededError):
+        if exc.retry_after is not None:
+            return max(1, int(exc.retry_after + 0.999))
+        if exc.reset_at is not None:
+            return max(1, int((exc.reset_at - datetime.now(UTC)).total_seconds() + 0.999))
+    return None
+
+
+def translate(exc: Exception) -> errors.BlueskyError:
+    """Map an SDK/httpx failure to our exception (the one place that reads upstream error codes)."""
+    if isinstance(exc, errors.BlueskyError):
+        return exc
+    if isinstance(exc, sdk_errors.InvokeTimeoutError):
+        return errors.PdsTimeout("The PDS did not answer in time.")
+    if isinstance(exc, sdk_errors.RequestErrorBase):
+        response = exc.response
+        if response is None:
+            return errors.PdsUnreachable("The PDS could not be reached.")
+        status = response.status_code
+        content = response.content
+        code = content.error if isinstance(content, XrpcError) else None
+        message = (content.message or "") if isinstance(content, XrpcError) else ""
+        kwargs = {"status_code": status, "upstream_error": code}
+        if status == 429:
+            return errors.RateLimited("The PDS rate limit was hit.", retry_after=_retry_after(exc), **kwargs)
+        if code is None and status not in (400, 401, 403):
+            # 5xx / 502 pages, HTML error pages: not a PDS answer we can read.
+            if status >= 500:
+                return errors.PdsServerError(f"The PDS answered {status}.", **kwargs)
+            return errors.InvalidResponse(f"The PDS answered {status} with a body that is not XRPC JSON.", **kwargs)
+        if code == "AuthFactorTokenRequired":
+            return errors.AuthFactorRequired(message, **kwargs)
+        if code in ("AccountTakedown", "AccountSuspended"):
+            return errors.AccountSuspended(message, **kwargs)
+        if code == "AccountDeactivated":
+            return errors.AccountDeactivated(message, **kwargs)
+        if code in ("ExpiredToken", "InvalidToken") or (status == 401 and code != "AuthenticationRequired"):
+            return errors.SessionRejected(message, **kwargs)
+        if code == "AuthenticationRequired":
+            return errors.InvalidCredentials(message, **kwargs)
+        if code == "RateLimitExceeded":
+            return errors.RateLimited(message, **kwargs)
+        if status >= 500:
+            return errors.PdsServerError(message or f"The PDS answered {status}.", **kwargs)
+        return errors.RequestRejected(message or f"The PDS answered {status}.", **kwargs)
+    if isinstance(exc, sdk_errors.ModelError | ValueError):
+        return errors.InvalidResponse("The PDS answered with JSON of an unexpected shape.")
+    if isinstance(exc, httpx.HTTPError):
+        return errors.PdsUnreachable("The PDS could not be reached.")
+    raise exc
+
+
+_requests: dict[tuple[str, float], Request] = {}
+_requests_lock = threading.Lock()
+
+
+def _shared_request() -> Request:
+    """One pooled HTTP client per timeout for the whole process (httpx.Client is thread-safe)."""
+    timeout = float(getattr(settings, "INTEGRATIONS_HTTP_TIMEOUT", 10.0))
+    key = ("default", timeout)
+    with _requests_lock:
+        request = _requests.get(key)
+        if request is None:
+            request = Request(timeout=httpx.Timeout(timeout))
+            request.add_additional_header("User-Agent", USER_AGENT)
+            _requests[key] = request
+        return request
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except errors.BlueskyError:
+        raise
+    except Exception as exc:  # everything else leaves as our own error (or unchanged, if unknown)
+        raise translate(exc) from exc
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class PdsClient:
+    """XRPC calls against one PDS. Stateless: tokens are arguments."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._raw = ClientRaw(self.base_url, request=_shared_request())
+
+    def __repr__(self) -> str:
+        return f"PdsClient({self.base_url!r})"
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        with _translated():
+            return fn()
+
+    def describe_server(self) -> ServerDescription:
+        """`com.atproto.server.describeServer`: proves the URL is a PDS and says how it is set up."""
+        result = self._call(lambda: self._raw.com.atproto.server.describe_server())
+        return ServerDescription(
+            did=result.did,
+            available_user_domains=list(result.available_user_domains or []),
+            invite_code_required=bool(result.invite_code_required),
+        )
+
+    @sensitive_variables("password")
+    def create_session(self, identifier: str, password: str) -> Session:
+        """`com.atproto.server.createSession` with an identifier and a (hopefully app) password."""
+        data = models.ComAtprotoServerCreateSession.Data(identifier=identifier, password=password)
+        result = self._call(lambda: self._raw.com.atproto.server.create_session(data))
+        return self._session(result)
+
+    def refresh_session(self, refresh_jwt: str) -> Session:
+        """`com.atproto.server.refreshSession`: rotates both tokens."""
+        result = self._call(lambda: self._raw.com.atproto.server.refresh_session(headers=_bearer(refresh_jwt)))
+        return self._session(result)
+
+    def delete_session(self, refresh_jwt: str) -> None:
+        """`com.atproto.server.deleteSession`: revokes the refresh token on the PDS."""
+        self._call(lambda: self._raw.com.atproto.server.delete_session(headers=_bearer(refresh_jwt)))
+
+    def get_session(self, access_jwt: str) -> dict[str, Any]:
+        """`com.atproto.server.getSession`: the cheapest authenticated call (used to check a session)."""
+        result = self._call(lambda: self._raw.com.atproto.server.get_session(headers=_bearer(access_jwt)))
+        return {"did": result.did, "handle": result.handle, "active": result.active, "status": result.status}
+
+    def get_profile(self, access_jwt: str, did: str) -> Profile:
+        """The account's `app.bsky.actor.profile/self` record, read from its own repo.
+
+        Read from the PDS rather than through `app.bsky.actor.getProfile`, which needs an AppView behind the PDS.
+        An account that never set a profile has none: that is an empty profile, not an error.
+        """
+        params = models.ComAtprotoRepoGetRecord.Params(repo=did, collection="app.bsky.actor.profile", rkey="self")
+        try:
+            with _translated():
+                result = self._raw.com.atproto.repo.get_record(params, headers=_bearer(access_jwt))
+        except errors.RequestRejected as exc:
+            if exc.upstream_error == "RecordNotFound":
+                return Profile(display_name="", description="", avatar_url="")
+            raise
+        value = result.value
+        get = value.get if isinstance(value, dict) else lambda name, default=None: getattr(value, name, default)
+        avatar = get("avatar")
+        return Profile(
+            display_name=str(get("displayName") or get("display_name") or ""),
+            description=str(get("description") or ""),
+            avatar_url=self._blob_url(did, avatar) if avatar else "",
+        )
+
+    def _blob_url(self, did: str, blob: Any) -> str:
+        ref = blob.get("ref") if isinstance(blob, dict) else getattr(blob, "ref", None)
+        link = ref.get("$link") if isinstance(ref, dict) else getattr(ref, "link", None)
+        if not link:
+            cid = blob.get("cid") if isinstance(blob, dict) else getattr(blob, "cid", None)
+            link = str(cid) if cid else None
+        if not link:
+            return ""
+        return str(
+            httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link})
+        )
+
+    @staticmethod
+    def _session(result: Any) -> Session:
+        if not result.access_jwt or not result.refresh_jwt:
+            raise errors.InvalidResponse("The PDS returned a session without tokens.")
+        return Session(
+            did=result.did,
+            handle=result.handle,
+            access_jwt=result.access_jwt,
+            refresh_jwt=result.refresh_jwt,
+            active=result.active is not False,
+            account_status=result.status,
+            pds_endpoint=_pds_endpoint(result.did_doc),
+        )

@@ -1,0 +1,201 @@
+"""A channel's session lifecycle: every authenticated call to a PDS goes through `call()`.
+
+- Proactive: an access token that ends within the margin (`INTEGRATIONS_REFRESH_MARGIN`, default 5 minutes) is
+  refreshed before the call.
+- Reactive: a call the PDS answers with "token expired/invalid" triggers one refresh and one replay; never a loop.
+- Never a new `createSession`: the app password is not kept, by design.
+- Refreshes are serialised across threads and processes by locking the channel row (`select_for_update`; on
+  SQLite the IMMEDIATE transaction mode takes the database write lock). Under the lock the row is re-read and
+  refreshed only if its tokens are still the ones that needed it (`session_generation`); a caller that waited
+  uses the tokens the winner stored.
+- Refresh failures are classified in one place (`_classify`): a dead refresh token wipes the session and asks for
+  a reconnection; a temporary fault keeps every token as it was and marks the channel degraded with a retry time.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.bluesky import errors
+from integrations.bluesky.client import PdsClient, Session, claim_time
+from integrations.models import Channel, ChannelEvent
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_RETRY_DELAY = 300
+
+
+def refresh_margin() -> timedelta:
+    """How long before its expiry an access token is refreshed proactively."""
+    return timedelta(seconds=getattr(settings, "INTEGRATIONS_REFRESH_MARGIN", 300))
+
+
+def pds_url(channel: Channel) -> str:
+    """Where a channel's authenticated calls go: its PDS from the DID document, else the service URL."""
+    return channel.pds_endpoint or channel.service_url
+
+
+def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
+    """Run `fn(client, access_jwt)` with a valid access token for `channel`, refreshing when needed.
+
+    `channel` is updated in place with whatever tokens end up in force.
+    """
+    if not channel.refresh_jwt:
+        raise errors.NoSession()
+    if channel.access_expires_within(refresh_margin()):
+        refresh(channel, seen_generation=channel.session_generation)
+    client = PdsClient(pds_url(channel))
+    generation = channel.session_generation
+    try:
+        return fn(client, channel.access_jwt)
+    except errors.SessionRejected:
+        logger.info("access token rejected; refreshing once did=%s handle=%s", channel.did, channel.handle)
+        refresh(channel, seen_generation=generation, force=True)
+        return fn(PdsClient(pds_url(channel)), channel.access_jwt)
+
+
+def refresh(channel: Channel, *, seen_generation: int | None = None, force: bool = False,
+            ignore_retry_time: bool = False) -> bool:
+    """Refresh `channel`'s session unless another caller already did; return True when this call refreshed.
+
+    `seen_generation`: the session generation the caller's tokens came from; when the row has moved on, its
+    tokens are used as they are. Without `force`, a token that is not yet within the margin is left alone.
+    Raises the classified error when the refresh fails (after recording it on the row).
+    """
+    failure: errors.BlueskyError | None = None
+    refreshed = False
+    with transaction.atomic():
+        row = Channel.objects.select_for_update().get(pk=channel.pk)
+        now = timezone.now()
+        if not row.refresh_jwt:
+            failure = errors.SessionExpired() if row.status == Channel.Status.NEEDS_RECONNECTION else errors.NoSession()
+        elif seen_generation is not None and row.session_generation != seen_generation:
+            pass  # someone refreshed while we waited: use their tokens
+        elif not force and not row.access_expires_within(refresh_margin(), now):
+            pass
+        elif (
+            not ignore_retry_time
+            and row.status == Channel.Status.DEGRADED
+            and row.next_retry_at
+            and row.next_retry_at > now
+        ):
+            failure = errors.TemporaryError(
+                "waiting before the next refresh attempt",
+                retry_after=int((row.next_retry_at - now).total_seconds()) + 1,
+            )
+            failure.code = row.last_error_code or failure.code
+        else:
+            try:
+                session = PdsClient(pds_url(row)).refresh_session(row.refresh_jwt)
+            except errors.BlueskyError as exc:
+                failure = _classify(row, exc)
+            else:
+                store_session(row, session)
+                row.refreshed_at = now
+                row.save()
+                record_event(row, ChannelEvent.Kind.REFRESHED)
+                refreshed = True
+    _copy_state(row, channel)
+    if failure is not None:
+        raise failure
+    return refreshed
+
+
+def store_session(row: Channel, session: Session) -> None:
+    """Put a fresh session's tokens, expiries and account state on the row (not saved)."""
+    access_claims = session.access_claims
+    row.access_jwt = session.access_jwt
+    row.refresh_jwt = session.refresh_jwt
+    row.access_expires_at = claim_time(access_claims)
+    row.refresh_expires_at = claim_time(session.refresh_claims)
+    row.scope = str(access_claims.get("scope", ""))[:100]
+    row.handle = session.handle or row.handle
+    if session.pds_endpoint:
+        row.pds_endpoint = session.pds_endpoint
+    row.session_generation += 1
+    row.next_retry_at = None
+    row.last_error_code = ""
+    if session.active:
+        row.status = Channel.Status.ACTIVE
+    elif session.account_status in ("takendown", "suspended"):
+        row.status = Channel.Status.SUSPENDED
+    else:
+        row.status = Channel.Status.DEACTIVATED
+
+
+def wipe_session(row: Channel) -> None:
+    """Forget a channel's tokens (not saved)."""
+    row.access_jwt = ""
+    row.refresh_jwt = ""
+    row.access_expires_at = None
+    row.session_generation += 1
+
+
+def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
+    """Record a failed refresh on the locked row and return the error the caller should see."""
+    now = timezone.now()
+    if isinstance(exc, errors.SessionRejected | errors.InvalidCredentials | errors.SessionExpired):
+        wipe_session(row)
+        row.status = Channel.Status.NEEDS_RECONNECTION
+        row.last_error_code = errors.SessionExpired.code
+        row.next_retry_at = None
+        row.save()
+        record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail="refresh token rejected")
+        record_event(row, ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.SessionExpired.code)
+        logger.warning("refresh token dead; channel needs reconnection did=%s handle=%s", row.did, row.handle)
+        return errors.SessionExpired(status_code=exc.status_code, upstream_error=exc.upstream_error)
+    if isinstance(exc, errors.AccountDeactivated | errors.AccountSuspended):
+        row.status = (
+            Channel.Status.DEACTIVATED if isinstance(exc, errors.AccountDeactivated) else Channel.Status.SUSPENDED
+        )
+        row.last_error_code = exc.code
+        row.next_retry_at = None
+        row.save()
+        record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code)
+        logger.warning("refresh refused: account %s did=%s handle=%s", row.status, row.did, row.handle)
+        return exc
+    # Anything else is temporary: tokens stay exactly as they were.
+    delay = exc.retry_after or DEFAULT_RETRY_DELAY
+    row.status = Channel.Status.DEGRADED
+    row.last_error_code = exc.code
+    row.next_retry_at = now + timedelta(seconds=delay)
+    row.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
+    record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail=f"retry after {delay} s")
+    logger.warning(
+        "refresh failed temporarily (%s); retry at %s did=%s handle=%s",
+        exc.code, row.next_retry_at.isoformat(), row.did, row.handle,
+    )
+    if not exc.temporary:  # an unexpected 4xx: still never drop the session for it
+        return errors.TemporaryError(exc.detail, status_code=exc.status_code, retry_after=delay)
+    exc.retry_after = delay
+    return exc
+
+
+_STATE_FIELDS = (
+    "access_jwt", "refresh_jwt", "access_expires_at", "refresh_expires_at", "scope", "handle", "pds_endpoint",
+    "session_generation", "status", "last_error_code", "next_retry_at", "refreshed_at", "updated_at",
+)
+
+
+def _copy_state(source: Channel, target: Channel) -> None:
+    if source is not target:
+        for name in _STATE_FIELDS:
+            setattr(target, name, getattr(source, name))
+
+
+def record_event(channel: Channel, kind: str, *, detail: str = "", error_code: str = "") -> ChannelEvent:
+    """Append to the channel's event log and log a line (DID, handle, expiries; never a token)."""
+    logger.info(
+        "channel event %s did=%s handle=%s access_expires=%s refresh_expires=%s%s",
+        kind, channel.did, channel.handle,
+        channel.access_expires_at.isoformat() if channel.access_expires_at else "-",
+        channel.refresh_expires_at.isoformat() if channel.refresh_expires_at else "-",
+        f" error={error_code}" if error_code else "",
+    )
+    return ChannelEvent.objects.create(channel=channel, kind=kind, detail=detail[:500], error_code=error_code)

@@ -1,0 +1,223 @@
+"""What views, the API, the admin, tasks and commands do with Bluesky: connect, refresh, disconnect, profile,
+test a server, and a channel's health. None of them talk HTTP themselves."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from integrations import options
+from integrations.bluesky import errors, lifecycle
+from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription
+from integrations.models import Channel, ChannelEvent
+from integrations.throttling import hit_connect_attempt
+from integrations.validators import normalize_identifier, normalize_service_url
+
+logger = logging.getLogger(__name__)
+
+EXPIRING_WITHIN = timedelta(days=7)
+
+
+def service_url() -> str:
+    """The PDS URL in force (db, env or default); ServiceMisconfigured when the env value is invalid."""
+    try:
+        return options.bluesky_service_url().value
+    except ValidationError as exc:
+        raise errors.ServiceMisconfigured("; ".join(exc.messages)) from exc
+
+
+def test_connection(url: str) -> ServerDescription:
+    """Ask a server to describe itself (`describeServer`): proves it is a PDS and how it is set up."""
+    try:
+        url = normalize_service_url(url)
+    except ValidationError as exc:
+        raise errors.ServiceMisconfigured("; ".join(exc.messages)) from exc
+    return PdsClient(url).describe_server()
+
+
+@sensitive_variables("app_password")
+def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: str | None = None) -> Channel:
+    """Open an app-password session for `identifier` and store it as the user's channel (created or updated).
+
+    Raises a BlueskyError (nothing stored) when the integration is off, the attempt is throttled, the PDS refuses,
+    the password is a main password, or the account is not active.
+    """
+    if not options.bluesky_enabled():
+        raise errors.IntegrationDisabled()
+    url = service_url()
+    identifier = normalize_identifier(identifier)
+    hit_connect_attempt(user_id=user.pk, ip=ip)
+    client = PdsClient(url)
+    session = client.create_session(identifier, app_password)
+    scope = session.access_claims.get("scope")
+    if scope not in APP_PASSWORD_SCOPES:
+        _revoke_quietly(client, session.refresh_jwt, session.did)
+        logger.info("refused a main-password session did=%s scope=%s", session.did, scope)
+        raise errors.MainPasswordRefused()
+    if not session.active:
+        _revoke_quietly(client, session.refresh_jwt, session.did)
+        if session.account_status in ("takendown", "suspended"):
+            raise errors.AccountSuspended()
+        raise errors.AccountDeactivated()
+
+    with transaction.atomic():
+        channel = (
+            Channel.objects.select_for_update()
+            .filter(user=user, provider=Channel.Provider.BLUESKY, did=session.did)
+            .first()
+        )
+        replaced_refresh_jwt = channel.refresh_jwt if channel else ""
+        replaced_endpoint = lifecycle.pds_url(channel) if channel else url
+        if channel is None:
+            channel = Channel(user=user, provider=Channel.Provider.BLUESKY, did=session.did)
+        channel.service_url = url
+        channel.pds_endpoint = ""
+        lifecycle.store_session(channel, session)
+        channel.connected_at = timezone.now()
+        channel.refreshed_at = None
+        channel.save()
+        lifecycle.record_event(channel, ChannelEvent.Kind.CONNECTED)
+    if replaced_refresh_jwt:  # a reconnection: the old session should not linger on the PDS
+        _revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
+    update_profile(channel)
+    return channel
+
+
+def refresh_channel(channel: Channel) -> Channel:
+    """User-initiated refresh: rotate the tokens now, then update the profile."""
+    lifecycle.refresh(
+        channel,
+        seen_generation=channel.session_generation,
+        force=True,
+        ignore_retry_time=channel.last_error_code != errors.RateLimited.code,
+    )
+    update_profile(channel)
+    return channel
+
+
+def update_profile(channel: Channel) -> bool:
+    """Fetch display name, bio and avatar through the lifecycle; on failure mark the profile unavailable."""
+    try:
+        profile = lifecycle.call(channel, lambda client, token: client.get_profile(token, channel.did))
+    except errors.BlueskyError as exc:
+        logger.info("profile unavailable (%s) did=%s handle=%s", exc.code, channel.did, channel.handle)
+        Channel.objects.filter(pk=channel.pk).update(profile_status=Channel.ProfileStatus.UNAVAILABLE)
+        channel.profile_status = Channel.ProfileStatus.UNAVAILABLE
+        return False
+    changed = (channel.display_name, channel.description, channel.avatar_url) != (
+        profile.display_name, profile.description, profile.avatar_url,
+    )
+    channel.display_name = profile.display_name[:640]
+    channel.description = profile.description
+    channel.avatar_url = profile.avatar_url[:1000]
+    channel.profile_status = Channel.ProfileStatus.OK
+    channel.profile_fetched_at = timezone.now()
+    Channel.objects.filter(pk=channel.pk).update(
+        display_name=channel.display_name,
+        description=channel.description,
+        avatar_url=channel.avatar_url,
+        profile_status=channel.profile_status,
+        profile_fetched_at=channel.profile_fetched_at,
+    )
+    if changed:
+        lifecycle.record_event(channel, ChannelEvent.Kind.PROFILE_UPDATED)
+    return True
+
+
+def disconnect(channel: Channel) -> bool:
+    """Revoke the session on the PDS where possible and wipe the stored tokens; True when the PDS confirmed."""
+    revoked = False
+    with transaction.atomic():
+        row = Channel.objects.select_for_update().get(pk=channel.pk)
+        refresh_jwt, url = row.refresh_jwt, lifecycle.pds_url(row)
+        lifecycle.wipe_session(row)
+        row.refresh_expires_at = None
+        row.status = Channel.Status.DISCONNECTED
+        row.next_retry_at = None
+        row.save()
+    if refresh_jwt:
+        revoked = _revoke_quietly(PdsClient(url), refresh_jwt, row.did)
+    lifecycle.record_event(
+        row,
+        ChannelEvent.Kind.DISCONNECTED,
+        detail="session revoked on the PDS" if revoked else "tokens removed here; the PDS could not confirm",
+    )
+    for name in ("access_jwt", "refresh_jwt", "access_expires_at", "refresh_expires_at", "status",
+                 "session_generation", "next_retry_at"):
+        setattr(channel, name, getattr(row, name))
+    return revoked
+
+
+def _revoke_quietly(client: PdsClient, refresh_jwt: str, did: str) -> bool:
+    try:
+        client.delete_session(refresh_jwt)
+    except errors.SessionRejected:
+        return True  # already revoked or expired: nothing left to revoke
+    except errors.BlueskyError as exc:
+        logger.warning("could not revoke a session on the PDS (%s) did=%s", exc.code, did)
+        return False
+    return True
+
+
+# --- Health --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Health:
+    state: str
+    label: str
+    advice: str
+    action: str  # "", "refresh", "reconnect"
+
+    @property
+    def needs_reconnection(self) -> bool:
+        return self.state == "needs_reconnection"
+
+    @property
+    def expired(self) -> bool:
+        return self.state in ("needs_reconnection", "disconnected")
+
+
+def health(channel: Channel, now: datetime | None = None) -> Health:
+    """The one place that says how a channel is doing and what its owner should do."""
+    now = now or timezone.now()
+    status = channel.status
+    if status == Channel.Status.DISCONNECTED:
+        return Health("disconnected", "Disconnected", "Connect it again to publish with it.", "reconnect")
+    if status == Channel.Status.NEEDS_RECONNECTION or (
+        channel.refresh_expires_at and channel.refresh_expires_at <= now
+    ):
+        return Health(
+            "needs_reconnection",
+            "Needs reconnection",
+            "Bluesky ended this session. Create a new app password at https://bsky.app/settings/app-passwords "
+            "and reconnect.",
+            "reconnect",
+        )
+    if status == Channel.Status.DEACTIVATED:
+        return Health(
+            "deactivated", "Account deactivated",
+            "Reactivate the account by signing in on bsky.app, then refresh this channel.", "refresh",
+        )
+    if status == Channel.Status.SUSPENDED:
+        return Health(
+            "suspended", "Account suspended",
+            "The account was suspended or taken down by its server. Contact Bluesky support.", "",
+        )
+    if status == Channel.Status.DEGRADED:
+        when = f" at {timezone.localtime(channel.next_retry_at):%H:%M} UTC" if channel.next_retry_at else " soon"
+        return Health(
+            "degraded", "Temporarily unreachable",
+            f"Bluesky could not be reached to renew the session. Nothing is lost; we retry automatically{when}.",
+            "refresh",
+        )
+    if channel.refresh_expires_at and channel.refresh_expires_at - now <= EXPIRING_WITHIN:
+        return Health(
+            "expiring", "Expiring soon",
+            f"The session ends on {channel.refresh_expires_at:%Y-%m-%d}. Refresh now; if that fails, reconnect.",
+            "refresh",
+        )
+    return Health("active", "Active", "", "")

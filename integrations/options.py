@@ -1,0 +1,131 @@
+"""The registry of integration options and the one function that resolves them.
+
+Resolution order: a non-empty value stored in the database (`IntegrationOption`), else the environment variable,
+else the default. Stored values are read through Django's cache (one entry for all options), so a warm request
+costs no query; every save or delete clears that entry, on commit too, so every process sharing the cache sees it.
+"""
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from django.conf import settings
+from django.core.cache import caches
+from django.db import DatabaseError
+
+logger = logging.getLogger(__name__)
+
+CACHE_KEY = "integrations:options:v1"
+CACHE_TIMEOUT = 60 * 60 * 24
+
+
+class Source(StrEnum):
+    DB = "db"
+    ENV = "env"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class OptionDef:
+    """One typed option: its key, the env variable that may set it, its default and how to clean a value."""
+
+    key: str
+    label: str
+    default: str
+    env_var: str | None = None
+    choices: tuple[tuple[str, str], ...] = ()
+    clean: Callable[[str], str] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ResolvedOption:
+    value: str
+    source: Source
+    raw_env: str | None = None
+
+
+REGISTRY: dict[str, OptionDef] = {}
+
+
+def register(option: OptionDef) -> OptionDef:
+    """Add an option to the registry (keys are unique)."""
+    if option.key in REGISTRY:
+        raise ValueError(f"Option {option.key!r} is registered twice.")
+    REGISTRY[option.key] = option
+    return option
+
+
+def _clean_service_url(value: str) -> str:
+    from integrations.validators import normalize_service_url
+
+    return normalize_service_url(value)
+
+
+BLUESKY_SERVICE_URL = register(
+    OptionDef(
+        key="bluesky_service-url",
+        label="Service URL",
+        default="https://bsky.social",
+        env_var="BLUESKY_SERVICE_URL",
+        clean=_clean_service_url,
+    )
+)
+BLUESKY_STATUS = register(
+    OptionDef(
+        key="bluesky_integration_status",
+        label="Status",
+        default="enabled",
+        choices=(("enabled", "Enabled"), ("disabled", "Disabled")),
+    )
+)
+
+
+def _cache():
+    return caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+
+
+def stored_values() -> dict[str, str]:
+    """All option values stored in the database, from the cache when warm (one query when cold)."""
+    values = _cache().get(CACHE_KEY)
+    if values is None:
+        from integrations.models import IntegrationOption
+
+        try:
+            values = dict(IntegrationOption.objects.values_list("key", "value"))
+        except DatabaseError:  # table missing before `migrate`: behave as if nothing is stored
+            logger.warning("integration options table is not readable; using env and defaults")
+            return {}
+        _cache().set(CACHE_KEY, values, CACHE_TIMEOUT)
+    return values
+
+
+def invalidate() -> None:
+    """Forget the cached stored values (called on every save and delete of an IntegrationOption)."""
+    _cache().delete(CACHE_KEY)
+
+
+def resolve(key: str) -> ResolvedOption:
+    """The value in force for an option and where it comes from (db, env or default)."""
+    option = REGISTRY[key]
+    stored = (stored_values().get(key) or "").strip()
+    raw_env = os.environ.get(option.env_var, "").strip() if option.env_var else ""
+    if stored:
+        return ResolvedOption(stored, Source.DB, raw_env or None)
+    if raw_env:
+        return ResolvedOption(raw_env, Source.ENV, raw_env)
+    return ResolvedOption(option.default, Source.DEFAULT)
+
+
+def bluesky_service_url() -> ResolvedOption:
+    """The PDS URL in force, normalised (raises ValidationError when the env value is invalid)."""
+    resolved = resolve(BLUESKY_SERVICE_URL.key)
+    if resolved.source is Source.ENV:
+        return ResolvedOption(_clean_service_url(resolved.value), resolved.source, resolved.raw_env)
+    return resolved
+
+
+def bluesky_enabled() -> bool:
+    """Whether the administrator has the Bluesky integration switched on."""
+    return resolve(BLUESKY_STATUS.key).value != "disabled"

@@ -1,0 +1,46 @@
+"""Connect-attempt throttling, shared by the web form and the API.
+
+Each attempt costs one `createSession` on the PDS, which bsky.social limits to 30 per 5 minutes per account; we
+allow fewer per user and per client IP (fixed windows in the shared cache), so nobody locks an account out.
+"""
+
+import time
+
+from django.conf import settings
+from django.core.cache import caches
+
+from integrations.bluesky.errors import ConnectThrottled
+
+DEFAULT_RATES = {"user": (10, 300), "ip": (20, 300)}
+
+
+def _rates() -> dict[str, tuple[int, int]]:
+    return {**DEFAULT_RATES, **getattr(settings, "INTEGRATIONS_CONNECT_RATES", {})}
+
+
+def hit_connect_attempt(*, user_id: int | None, ip: str | None) -> None:
+    """Count one connect attempt; raise ConnectThrottled (with retry_after) when a limit is already used up."""
+    cache = caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+    now = time.time()
+    for scope, ident in (("user", user_id), ("ip", ip)):
+        if ident in (None, ""):
+            continue
+        limit, window = _rates()[scope]
+        window_start = int(now // window * window)
+        key = f"integrations:connect:{scope}:{ident}:{window_start}"
+        cache.add(key, 0, window + 5)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, window + 5)
+            count = 1
+        if count > limit:
+            raise ConnectThrottled(retry_after=max(1, int(window_start + window - now + 0.999)))
+
+
+def client_ip(meta: dict) -> str | None:
+    """The client address; behind a proxy, set INTEGRATIONS_TRUSTED_PROXY_HEADER (e.g. HTTP_X_REAL_IP)."""
+    header = getattr(settings, "INTEGRATIONS_TRUSTED_PROXY_HEADER", None)
+    if header and meta.get(header):
+        return meta[header].split(",")[0].strip()
+    return meta.get("REMOTE_ADDR")

@@ -1,0 +1,51 @@
+import pytest
+from django.core.cache import cache
+
+from tests.pds.server import LocalPds
+
+
+@pytest.fixture(scope="session")
+def pds():
+    """The local reference PDS, started once for the whole run."""
+    server = LocalPds()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def account(pds):
+    """A fresh account on the local PDS, with one app password."""
+    acct = pds.create_account()
+    pds.create_app_password(acct)
+    return acct
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Options cache and throttle counters start empty in every test."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def use_pds(pds, settings, monkeypatch):
+    """Point the Bluesky integration at the local PDS (through the env variable, as a self-hoster would)."""
+    monkeypatch.setenv("BLUESKY_SERVICE_URL", pds.url)
+    return pds
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password-123")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-password-123")
+
+
+@pytest.fixture
+def alice_client(client, user):
+    client.force_login(user)
+    return client

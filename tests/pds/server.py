@@ -1,0 +1,167 @@
+"""Start and drive the local reference PDS (npm `@atproto/pds`) for tests and benchmarks.
+
+Test helpers talk to the PDS with plain httpx, independently of the code under test.
+"""
+
+import json
+import os
+import secrets
+import select
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DIR = Path.home() / ".cache" / "skyport" / "pds"
+
+
+@dataclass
+class Account:
+    handle: str
+    email: str
+    password: str
+    did: str
+    access_jwt: str
+    refresh_jwt: str
+    app_passwords: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def install_dir() -> Path:
+    return Path(os.environ.get("SKYPORT_PDS_DIR") or DEFAULT_DIR)
+
+
+def ensure_installed() -> Path:
+    """Install Node 22 and the PDS (idempotent, cached); return the node binary."""
+    result = subprocess.run(
+        ["bash", str(HERE / "install.sh"), str(install_dir())], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Installing the local PDS failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+class LocalPds:
+    """A running PDS + PLC directory on loopback, with a fresh data directory."""
+
+    admin_password = "admin-pass"
+
+    def __init__(self) -> None:
+        self.node = ensure_installed()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="skyport-pds-"))
+        self.port = _free_port()
+        env = {
+            **os.environ,
+            "PDS_PORT": str(self.port),
+            "PLC_PORT": str(_free_port()),
+            "PDS_DATA_DIR": str(self.data_dir),
+            "PDS_ADMIN_PASSWORD": self.admin_password,
+            "LOG_ENABLED": "false",
+        }
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        self.process = subprocess.Popen(
+            [str(self.node), str(install_dir() / "start.mjs")],
+            stdout=subprocess.PIPE, stderr=self.stderr, env=env, cwd=install_dir(),
+        )
+        self.url = self._wait_ready(timeout=90)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def _wait_ready(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        buffer = b""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            ready, _, _ = select.select([self.process.stdout], [], [], 0.5)
+            if ready:
+                chunk = os.read(self.process.stdout.fileno(), 65536)
+                buffer += chunk
+                for line in buffer.splitlines():
+                    if line.startswith(b"{"):
+                        info = json.loads(line)
+                        # Use 127.0.0.1 rather than localhost: no IPv6/IPv4 lookup ambiguity.
+                        return info["pds"].replace("localhost", "127.0.0.1")
+        self.stop()
+        self.stderr.seek(0)
+        raise RuntimeError(f"The local PDS did not start within {timeout:.0f} s:\n{self.stderr.read()[-4000:]!r}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    # --- accounts ---------------------------------------------------------------------------------------------
+    def xrpc(self, method: str, nsid: str, *, token: str | None = None, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.request(method, f"/xrpc/{nsid}", headers=headers, **kwargs)
+
+    def create_account(self, handle: str | None = None) -> Account:
+        name = handle or f"u{secrets.token_hex(4)}"
+        handle = f"{name}.test"
+        password = f"main-{secrets.token_urlsafe(12)}"
+        email = f"{name}@example.com"
+        response = self.xrpc(
+            "POST", "com.atproto.server.createAccount", json={"handle": handle, "email": email, "password": password}
+        )
+        response.raise_for_status()
+        body = response.json()
+        return Account(handle, email, password, body["did"], body["accessJwt"], body["refreshJwt"])
+
+    def create_app_password(self, account: Account, *, privileged: bool = False) -> str:
+        response = self.xrpc(
+            "POST", "com.atproto.server.createAppPassword", token=account.access_jwt,
+            json={"name": f"skyport-{secrets.token_hex(3)}", "privileged": privileged},
+        )
+        response.raise_for_status()
+        password = response.json()["password"]
+        account.app_passwords.append(password)
+        return password
+
+    def set_profile(self, account: Account, display_name: str, description: str = "") -> None:
+        response = self.xrpc(
+            "POST", "com.atproto.repo.putRecord", token=account.access_jwt,
+            json={
+                "repo": account.did, "collection": "app.bsky.actor.profile", "rkey": "self",
+                "record": {"$type": "app.bsky.actor.profile", "displayName": display_name, "description": description},
+            },
+        )
+        response.raise_for_status()
+
+    def refresh_with(self, refresh_jwt: str) -> httpx.Response:
+        return self.xrpc("POST", "com.atproto.server.refreshSession", token=refresh_jwt)
+
+    def delete_session(self, refresh_jwt: str) -> httpx.Response:
+        return self.xrpc("POST", "com.atproto.server.deleteSession", token=refresh_jwt)
+
+    def deactivate(self, account: Account) -> None:
+        response = self.xrpc("POST", "com.atproto.server.deactivateAccount", token=account.access_jwt, json={})
+        response.raise_for_status()
+
+    def refresh_count(self, did: str) -> int:
+        """How many refreshSession calls reached the PDS for a DID (rows whose nextId was set)."""
+        with sqlite3.connect(self.data_dir / "account.sqlite") as db:
+            (count,) = db.execute(
+                "SELECT count(*) FROM refresh_token WHERE did = ? AND nextId IS NOT NULL", (did,)
+            ).fetchone()
+        return count
+
+    def session_count(self, did: str) -> int:
+        """How many refresh tokens (sessions and their rotations) the PDS issued for a DID."""
+        with sqlite3.connect(self.data_dir / "account.sqlite") as db:
+            (count,) = db.execute("SELECT count(*) FROM refresh_token WHERE did = ?", (did,)).fetchone()
+        return count
