@@ -213,27 +213,32 @@ class PdsClient:
             invite_code_required=bool(result.invite_code_required),
         )
 
-    @sensitive_variables("password")
+    # sensitive_variables() hides every local of this call and of the SDK/httpx frames below it in error reports.
+    @sensitive_variables()
     def create_session(self, identifier: str, password: str) -> Session:
         """`com.atproto.server.createSession` with an identifier and a (hopefully app) password."""
         data = models.ComAtprotoServerCreateSession.Data(identifier=identifier, password=password)
         result = self._call(lambda: self._raw.com.atproto.server.create_session(data))
         return self._session(result)
 
+    @sensitive_variables()
     def refresh_session(self, refresh_jwt: str) -> Session:
         """`com.atproto.server.refreshSession`: rotates both tokens."""
         result = self._call(lambda: self._raw.com.atproto.server.refresh_session(headers=_bearer(refresh_jwt)))
         return self._session(result)
 
+    @sensitive_variables()
     def delete_session(self, refresh_jwt: str) -> None:
         """`com.atproto.server.deleteSession`: revokes the refresh token on the PDS."""
         self._call(lambda: self._raw.com.atproto.server.delete_session(headers=_bearer(refresh_jwt)))
 
+    @sensitive_variables()
     def get_session(self, access_jwt: str) -> dict[str, Any]:
         """`com.atproto.server.getSession`: the cheapest authenticated call (used to check a session)."""
         result = self._call(lambda: self._raw.com.atproto.server.get_session(headers=_bearer(access_jwt)))
         return {"did": result.did, "handle": result.handle, "active": result.active, "status": result.status}
 
+    @sensitive_variables()
     def get_profile(self, access_jwt: str, did: str) -> Profile:
         """The account's `app.bsky.actor.profile/self` record, read from its own repo.
 

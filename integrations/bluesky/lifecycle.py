@@ -20,6 +20,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky import errors
 from integrations.bluesky.client import PdsClient, Session, claim_time
@@ -41,6 +42,7 @@ def pds_url(channel: Channel) -> str:
     return channel.pds_endpoint or channel.service_url
 
 
+@sensitive_variables()
 def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     """Run `fn(client, access_jwt)` with a valid access token for `channel`, refreshing when needed.
 
@@ -60,6 +62,7 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
         return fn(PdsClient(pds_url(channel)), channel.access_jwt)
 
 
+@sensitive_variables()
 def refresh(channel: Channel, *, seen_generation: int | None = None, force: bool = False,
             ignore_retry_time: bool = False) -> bool:
     """Refresh `channel`'s session unless another caller already did; return True when this call refreshed.

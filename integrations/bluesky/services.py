@@ -40,7 +40,7 @@ def test_connection(url: str) -> ServerDescription:
     return PdsClient(url).describe_server()
 
 
-@sensitive_variables("app_password")
+@sensitive_variables("app_password", "session", "replaced_refresh_jwt")
 def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: str | None = None) -> Channel:
     """Open an app-password session for `identifier` and store it as the user's channel (created or updated).
 
@@ -129,6 +129,7 @@ def update_profile(channel: Channel) -> bool:
     return True
 
 
+@sensitive_variables("refresh_jwt")
 def disconnect(channel: Channel) -> bool:
     """Revoke the session on the PDS where possible and wipe the stored tokens; True when the PDS confirmed."""
     revoked = False
@@ -153,6 +154,7 @@ def disconnect(channel: Channel) -> bool:
     return revoked
 
 
+@sensitive_variables("refresh_jwt")
 def _revoke_quietly(client: PdsClient, refresh_jwt: str, did: str) -> bool:
     try:
         client.delete_session(refresh_jwt)

@@ -1,0 +1,157 @@
+"""The admin settings page at /admin/api-integration/bluesky."""
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from integrations import options
+from integrations.models import IntegrationOption
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/api-integration/bluesky"
+
+
+@pytest.fixture
+def admin_client_(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def save(client, service_url="", status="enabled"):
+    return client.post(URL, {"service_url": service_url, "status": status, "_save": "Save"})
+
+
+def test_page_shows_default_source(admin_client_, monkeypatch):
+    monkeypatch.delenv("BLUESKY_SERVICE_URL", raising=False)
+    response = admin_client_.get(URL)
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert 'id="effective-url">https://bsky.social<' in text
+    assert 'data-source="default"' in text
+
+
+def test_page_shows_env_source(admin_client_, monkeypatch):
+    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://pds.example.com/")
+    text = admin_client_.get(URL).content.decode()
+    assert 'id="effective-url">https://pds.example.com<' in text
+    assert 'data-source="env"' in text
+
+
+def test_save_overrides_env_normalises_and_logs(admin_client_, admin_user, monkeypatch):
+    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://env.example.com")
+    response = save(admin_client_, "https://Custom.Example.com/", "enabled")
+    assert response.status_code == 302
+    assert IntegrationOption.objects.get(key="bluesky_service-url").value == "https://custom.example.com"
+    assert IntegrationOption.objects.get(key="bluesky_service-url").updated_by == admin_user
+    resolved = options.bluesky_service_url()
+    assert (resolved.value, resolved.source) == ("https://custom.example.com", options.Source.DB)
+
+    page = admin_client_.get(URL).content.decode()
+    assert "The Bluesky settings were saved." in page
+    assert 'data-source="db"' in page
+    assert LogEntry.objects.filter(object_repr="bluesky_service-url").exists()
+
+
+def test_empty_service_url_falls_back_to_env(admin_client_, monkeypatch):
+    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://env.example.com")
+    save(admin_client_, "https://custom.example.com")
+    save(admin_client_, "")
+    assert options.bluesky_service_url().value == "https://env.example.com"
+    assert options.bluesky_service_url().source == options.Source.ENV
+
+
+def test_status_disabled_is_saved(admin_client_):
+    save(admin_client_, "", "disabled")
+    assert options.bluesky_enabled() is False
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ftp://pds.example.com", "must start with https://"),
+        ("https://user:pw@pds.example.com", "Remove the user name and password"),
+        ("https://pds.example.com/?x=1", "Remove the query string"),
+        ("https://", "needs a host name"),
+    ],
+)
+def test_invalid_url_rerenders_with_error_and_changes_nothing(admin_client_, value, message):
+    save(admin_client_, "https://kept.example.com")
+    response = save(admin_client_, value, "disabled")
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert IntegrationOption.objects.get(key="bluesky_service-url").value == "https://kept.example.com"
+    assert options.bluesky_enabled() is True
+
+
+def test_insecure_url_refused_unless_allowed(admin_client_, settings):
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    response = save(admin_client_, "http://127.0.0.1:2583")
+    assert response.status_code == 400
+    assert "must use https://" in response.content.decode()
+    response = save(admin_client_, "https://10.0.0.5")
+    assert "private network" in response.content.decode()
+    assert not IntegrationOption.objects.filter(key="bluesky_service-url").exists()
+
+
+def test_non_staff_user_is_sent_to_login(client, django_user_model):
+    user = django_user_model.objects.create_user("mallory", password="x-password-123")
+    client.force_login(user)
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert "/admin/login/" in response.url
+    assert save(client, "https://evil.example.com").status_code == 302
+    assert not IntegrationOption.objects.exists()
+
+
+def test_staff_without_the_permission_gets_403(client, django_user_model):
+    staff = django_user_model.objects.create_user("staff", password="x-password-123", is_staff=True)
+    client.force_login(staff)
+    assert client.get(URL).status_code == 403
+    assert save(client, "https://evil.example.com").status_code == 403
+    assert not IntegrationOption.objects.exists()
+
+    staff.user_permissions.add(Permission.objects.get(codename="manage_integrations"))
+    client.force_login(staff)
+    assert client.get(URL).status_code == 200
+
+
+def test_admin_index_links_to_the_page(admin_client_):
+    index = admin_client_.get("/admin/").content.decode()
+    assert "API integration settings" in index
+    response = admin_client_.get("/admin/integrations/integrationoption/")
+    assert response.status_code == 302 and response.url == URL
+
+
+def test_invalid_env_value_is_shown_not_crashing(admin_client_, monkeypatch):
+    monkeypatch.setenv("BLUESKY_SERVICE_URL", "ftp://broken")
+    response = admin_client_.get(URL)
+    assert response.status_code == 200
+    assert "BLUESKY_SERVICE_URL is invalid" in response.content.decode()
+
+
+@pytest.mark.pds
+def test_test_connection_shows_what_the_pds_says(admin_client_, pds):
+    response = admin_client_.post(URL, {"service_url": pds.url, "status": "enabled", "_test": "Test"})
+    text = response.content.decode()
+    assert "is a PDS" in text
+    assert "did:web:localhost" in text
+    assert ".test" in text
+    assert "invite codes not required" in text
+    assert not IntegrationOption.objects.exists()  # testing does not save
+
+
+def test_test_connection_reports_unreachable(admin_client_):
+    response = admin_client_.post(URL, {"service_url": "http://127.0.0.1:9", "status": "enabled", "_test": "Test"})
+    assert "Could not reach the Bluesky server at http://127.0.0.1:9" in response.content.decode()
+
+
+@pytest.mark.pds
+def test_test_connection_reports_not_a_pds(admin_client_, live_server):
+    # The Django test server is a web server but not a PDS.
+    response = admin_client_.post(URL, {"service_url": live_server.url, "status": "enabled", "_test": "Test"})
+    text = response.content.decode()
+    assert "Test of" in text and "failed" in text
+    assert "did not answer like a Bluesky PDS" in text
