@@ -1,0 +1,99 @@
+"""A person's path through the pages in headless Chromium: sign in, connect a Bluesky account, see it, disconnect.
+
+Screenshots land in $SKYPORT_SCREENSHOTS (default: a temp dir) so a person can look at them.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("SKYPORT_SCREENSHOTS") or Path(tempfile.gettempdir()) / "skyport-screenshots")
+
+
+@pytest.fixture
+def page(monkeypatch):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in fixtures are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic"],
+        )
+        context = browser.new_context(viewport={"width": 1100, "height": 800})
+        yield context.new_page()
+        browser.close()
+
+
+def sign_in(page, live_server, username, password):
+    page.goto(f"{live_server.url}/app/channels")
+    assert "/accounts/login/" in page.url
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/app/channels")
+
+
+def test_connect_and_disconnect_in_the_browser(page, live_server, use_pds, account, django_user_model):
+    django_user_model.objects.create_user("carol", password="carol-password-123")
+    use_pds.set_profile(account, "Carol on Bluesky", "Hello from the local PDS")
+    sign_in(page, live_server, "carol", "carol-password-123")
+    assert page.inner_text(".empty").startswith("No channels yet.")
+
+    page.click("text=Connect Bluesky")
+    page.fill("#id_identifier", account.handle)
+    page.fill("#id_app_password", "wrong-wrong-wrong-wrong")
+    page.click("button:has-text('Connect')")
+    assert page.locator(".errorlist").count() == 1
+    assert "did not accept that handle and app password" in page.inner_text(".errorlist")
+    assert page.input_value("#id_app_password") == ""  # the password is not sent back
+    page.screenshot(path=SHOTS / "connect-error.png", full_page=True)
+
+    page.fill("#id_app_password", account.app_passwords[0])
+    page.click("button:has-text('Connect')")
+    page.wait_for_url(f"{live_server.url}/app/channels")
+    assert f"Connected @{account.handle}." in page.inner_text(".messages")
+    row = page.locator(".channel").first
+    assert "Carol on Bluesky" in row.inner_text()
+    assert account.did in row.inner_text()
+    assert row.locator(".badge").inner_text() == "Active"
+    page.screenshot(path=SHOTS / "channels.png", full_page=True)
+
+    row.locator("a.name").click()
+    assert "Connected" in page.inner_text("table.events")
+    page.screenshot(path=SHOTS / "channel-detail.png", full_page=True)
+
+    page.click("button:has-text('Disconnect')")
+    assert "signed out on Bluesky" in page.inner_text(".messages")
+    assert page.locator(".badge.disconnected").count() == 1
+    page.screenshot(path=SHOTS / "disconnected.png", full_page=True)
+
+
+def test_admin_settings_page_in_the_browser(page, live_server, use_pds, admin_user):
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.click("text=API integration settings")
+    page.wait_for_url(f"{live_server.url}/admin/api-integration/bluesky")
+    assert page.inner_text("#effective-source").startswith("from the environment")
+
+    page.fill("#id_service_url", use_pds.url + "/")
+    page.click("input[name=_test]")
+    assert "is a PDS" in page.inner_text(".messagelist")
+    page.screenshot(path=SHOTS / "admin-test-connection.png", full_page=True)
+
+    page.click("input[name=_save]")
+    assert "The Bluesky settings were saved." in page.inner_text(".messagelist")
+    assert page.inner_text("#effective-url") == use_pds.url
+    assert page.inner_text("#effective-source") == "set on this page"
+    page.screenshot(path=SHOTS / "admin-settings.png", full_page=True)
