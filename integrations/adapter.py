@@ -109,6 +109,10 @@ class IntegrationsAdapter:
             "Bluesky did not accept this channel's session. Reconnect it with a new app password: create one at "
             "{app_passwords_url}.",
         ),
+        "temporary_error": (
+            503,
+            "Bluesky could not be reached just now. Nothing was changed; we try again in {retry}.",
+        ),
         "no_session": (409, "This channel is not connected. Reconnect it with an app password first."),
         "service_misconfigured": (
             503,

@@ -2,6 +2,7 @@
 
 import ipaddress
 import re
+import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -14,14 +15,36 @@ def insecure_pds_allowed() -> bool:
     return bool(getattr(settings, "INTEGRATIONS_ALLOW_INSECURE_PDS", False))
 
 
-def _is_local_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost") or host.endswith(".local"):
-        return True
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, including the legacy IPv4 forms resolvers accept (127.1, 2130706433,
+    0x7f.1, 017700000001), which `ipaddress` alone does not recognise."""
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return not address.is_global
+        pass
+    if re.fullmatch(r"[0-9a-fx.]+", host) and not re.search(r"[g-wyz]", host):
+        try:
+            return ipaddress.ip_address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def _is_local_host(host: str) -> bool:
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    address = _ip_address(host)
+    return address is not None and not address.is_global
+
+
+def _valid_host(host: str) -> bool:
+    if _ip_address(host) is not None:
+        return True
+    labels = host.split(".")
+    return len(host) <= 253 and all(_LABEL_RE.match(label) for label in labels)
 
 
 def normalize_service_url(value: str, *, allow_insecure: bool | None = None) -> str:
@@ -42,9 +65,11 @@ def normalize_service_url(value: str, *, allow_insecure: bool | None = None) -> 
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise ValidationError("The PDS URL must start with https://.", code="scheme")
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")  # "localhost." is localhost
     if not host:
         raise ValidationError("The PDS URL needs a host name, e.g. https://pds.example.com.", code="host")
+    if not _valid_host(host):
+        raise ValidationError(f"{host!r} is not a valid host name.", code="host")
     if parts.username is not None or parts.password is not None:
         raise ValidationError("Remove the user name and password from the PDS URL.", code="credentials")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
@@ -77,6 +102,11 @@ def normalize_identifier(value: str) -> str:
     value = (value or "").strip()
     if value.startswith("@"):
         value = value[1:].strip()
+        if value.startswith("@"):
+            raise ValidationError(
+                "This is not a valid Bluesky handle: use the full handle, e.g. alice.bsky.social.",
+                code="invalid_handle",
+            )
     if not value:
         raise ValidationError("Enter your Bluesky handle (e.g. alice.bsky.social) or email.", code="required")
     if value.startswith("did:"):

@@ -1,0 +1,256 @@
+"""Secrets at rest (Fernet, key rotation, the encrypted model field) and the app's system checks."""
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core import checks as django_checks
+from django.db import connection
+
+from integrations import checks, crypto
+from integrations.models import Channel
+
+KEY_A = Fernet.generate_key().decode()
+KEY_B = Fernet.generate_key().decode()
+TOKEN = "secret-token-xyz"
+ENV_VAR = "BLUESKY_SERVICE_URL"
+
+
+@pytest.fixture
+def key_a(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_A]
+
+
+# --- encrypt / decrypt --------------------------------------------------------------------------------------------
+def test_round_trip(key_a):
+    ciphertext = crypto.encrypt(TOKEN)
+    assert TOKEN not in ciphertext
+    assert crypto.decrypt(ciphertext) == TOKEN
+
+
+def test_round_trip_of_non_ascii_text(key_a):
+    assert crypto.decrypt(crypto.encrypt("pässwörd ✓")) == "pässwörd ✓"
+
+
+def test_same_plaintext_gives_different_ciphertexts(key_a):
+    assert crypto.encrypt(TOKEN) != crypto.encrypt(TOKEN)
+
+
+def test_rotation_old_key_still_decrypts_and_new_key_encrypts(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_A]
+    old = crypto.encrypt(TOKEN)
+
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    assert crypto.decrypt(old) == TOKEN
+    new = crypto.encrypt(TOKEN)
+
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B]
+    assert crypto.decrypt(new) == TOKEN  # the first key is the one that encrypts
+    with pytest.raises(crypto.DecryptionError) as excinfo:
+        crypto.decrypt(old)
+    message = str(excinfo.value)
+    assert "INTEGRATIONS_ENCRYPTION_KEYS" in message
+    assert old not in message
+
+
+@pytest.mark.parametrize("garbage", ["not-a-token", "", "gAAAAAB", "é"])
+def test_undecryptable_values_raise_instead_of_returning_ciphertext(key_a, garbage):
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt(garbage)
+
+
+def test_keys_are_stripped_and_blanks_ignored(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_A]
+    ciphertext = crypto.encrypt(TOKEN)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = ["", "  ", f"  {KEY_A}\n"]
+    assert crypto.uses_fallback_key() is False
+    assert crypto.decrypt(ciphertext) == TOKEN
+
+
+def test_fallback_key_is_derived_from_secret_key(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = ["", " "]
+    assert crypto.uses_fallback_key() is True
+    ciphertext = crypto.encrypt(TOKEN)
+    assert crypto.decrypt(ciphertext) == TOKEN
+    settings.SECRET_KEY = "another-secret-key"
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt(ciphertext)
+
+
+def test_generated_keys_work(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [crypto.generate_key()]
+    assert crypto.decrypt(crypto.encrypt(TOKEN)) == TOKEN
+
+
+# --- EncryptedTextField -------------------------------------------------------------------------------------------
+@pytest.fixture
+def channel(db, key_a, django_user_model):
+    user = django_user_model.objects.create_user("carol", password="carol-password-123")
+    return Channel.objects.create(
+        user=user,
+        did="did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+        handle="carol.bsky.social",
+        service_url="https://bsky.social",
+        access_jwt=TOKEN,
+        refresh_jwt="refresh-token-abc",
+    )
+
+
+def raw_tokens(pk: int) -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT access_jwt, refresh_jwt FROM integrations_channel WHERE id = %s", [pk])
+        return cursor.fetchone()
+
+
+def test_tokens_are_stored_encrypted_and_read_back_in_clear(channel):
+    access, refresh = raw_tokens(channel.pk)
+    assert TOKEN not in access
+    assert "refresh-token-abc" not in refresh
+    assert crypto.decrypt(access) == TOKEN
+    assert crypto.decrypt(refresh) == "refresh-token-abc"
+
+    fresh = Channel.objects.get(pk=channel.pk)
+    assert (fresh.access_jwt, fresh.refresh_jwt) == (TOKEN, "refresh-token-abc")
+    assert channel.access_jwt == TOKEN  # the in-memory instance is not altered by saving
+
+
+def test_queryset_update_encrypts_too(channel):
+    Channel.objects.filter(pk=channel.pk).update(access_jwt="updated-token")
+    access, _ = raw_tokens(channel.pk)
+    assert "updated-token" not in access
+    assert Channel.objects.get(pk=channel.pk).access_jwt == "updated-token"
+
+
+def test_empty_token_stays_empty(channel):
+    channel.access_jwt = ""
+    channel.save()
+    assert raw_tokens(channel.pk)[0] == ""
+    fresh = Channel.objects.get(pk=channel.pk)
+    assert fresh.access_jwt == ""
+    assert fresh.has_session is True  # the refresh token is still there
+
+
+def test_stored_tokens_survive_key_rotation(channel, settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    assert Channel.objects.get(pk=channel.pk).access_jwt == TOKEN
+
+
+def test_lost_key_raises_instead_of_leaking_ciphertext(channel, settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B]
+    with pytest.raises(crypto.DecryptionError):
+        Channel.objects.get(pk=channel.pk)
+
+
+# --- system checks: encryption keys -------------------------------------------------------------------------------
+def ids(messages) -> list[str]:
+    return [m.id for m in messages]
+
+
+def test_missing_keys_in_production_is_an_error(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = []
+    settings.DEBUG = False
+    messages = checks.check_encryption_keys()
+    assert ids(messages) == ["integrations.E001"]
+    assert messages[0].level == django_checks.ERROR
+    assert "integrations_generate_key" in messages[0].hint
+
+
+def test_missing_keys_in_development_is_a_warning(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = []
+    settings.DEBUG = True
+    messages = checks.check_encryption_keys()
+    assert ids(messages) == ["integrations.W001"]
+    assert messages[0].level == django_checks.WARNING
+
+
+@pytest.mark.parametrize("keys", [["not-a-fernet-key"], [KEY_A, "not-a-fernet-key"]])
+def test_invalid_key_is_an_error_that_does_not_echo_the_key(settings, keys):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = keys
+    settings.DEBUG = False
+    messages = checks.check_encryption_keys()
+    assert ids(messages) == ["integrations.E002"]
+    assert "not a Fernet key" in messages[0].msg
+    assert "not-a-fernet-key" not in messages[0].msg
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_valid_keys_pass(settings, debug):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    settings.DEBUG = debug
+    assert checks.check_encryption_keys() == []
+
+
+def test_missing_keys_are_reported_by_manage_py_check(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = []
+    settings.DEBUG = False
+    assert "integrations.E001" in ids(django_checks.run_checks())
+
+
+# --- system checks: BLUESKY_SERVICE_URL ---------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["ftp://x", "https://", "https://user:pw@pds.example.com"])
+def test_unusable_env_service_url_is_an_error(monkeypatch, value):
+    monkeypatch.setenv(ENV_VAR, value)
+    messages = checks.check_service_url_env()
+    assert ids(messages) == ["integrations.E003"]
+    assert value in messages[0].msg
+
+
+@pytest.mark.parametrize("value", ["https://ok.example", "https://ok.example/", "  https://ok.example  "])
+def test_good_env_service_url_passes(monkeypatch, value):
+    monkeypatch.setenv(ENV_VAR, value)
+    assert checks.check_service_url_env() == []
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_unset_env_service_url_passes(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(ENV_VAR, value)
+    assert checks.check_service_url_env() == []
+
+
+def test_local_http_pds_needs_the_insecure_setting(monkeypatch, settings):
+    monkeypatch.setenv(ENV_VAR, "http://localhost:2583")
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
+    assert checks.check_service_url_env() == []
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    messages = checks.check_service_url_env()
+    assert ids(messages) == ["integrations.E003"]
+    assert "INTEGRATIONS_ALLOW_INSECURE_PDS" in messages[0].hint
+
+
+# --- system checks: option cache ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "backend", ["django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache"]
+)
+def test_per_process_cache_in_production_is_a_warning(settings, backend):
+    settings.CACHES = {"default": {"BACKEND": backend}}
+    settings.DEBUG = False
+    messages = checks.check_option_cache()
+    assert ids(messages) == ["integrations.W002"]
+    assert messages[0].level == django_checks.WARNING
+
+
+def test_per_process_cache_in_development_passes(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.DEBUG = True
+    assert checks.check_option_cache() == []
+
+
+def test_shared_cache_in_production_passes(settings, tmp_path):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path)}
+    }
+    settings.DEBUG = False
+    assert checks.check_option_cache() == []
+
+
+def test_option_cache_alias_setting_is_honoured(settings, tmp_path):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path)},
+        "options": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+    settings.INTEGRATIONS_CACHE_ALIAS = "options"
+    settings.DEBUG = False
+    messages = checks.check_option_cache()
+    assert ids(messages) == ["integrations.W002"]
+    assert "'options'" in messages[0].msg
