@@ -44,6 +44,7 @@ run: migrate
 	DEBUG=$${DEBUG:-true} $(PY) manage.py runserver 127.0.0.1:8000
 
 worker: migrate
+	DEBUG=$${DEBUG:-true} $(PY) manage.py bluesky_keepalive --schedule
 	DEBUG=$${DEBUG:-true} $(PY) manage.py db_worker
 
 # The reference PDS (Node 22 + @atproto/pds), cached outside the clone, keyed by its lock file.
