@@ -89,11 +89,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The option cache must be shared by every server process so a save invalidates it everywhere: Redis in
 # production (CACHE_URL=redis://127.0.0.1:6379/1), a file cache on one machine by default.
-CACHES = {
-    "default": env.cache_url(
-        "CACHE_URL", default=f"filecache://{Path(tempfile.gettempdir()) / 'skyport-cache'}"
-    )
-}
+CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{Path(tempfile.gettempdir()) / 'skyport-cache'}")}
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 

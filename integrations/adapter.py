@@ -86,13 +86,13 @@ class IntegrationsAdapter:
         ),
         "invalid_response": (
             502,
-            "The server at {service_url} did not answer like a Bluesky PDS. Try again later; if this persists, "
+            "The server at {service_url} did not answer like a Bluesky PDS. Nothing was changed; try again later. "
+            "If this persists, "
             "ask your administrator to check the Service URL.",
         ),
         "account_deactivated": (
             403,
-            "This Bluesky account is deactivated. Reactivate it by signing in on bsky.app, then connect it here "
-            "again.",
+            "This Bluesky account is deactivated. Reactivate it by signing in on bsky.app, then connect it here again.",
         ),
         "account_suspended": (
             403,
@@ -116,8 +116,7 @@ class IntegrationsAdapter:
         "no_session": (409, "This channel is not connected. Reconnect it with an app password first."),
         "service_misconfigured": (
             503,
-            "The Bluesky Service URL configured for this site is invalid ({detail}). Ask your administrator to "
-            "fix it.",
+            "The Bluesky Service URL configured for this site is invalid ({detail}). Ask your administrator to fix it.",
         ),
         "request_rejected": (400, "The Bluesky server refused the request: {detail}"),
     }

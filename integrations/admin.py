@@ -90,8 +90,13 @@ class BlueskySettingsView:
             options.Source.ENV: f"from the environment ({options.BLUESKY_SERVICE_URL.env_var})",
             options.Source.DEFAULT: "the built-in default",
         }
-        return {"value": value, "source": resolved.source.value, "source_label": labels[resolved.source],
-                "problem": problem, "env_value": resolved.raw_env}
+        return {
+            "value": value,
+            "source": resolved.source.value,
+            "source_label": labels[resolved.source],
+            "problem": problem,
+            "env_value": resolved.raw_env,
+        }
 
     @staticmethod
     def _test(url: str) -> dict[str, Any]:
@@ -170,9 +175,23 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ("handle", "did", "user__username")
     list_select_related = ("user",)
     fields = (
-        "user", "provider", "did", "handle", "display_name", "service_url", "pds_endpoint", "scope", "status",
-        "health_label", "last_error_code", "next_retry_at", "access_expires_at", "refresh_expires_at",
-        "connected_at", "refreshed_at", "profile_status",
+        "user",
+        "provider",
+        "did",
+        "handle",
+        "display_name",
+        "service_url",
+        "pds_endpoint",
+        "scope",
+        "status",
+        "health_label",
+        "last_error_code",
+        "next_retry_at",
+        "access_expires_at",
+        "refresh_expires_at",
+        "connected_at",
+        "refreshed_at",
+        "profile_status",
     )
     readonly_fields = fields
     inlines = [ChannelEventInline]

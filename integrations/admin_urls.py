@@ -1,7 +1,7 @@
-"""Admin pages of the integrations app. Include before the admin itself:
+"""Admin pages of the integrations app.
 
-    path("admin/api-integration/", include("integrations.admin_urls")),
-    path("admin/", admin.site.urls),
+Include them before the admin itself: `path("admin/api-integration/", include("integrations.admin_urls"))`, then
+`path("admin/", admin.site.urls)`.
 """
 
 from django.contrib import admin

@@ -29,8 +29,7 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks
             checks.Error(
                 "INTEGRATIONS_ENCRYPTION_KEYS is not set and DEBUG is off: stored Bluesky sessions would be "
                 "encrypted with a key derived from SECRET_KEY.",
-                hint="Add INTEGRATIONS_ENCRYPTION_KEYS to the environment: python manage.py "
-                "integrations_generate_key",
+                hint="Add INTEGRATIONS_ENCRYPTION_KEYS to the environment: python manage.py integrations_generate_key",
                 id="integrations.E001",
             )
         ]

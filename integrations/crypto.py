@@ -39,8 +39,7 @@ def _fernet(keys: tuple[str, ...], fallback: bytes) -> MultiFernet:
         fernets = [Fernet(k) for k in keys] or [Fernet(fallback)]
     except (ValueError, TypeError) as exc:
         raise ImproperlyConfigured(
-            "INTEGRATIONS_ENCRYPTION_KEYS holds a value that is not a Fernet key "
-            "(32 url-safe base64-encoded bytes)."
+            "INTEGRATIONS_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe base64-encoded bytes)."
         ) from exc
     return MultiFernet(fernets)
 

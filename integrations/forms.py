@@ -32,8 +32,13 @@ class ConnectBlueskyForm(forms.Form):
         label="Handle or email",
         max_length=2048,
         widget=forms.TextInput(
-            attrs={"placeholder": "alice.bsky.social", "autocomplete": "username", "autocapitalize": "none",
-                   "spellcheck": "false", "autofocus": True}
+            attrs={
+                "placeholder": "alice.bsky.social",
+                "autocomplete": "username",
+                "autocapitalize": "none",
+                "spellcheck": "false",
+                "autofocus": True,
+            }
         ),
     )
     app_password = forms.CharField(

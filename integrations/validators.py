@@ -88,9 +88,7 @@ def normalize_service_url(value: str, *, allow_insecure: bool | None = None) -> 
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
-_HANDLE_RE = re.compile(
-    r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
-)
+_HANDLE_RE = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DID_RE = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
 
 

@@ -94,7 +94,12 @@ def test_four_processes_on_an_expired_access_token_refresh_once(channel, use_pds
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.lifecycle_worker", str(channel.pk)],
-            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]

@@ -28,9 +28,25 @@ class ChannelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Channel
         fields = [
-            "id", "provider", "did", "handle", "display_name", "description", "avatar_url", "profile_status",
-            "service_url", "pds_endpoint", "status", "health", "expired", "needs_reconnection",
-            "access_expires_at", "refresh_expires_at", "next_retry_at", "connected_at", "refreshed_at",
+            "id",
+            "provider",
+            "did",
+            "handle",
+            "display_name",
+            "description",
+            "avatar_url",
+            "profile_status",
+            "service_url",
+            "pds_endpoint",
+            "status",
+            "health",
+            "expired",
+            "needs_reconnection",
+            "access_expires_at",
+            "refresh_expires_at",
+            "next_retry_at",
+            "connected_at",
+            "refreshed_at",
         ]
         read_only_fields = fields
 
@@ -55,7 +71,10 @@ class ChannelSerializer(serializers.ModelSerializer):
 class ConnectBlueskySerializer(serializers.Serializer):
     identifier = serializers.CharField(max_length=2048, help_text="Handle (alice.bsky.social), email or DID.")
     app_password = serializers.CharField(
-        write_only=True, trim_whitespace=False, max_length=256, style={"input_type": "password"},
+        write_only=True,
+        trim_whitespace=False,
+        max_length=256,
+        style={"input_type": "password"},
         help_text="An app password (xxxx-xxxx-xxxx-xxxx). Never stored.",
     )
 

@@ -32,8 +32,9 @@ ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404
         responses={204: None, **ERRORS},
     ),
 )
-class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                     viewsets.GenericViewSet):
+class ChannelViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     """A user's channels; another user's channel is a 404."""
 
     serializer_class = ChannelSerializer
@@ -63,16 +64,18 @@ class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         )
         return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Refresh a channel's session now", request=None,
-                   responses={200: ChannelSerializer, **ERRORS})
+    @extend_schema(
+        summary="Refresh a channel's session now", request=None, responses={200: ChannelSerializer, **ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         channel = self.get_object()
         services.refresh_channel(channel)
         return Response(ChannelSerializer(channel).data)
 
-    @extend_schema(summary="A channel's event log (newest first)",
-                   responses={200: ChannelEventSerializer(many=True), **ERRORS})
+    @extend_schema(
+        summary="A channel's event log (newest first)", responses={200: ChannelEventSerializer(many=True), **ERRORS}
+    )
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str | None = None) -> Response:
         channel = self.get_object()

@@ -132,8 +132,9 @@ def translate(exc: Exception) -> errors.BlueskyError:
         kwargs = {"status_code": status, "upstream_error": code}
         if status == 429:
             return errors.RateLimited("The PDS rate limit was hit.", retry_after=_retry_after(exc), **kwargs)
-        if code is None and status not in (400, 401, 403):
-            # 5xx / 502 pages, HTML error pages: not a PDS answer we can read.
+        if code is None:
+            # No XRPC error body (an HTML page from a proxy, a bare 401/5xx): not a PDS verdict on the session, so
+            # it must never be taken for "token revoked".
             if status >= 500:
                 return errors.PdsServerError(f"The PDS answered {status}.", **kwargs)
             return errors.InvalidResponse(f"The PDS answered {status} with a body that is not XRPC JSON.", **kwargs)
@@ -270,9 +271,7 @@ class PdsClient:
             link = str(cid) if cid else None
         if not link:
             return ""
-        return str(
-            httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link})
-        )
+        return str(httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link}))
 
     @staticmethod
     def _session(result: Any) -> Session:

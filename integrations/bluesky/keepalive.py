@@ -34,8 +34,13 @@ class SweepResult:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"due": self.due, "refreshed": self.refreshed, "skipped": self.skipped,
-                "failed": dict(self.failed), "seconds": round(self.seconds, 3)}
+        return {
+            "due": self.due,
+            "refreshed": self.refreshed,
+            "skipped": self.skipped,
+            "failed": dict(self.failed),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _setting(name: str, default: int) -> int:
@@ -76,8 +81,13 @@ def _refresh_one(pk: int, generation: int) -> str:
         connections.close_all()
 
 
-def sweep(*, concurrency: int | None = None, within_days: int | None = None, stale_days: int | None = None,
-          progress: Callable[[int], None] | None = None) -> SweepResult:
+def sweep(
+    *,
+    concurrency: int | None = None,
+    within_days: int | None = None,
+    stale_days: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SweepResult:
     """Refresh every due channel with at most `concurrency` refreshes in flight; return what happened."""
     started = time.monotonic()
     due = list(

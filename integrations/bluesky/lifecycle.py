@@ -49,9 +49,19 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     `channel` is updated in place with whatever tokens end up in force.
     """
     if not channel.refresh_jwt:
+        if channel.status == Channel.Status.NEEDS_RECONNECTION:
+            raise errors.SessionExpired()
         raise errors.NoSession()
     if channel.access_expires_within(refresh_margin()):
-        refresh(channel, seen_generation=channel.session_generation)
+        try:
+            refresh(channel, seen_generation=channel.session_generation)
+        except errors.BlueskyError as exc:
+            # A temporary fault while the access token still works: use it (the refresh is retried later).
+            expires = channel.access_expires_at
+            still_valid = bool(channel.access_jwt) and expires is not None and expires > timezone.now()
+            if not (exc.temporary and still_valid):
+                raise
+            logger.info("proactive refresh failed (%s); using the current token did=%s", exc.code, channel.did)
     client = PdsClient(pds_url(channel))
     generation = channel.session_generation
     try:
@@ -63,8 +73,9 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
 
 
 @sensitive_variables()
-def refresh(channel: Channel, *, seen_generation: int | None = None, force: bool = False,
-            ignore_retry_time: bool = False) -> bool:
+def refresh(
+    channel: Channel, *, seen_generation: int | None = None, force: bool = False, ignore_retry_time: bool = False
+) -> bool:
     """Refresh `channel`'s session unless another caller already did; return True when this call refreshed.
 
     `seen_generation`: the session generation the caller's tokens came from; when the row has moved on, its
@@ -143,7 +154,9 @@ def wipe_session(row: Channel) -> None:
 def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
     """Record a failed refresh on the locked row and return the error the caller should see."""
     now = timezone.now()
-    if isinstance(exc, errors.SessionRejected | errors.InvalidCredentials | errors.SessionExpired):
+    # Only the PDS's own verdict (an XRPC error code) ends a session; a bare 401 from a proxy does not.
+    session_dead = isinstance(exc, errors.SessionRejected | errors.InvalidCredentials | errors.SessionExpired)
+    if session_dead and exc.upstream_error:
         wipe_session(row)
         row.status = Channel.Status.NEEDS_RECONNECTION
         row.last_error_code = errors.SessionExpired.code
@@ -172,7 +185,10 @@ def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
     record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail=f"retry after {delay} s")
     logger.warning(
         "refresh failed temporarily (%s); retry at %s did=%s handle=%s",
-        exc.code, row.next_retry_at.isoformat(), row.did, row.handle,
+        exc.code,
+        row.next_retry_at.isoformat(),
+        row.did,
+        row.handle,
     )
     if not exc.temporary:  # an unexpected 4xx: still never drop the session for it
         return errors.TemporaryError(exc.detail, status_code=exc.status_code, retry_after=delay)
@@ -181,8 +197,19 @@ def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
 
 
 _STATE_FIELDS = (
-    "access_jwt", "refresh_jwt", "access_expires_at", "refresh_expires_at", "scope", "handle", "pds_endpoint",
-    "session_generation", "status", "last_error_code", "next_retry_at", "refreshed_at", "updated_at",
+    "access_jwt",
+    "refresh_jwt",
+    "access_expires_at",
+    "refresh_expires_at",
+    "scope",
+    "handle",
+    "pds_endpoint",
+    "session_generation",
+    "status",
+    "last_error_code",
+    "next_retry_at",
+    "refreshed_at",
+    "updated_at",
 )
 
 
@@ -196,7 +223,9 @@ def record_event(channel: Channel, kind: str, *, detail: str = "", error_code: s
     """Append to the channel's event log and log a line (DID, handle, expiries; never a token)."""
     logger.info(
         "channel event %s did=%s handle=%s access_expires=%s refresh_expires=%s%s",
-        kind, channel.did, channel.handle,
+        kind,
+        channel.did,
+        channel.handle,
         channel.access_expires_at.isoformat() if channel.access_expires_at else "-",
         channel.refresh_expires_at.isoformat() if channel.refresh_expires_at else "-",
         f" error={error_code}" if error_code else "",

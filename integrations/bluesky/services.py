@@ -3,7 +3,7 @@ test a server, and a channel's health. None of them talk HTTP themselves."""
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -110,7 +110,9 @@ def update_profile(channel: Channel) -> bool:
         channel.profile_status = Channel.ProfileStatus.UNAVAILABLE
         return False
     changed = (channel.display_name, channel.description, channel.avatar_url) != (
-        profile.display_name, profile.description, profile.avatar_url,
+        profile.display_name,
+        profile.description,
+        profile.avatar_url,
     )
     channel.display_name = profile.display_name[:640]
     channel.description = profile.description
@@ -148,8 +150,15 @@ def disconnect(channel: Channel) -> bool:
         ChannelEvent.Kind.DISCONNECTED,
         detail="session revoked on the PDS" if revoked else "tokens removed here; the PDS could not confirm",
     )
-    for name in ("access_jwt", "refresh_jwt", "access_expires_at", "refresh_expires_at", "status",
-                 "session_generation", "next_retry_at"):
+    for name in (
+        "access_jwt",
+        "refresh_jwt",
+        "access_expires_at",
+        "refresh_expires_at",
+        "status",
+        "session_generation",
+        "next_retry_at",
+    ):
         setattr(channel, name, getattr(row, name))
     return revoked
 
@@ -201,24 +210,30 @@ def health(channel: Channel, now: datetime | None = None) -> Health:
         )
     if status == Channel.Status.DEACTIVATED:
         return Health(
-            "deactivated", "Account deactivated",
-            "Reactivate the account by signing in on bsky.app, then refresh this channel.", "refresh",
+            "deactivated",
+            "Account deactivated",
+            "Reactivate the account by signing in on bsky.app, then refresh this channel.",
+            "refresh",
         )
     if status == Channel.Status.SUSPENDED:
         return Health(
-            "suspended", "Account suspended",
-            "The account was suspended or taken down by its server. Contact Bluesky support.", "",
+            "suspended",
+            "Account suspended",
+            "The account was suspended or taken down by its server. Contact Bluesky support.",
+            "",
         )
     if status == Channel.Status.DEGRADED:
-        when = f" at {timezone.localtime(channel.next_retry_at):%H:%M} UTC" if channel.next_retry_at else " soon"
+        when = f" at {channel.next_retry_at.astimezone(UTC):%H:%M} UTC" if channel.next_retry_at else " soon"
         return Health(
-            "degraded", "Temporarily unreachable",
+            "degraded",
+            "Temporarily unreachable",
             f"Bluesky could not be reached to renew the session. Nothing is lost; we retry automatically{when}.",
             "refresh",
         )
     if channel.refresh_expires_at and channel.refresh_expires_at - now <= EXPIRING_WITHIN:
         return Health(
-            "expiring", "Expiring soon",
+            "expiring",
+            "Expiring soon",
             f"The session ends on {channel.refresh_expires_at:%Y-%m-%d}. Refresh now; if that fails, reconnect.",
             "refresh",
         )

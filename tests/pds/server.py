@@ -72,7 +72,10 @@ class LocalPds:
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
             [str(self.node), str(install_dir() / "start.mjs")],
-            stdout=subprocess.PIPE, stderr=self.stderr, env=env, cwd=install_dir(),
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=env,
+            cwd=install_dir(),
         )
         self.url = self._wait_ready(timeout=90)
         self.http = httpx.Client(base_url=self.url, timeout=30)
@@ -124,7 +127,9 @@ class LocalPds:
 
     def create_app_password(self, account: Account, *, privileged: bool = False) -> str:
         response = self.xrpc(
-            "POST", "com.atproto.server.createAppPassword", token=account.access_jwt,
+            "POST",
+            "com.atproto.server.createAppPassword",
+            token=account.access_jwt,
             json={"name": f"skyport-{secrets.token_hex(3)}", "privileged": privileged},
         )
         response.raise_for_status()
@@ -134,9 +139,13 @@ class LocalPds:
 
     def set_profile(self, account: Account, display_name: str, description: str = "") -> None:
         response = self.xrpc(
-            "POST", "com.atproto.repo.putRecord", token=account.access_jwt,
+            "POST",
+            "com.atproto.repo.putRecord",
+            token=account.access_jwt,
             json={
-                "repo": account.did, "collection": "app.bsky.actor.profile", "rkey": "self",
+                "repo": account.did,
+                "collection": "app.bsky.actor.profile",
+                "rkey": "self",
                 "record": {"$type": "app.bsky.actor.profile", "displayName": display_name, "description": description},
             },
         )

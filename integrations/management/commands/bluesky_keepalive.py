@@ -12,12 +12,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--concurrency", type=int, default=None, help="refreshes in flight at once (default 4)")
-        parser.add_argument("--within-days", type=int, default=None,
-                            help="refresh sessions ending within this many days (default 30)")
-        parser.add_argument("--stale-days", type=int, default=None,
-                            help="refresh sessions not refreshed for this many days (default 7)")
-        parser.add_argument("--schedule", action="store_true",
-                            help="enqueue the recurring background sweep (run by `manage.py db_worker`) and exit")
+        parser.add_argument(
+            "--within-days", type=int, default=None, help="refresh sessions ending within this many days (default 30)"
+        )
+        parser.add_argument(
+            "--stale-days", type=int, default=None, help="refresh sessions not refreshed for this many days (default 7)"
+        )
+        parser.add_argument(
+            "--schedule",
+            action="store_true",
+            help="enqueue the recurring background sweep (run by `manage.py db_worker`) and exit",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         if options["schedule"]:
@@ -31,8 +36,10 @@ class Command(BaseCommand):
 
             bar = tqdm(total=due, unit="channel", desc="Refreshing")
         result = keepalive.sweep(
-            concurrency=options["concurrency"], within_days=options["within_days"],
-            stale_days=options["stale_days"], progress=bar.update if bar else None,
+            concurrency=options["concurrency"],
+            within_days=options["within_days"],
+            stale_days=options["stale_days"],
+            progress=bar.update if bar else None,
         )
         if bar:
             bar.close()
