@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from django.test import Client
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -97,3 +98,17 @@ def test_admin_settings_page_in_the_browser(page, live_server, use_pds, admin_us
     assert page.inner_text("#effective-url") == use_pds.url
     assert page.inner_text("#effective-source") == "set on this page"
     page.screenshot(path=SHOTS / "admin-settings.png", full_page=True)
+
+
+def test_api_docs_render_from_local_files(page, live_server, user):
+    requested_hosts = set()
+    page.on("request", lambda request: requested_hosts.add(request.url.split("/")[2]))
+    client = Client()
+    client.force_login(user)  # the docs are for signed-in users; reuse the test client's session in the browser
+    cookie = client.cookies["sessionid"]
+    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector("text=Connect a Bluesky account", timeout=15000)
+    assert page.locator(".swagger-ui").count() == 1
+    page.screenshot(path=SHOTS / "api-docs.png", full_page=False)
+    assert requested_hosts == {live_server.url.split("/")[2]}  # no CDN

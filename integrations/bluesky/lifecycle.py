@@ -13,6 +13,7 @@
 """
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_RETRY_DELAY = 300
+_THREAD_LOCKS = [threading.Lock() for _ in range(64)]  # striped by channel id
 
 
 def refresh_margin() -> timedelta:
@@ -82,6 +84,21 @@ def refresh(
     tokens are used as they are. Without `force`, a token that is not yet within the margin is left alone.
     Raises the classified error when the refresh fails (after recording it on the row).
     """
+    # Threads of one process queue on a Python lock first, so a waiter sees the winner's tokens with a plain read
+    # instead of queuing on the database lock (which SQLite waits for by polling with growing sleeps).
+    with _THREAD_LOCKS[channel.pk % len(_THREAD_LOCKS)]:
+        if seen_generation is not None:
+            current = Channel.objects.filter(pk=channel.pk).first()
+            if current is not None and current.session_generation != seen_generation:
+                _copy_state(current, channel)
+                return False
+        return _refresh_under_row_lock(channel, seen_generation, force, ignore_retry_time)
+
+
+@sensitive_variables()
+def _refresh_under_row_lock(
+    channel: Channel, seen_generation: int | None, force: bool, ignore_retry_time: bool
+) -> bool:
     failure: errors.BlueskyError | None = None
     refreshed = False
     with transaction.atomic():
