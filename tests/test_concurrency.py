@@ -122,3 +122,27 @@ def test_four_processes_on_an_expired_access_token_refresh_once(channel, use_pds
     assert outcomes == [{"ok": True}] * 4
     assert use_pds.refresh_count(account.did) == 1
     assert Channel.objects.get(pk=channel.pk).events.filter(kind="refreshed").count() == 1
+
+
+def test_simultaneous_connects_of_one_account_make_one_channel(use_pds, account, user):
+    second_password = use_pds.create_app_password(account)
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def connect(password):
+        try:
+            barrier.wait()
+            outcomes.append(services.connect(user, account.handle, password).pk)
+        except Exception as exc:
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=connect, args=(p,)) for p in (account.app_passwords[0], second_password)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 2 and all(isinstance(o, int) for o in outcomes), outcomes
+    assert Channel.objects.filter(user=user).count() == 1
+    assert outcomes[0] == outcomes[1]

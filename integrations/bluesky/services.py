@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations import options
 from integrations.bluesky import errors, lifecycle
-from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription
+from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.models import Channel, ChannelEvent
 from integrations.throttling import hit_connect_attempt
 from integrations.validators import normalize_identifier, normalize_service_url
@@ -65,6 +65,19 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
             raise errors.AccountSuspended()
         raise errors.AccountDeactivated()
 
+    try:
+        channel, replaced_refresh_jwt, replaced_endpoint = _store_connection(user, session, url)
+    except IntegrityError:  # the same account connected by a simultaneous request: update that row instead
+        channel, replaced_refresh_jwt, replaced_endpoint = _store_connection(user, session, url)
+    if replaced_refresh_jwt:  # a reconnection: the old session should not linger on the PDS
+        _revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
+    update_profile(channel)
+    return channel
+
+
+@sensitive_variables("session", "replaced_refresh_jwt")
+def _store_connection(user: AbstractBaseUser, session: Session, url: str) -> tuple[Channel, str, str]:
+    """Create or update the user's channel for the session's account; return it with the session it replaces."""
     with transaction.atomic():
         channel = (
             Channel.objects.select_for_update()
@@ -82,10 +95,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         channel.refreshed_at = None
         channel.save()
         lifecycle.record_event(channel, ChannelEvent.Kind.CONNECTED)
-    if replaced_refresh_jwt:  # a reconnection: the old session should not linger on the PDS
-        _revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
-    update_profile(channel)
-    return channel
+    return channel, replaced_refresh_jwt, replaced_endpoint
 
 
 def refresh_channel(channel: Channel) -> Channel:
