@@ -208,7 +208,11 @@ class ChannelAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Refresh selected channels' sessions", permissions=["view"])
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        """Refreshing talks to the PDS with users' sessions: integration managers only, not view-only staff."""
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    @admin.action(description="Refresh selected channels' sessions", permissions=["refresh"])
     def refresh_selected(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         done, failed = 0, []
         for channel in queryset:

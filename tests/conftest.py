@@ -49,3 +49,20 @@ def other_user(django_user_model):
 def alice_client(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def channel(use_pds, user, account):
+    """A channel connected with the account's app password through the service layer (no refresh yet)."""
+    from integrations.bluesky import services
+
+    connected = services.connect(user, account.handle, account.app_passwords[0])
+    assert use_pds.refresh_count(account.did) == 0
+    return connected
+
+
+def stored(channel):
+    """The channel as the database holds it now."""
+    from integrations.models import Channel
+
+    return Channel.objects.get(pk=channel.pk)

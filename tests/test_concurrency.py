@@ -23,13 +23,6 @@ pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def channel(use_pds, account, user):
-    connected = services.connect(user, account.handle, account.app_passwords[0])
-    assert use_pds.refresh_count(account.did) == 0
-    return connected
-
-
 def expire_access_token(channel: Channel) -> None:
     Channel.objects.filter(pk=channel.pk).update(access_expires_at=timezone.now() - timedelta(minutes=1))
 

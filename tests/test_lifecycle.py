@@ -15,23 +15,11 @@ from integrations.adapter import APP_PASSWORDS_URL
 from integrations.bluesky import errors, lifecycle, services
 from integrations.bluesky.client import PdsClient
 from integrations.models import Channel, ChannelEvent
+from tests.conftest import stored
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
 REFRESH_SESSION = r".*/xrpc/com\.atproto\.server\.refreshSession"
-
-
-@pytest.fixture
-def channel(use_pds, user, account):
-    """A channel connected with the account's app password (no refresh has happened yet)."""
-    channel = services.connect(user, account.handle, account.app_passwords[0])
-    assert use_pds.refresh_count(account.did) == 0
-    return channel
-
-
-def stored(channel: Channel) -> Channel:
-    """The channel as the database holds it now."""
-    return Channel.objects.get(pk=channel.pk)
 
 
 def get_session(client: PdsClient, token: str) -> dict:

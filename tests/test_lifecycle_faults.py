@@ -13,6 +13,7 @@ from django.utils import timezone
 from integrations.adapter import get_adapter
 from integrations.bluesky import errors, lifecycle, services
 from integrations.models import Channel, ChannelEvent
+from tests.conftest import stored
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
@@ -77,18 +78,6 @@ FAULTS = [
         lambda: {"return_value": httpx.Response(200, html=HTML_PAGE)}, "invalid_response", None, id="200-html"
     ),
 ]
-
-
-@pytest.fixture
-def channel(use_pds, user, account):
-    """A channel connected against the real PDS, before any fault is put in place."""
-    channel = services.connect(user, account.handle, account.app_passwords[0])
-    assert use_pds.refresh_count(account.did) == 0
-    return channel
-
-
-def stored(channel: Channel) -> Channel:
-    return Channel.objects.get(pk=channel.pk)
 
 
 def raw_session_columns(channel: Channel) -> tuple:

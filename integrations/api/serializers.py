@@ -24,6 +24,9 @@ class ChannelSerializer(serializers.ModelSerializer):
     health = serializers.SerializerMethodField()
     expired = serializers.SerializerMethodField(help_text="True when the session is gone (reconnect to use it).")
     needs_reconnection = serializers.SerializerMethodField()
+    # Empty when unknown, so plain strings rather than URIs in the schema.
+    avatar_url = serializers.CharField(read_only=True)
+    pds_endpoint = serializers.CharField(read_only=True)
 
     class Meta:
         model = Channel
@@ -69,10 +72,13 @@ class ChannelSerializer(serializers.ModelSerializer):
 
 
 class ConnectBlueskySerializer(serializers.Serializer):
-    identifier = serializers.CharField(max_length=2048, help_text="Handle (alice.bsky.social), email or DID.")
+    identifier = serializers.CharField(
+        max_length=2048, min_length=1, help_text="Handle (alice.bsky.social), email or DID."
+    )
     app_password = serializers.CharField(
         write_only=True,
         trim_whitespace=False,
+        min_length=1,
         max_length=256,
         style={"input_type": "password"},
         help_text="An app password (xxxx-xxxx-xxxx-xxxx). Never stored.",

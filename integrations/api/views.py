@@ -32,13 +32,14 @@ ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404
         responses={204: None, **ERRORS},
     ),
 )
+@method_decorator(sensitive_post_parameters("app_password"), name="dispatch")
 class ChannelViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
     """A user's channels; another user's channel is a 404."""
 
     serializer_class = ChannelSerializer
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self) -> QuerySet[Channel]:
         return Channel.objects.filter(user=self.request.user).order_by("handle", "pk")
@@ -51,7 +52,6 @@ class ChannelViewSet(
         request=ConnectBlueskySerializer,
         responses={201: ChannelSerializer, **ERRORS},
     )
-    @method_decorator(sensitive_post_parameters("app_password"))
     @action(detail=False, methods=["post"], url_path="bluesky", url_name="connect-bluesky")
     def connect_bluesky(self, request: Request) -> Response:
         serializer = ConnectBlueskySerializer(data=request.data)
