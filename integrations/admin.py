@@ -73,10 +73,7 @@ class BlueskySettingsView:
 
     @staticmethod
     def _effective_url() -> str:
-        try:
-            return services.service_url()
-        except errors.ServiceMisconfigured:
-            return options.BLUESKY_SERVICE_URL.default
+        return services.service_url_or_none() or options.BLUESKY_SERVICE_URL.default
 
     @staticmethod
     def _effective() -> dict[str, Any]:

@@ -10,7 +10,6 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from integrations import options
-from integrations.adapter import get_adapter
 from integrations.bluesky import errors, services
 from integrations.forms import ConnectBlueskyForm
 from integrations.models import Channel
@@ -18,11 +17,7 @@ from integrations.throttling import client_ip
 
 
 def _user_message(error: errors.BlueskyError) -> str:
-    try:
-        url = services.service_url()
-    except errors.ServiceMisconfigured:
-        url = None
-    return get_adapter().describe(error, service_url=url).message
+    return services.describe(error).message
 
 
 def _own_channel(request: HttpRequest, pk: int) -> Channel:
@@ -93,10 +88,7 @@ class ConnectBlueskyView(View):
 
     def _render(self, request: HttpRequest, form: ConnectBlueskyForm, status: int = 200) -> HttpResponse:
         context = {"form": form, "bluesky_enabled": options.bluesky_enabled()}
-        try:
-            context["service_url"] = services.service_url()
-        except errors.ServiceMisconfigured:
-            context["service_url"] = None
+        context["service_url"] = services.service_url_or_none()
         return render(request, self.template_name, context, status=status)
 
 

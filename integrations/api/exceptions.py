@@ -8,7 +8,6 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from integrations.adapter import get_adapter
 from integrations.bluesky import errors, services
 
 
@@ -16,11 +15,7 @@ class BlueskyAPIException(exceptions.APIException):
     """A BlueskyError in API form: status, code and message come from the adapter's message table."""
 
     def __init__(self, error: errors.BlueskyError) -> None:
-        try:
-            url = services.service_url()
-        except errors.ServiceMisconfigured:
-            url = None
-        described = get_adapter().describe(error, service_url=url)
+        described = services.describe(error)
         self.status_code = described.http_status
         self.retry_after = described.retry_after
         super().__init__(detail=described.message, code=described.code)

@@ -90,7 +90,7 @@ def refresh(
         if seen_generation is not None:
             current = Channel.objects.filter(pk=channel.pk).first()
             if current is not None and current.session_generation != seen_generation:
-                _copy_state(current, channel)
+                copy_session_state(current, channel)
                 return False
         return _refresh_under_row_lock(channel, seen_generation, force, ignore_retry_time)
 
@@ -132,7 +132,7 @@ def _refresh_under_row_lock(
                 row.save()
                 record_event(row, ChannelEvent.Kind.REFRESHED)
                 refreshed = True
-    _copy_state(row, channel)
+    copy_session_state(row, channel)
     if failure is not None:
         raise failure
     return refreshed
@@ -230,7 +230,8 @@ _STATE_FIELDS = (
 )
 
 
-def _copy_state(source: Channel, target: Channel) -> None:
+def copy_session_state(source: Channel, target: Channel) -> None:
+    """Bring an in-memory channel up to date with the session state of a freshly read row."""
     if source is not target:
         for name in _STATE_FIELDS:
             setattr(target, name, getattr(source, name))

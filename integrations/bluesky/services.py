@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations import options
+from integrations.adapter import UserError, get_adapter
 from integrations.bluesky import errors, lifecycle
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.models import Channel, ChannelEvent
@@ -29,6 +30,19 @@ def service_url() -> str:
         return options.bluesky_service_url().value
     except ValidationError as exc:
         raise errors.ServiceMisconfigured("; ".join(exc.messages)) from exc
+
+
+def service_url_or_none() -> str | None:
+    """The PDS URL in force, or None when the configured one is invalid (for pages that only show it)."""
+    try:
+        return service_url()
+    except errors.ServiceMisconfigured:
+        return None
+
+
+def describe(error: errors.BlueskyError) -> UserError:
+    """What to tell the user about an error (message, HTTP status), in the words of the project's adapter."""
+    return get_adapter().describe(error, service_url=service_url_or_none())
 
 
 def test_connection(url: str) -> ServerDescription:
@@ -160,16 +174,7 @@ def disconnect(channel: Channel) -> bool:
         ChannelEvent.Kind.DISCONNECTED,
         detail="session revoked on the PDS" if revoked else "tokens removed here; the PDS could not confirm",
     )
-    for name in (
-        "access_jwt",
-        "refresh_jwt",
-        "access_expires_at",
-        "refresh_expires_at",
-        "status",
-        "session_generation",
-        "next_retry_at",
-    ):
-        setattr(channel, name, getattr(row, name))
+    lifecycle.copy_session_state(row, channel)
     return revoked
 
 
