@@ -207,6 +207,7 @@ def main() -> None:
     # Setting up 1,000 channels is 1,000 connects from one address: lift the connect throttle for the bench.
     settings.INTEGRATIONS_CONNECT_RATES = {"user": (10**9, 300), "ip": (10**9, 300)}
     call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)  # a scratch database: start empty
     pds = LocalPds()
     os.environ["BLUESKY_SERVICE_URL"] = pds.url
     try:
