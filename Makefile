@@ -3,9 +3,6 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
-CACHE_DIR ?= $(HOME)/.cache/skyport
-PDS_HASH := $(shell cat tests/pds/package-lock.json tests/pds/install.sh tests/pds/start.mjs 2>/dev/null | sha256sum | cut -c1-12)
-export SKYPORT_PDS_DIR ?= $(CACHE_DIR)/pds-$(PDS_HASH)
 
 .PHONY: help run test install install-dev pds browser lint bench worker migrate
 
@@ -47,9 +44,9 @@ worker: migrate
 	DEBUG=$${DEBUG:-true} $(PY) manage.py bluesky_keepalive --schedule
 	DEBUG=$${DEBUG:-true} $(PY) manage.py db_worker
 
-# The reference PDS (Node 22 + @atproto/pds), cached outside the clone, keyed by its lock file.
-pds:
-	@bash tests/pds/install.sh "$(SKYPORT_PDS_DIR)" >/dev/null
+# The reference PDS (Node 22 + @atproto/pds), cached under ~/.cache/skyport/, keyed by its lock file.
+pds: install-dev
+	@$(PY) -c "from tests.pds.server import ensure_installed; ensure_installed()"
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download).
 browser:

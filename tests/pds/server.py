@@ -3,6 +3,7 @@
 Test helpers talk to the PDS with plain httpx, independently of the code under test.
 """
 
+import hashlib
 import json
 import os
 import secrets
@@ -10,6 +11,7 @@ import select
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DIR = Path.home() / ".cache" / "skyport" / "pds"
+INSTALL_INPUTS = ("package-lock.json", "install.sh", "start.mjs")
 
 
 @dataclass
@@ -39,11 +41,18 @@ def _free_port() -> int:
 
 
 def install_dir() -> Path:
-    return Path(os.environ.get("SKYPORT_PDS_DIR") or DEFAULT_DIR)
+    """Where Node 22 and the PDS are installed: outside the clone, keyed by what the install depends on, so
+    fresh clones (CI) reuse it and a changed lock file gets a fresh install. SKYPORT_PDS_DIR overrides."""
+    if os.environ.get("SKYPORT_PDS_DIR"):
+        return Path(os.environ["SKYPORT_PDS_DIR"])
+    digest = hashlib.sha256(b"".join((HERE / name).read_bytes() for name in INSTALL_INPUTS)).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "skyport" / f"pds-{digest}"
 
 
 def ensure_installed() -> Path:
     """Install Node 22 and the PDS (idempotent, cached); return the node binary."""
+    print(f"local PDS: using {install_dir()} (the first install takes a few minutes)", file=sys.stderr)
     result = subprocess.run(
         ["bash", str(HERE / "install.sh"), str(install_dir())], capture_output=True, text=True, check=False
     )
