@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from django.test import Client
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
@@ -32,6 +33,9 @@ def page(monkeypatch):
         )
         context = browser.new_context(viewport={"width": 1100, "height": 800})
         yield context.new_page()
+        # ORM calls made while Playwright's event loop runs get their own connection (asgiref keys connections
+        # by context): close it here, or PostgreSQL refuses to drop the test database at the end of the run.
+        connections.close_all()
         browser.close()
 
 
