@@ -5,11 +5,15 @@ Screenshots land in $SKYPORT_SCREENSHOTS (default: a temp dir) so a person can l
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
+
+from integrations.models import Channel
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -116,3 +120,47 @@ def test_api_docs_render_from_local_files(page, live_server, user):
     assert page.locator(".swagger-ui").count() == 1
     page.screenshot(path=SHOTS / "api-docs.png", full_page=False)
     assert requested_hosts == {live_server.url.split("/")[2]}  # no CDN
+
+
+def test_every_channel_state_says_what_to_do(page, live_server, user):
+    now = timezone.now()
+    states = {
+        "active": {},
+        "expiring": {"refresh_expires_at": now + timedelta(days=3)},
+        "degraded": {"status": "degraded", "next_retry_at": now + timedelta(minutes=5), "last_error_code": "pds_error"},
+        "needs_reconnection": {"status": "needs_reconnection", "refresh_jwt": "", "access_jwt": ""},
+        "deactivated": {"status": "deactivated"},
+        "suspended": {"status": "suspended"},
+    }
+    for index, (name, fields) in enumerate(states.items()):
+        values = {
+            "access_jwt": "a.b.c",
+            "refresh_jwt": "r.s.t",
+            "refresh_expires_at": now + timedelta(days=80),
+            "display_name": name.replace("_", " ").title(),
+            **fields,
+        }
+        Channel.objects.create(
+            user=user,
+            did=f"did:plc:state{index}",
+            handle=f"{name.replace('_', '-')}.test",
+            service_url="https://bsky.social",
+            **values,
+        )
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page.goto(f"{live_server.url}/app/channels")
+    rows = {row.get_attribute("data-channel"): row for row in page.locator(".channel").all()}
+    assert len(rows) == len(states)
+    text = {Channel.objects.get(pk=pk).handle: row.inner_text() for pk, row in rows.items()}
+    assert "Active" in text["active.test"] and "Refresh" in text["active.test"]
+    assert "Expiring soon" in text["expiring.test"] and "Refresh now" in text["expiring.test"]
+    assert "Temporarily unreachable" in text["degraded.test"] and "Nothing is lost" in text["degraded.test"]
+    assert "Needs reconnection" in text["needs-reconnection.test"]
+    assert "app-passwords" in text["needs-reconnection.test"] and "Reconnect" in text["needs-reconnection.test"]
+    assert "Reactivate" in text["deactivated.test"]
+    assert "suspended" in text["suspended.test"]
+    page.screenshot(path=SHOTS / "channel-states.png", full_page=True)
