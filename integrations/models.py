@@ -82,6 +82,8 @@ class Channel(models.Model):
     status = models.CharField(max_length=30, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     last_error_code = models.CharField(max_length=50, blank=True)
     next_retry_at = models.DateTimeField(null=True, blank=True)
+    # The problem state the owner was last told about on the channel page (so each problem is told once).
+    owner_told_status = models.CharField(max_length=30, blank=True)
     connected_at = models.DateTimeField(default=timezone.now)
     refreshed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

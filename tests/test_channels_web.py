@@ -222,3 +222,25 @@ def test_bad_identifier_is_refused_before_calling_the_pds(use_pds, alice_client)
     assert response.status_code == 400
     assert "not a valid Bluesky handle" in page_text(response)
     assert not Channel.objects.exists()
+
+
+def test_a_dead_session_is_announced_once_with_what_to_do(use_pds, alice_client, account, user):
+    connect(alice_client, account.handle, account.app_passwords[0])
+    channel = Channel.objects.get(user=user)
+    alice_client.get(LIST)  # consume the "Connected" message
+    use_pds.delete_session(channel.refresh_jwt)
+    response = alice_client.post(reverse("integrations:channel-refresh", args=[channel.pk]))
+    assert response.status_code == 302
+    first = page_text(alice_client.get(LIST))
+    assert "Bluesky ended this channel" in first  # the refresh's own error message
+    assert f"@{account.handle}: Needs reconnection." in first  # the one-time announcement
+    second = page_text(alice_client.get(LIST))
+    assert f"@{account.handle}: Needs reconnection." not in second
+    assert "Needs reconnection" in second  # the badge and advice stay
+
+    # Reconnecting clears it; a second death is announced again.
+    connect(alice_client, account.handle, account.app_passwords[0])
+    alice_client.get(LIST)
+    use_pds.delete_session(Channel.objects.get(pk=channel.pk).refresh_jwt)
+    alice_client.post(reverse("integrations:channel-refresh", args=[channel.pk]))
+    assert f"@{account.handle}: Needs reconnection." in page_text(alice_client.get(LIST))

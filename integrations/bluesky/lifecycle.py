@@ -152,6 +152,7 @@ def store_session(row: Channel, session: Session) -> None:
     row.session_generation += 1
     row.next_retry_at = None
     row.last_error_code = ""
+    row.owner_told_status = ""
     if session.active:
         row.status = Channel.Status.ACTIVE
     elif session.account_status in ("takendown", "suspended"):
