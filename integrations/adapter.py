@@ -5,6 +5,7 @@ class in the setting `INTEGRATIONS_ADAPTER`.
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 
 from django.conf import settings
@@ -125,6 +126,43 @@ class IntegrationsAdapter:
         " Accounts are checked against {service_url}: if your account lives on another server, ask your "
         "administrator to set that server's URL."
     )
+
+    health_texts: dict[str, tuple[str, str]] = {
+        "active": ("Active", ""),
+        "expiring": (
+            "Expiring soon",
+            "The session ends on {ends_at}. Refresh now; if that fails, reconnect with a new app password.",
+        ),
+        "degraded": (
+            "Temporarily unreachable",
+            "Bluesky could not be reached to renew the session. Nothing is lost; we retry automatically{retry_at}.",
+        ),
+        "needs_reconnection": (
+            "Needs reconnection",
+            "Bluesky ended this session. Create a new app password at {app_passwords_url} and reconnect.",
+        ),
+        "deactivated": (
+            "Account deactivated",
+            "Reactivate the account by signing in on bsky.app, then refresh this channel.",
+        ),
+        "suspended": (
+            "Account suspended",
+            "The account was suspended or taken down by its server. Contact Bluesky support.",
+        ),
+        "disconnected": ("Disconnected", "Connect it again to publish with it."),
+    }
+
+    def describe_health(
+        self, state: str, *, ends_at: datetime | None = None, retry_at: datetime | None = None
+    ) -> tuple[str, str]:
+        """The label and advice shown for a channel's health state."""
+        label, template = self.health_texts[state]
+        advice = template.format(
+            ends_at=f"{ends_at.astimezone(UTC):%Y-%m-%d}" if ends_at else "soon",
+            retry_at=f" at {retry_at.astimezone(UTC):%H:%M} UTC" if retry_at else " soon",
+            app_passwords_url=APP_PASSWORDS_URL,
+        )
+        return label, advice
 
     def describe(self, error: errors.BlueskyError, *, service_url: str | None = None) -> UserError:
         """The code, message, HTTP status and retry delay for an error."""

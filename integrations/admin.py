@@ -205,6 +205,12 @@ class ChannelAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a deleted row would leave its session alive on the PDS: owners disconnect instead
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
+        return super().get_queryset(request).defer("access_jwt", "refresh_jwt")
+
     def has_refresh_permission(self, request: HttpRequest) -> bool:
         """Refreshing talks to the PDS with users' sessions: integration managers only, not view-only staff."""
         return request.user.has_perm(MANAGE_PERMISSION)

@@ -33,6 +33,7 @@ def schedule_keepalive(delay: timedelta | None = None) -> bool:
 @task()
 def keepalive_sweep() -> dict:
     """Refresh every due channel, then schedule the next sweep."""
-    result = keepalive.sweep()
-    schedule_keepalive()
-    return result.as_dict()
+    try:
+        return keepalive.sweep().as_dict()
+    finally:
+        schedule_keepalive()  # even after a failed sweep, the chain goes on

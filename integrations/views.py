@@ -1,7 +1,5 @@
 """Channel pages for signed-in users. Thin: the work happens in `integrations.bluesky.services`."""
 
-from collections import defaultdict
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -29,9 +27,10 @@ def _own_channel(request: HttpRequest, pk: int) -> Channel:
 @login_required
 def channel_list(request: HttpRequest) -> HttpResponse:
     """The user's channels with their health and the action each one needs."""
-    channels = list(Channel.objects.filter(user=request.user))
+    channels = list(Channel.objects.filter(user=request.user).defer("access_jwt", "refresh_jwt"))
     rows = [(channel, services.health(channel)) for channel in channels]
-    _tell_new_problems_once(request, rows)
+    for channel, health in services.take_owner_notices(rows):  # each new problem is told once
+        messages.warning(request, f"@{channel.handle}: {health.label}. {health.advice}")
     return render(
         request,
         "integrations/channel_list.html",
@@ -41,20 +40,6 @@ def channel_list(request: HttpRequest) -> HttpResponse:
             "bluesky_enabled": options.bluesky_enabled(),
         },
     )
-
-
-PROBLEM_STATES = {"needs_reconnection", "deactivated", "suspended"}
-
-
-def _tell_new_problems_once(request: HttpRequest, rows: list[tuple[Channel, services.Health]]) -> None:
-    """A channel that newly needs its owner's action gets one message saying what to do."""
-    told: dict[str, list[int]] = defaultdict(list)
-    for channel, health in rows:
-        if health.state in PROBLEM_STATES and channel.owner_told_status != health.state:
-            messages.warning(request, f"@{channel.handle}: {health.label}. {health.advice}")
-            told[health.state].append(channel.pk)
-    for state, pks in told.items():
-        Channel.objects.filter(pk__in=pks).update(owner_told_status=state)
 
 
 @login_required

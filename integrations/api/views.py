@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -42,7 +42,10 @@ class ChannelViewSet(
     lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self) -> QuerySet[Channel]:
-        return Channel.objects.filter(user=self.request.user).order_by("handle", "pk")
+        queryset = Channel.objects.filter(user=self.request.user).order_by("handle", "pk")
+        if self.action in ("list", "retrieve", "events"):  # tokens are never shown: don't decrypt them
+            queryset = queryset.defer("access_jwt", "refresh_jwt")
+        return queryset
 
     def perform_destroy(self, instance: Channel) -> None:
         services.disconnect(instance)
@@ -52,6 +55,7 @@ class ChannelViewSet(
         request=ConnectBlueskySerializer,
         responses={201: ChannelSerializer, **ERRORS},
     )
+    @method_decorator(sensitive_variables())  # the serializer's repr holds the app password
     @action(detail=False, methods=["post"], url_path="bluesky", url_name="connect-bluesky")
     def connect_bluesky(self, request: Request) -> Response:
         serializer = ConnectBlueskySerializer(data=request.data)

@@ -106,12 +106,14 @@ def _pds_endpoint(did_doc: Any) -> str | None:
     return None
 
 
-def _retry_after(exc: sdk_errors.RequestErrorBase) -> int | None:
-    if isinstance(exc, sdk_errors.RateLimitExceededError):
-        if exc.retry_after is not None:
-            return max(1, int(exc.retry_after + 0.999))
-        if exc.reset_at is not None:
-            return max(1, int((exc.reset_at - datetime.now(UTC)).total_seconds() + 0.999))
+def _retry_after(response: Any) -> int | None:
+    """Seconds to wait, from `Retry-After` (seconds or an HTTP date) or `RateLimit-Reset` (epoch seconds)."""
+    # The SDK's 429 error already parses both headers; reuse it for any status (a 503 may carry Retry-After).
+    parsed = sdk_errors.RateLimitExceededError(response)
+    if parsed.retry_after is not None:
+        return max(1, int(parsed.retry_after + 0.999))
+    if parsed.reset_at is not None:
+        return max(1, int((parsed.reset_at - datetime.now(UTC)).total_seconds() + 0.999))
     return None
 
 
@@ -129,9 +131,9 @@ def translate(exc: Exception) -> errors.BlueskyError:
         content = response.content
         code = content.error if isinstance(content, XrpcError) else None
         message = (content.message or "") if isinstance(content, XrpcError) else ""
-        kwargs = {"status_code": status, "upstream_error": code}
+        kwargs = {"status_code": status, "upstream_error": code, "retry_after": _retry_after(response)}
         if status == 429:
-            return errors.RateLimited("The PDS rate limit was hit.", retry_after=_retry_after(exc), **kwargs)
+            return errors.RateLimited("The PDS rate limit was hit.", **kwargs)
         if code is None:
             # No XRPC error body (an HTML page from a proxy, a bare 401/5xx): not a PDS verdict on the session, so
             # it must never be taken for "token revoked".

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -77,6 +77,9 @@ def _refresh_one(pk: int, generation: int) -> str:
         return "skipped"
     except errors.BlueskyError as exc:
         return exc.code
+    except Exception:  # one broken row (undecryptable token, database error) must not stop the sweep
+        logger.exception("keep-alive could not refresh channel %s", pk)
+        return "internal_error"
     finally:
         connections.close_all()
 
@@ -97,6 +100,10 @@ def sweep(
     )
     result = SweepResult(due=len(due))
     workers = max(1, concurrency or _setting("INTEGRATIONS_KEEPALIVE_CONCURRENCY", 4))
+    if connection.vendor == "sqlite":
+        # SQLite has one write lock and a refresh holds it for its PDS round trip: more workers would only queue
+        # (and make other writers wait longer), so refresh one at a time.
+        workers = 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keepalive") as pool:
         for outcome in pool.map(lambda item: _refresh_one(*item), due):
             if outcome == "refreshed":

@@ -51,9 +51,7 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     `channel` is updated in place with whatever tokens end up in force.
     """
     if not channel.refresh_jwt:
-        if channel.status == Channel.Status.NEEDS_RECONNECTION:
-            raise errors.SessionExpired()
-        raise errors.NoSession()
+        _require_session(channel)
     if channel.access_expires_within(refresh_margin()):
         try:
             refresh(channel, seen_generation=channel.session_generation)
@@ -64,6 +62,7 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
             if not (exc.temporary and still_valid):
                 raise
             logger.info("proactive refresh failed (%s); using the current token did=%s", exc.code, channel.did)
+    _require_session(channel)
     client = PdsClient(pds_url(channel))
     generation = channel.session_generation
     try:
@@ -71,7 +70,16 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     except errors.SessionRejected:
         logger.info("access token rejected; refreshing once did=%s handle=%s", channel.did, channel.handle)
         refresh(channel, seen_generation=generation, force=True)
+        _require_session(channel)
         return fn(PdsClient(pds_url(channel)), channel.access_jwt)
+
+
+def _require_session(channel: Channel) -> None:
+    """After waiting on another caller's refresh, the session may be gone: say so instead of calling with ''."""
+    if not channel.refresh_jwt or not channel.access_jwt:
+        if channel.status == Channel.Status.NEEDS_RECONNECTION:
+            raise errors.SessionExpired()
+        raise errors.NoSession()
 
 
 @sensitive_variables()

@@ -3,7 +3,7 @@ test a server, and a channel's health. None of them talk HTTP themselves."""
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -207,49 +207,54 @@ class Health:
         return self.state in ("needs_reconnection", "disconnected")
 
 
-def health(channel: Channel, now: datetime | None = None) -> Health:
-    """The one place that says how a channel is doing and what its owner should do."""
+HEALTH_ACTIONS = {
+    "active": "",
+    "expiring": "refresh",
+    "degraded": "refresh",
+    "needs_reconnection": "reconnect",
+    "deactivated": "refresh",
+    "suspended": "",
+    "disconnected": "reconnect",
+}
+
+
+def health_state(channel: Channel, now: datetime | None = None) -> str:
+    """The one place that decides how a channel is doing (see HEALTH_ACTIONS for the states)."""
     now = now or timezone.now()
     status = channel.status
+    ends = channel.refresh_expires_at
     if status == Channel.Status.DISCONNECTED:
-        return Health("disconnected", "Disconnected", "Connect it again to publish with it.", "reconnect")
-    if status == Channel.Status.NEEDS_RECONNECTION or (
-        channel.refresh_expires_at and channel.refresh_expires_at <= now
-    ):
-        return Health(
-            "needs_reconnection",
-            "Needs reconnection",
-            "Bluesky ended this session. Create a new app password at https://bsky.app/settings/app-passwords "
-            "and reconnect.",
-            "reconnect",
-        )
-    if status == Channel.Status.DEACTIVATED:
-        return Health(
-            "deactivated",
-            "Account deactivated",
-            "Reactivate the account by signing in on bsky.app, then refresh this channel.",
-            "refresh",
-        )
-    if status == Channel.Status.SUSPENDED:
-        return Health(
-            "suspended",
-            "Account suspended",
-            "The account was suspended or taken down by its server. Contact Bluesky support.",
-            "",
-        )
+        return "disconnected"
+    if status == Channel.Status.NEEDS_RECONNECTION or (ends and ends <= now):
+        return "needs_reconnection"
+    if status in (Channel.Status.DEACTIVATED, Channel.Status.SUSPENDED):
+        return status
+    # Before "degraded": a session that ends within days and could not be renewed is the more urgent news.
+    if ends and ends - now <= EXPIRING_WITHIN:
+        return "expiring"
     if status == Channel.Status.DEGRADED:
-        when = f" at {channel.next_retry_at.astimezone(UTC):%H:%M} UTC" if channel.next_retry_at else " soon"
-        return Health(
-            "degraded",
-            "Temporarily unreachable",
-            f"Bluesky could not be reached to renew the session. Nothing is lost; we retry automatically{when}.",
-            "refresh",
-        )
-    if channel.refresh_expires_at and channel.refresh_expires_at - now <= EXPIRING_WITHIN:
-        return Health(
-            "expiring",
-            "Expiring soon",
-            f"The session ends on {channel.refresh_expires_at:%Y-%m-%d}. Refresh now; if that fails, reconnect.",
-            "refresh",
-        )
-    return Health("active", "Active", "", "")
+        return "degraded"
+    return "active"
+
+
+def health(channel: Channel, now: datetime | None = None) -> Health:
+    """How a channel is doing, in the adapter's words, and the action its owner should take."""
+    state = health_state(channel, now)
+    label, advice = get_adapter().describe_health(
+        state, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at
+    )
+    return Health(state, label, advice, HEALTH_ACTIONS[state])
+
+
+PROBLEM_STATES = frozenset({"needs_reconnection", "deactivated", "suspended"})
+
+
+def take_owner_notices(rows: list[tuple[Channel, Health]]) -> list[tuple[Channel, Health]]:
+    """The channels whose owner has not yet been told about their current problem; marks them as told."""
+    new = [(channel, h) for channel, h in rows if h.state in PROBLEM_STATES and channel.owner_told_status != h.state]
+    for state in {h.state for _, h in new}:
+        pks = [channel.pk for channel, h in new if h.state == state]
+        Channel.objects.filter(pk__in=pks).update(owner_told_status=state)
+    for channel, h in new:
+        channel.owner_told_status = h.state
+    return new
