@@ -87,9 +87,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The option cache must be shared by every server process so a save invalidates it everywhere: Redis in
-# production (CACHE_URL=redis://127.0.0.1:6379/1), a file cache on one machine by default.
-CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{Path(tempfile.gettempdir()) / 'skyport-cache'}")}
+# The option cache and connect throttle must be shared by every server process: Redis in production
+# (CACHE_URL=redis://127.0.0.1:6379/1, atomic counters), a file cache in the project's var/ on one machine by
+# default (private to this checkout; Django creates it with mode 0700).
+CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{BASE_DIR / 'var' / 'cache'}")}
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -19,6 +19,7 @@ from integrations.adapter import get_adapter
 from integrations.bluesky import errors, services
 from integrations.forms import BlueskySettingsForm
 from integrations.models import Channel, ChannelEvent, IntegrationOption
+from integrations.validators import normalize_service_url
 
 MANAGE_PERMISSION = "integrations.manage_integrations"
 
@@ -80,8 +81,12 @@ class BlueskySettingsView:
         resolved = options.resolve(options.BLUESKY_SERVICE_URL.key)
         try:
             value, problem = options.bluesky_service_url().value, ""
-        except Exception as exc:  # a ValidationError from the env value: show it, do not crash the page
-            value, problem = resolved.value, " ".join(getattr(exc, "messages", [str(exc)]))
+        except ValidationError as exc:  # show what is wrong, never the raw value (it may hold credentials)
+            value, problem = "(invalid)", " ".join(exc.messages)
+        try:
+            env_value = normalize_service_url(resolved.raw_env) if resolved.raw_env else None
+        except ValidationError:
+            env_value = "(invalid)"
         labels = {
             options.Source.DB: "set on this page",
             options.Source.ENV: f"from the environment ({options.BLUESKY_SERVICE_URL.env_var})",
@@ -92,7 +97,10 @@ class BlueskySettingsView:
             "source": resolved.source.value,
             "source_label": labels[resolved.source],
             "problem": problem,
-            "env_value": resolved.raw_env,
+            "env_value": env_value,
+            "problem_source": f"{options.BLUESKY_SERVICE_URL.env_var}"
+            if resolved.source is options.Source.ENV
+            else "The stored Service URL",
         }
 
     @staticmethod

@@ -58,7 +58,7 @@ def check_service_url_env(app_configs: Any = None, **kwargs: Any) -> list[checks
     except ValidationError as exc:
         return [
             checks.Error(
-                f"{env_var}={raw!r} is not a usable PDS URL: {' '.join(exc.messages)}",
+                f"{env_var} is not a usable PDS URL: {' '.join(exc.messages)}",
                 hint="Fix it in .env or the environment (e.g. https://bsky.social), or leave it unset. Local "
                 "http:// servers need INTEGRATIONS_ALLOW_INSECURE_PDS=true.",
                 id="integrations.E003",

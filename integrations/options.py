@@ -2,11 +2,14 @@
 
 Resolution order: a non-empty value stored in the database (`IntegrationOption`), else the environment variable,
 else the default. Stored values are read through Django's cache (one entry for all options), so a warm request
-costs no query; every save or delete clears that entry, on commit too, so every process sharing the cache sees it.
+costs no query. The entry is keyed by a version that every save or delete replaces (again on commit): a reader
+that loaded the old rows just before a commit can only re-cache them under the old version, which nobody reads
+any more, so every process sharing the cache sees the new values.
 """
 
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,7 +20,7 @@ from django.db import DatabaseError
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "integrations:options:v1"
+VERSION_KEY = "integrations:options:version"
 CACHE_TIMEOUT = 60 * 60 * 24
 
 
@@ -86,9 +89,28 @@ def _cache():
     return caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
 
 
+def _values_key(version: str) -> str:
+    return f"integrations:options:values:{version}"
+
+
+def _current_version() -> str:
+    cache = _cache()
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, uuid.uuid4().hex, None)  # add: never overwrite a version another process set
+        version = cache.get(VERSION_KEY) or ""
+    return version
+
+
+def cached_values() -> dict[str, str] | None:
+    """What the cache holds for the current version (None when cold)."""
+    return _cache().get(_values_key(_current_version()))
+
+
 def stored_values() -> dict[str, str]:
     """All option values stored in the database, from the cache when warm (one query when cold)."""
-    values = _cache().get(CACHE_KEY)
+    version = _current_version()
+    values = _cache().get(_values_key(version))
     if values is None:
         from integrations.models import IntegrationOption
 
@@ -97,13 +119,13 @@ def stored_values() -> dict[str, str]:
         except DatabaseError:  # table missing before `migrate`: behave as if nothing is stored
             logger.warning("integration options table is not readable; using env and defaults")
             return {}
-        _cache().set(CACHE_KEY, values, CACHE_TIMEOUT)
+        _cache().set(_values_key(version), values, CACHE_TIMEOUT)
     return values
 
 
 def invalidate() -> None:
-    """Forget the cached stored values (called on every save and delete of an IntegrationOption)."""
-    _cache().delete(CACHE_KEY)
+    """Move every process to a new cache version (called on every save and delete of an IntegrationOption)."""
+    _cache().set(VERSION_KEY, uuid.uuid4().hex, None)
 
 
 def resolve(key: str) -> ResolvedOption:
@@ -119,11 +141,12 @@ def resolve(key: str) -> ResolvedOption:
 
 
 def bluesky_service_url() -> ResolvedOption:
-    """The PDS URL in force, normalised (raises ValidationError when the env value is invalid)."""
+    """The PDS URL in force, normalised; ValidationError when it is not acceptable under the current settings
+    (an env value, or a stored one saved while http:// or local hosts were allowed)."""
     resolved = resolve(BLUESKY_SERVICE_URL.key)
-    if resolved.source is Source.ENV:
-        return ResolvedOption(_clean_service_url(resolved.value), resolved.source, resolved.raw_env)
-    return resolved
+    if resolved.source is Source.DEFAULT:
+        return resolved
+    return ResolvedOption(_clean_service_url(resolved.value), resolved.source, resolved.raw_env)
 
 
 def bluesky_enabled() -> bool:

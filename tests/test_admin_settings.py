@@ -155,3 +155,19 @@ def test_test_connection_reports_not_a_pds(admin_client_, live_server):
     text = response.content.decode()
     assert "Test of" in text and "failed" in text
     assert "did not answer like a Bluesky PDS" in text
+
+
+def test_stored_url_that_became_unacceptable_is_flagged(admin_client_, settings):
+    # Saved while local PDS URLs were allowed (development), then the site runs without that setting.
+    IntegrationOption.objects.create(key="bluesky_service-url", value="http://127.0.0.1:2583")
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    text = admin_client_.get(URL).content.decode()
+    assert "The stored Service URL is invalid" in text
+    assert "must use https://" in text
+
+
+def test_env_url_with_credentials_is_not_echoed(admin_client_, monkeypatch):
+    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://user:hunter2@pds.example.com")
+    text = admin_client_.get(URL).content.decode()
+    assert "BLUESKY_SERVICE_URL is invalid" in text
+    assert "hunter2" not in text

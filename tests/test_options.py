@@ -147,7 +147,7 @@ def test_empty_table_is_cached_too(django_assert_num_queries):
 def test_values_are_cached_in_the_shared_cache():
     store(URL_KEY, "https://db.example.com")
     options.resolve(URL_KEY)
-    assert cache.get(options.CACHE_KEY) == {URL_KEY: "https://db.example.com"}
+    assert options.cached_values() == {URL_KEY: "https://db.example.com"}
 
 
 def test_create_is_seen_immediately():
@@ -161,7 +161,7 @@ def test_save_invalidates_the_cache():
     assert options.resolve(URL_KEY).value == "https://one.example.com"
     option.value = "https://two.example.com"
     option.save()
-    assert cache.get(options.CACHE_KEY) is None
+    assert options.cached_values() is None
     assert options.resolve(URL_KEY).value == "https://two.example.com"
 
 
@@ -205,7 +205,21 @@ def test_cache_is_cleared_again_on_commit(django_capture_on_commit_callbacks):
         option.value = "https://new.example.com"
         option.save()
         # Meanwhile a reader in another process, which still sees the old row, re-caches the old value.
-        cache.set(options.CACHE_KEY, {URL_KEY: "https://old.example.com"})
+        cache.set(options._values_key(options._current_version()), {URL_KEY: "https://old.example.com"})
+    assert options.resolve(URL_KEY).value == "https://new.example.com"
+
+
+def test_reader_that_loaded_before_the_commit_cannot_bring_the_old_value_back():
+    option = store(URL_KEY, "https://old.example.com")
+    assert options.resolve(URL_KEY).value == "https://old.example.com"
+    # Another process starts a cold read: it notes the version and loads the (still old) rows...
+    version_seen = options._current_version()
+    old_rows = {URL_KEY: "https://old.example.com"}
+    # ...the admin saves and commits...
+    option.value = "https://new.example.com"
+    option.save()
+    # ...and only then the slow reader stores what it loaded, under the version it saw.
+    cache.set(options._values_key(version_seen), old_rows)
     assert options.resolve(URL_KEY).value == "https://new.example.com"
 
 
@@ -225,6 +239,6 @@ def test_unreadable_table_falls_back_to_env_and_default(monkeypatch, caplog):
         assert (resolved.value, resolved.source) == ("https://env.example.com", options.Source.ENV)
     assert "not readable" in caplog.text
     # The failure is not cached: once the table is readable, stored values apply without a restart.
-    assert cache.get(options.CACHE_KEY) is None
+    assert options.cached_values() is None
     assert options.resolve(URL_KEY).value == "https://db.example.com"
     assert options.bluesky_enabled() is False
