@@ -205,7 +205,9 @@ def main() -> None:
     args = parser.parse_args()
     setup_test_environment()  # the test client's host name is allowed
     # Setting up 1,000 channels is 1,000 connects from one address: lift the connect throttle for the bench.
-    settings.INTEGRATIONS_CONNECT_RATES = {"user": (10**9, 300), "ip": (10**9, 300)}
+    from integrations.throttling import DEFAULT_RATES
+
+    settings.INTEGRATIONS_CONNECT_RATES = {scope: (10**9, window) for scope, (_, window) in DEFAULT_RATES.items()}
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)  # a scratch database: start empty
     pds = LocalPds()

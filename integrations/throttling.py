@@ -1,9 +1,12 @@
 """Connect-attempt throttling, shared by the web form and the API.
 
-Each attempt costs one `createSession` on the PDS, which bsky.social limits to 30 per 5 minutes per account; we
-allow fewer per user and per client IP (fixed windows in the shared cache), so nobody locks an account out.
+Each attempt costs one `createSession` on the PDS, which bsky.social limits to 30 per 5 minutes and 300 per day
+per account. We allow fewer: per signed-in user, per client IP and per Bluesky account tried (so several users
+cannot together use up one account's budget), over 5 minutes and over a day (fixed windows in the shared cache;
+use Redis in production, where the counters are atomic).
 """
 
+import hashlib
 import time
 
 from django.conf import settings
@@ -11,21 +14,31 @@ from django.core.cache import caches
 
 from integrations.bluesky.errors import ConnectThrottled
 
-DEFAULT_RATES = {"user": (10, 300), "ip": (20, 300)}
+DAY = 24 * 60 * 60
+DEFAULT_RATES = {
+    "user": (10, 300),
+    "ip": (20, 300),
+    "account": (10, 300),
+    "user_day": (100, DAY),
+    "ip_day": (200, DAY),
+    "account_day": (100, DAY),
+}
 
 
 def _rates() -> dict[str, tuple[int, int]]:
     return {**DEFAULT_RATES, **getattr(settings, "INTEGRATIONS_CONNECT_RATES", {})}
 
 
-def hit_connect_attempt(*, user_id: int | None, ip: str | None) -> None:
+def hit_connect_attempt(*, user_id: int | None, ip: str | None, identifier: str | None = None) -> None:
     """Count one connect attempt; raise ConnectThrottled (with retry_after) when a limit is already used up."""
     cache = caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
     now = time.time()
-    for scope, ident in (("user", user_id), ("ip", ip)):
+    account = hashlib.sha256(identifier.encode()).hexdigest()[:32] if identifier else None  # no handles in keys
+    idents = {"user": user_id, "ip": ip, "account": account}
+    for scope, (limit, window) in _rates().items():
+        ident = idents.get(scope.removesuffix("_day"))
         if ident in (None, ""):
             continue
-        limit, window = _rates()[scope]
         window_start = int(now // window * window)
         key = f"integrations:connect:{scope}:{ident}:{window_start}"
         cache.add(key, 0, window + 5)

@@ -610,3 +610,21 @@ def test_odd_channel_ids_are_a_404_not_a_crash(alice_api, pk):
         ("get", f"/api/v1/channels/{pk}/events/"),
     ]:
         assert_error(getattr(alice_api, method)(path), 404, "not_found")
+
+
+def test_several_users_cannot_together_use_up_one_accounts_sign_in_budget(
+    use_pds, account, settings, django_user_model
+):
+    """The PDS allows 30 createSession per 5 minutes per account: ours stops attempts on one account earlier,
+    whoever makes them."""
+    settings.INTEGRATIONS_CONNECT_RATES = {"account": (4, 3600)}
+    before = use_pds.session_count(account.did)
+    statuses = []
+    for index in range(6):
+        client = APIClient(REMOTE_ADDR=f"10.0.0.{index}")
+        client.force_authenticate(django_user_model.objects.create_user(f"tenant{index}", password="pw-123456789"))
+        answer = client.post("/api/v1/channels/bluesky/", {"identifier": account.handle, "app_password": "wrong-pw-1"})
+        statuses.append((answer.status_code, answer.json()["error"]["code"]))
+    assert statuses[:4] == [(400, "invalid_credentials")] * 4
+    assert statuses[4:] == [(429, "throttled")] * 2
+    assert use_pds.session_count(account.did) == before

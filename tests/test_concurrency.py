@@ -70,7 +70,8 @@ def test_twenty_threads_on_a_rejected_access_token_refresh_once(channel, use_pds
     assert use_pds.refresh_count(account.did) == 1
 
 
-def _database_url() -> str:
+def database_url() -> str:
+    """The test database as a URL, for worker processes."""
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"
@@ -83,7 +84,7 @@ def _database_url() -> str:
 
 def test_four_processes_on_an_expired_access_token_refresh_once(channel, use_pds, account, monkeypatch):
     expire_access_token(channel)
-    env = {**os.environ, "TEST_DATABASE_URL": _database_url(), "BLUESKY_SERVICE_URL": use_pds.url}
+    env = {**os.environ, "TEST_DATABASE_URL": database_url(), "BLUESKY_SERVICE_URL": use_pds.url}
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.lifecycle_worker", str(channel.pk)],

@@ -1,10 +1,14 @@
 """Keep-alive: due sessions are refreshed in the background, once, even when two sweeps overlap."""
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
@@ -13,6 +17,9 @@ from django_tasks_db.models import DBTaskResult
 from integrations.bluesky import keepalive, services
 from integrations.models import Channel
 from integrations.tasks import TASK_PATH, keepalive_sweep
+from tests.test_concurrency import ROOT, database_url
+
+TEST_KEY = os.environ["INTEGRATIONS_ENCRYPTION_KEYS"].split(",")[0]
 
 pytestmark = pytest.mark.pds
 
@@ -133,3 +140,62 @@ def test_background_task_runs_in_the_db_worker_and_schedules_the_next(use_pds, u
     call_command("bluesky_keepalive", "--schedule", stdout=out)
     assert DBTaskResult.objects.filter(status="READY", task_path=TASK_PATH).count() == 1
     assert keepalive_sweep.name == "keepalive_sweep"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_channel_does_not_stop_the_sweep_and_the_next_sweep_is_scheduled(use_pds, user, settings):
+    good, good_acct = make_channel(use_pds, user)
+    broken, _ = make_channel(use_pds, user)
+    for channel in (good, broken):
+        age(channel, refreshed_at=timezone.now() - timedelta(days=10))
+    # The broken row's token was encrypted with a key this server no longer has.
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    Channel.objects.filter(pk=broken.pk).update(refresh_jwt="written-with-a-lost-key")
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [TEST_KEY]
+
+    result = keepalive.sweep()
+    assert result.refreshed == 1
+    assert result.failed == {"internal_error": 1}
+    assert use_pds.refresh_count(good_acct.did) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_next_sweep_is_scheduled_even_when_a_sweep_fails(use_pds, monkeypatch):
+    def crash(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(keepalive, "sweep", crash)
+    call_command("bluesky_keepalive", "--schedule", stdout=StringIO())
+    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0.1", stdout=StringIO())
+    assert DBTaskResult.objects.filter(task_path=TASK_PATH, status="FAILED").count() == 1
+    waiting = DBTaskResult.objects.filter(task_path=TASK_PATH, status="READY").get()
+    assert waiting.run_after > timezone.now() + timedelta(hours=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_sweeping_at_once_refresh_each_channel_once(use_pds, user):
+    """Two keep-alive processes (two db_workers on one database) overlap: the row lock makes each refresh
+    happen once. Threads of one process would be serialised by the in-process lock; processes are not."""
+    accounts = []
+    for _ in range(5):
+        channel, acct = make_channel(use_pds, user)
+        age(channel, refreshed_at=timezone.now() - timedelta(days=10))
+        accounts.append(acct)
+    env = {**os.environ, "TEST_DATABASE_URL": database_url(), "BLUESKY_SERVICE_URL": use_pds.url}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "bluesky_keepalive"],
+            cwd=ROOT,
+            env={**env, "DJANGO_SETTINGS_MODULE": "config.settings_test"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=120) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), outputs
+    for acct in accounts:
+        assert use_pds.refresh_count(acct.did) == 1
+    refreshed = sum(int(out.split(" due, ")[1].split(" refreshed")[0]) for out, _ in outputs)
+    assert refreshed == 5

@@ -195,22 +195,27 @@ def test_expired_token_on_the_first_call_leads_to_one_refresh_and_a_successful_r
 
 
 def test_fault_on_a_proactive_refresh_keeps_the_session(channel, pds, account):
-    """A proactive refresh that hits a fault leaves the session as it was and marks the channel degraded."""
-    channel.access_expires_at = timezone.now() + timedelta(minutes=2)
+    """The access token has run out and the refresh hits a 503 with Retry-After: the call fails as temporary,
+    the session is kept as it was, and the retry waits as long as the server asked."""
+    channel.access_expires_at = timezone.now() - timedelta(minutes=1)
     channel.save()
     raw_before = raw_session_columns(channel)
 
     with respx.mock(assert_all_called=False) as respx_mock:
-        respx_mock.post(url__regex=REFRESH_SESSION).mock(return_value=httpx.Response(503, json=INTERNAL))
+        respx_mock.post(url__regex=REFRESH_SESSION).mock(
+            return_value=httpx.Response(503, json=INTERNAL, headers={"Retry-After": "120"})
+        )
         respx_mock.route().pass_through()
-        try:
+        with pytest.raises(errors.BlueskyError) as caught:
             lifecycle.call(channel, lambda client, token: client.get_session(token))
-        except errors.BlueskyError as exc:
-            assert exc.temporary is True
+    assert caught.value.temporary is True
+    assert caught.value.retry_after == 120
 
     assert raw_session_columns(channel) == raw_before
-    assert stored(channel).status == Channel.Status.DEGRADED
-    assert services.health(stored(channel)).state == "degraded"
+    row = stored(channel)
+    assert row.status == Channel.Status.DEGRADED
+    assert (row.next_retry_at - timezone.now()).total_seconds() == pytest.approx(120, abs=10)
+    assert services.health(row).state == "degraded"
     assert pds.refresh_count(account.did) == 0
 
 

@@ -54,7 +54,8 @@ def test_database_holds_no_password_or_token_in_plain_text(use_pds, account, use
 
 
 @pytest.mark.django_db
-def test_app_password_not_in_error_reports_or_session(use_pds, account, user, settings, monkeypatch):
+@pytest.mark.parametrize("via", ["web form", "API"])
+def test_app_password_not_in_error_reports_or_session(via, use_pds, account, user, settings, monkeypatch):
     """An unexpected failure deep inside the SDK during createSession: the report mailed to admins (what
     AdminEmailHandler builds) shows neither the POSTed app password nor any frame's copy of it."""
     settings.DEBUG = False
@@ -70,11 +71,12 @@ def test_app_password_not_in_error_reports_or_session(use_pds, account, user, se
 
     monkeypatch.setattr(ComAtprotoServerNamespace, "create_session", explode)
     got_request_exception.connect(capture)
+    password = account.app_passwords[0]
     try:
         client = Client(raise_request_exception=False)
         client.force_login(user)
-        password = account.app_passwords[0]
-        response = client.post(CONNECT, {"identifier": account.handle, "app_password": password})
+        url = CONNECT if via == "web form" else "/api/v1/channels/bluesky/"
+        response = client.post(url, {"identifier": account.handle, "app_password": password})
     finally:
         got_request_exception.disconnect(capture)
     assert response.status_code == 500

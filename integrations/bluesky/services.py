@@ -65,7 +65,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         raise errors.IntegrationDisabled()
     url = service_url()
     identifier = normalize_identifier(identifier)
-    hit_connect_attempt(user_id=user.pk, ip=ip)
+    hit_connect_attempt(user_id=user.pk, ip=ip, identifier=identifier)
     client = PdsClient(url)
     session = client.create_session(identifier, app_password)
     scope = session.access_claims.get("scope")
