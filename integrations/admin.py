@@ -179,26 +179,17 @@ class ChannelAdmin(admin.ModelAdmin):
     list_filter = ("status", "provider")
     search_fields = ("handle", "did", "user__username")
     list_select_related = ("user",)
-    fields = (
-        "user",
-        "provider",
-        "did",
-        "handle",
-        "display_name",
-        "service_url",
-        "pds_endpoint",
-        "scope",
-        "status",
-        "health_label",
-        "last_error_code",
-        "next_retry_at",
-        "access_expires_at",
-        "refresh_expires_at",
-        "connected_at",
-        "refreshed_at",
-        "profile_status",
+    fieldsets = (
+        ("Account", {"fields": ("user", "provider", "did", "handle", "display_name", "profile_status")}),
+        ("Server", {"fields": ("service_url", "pds_endpoint", "scope")}),
+        ("Health", {"fields": ("health_label", "status", "last_error_code", "next_retry_at")}),
+        (
+            "Session (tokens are never shown)",
+            {"fields": ("access_expires_at", "refresh_expires_at", "connected_at", "refreshed_at")},
+        ),
     )
-    readonly_fields = fields
+    view_on_site = False  # the channel page belongs to its owner; an admin would get a 404 there
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
     inlines = [ChannelEventInline]
     actions = ["refresh_selected"]
 

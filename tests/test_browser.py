@@ -13,7 +13,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from integrations.models import Channel
+from integrations.models import Channel, ChannelEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -164,3 +164,35 @@ def test_every_channel_state_says_what_to_do(page, live_server, user):
     assert "Reactivate" in text["deactivated.test"]
     assert "suspended" in text["suspended.test"]
     page.screenshot(path=SHOTS / "channel-states.png", full_page=True)
+
+
+def test_admin_channel_pages_show_health_and_events_but_no_token(page, live_server, admin_user, user):
+    channel = Channel.objects.create(
+        user=user,
+        did="did:plc:admin0",
+        handle="shown.test",
+        service_url="https://bsky.social",
+        access_jwt="eyJhbGciOi.access-payload.sig",
+        refresh_jwt="eyJhbGciOi.refresh-payload.sig",
+        refresh_expires_at=timezone.now() + timedelta(days=80),
+        display_name="Shown In Admin",
+    )
+    ChannelEvent.objects.create(channel=channel, kind="connected")
+    ChannelEvent.objects.create(
+        channel=channel, kind="refresh_failed", error_code="pds_error", detail="retry after 300 s"
+    )
+    client = Client()
+    client.force_login(admin_user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page.goto(f"{live_server.url}/admin/integrations/channel/")
+    listing = page.inner_text("#result_list")
+    assert "shown.test" in listing and "Active" in listing
+    assert page.locator("select[name=action] option[value=delete_selected]").count() == 0
+    page.screenshot(path=SHOTS / "admin-channels.png", full_page=True)
+    page.click("text=shown.test")
+    detail = page.inner_text("#content")
+    assert "Refresh failed" in detail and "pds_error" in detail
+    assert "payload" not in page.content()
+    page.screenshot(path=SHOTS / "admin-channel.png", full_page=True)
