@@ -1,6 +1,8 @@
 """The admin settings page at /admin/api-integration/bluesky."""
 
+import httpx
 import pytest
+import respx
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.test import Client
@@ -171,3 +173,12 @@ def test_env_url_with_credentials_is_not_echoed(admin_client_, monkeypatch):
     text = admin_client_.get(URL).content.decode()
     assert "BLUESKY_SERVICE_URL is invalid" in text
     assert "hunter2" not in text
+
+
+def test_test_connection_reports_a_timeout(admin_client_):
+    with respx.mock(assert_all_called=True) as mock:
+        mock.get(url__regex=r".*/xrpc/com\.atproto\.server\.describeServer").mock(side_effect=httpx.ReadTimeout)
+        response = admin_client_.post(
+            URL, {"service_url": "https://slow-pds.example.com", "status": "enabled", "_test": "Test"}
+        )
+    assert "did not answer in time" in response.content.decode()

@@ -1,6 +1,8 @@
 """Connecting, refreshing and disconnecting Bluesky channels through the web pages, against the real local PDS."""
 
+import httpx
 import pytest
+import respx
 from django.test import Client
 from django.urls import reverse
 
@@ -244,3 +246,28 @@ def test_a_dead_session_is_announced_once_with_what_to_do(use_pds, alice_client,
     use_pds.delete_session(Channel.objects.get(pk=channel.pk).refresh_jwt)
     alice_client.post(reverse("integrations:channel-refresh", args=[channel.pk]))
     assert f"@{account.handle}: Needs reconnection." in page_text(alice_client.get(LIST))
+
+
+def test_pds_endpoint_from_the_did_document_is_used_for_the_session(use_pds, alice_client, account, user):
+    """bsky.social answers createSession with a DID document naming the account's own PDS: later calls go there."""
+    own_pds = use_pds.url.replace("127.0.0.1", "localhost")  # the same server under another name
+    real = httpx.post(
+        f"{use_pds.url}/xrpc/com.atproto.server.createSession",
+        json={"identifier": account.handle, "password": account.app_passwords[0]},
+    ).json()
+    did_doc = {
+        "id": account.did,
+        "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": own_pds}],
+    }
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(url__regex=r".*/xrpc/com\.atproto\.server\.createSession").mock(
+            return_value=httpx.Response(200, json={**real, "didDoc": did_doc})
+        )
+        mock.route().pass_through()
+        assert connect(alice_client, account.handle, account.app_passwords[0]).status_code == 302
+        profile_calls = [c.request.url.host for c in mock.calls if "getRecord" in str(c.request.url)]
+    channel = Channel.objects.get(user=user)
+    assert channel.service_url == use_pds.url
+    assert channel.pds_endpoint == own_pds
+    assert profile_calls and set(profile_calls) == {"localhost"}
+    assert channel.profile_status == Channel.ProfileStatus.OK

@@ -95,6 +95,8 @@ def claim_time(claims: dict[str, Any], name: str = "exp") -> datetime | None:
 
 def _pds_endpoint(did_doc: Any) -> str | None:
     """The `#atproto_pds` service endpoint of a DID document, when it has a valid one."""
+    if hasattr(did_doc, "to_dict"):  # the SDK hands unknown objects over as a DotDict
+        did_doc = did_doc.to_dict()
     if not isinstance(did_doc, dict):
         return None
     for service in did_doc.get("service") or []:
