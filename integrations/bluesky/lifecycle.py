@@ -16,7 +16,6 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -28,7 +27,6 @@ from integrations.bluesky.client import PdsClient, Session, claim_time
 from integrations.models import Channel, ChannelEvent
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DEFAULT_RETRY_DELAY = 300
 _THREAD_LOCKS = [threading.Lock() for _ in range(64)]  # striped by channel id
@@ -51,7 +49,7 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     `channel` is updated in place with whatever tokens end up in force.
     """
     if not channel.refresh_jwt:
-        _require_session(channel)
+        raise no_session_error(channel)
     if channel.access_expires_within(refresh_margin()):
         try:
             refresh(channel, seen_generation=channel.session_generation)
@@ -77,9 +75,14 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
 def _require_session(channel: Channel) -> None:
     """After waiting on another caller's refresh, the session may be gone: say so instead of calling with ''."""
     if not channel.refresh_jwt or not channel.access_jwt:
-        if channel.status == Channel.Status.NEEDS_RECONNECTION:
-            raise errors.SessionExpired()
-        raise errors.NoSession()
+        raise no_session_error(channel)
+
+
+def no_session_error(channel: Channel) -> errors.BlueskyError:
+    """What to raise for a channel without a session: expired (reconnect) or simply not connected."""
+    if channel.status == Channel.Status.NEEDS_RECONNECTION:
+        return errors.SessionExpired()
+    return errors.NoSession()
 
 
 @sensitive_variables()
@@ -113,7 +116,7 @@ def _refresh_under_row_lock(
         row = Channel.objects.select_for_update().get(pk=channel.pk)
         now = timezone.now()
         if not row.refresh_jwt:
-            failure = errors.SessionExpired() if row.status == Channel.Status.NEEDS_RECONNECTION else errors.NoSession()
+            failure = no_session_error(row)
         elif seen_generation is not None and row.session_generation != seen_generation:
             pass  # someone refreshed while we waited: use their tokens
         elif not force and not row.access_expires_within(refresh_margin(), now):
