@@ -271,3 +271,19 @@ def test_pds_endpoint_from_the_did_document_is_used_for_the_session(use_pds, ali
     assert channel.pds_endpoint == own_pds
     assert profile_calls and set(profile_calls) == {"localhost"}
     assert channel.profile_status == Channel.ProfileStatus.OK
+
+
+def test_remove_deletes_only_a_disconnected_channel(use_pds, alice_client, account, user):
+    connect(alice_client, account.handle, account.app_passwords[0])
+    channel = Channel.objects.get(user=user)
+    remove = reverse("integrations:channel-remove", args=[channel.pk])
+
+    alice_client.post(remove)
+    assert "Disconnect the channel before removing it." in page_text(alice_client.get(LIST))
+    assert Channel.objects.filter(pk=channel.pk, status="active").exists()
+
+    alice_client.post(reverse("integrations:channel-disconnect", args=[channel.pk]))
+    alice_client.post(remove)
+    assert not Channel.objects.filter(pk=channel.pk).exists()
+    assert not ChannelEvent.objects.filter(channel_id=channel.pk).exists()
+    assert f"Removed @{account.handle}." in page_text(alice_client.get(LIST))
