@@ -46,11 +46,18 @@ class BlueskySettingsView:
             "status": options.resolve(options.BLUESKY_STATUS.key).value,
         }
         test_result: dict[str, Any] | None = None
+        fingerprint = options.stored_fingerprint()
         if request.method == "POST":
             form = BlueskySettingsForm(request.POST, initial=initial)
             if form.is_valid():
                 if "_test" in request.POST:
                     test_result = self._test(form.cleaned_data["service_url"] or self._effective_url())
+                elif request.POST.get("version") != fingerprint:
+                    form.add_error(
+                        None,
+                        "Someone else saved these settings while you were editing. Nothing was changed: check the "
+                        "values in force above and save again.",
+                    )
                 else:
                     self._save(request, form)
                     messages.success(request, "The Bluesky settings were saved.")
@@ -68,6 +75,7 @@ class BlueskySettingsView:
                 "env_var": options.BLUESKY_SERVICE_URL.env_var,
                 "default_url": options.BLUESKY_SERVICE_URL.default,
                 "test_result": test_result,
+                "version": fingerprint,
             },
             status=400 if request.method == "POST" and not form.is_valid() else 200,
         )

@@ -7,6 +7,8 @@ that loaded the old rows just before a commit can only re-cache them under the o
 any more, so every process sharing the cache sees the new values.
 """
 
+import hashlib
+import json
 import logging
 import os
 import uuid
@@ -121,6 +123,12 @@ def stored_values() -> dict[str, str]:
             return {}
         _cache().set(_values_key(version), values, CACHE_TIMEOUT)
     return values
+
+
+def stored_fingerprint() -> str:
+    """A short digest of the stored values: an edit form carries it to notice that someone else saved meanwhile."""
+    canonical = json.dumps(sorted(stored_values().items()))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def invalidate() -> None:

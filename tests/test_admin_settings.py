@@ -1,5 +1,7 @@
 """The admin settings page at /admin/api-integration/bluesky."""
 
+import re
+
 import httpx
 import pytest
 import respx
@@ -22,8 +24,15 @@ def admin_client_(admin_user):
     return client
 
 
-def save(client, service_url="", status="enabled"):
-    return client.post(URL, {"service_url": service_url, "status": status, "_save": "Save"})
+def page_version(client) -> str:
+    """The settings version the page hands out (what a browser posts back), '' when the page is refused."""
+    found = re.search(r'name="version" value="([0-9a-f]*)"', client.get(URL).content.decode())
+    return found.group(1) if found else ""
+
+
+def save(client, service_url="", status="enabled", version=None):
+    version = page_version(client) if version is None else version
+    return client.post(URL, {"service_url": service_url, "status": status, "_save": "Save", "version": version})
 
 
 def test_page_shows_default_source(admin_client_, monkeypatch):
@@ -182,3 +191,18 @@ def test_test_connection_reports_a_timeout(admin_client_):
             URL, {"service_url": "https://slow-pds.example.com", "status": "enabled", "_test": "Test"}
         )
     assert "did not answer in time" in response.content.decode()
+
+
+def test_a_save_over_someone_elses_newer_save_is_refused(admin_client_, django_user_model):
+    other = django_user_model.objects.create_superuser("admin2", "admin2@example.com", "pw-admin2-123")
+    other_client = Client()
+    other_client.force_login(other)
+    stale = page_version(admin_client_)  # admin opens the page...
+    assert save(other_client, "https://theirs.example.com").status_code == 302  # ...admin2 saves first
+    response = save(admin_client_, "https://mine.example.com", version=stale)
+    assert response.status_code == 400
+    assert "Someone else saved these settings while you were editing" in response.content.decode()
+    assert options.bluesky_service_url().value == "https://theirs.example.com"
+    # With the page reloaded, the save goes through.
+    assert save(admin_client_, "https://mine.example.com").status_code == 302
+    assert options.bluesky_service_url().value == "https://mine.example.com"
