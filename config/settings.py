@@ -138,6 +138,15 @@ INTEGRATIONS_ENCRYPTION_KEYS = env.list("INTEGRATIONS_ENCRYPTION_KEYS", default=
 # Allow http:// and loopback/private PDS hosts (local demo and tests only).
 INTEGRATIONS_ALLOW_INSECURE_PDS = env.bool("INTEGRATIONS_ALLOW_INSECURE_PDS", default=DEBUG)
 INTEGRATIONS_HTTP_TIMEOUT = env.float("INTEGRATIONS_HTTP_TIMEOUT", default=10.0)
+# Refresh an access token this many seconds before it ends.
+INTEGRATIONS_REFRESH_MARGIN = env.int("INTEGRATIONS_REFRESH_MARGIN", default=300)
+# Keep-alive: refresh sessions ending within N days or not refreshed for M days, every INTERVAL seconds.
+INTEGRATIONS_KEEPALIVE_WITHIN_DAYS = env.int("INTEGRATIONS_KEEPALIVE_WITHIN_DAYS", default=30)
+INTEGRATIONS_KEEPALIVE_STALE_DAYS = env.int("INTEGRATIONS_KEEPALIVE_STALE_DAYS", default=7)
+INTEGRATIONS_KEEPALIVE_CONCURRENCY = env.int("INTEGRATIONS_KEEPALIVE_CONCURRENCY", default=4)
+INTEGRATIONS_KEEPALIVE_INTERVAL = env.int("INTEGRATIONS_KEEPALIVE_INTERVAL", default=6 * 3600)
+# Behind a reverse proxy: the request header holding the client address, e.g. HTTP_X_FORWARDED_FOR.
+INTEGRATIONS_TRUSTED_PROXY_HEADER = env("INTEGRATIONS_TRUSTED_PROXY_HEADER", default=None)
 
 LOGGING = {
     "version": 1,
