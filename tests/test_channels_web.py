@@ -287,3 +287,19 @@ def test_remove_deletes_only_a_disconnected_channel(use_pds, alice_client, accou
     assert not Channel.objects.filter(pk=channel.pk).exists()
     assert not ChannelEvent.objects.filter(channel_id=channel.pk).exists()
     assert f"Removed @{account.handle}." in page_text(alice_client.get(LIST))
+
+
+PIXEL_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000002000154a24f5d"
+    "0000000049454e44ae426082"
+)
+
+
+def test_avatar_is_shown_from_the_accounts_pds(use_pds, alice_client, account, user):
+    use_pds.set_profile(account, "With Avatar", avatar_png=PIXEL_PNG)
+    connect(alice_client, account.handle, account.app_passwords[0])
+    channel = Channel.objects.get(user=user)
+    assert channel.avatar_url.startswith(f"{use_pds.url}/xrpc/com.atproto.sync.getBlob?")
+    image = httpx.get(channel.avatar_url)
+    assert image.status_code == 200 and image.content == PIXEL_PNG
+    assert f'<img class="avatar" src="{channel.avatar_url.replace("&", "&amp;")}"' in page_text(alice_client.get(LIST))

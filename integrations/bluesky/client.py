@@ -164,6 +164,7 @@ def translate(exc: Exception) -> errors.BlueskyError:
     raise exc
 
 
+_requests: dict[float, Request] = {}
 _raw_clients: dict[tuple[str, float], ClientRaw] = {}
 _raw_clients_lock = threading.Lock()
 
@@ -176,14 +177,12 @@ def _raw_client(base_url: str) -> ClientRaw:
     """
     timeout = float(getattr(settings, "INTEGRATIONS_HTTP_TIMEOUT", 10.0))
     with _raw_clients_lock:
-        client = _raw_clients.get((base_url, timeout))
-        if client is None:
-            shared = next((c.request for (_, t), c in _raw_clients.items() if t == timeout), None)
-            if shared is None:
-                shared = Request(timeout=httpx.Timeout(timeout))
-                shared.add_additional_header("User-Agent", USER_AGENT)
-            client = _raw_clients[(base_url, timeout)] = ClientRaw(base_url, request=shared)
-        return client
+        if timeout not in _requests:
+            _requests[timeout] = Request(timeout=httpx.Timeout(timeout))
+            _requests[timeout].add_additional_header("User-Agent", USER_AGENT)
+        if (base_url, timeout) not in _raw_clients:
+            _raw_clients[(base_url, timeout)] = ClientRaw(base_url, request=_requests[timeout])
+        return _raw_clients[(base_url, timeout)]
 
 
 @contextmanager
@@ -194,6 +193,11 @@ def _translated() -> Iterator[None]:
         raise
     except Exception as exc:  # everything else leaves as our own error (or unchanged, if unknown)
         raise translate(exc) from exc
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A field of an SDK record, which arrives as a dict or as a model object depending on its type."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -264,19 +268,17 @@ class PdsClient:
                 return Profile(display_name="", description="", avatar_url="")
             raise
         value = result.value
-        get = value.get if isinstance(value, dict) else lambda name, default=None: getattr(value, name, default)
-        avatar = get("avatar")
+        avatar = _field(value, "avatar")
         return Profile(
-            display_name=str(get("displayName") or get("display_name") or ""),
-            description=str(get("description") or ""),
+            display_name=str(_field(value, "displayName") or _field(value, "display_name") or ""),
+            description=str(_field(value, "description") or ""),
             avatar_url=self._blob_url(did, avatar) if avatar else "",
         )
 
     def _blob_url(self, did: str, blob: Any) -> str:
-        ref = blob.get("ref") if isinstance(blob, dict) else getattr(blob, "ref", None)
-        link = ref.get("$link") if isinstance(ref, dict) else getattr(ref, "link", None)
+        link = _field(_field(blob, "ref"), "$link") or _field(_field(blob, "ref"), "link")
         if not link:
-            cid = blob.get("cid") if isinstance(blob, dict) else getattr(blob, "cid", None)
+            cid = _field(blob, "cid")
             link = str(cid) if cid else None
         if not link:
             return ""

@@ -146,17 +146,21 @@ class LocalPds:
         account.app_passwords.append(password)
         return password
 
-    def set_profile(self, account: Account, display_name: str, description: str = "") -> None:
+    def set_profile(self, account: Account, display_name: str, description: str = "", avatar_png: bytes = b"") -> None:
+        record = {"$type": "app.bsky.actor.profile", "displayName": display_name, "description": description}
+        if avatar_png:
+            upload = self.http.post(
+                "/xrpc/com.atproto.repo.uploadBlob",
+                content=avatar_png,
+                headers={"Authorization": f"Bearer {account.access_jwt}", "Content-Type": "image/png"},
+            )
+            upload.raise_for_status()
+            record["avatar"] = upload.json()["blob"]
         response = self.xrpc(
             "POST",
             "com.atproto.repo.putRecord",
             token=account.access_jwt,
-            json={
-                "repo": account.did,
-                "collection": "app.bsky.actor.profile",
-                "rkey": "self",
-                "record": {"$type": "app.bsky.actor.profile", "displayName": display_name, "description": description},
-            },
+            json={"repo": account.did, "collection": "app.bsky.actor.profile", "rkey": "self", "record": record},
         )
         response.raise_for_status()
 
