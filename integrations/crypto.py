@@ -18,6 +18,32 @@ class DecryptionError(Exception):
     """A stored secret could not be decrypted with any configured key."""
 
 
+class Secret(str):
+    """A secret string (a session token, an app password) whose `repr` is masked.
+
+    It behaves as the string it holds everywhere it is used (headers, comparisons, encryption), but error reports,
+    debug pages and logs that show a value with `repr`/`pprint` see only stars, whichever frame holds it.
+    `readable` is False for a stored secret that no configured key decrypts: the value is then empty.
+    """
+
+    readable: bool
+
+    def __new__(cls, value: str = "", *, readable: bool = True) -> "Secret":
+        instance = super().__new__(cls, value)
+        instance.readable = readable
+        return instance
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self else "Secret('')"
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild_secret, (str(self), self.readable))
+
+
+def _rebuild_secret(value: str, readable: bool) -> Secret:
+    return Secret(value, readable=readable)
+
+
 def configured_keys() -> list[str]:
     """The Fernet keys from settings, blanks dropped."""
     return [k.strip() for k in getattr(settings, "INTEGRATIONS_ENCRYPTION_KEYS", []) if k and k.strip()]
