@@ -148,6 +148,10 @@ INTEGRATIONS_KEEPALIVE_INTERVAL = env.int("INTEGRATIONS_KEEPALIVE_INTERVAL", def
 # Behind a reverse proxy: the request header holding the client address, e.g. HTTP_X_FORWARDED_FOR.
 INTEGRATIONS_TRUSTED_PROXY_HEADER = env("INTEGRATIONS_TRUSTED_PROXY_HEADER", default=None)
 
+# Error reports (the DEBUG page, admin e-mails) mask session tokens and app passwords wherever they appear.
+DEFAULT_EXCEPTION_REPORTER = "integrations.reporting.SecretsExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "integrations.reporting.SecretsReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -82,3 +82,34 @@ def check_option_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.security)
+def check_exception_reporter(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Error reports should use the app's reporter and filter, which mask tokens and app passwords everywhere."""
+    from django.utils.module_loading import import_string
+
+    from integrations.reporting import SecretsExceptionReporter, SecretsReporterFilter
+
+    wanted = {
+        "DEFAULT_EXCEPTION_REPORTER": SecretsExceptionReporter,
+        "DEFAULT_EXCEPTION_REPORTER_FILTER": SecretsReporterFilter,
+    }
+    missing = []
+    for name, cls in wanted.items():
+        try:
+            configured = import_string(getattr(settings, name))
+        except ImportError:
+            configured = None
+        if not (isinstance(configured, type) and issubclass(configured, cls)):
+            missing.append(f'{name} = "{cls.__module__}.{cls.__qualname__}"')
+    if not missing:
+        return []
+    return [
+        checks.Warning(
+            "Error reports (the DEBUG page, admin e-mails) may show Bluesky session tokens or app passwords held "
+            "by code outside this app.",
+            hint="Add to your settings (or subclass these): " + "; ".join(missing),
+            id="integrations.W005",
+        )
+    ]

@@ -66,3 +66,14 @@ def stored(channel):
     from integrations.models import Channel
 
     return Channel.objects.get(pk=channel.pk)
+
+
+def as_if_refreshed_long_ago(channel):
+    """Move the channel's last rotation back in time, past the window in which user refreshes are coalesced."""
+    from datetime import timedelta
+
+    from integrations.bluesky import services
+    from integrations.models import Channel
+
+    channel.refreshed_at = channel.refreshed_at - services.USER_REFRESH_COALESCE - timedelta(seconds=1)
+    Channel.objects.filter(pk=channel.pk).update(refreshed_at=channel.refreshed_at)

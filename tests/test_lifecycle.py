@@ -15,7 +15,7 @@ from integrations.adapter import APP_PASSWORDS_URL
 from integrations.bluesky import errors, lifecycle, services
 from integrations.bluesky.client import PdsClient
 from integrations.models import Channel, ChannelEvent
-from tests.conftest import stored
+from tests.conftest import as_if_refreshed_long_ago, stored
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
@@ -218,6 +218,7 @@ def test_logs_never_carry_a_password_or_token_but_name_the_account(use_pds, user
     # connect -> refresh -> a temporary failure -> a dead refresh token -> reconnect -> disconnect
     channel = services.connect(user, account.handle, password)
     services.refresh_channel(channel)
+    as_if_refreshed_long_ago(channel)
     with respx.mock(assert_all_called=False) as respx_mock:
         respx_mock.post(url__regex=REFRESH_SESSION).mock(
             return_value=httpx.Response(503, json={"error": "InternalServerError", "message": "down"})
