@@ -120,6 +120,11 @@ class IntegrationsAdapter:
             "The Bluesky Service URL configured for this site is invalid ({detail}). Ask your administrator to fix it.",
         ),
         "request_rejected": (400, "The Bluesky server refused the request: {detail}"),
+        "account_mismatch": (
+            502,
+            "The Bluesky server at {service_url} answered for a different account than this channel's. Nothing "
+            "was changed; if this persists, ask your administrator to check the server.",
+        ),
     }
     fallback = (502, "Something went wrong talking to Bluesky. Nothing was changed; try again later.")
     other_pds_hint = (
@@ -159,7 +164,7 @@ class IntegrationsAdapter:
         label, template = self.health_texts[state]
         advice = template.format(
             ends_at=f"{ends_at.astimezone(UTC):%Y-%m-%d}" if ends_at else "soon",
-            retry_at=f" at {retry_at.astimezone(UTC):%H:%M} UTC" if retry_at else " soon",
+            retry_at=f" at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if retry_at else " soon",
             app_passwords_url=APP_PASSWORDS_URL,
         )
         return label, advice

@@ -75,5 +75,7 @@ def as_if_refreshed_long_ago(channel):
     from integrations.bluesky import services
     from integrations.models import Channel
 
+    if channel.refreshed_at is None:
+        return  # never rotated: nothing to coalesce with
     channel.refreshed_at = channel.refreshed_at - services.USER_REFRESH_COALESCE - timedelta(seconds=1)
     Channel.objects.filter(pk=channel.pk).update(refreshed_at=channel.refreshed_at)

@@ -7,11 +7,13 @@ Authorization header and never kept on a shared object, so no caller can reuse a
 import base64
 import json
 import logging
+import math
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -25,11 +27,20 @@ from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky import errors
-from integrations.validators import normalize_service_url
+from integrations.crypto import Secret
+from integrations.validators import normalize_identifier, normalize_service_url
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "Skyport (Django; atproto SDK)"
+MAX_RETRY_AFTER = 24 * 60 * 60
+EARLIEST_TOKEN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LONGEST_TOKEN_LIFETIME = timedelta(days=400)  # refresh tokens live 90 days; anything past a year is garbage
+MAX_DID_LENGTH = 255  # the column; did:plc is 32 characters, did:web at most a host name
+MAX_ENDPOINT_LENGTH = 500
+MAX_DISPLAY_NAME_LENGTH = 640  # the lexicon's maxLength (bytes; 64 graphemes)
+MAX_DESCRIPTION_LENGTH = 2560
+MAX_AVATAR_URL_LENGTH = 1000
 APP_PASSWORD_SCOPES = frozenset({"com.atproto.appPass", "com.atproto.appPassPrivileged"})
 T = TypeVar("T")
 
@@ -86,11 +97,23 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 
 def claim_time(claims: dict[str, Any], name: str = "exp") -> datetime | None:
-    """A JWT time claim as an aware datetime (None when absent)."""
+    """A JWT time claim as an aware datetime (None when absent).
+
+    Raises InvalidResponse for a value that is not a plausible time (not a number, before 2000, or further ahead
+    than any session lives), so an absurd claim can neither crash a save nor park a channel for centuries.
+    """
     value = claims.get(name)
-    if not isinstance(value, int | float):
+    if value is None:
         return None
-    return datetime.fromtimestamp(value, tz=UTC)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise errors.InvalidResponse(f"The PDS returned a session token whose {name!r} is not a time.")
+    try:
+        when = datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        when = None
+    if when is None or not EARLIEST_TOKEN_TIME <= when <= datetime.now(UTC) + LONGEST_TOKEN_LIFETIME:
+        raise errors.InvalidResponse(f"The PDS returned a session token with an impossible {name!r} time.")
+    return when
 
 
 def _pds_endpoint(did_doc: Any) -> str | None:
@@ -109,14 +132,23 @@ def _pds_endpoint(did_doc: Any) -> str | None:
 
 
 def _retry_after(response: Any) -> int | None:
-    """Seconds to wait, from `Retry-After` (seconds or an HTTP date) or `RateLimit-Reset` (epoch seconds)."""
+    """Seconds to wait, from `Retry-After` (seconds or an HTTP date) or `RateLimit-Reset` (epoch seconds).
+
+    Bounded to [1 s, MAX_RETRY_AFTER]: a server asking for a pause of years gets a day, then is asked again.
+    """
     # The SDK's 429 error already parses both headers; reuse it for any status (a 503 may carry Retry-After).
     parsed = sdk_errors.RateLimitExceededError(response)
-    if parsed.retry_after is not None:
-        return max(1, int(parsed.retry_after + 0.999))
-    if parsed.reset_at is not None:
-        return max(1, int((parsed.reset_at - datetime.now(UTC)).total_seconds() + 0.999))
-    return None
+    seconds: float | None = None
+    try:
+        if parsed.retry_after is not None:
+            seconds = parsed.retry_after
+        elif parsed.reset_at is not None:
+            seconds = (parsed.reset_at - datetime.now(UTC)).total_seconds()
+    except (OverflowError, OSError, ValueError):  # a date or epoch beyond what datetime holds
+        seconds = MAX_RETRY_AFTER
+    if seconds is None or not math.isfinite(seconds):
+        return None if seconds is None else MAX_RETRY_AFTER
+    return max(1, min(MAX_RETRY_AFTER, int(seconds + 0.999)))
 
 
 def translate(exc: Exception) -> errors.BlueskyError:
@@ -195,6 +227,15 @@ def _translated() -> Iterator[None]:
         raise translate(exc) from exc
 
 
+_CID_RE = re.compile(r"[a-zA-Z0-9]{8,128}")  # a base32/base58 multibase CID string
+_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean_text(value: Any) -> str:
+    """A text value from a record, without NUL and other control characters (PostgreSQL refuses NUL)."""
+    return _CONTROL_CHARS_RE.sub("", value) if isinstance(value, str) else ""
+
+
 def _field(obj: Any, name: str) -> Any:
     """A field of an SDK record, which arrives as a dict or as a model object depending on its type."""
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
@@ -226,6 +267,15 @@ class PdsClient:
             available_user_domains=list(result.available_user_domains or []),
             invite_code_required=bool(result.invite_code_required),
         )
+
+    def resolve_handle(self, handle: str) -> str:
+        """`com.atproto.identity.resolveHandle`: the DID a handle names, as this server sees it."""
+        params = models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
+        result = self._call(lambda: self._raw.com.atproto.identity.resolve_handle(params))
+        did = str(result.did or "")
+        if not did.startswith("did:") or len(did) > MAX_DID_LENGTH:
+            raise errors.InvalidResponse("The PDS resolved the handle to something that is not a DID.")
+        return did
 
     # sensitive_variables() hides every local of this call and of the SDK/httpx frames below it in error reports.
     @sensitive_variables()
@@ -267,33 +317,59 @@ class PdsClient:
             if exc.upstream_error == "RecordNotFound":
                 return Profile(display_name="", description="", avatar_url="")
             raise
-        value = result.value
-        avatar = _field(value, "avatar")
-        return Profile(
-            display_name=str(_field(value, "displayName") or _field(value, "display_name") or ""),
-            description=str(_field(value, "description") or ""),
-            avatar_url=self._blob_url(did, avatar) if avatar else "",
-        )
+        try:
+            value = result.value
+            avatar = _field(value, "avatar")
+            return Profile(
+                display_name=_clean_text(_field(value, "displayName") or _field(value, "display_name"))[
+                    :MAX_DISPLAY_NAME_LENGTH
+                ],
+                description=_clean_text(_field(value, "description"))[:MAX_DESCRIPTION_LENGTH],
+                avatar_url=self._blob_url(did, avatar) if avatar else "",
+            )
+        except Exception as exc:  # whatever shape the record has, it is "profile unavailable", never a crash
+            raise errors.InvalidResponse("The PDS returned a profile record of an unexpected shape.") from exc
 
     def _blob_url(self, did: str, blob: Any) -> str:
-        link = _field(_field(blob, "ref"), "$link") or _field(_field(blob, "ref"), "link")
+        """Where a blob can be fetched, or "" when its reference is not a well-formed CID."""
+        ref = _field(blob, "ref")
+        link = _field(ref, "$link") or _field(ref, "link") if ref is not None else None
         if not link:
             cid = _field(blob, "cid")
             link = str(cid) if cid else None
-        if not link:
+        if not isinstance(link, str) or not _CID_RE.fullmatch(link):
             return ""
-        return str(httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link}))
+        url = str(httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link}))
+        return url if len(url) <= MAX_AVATAR_URL_LENGTH else ""
 
     @staticmethod
+    @sensitive_variables()
     def _session(result: Any) -> Session:
+        """A session answer, checked where it enters: every value must fit what we store, or nothing is used."""
+        if not isinstance(result.access_jwt, str) or not isinstance(result.refresh_jwt, str):
+            raise errors.InvalidResponse("The PDS returned a session without tokens.")
         if not result.access_jwt or not result.refresh_jwt:
             raise errors.InvalidResponse("The PDS returned a session without tokens.")
-        return Session(
-            did=result.did,
-            handle=result.handle,
-            access_jwt=result.access_jwt,
-            refresh_jwt=result.refresh_jwt,
+        did, handle = str(result.did or ""), str(result.handle or "")
+        try:
+            valid_did = did.startswith("did:") and len(did) <= MAX_DID_LENGTH and normalize_identifier(did) == did
+            handle = normalize_identifier(handle)
+        except ValidationError:
+            valid_did = False
+        if not valid_did or handle.startswith("did:") or "@" in handle:
+            raise errors.InvalidResponse("The PDS returned an account DID or handle that is not valid.")
+        endpoint = _pds_endpoint(result.did_doc)
+        if endpoint and len(endpoint) > MAX_ENDPOINT_LENGTH:
+            endpoint = None
+        session = Session(
+            did=did,
+            handle=handle,
+            access_jwt=Secret(result.access_jwt),
+            refresh_jwt=Secret(result.refresh_jwt),
             active=result.active is not False,
-            account_status=result.status,
-            pds_endpoint=_pds_endpoint(result.did_doc),
+            account_status=str(result.status) if result.status else None,
+            pds_endpoint=endpoint,
         )
+        for claims in (session.access_claims, session.refresh_claims):  # refuse unreadable tokens here, not on save
+            claim_time(claims)
+        return session

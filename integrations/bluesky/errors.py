@@ -111,6 +111,12 @@ class InvalidResponse(TemporaryError):
     code = "invalid_response"
 
 
+class AccountMismatch(BlueskyError):
+    """The PDS answered a channel's refresh with a session for another account: refused, nothing stored."""
+
+    code = "account_mismatch"
+
+
 class RequestRejected(BlueskyError):
     """Any other 4xx the PDS gave: not temporary, not about the session."""
 

@@ -15,7 +15,7 @@
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -87,12 +87,19 @@ def no_session_error(channel: Channel) -> errors.BlueskyError:
 
 @sensitive_variables()
 def refresh(
-    channel: Channel, *, seen_generation: int | None = None, force: bool = False, ignore_retry_time: bool = False
+    channel: Channel,
+    *,
+    seen_generation: int | None = None,
+    force: bool = False,
+    ignore_retry_time: bool = False,
+    unless_refreshed_within: timedelta | None = None,
 ) -> bool:
     """Refresh `channel`'s session unless another caller already did; return True when this call refreshed.
 
     `seen_generation`: the session generation the caller's tokens came from; when the row has moved on, its
     tokens are used as they are. Without `force`, a token that is not yet within the margin is left alone.
+    `unless_refreshed_within`: a healthy session rotated less than this long ago is left as it is (a user
+    clicking Refresh repeatedly gets the current state, not one rotation per click).
     Raises the classified error when the refresh fails (after recording it on the row).
     """
     # Threads of one process queue on a Python lock first, so a waiter sees the winner's tokens with a plain read
@@ -103,12 +110,16 @@ def refresh(
             if current is not None and current.session_generation != seen_generation:
                 copy_session_state(current, channel)
                 return False
-        return _refresh_under_row_lock(channel, seen_generation, force, ignore_retry_time)
+        return _refresh_under_row_lock(channel, seen_generation, force, ignore_retry_time, unless_refreshed_within)
 
 
 @sensitive_variables()
 def _refresh_under_row_lock(
-    channel: Channel, seen_generation: int | None, force: bool, ignore_retry_time: bool
+    channel: Channel,
+    seen_generation: int | None,
+    force: bool,
+    ignore_retry_time: bool,
+    unless_refreshed_within: timedelta | None,
 ) -> bool:
     failure: errors.BlueskyError | None = None
     refreshed = False
@@ -119,8 +130,10 @@ def _refresh_under_row_lock(
             failure = no_session_error(row)
         elif seen_generation is not None and row.session_generation != seen_generation:
             pass  # someone refreshed while we waited: use their tokens
-        elif not force and not row.access_expires_within(refresh_margin(), now):
-            pass
+        elif (not force and not row.access_expires_within(refresh_margin(), now)) or _recently_refreshed(
+            row, unless_refreshed_within, now
+        ):
+            pass  # nothing to do: the token in force is fine
         elif (
             not ignore_retry_time
             and row.status == Channel.Status.DEGRADED
@@ -138,15 +151,41 @@ def _refresh_under_row_lock(
             except errors.BlueskyError as exc:
                 failure = _classify(row, exc)
             else:
-                store_session(row, session)
-                row.refreshed_at = now
-                row.save()
-                record_event(row, ChannelEvent.Kind.REFRESHED)
-                refreshed = True
+                if session.did != row.did:
+                    failure = _refuse_other_account(row, session)
+                else:
+                    store_session(row, session)
+                    row.refreshed_at = now
+                    row.save()
+                    record_event(row, ChannelEvent.Kind.REFRESHED)
+                    refreshed = True
     copy_session_state(row, channel)
     if failure is not None:
         raise failure
     return refreshed
+
+
+def _recently_refreshed(row: Channel, within: timedelta | None, now: datetime) -> bool:
+    """Whether a healthy session was rotated less than `within` ago (and its access token is not ending)."""
+    return bool(
+        within
+        and row.status == Channel.Status.ACTIVE
+        and row.refreshed_at
+        and now - row.refreshed_at < within
+        and not row.access_expires_within(refresh_margin(), now)
+    )
+
+
+def _refuse_other_account(row: Channel, session: Session) -> errors.BlueskyError:
+    """A refresh answered for another DID: keep the channel exactly as it was and say so."""
+    record_event(
+        row,
+        ChannelEvent.Kind.REFRESH_FAILED,
+        error_code=errors.AccountMismatch.code,
+        detail=f"the server answered with a session for another account ({session.did}); nothing was stored",
+    )
+    logger.warning("refresh answered for another account did=%s other=%s", row.did, session.did)
+    return errors.AccountMismatch(f"The server answered for {session.did} instead of {row.did}.")
 
 
 def store_session(row: Channel, session: Session) -> None:

@@ -1,13 +1,14 @@
 """What views, the API, the admin, tasks and commands do with Bluesky: connect, refresh, disconnect, profile,
 test a server, and a channel's health. None of them talk HTTP themselves."""
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -16,12 +17,14 @@ from integrations.adapter import UserError, get_adapter
 from integrations.bluesky import errors, lifecycle
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.models import Channel, ChannelEvent
-from integrations.throttling import hit_connect_attempt
+from integrations.throttling import hit_connect_attempt, shared_cache
 from integrations.validators import normalize_identifier, normalize_service_url
 
 logger = logging.getLogger(__name__)
 
 EXPIRING_WITHIN = timedelta(days=7)
+# Refresh clicks (web, API, admin) within this long of a successful rotation answer with the current session.
+USER_REFRESH_COALESCE = timedelta(seconds=30)
 
 
 def service_url() -> str:
@@ -65,8 +68,9 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         raise errors.IntegrationDisabled()
     url = service_url()
     identifier = normalize_identifier(identifier)
-    hit_connect_attempt(user_id=user.pk, ip=ip, identifier=identifier)
+    hit_connect_attempt(user_id=user.pk, ip=ip)
     client = PdsClient(url)
+    hit_connect_attempt(account=account_key(client, identifier))
     session = client.create_session(identifier, app_password)
     scope = session.access_claims.get("scope")
     if scope not in APP_PASSWORD_SCOPES:
@@ -87,6 +91,32 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         _revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
     update_profile(channel)
     return channel
+
+
+HANDLE_DID_CACHE_SECONDS = 300
+
+
+def account_key(client: PdsClient, identifier: str) -> str:
+    """The account a sign-in identifier names, for per-account limits: however it is spelled, one account is one
+    key. A DID as it is, an email lower-cased, a handle as the DID it resolves to (cached for a few minutes; the
+    handle itself when it does not resolve)."""
+    if identifier.startswith("did:"):
+        return identifier
+    if "@" in identifier:
+        return identifier.lower()
+    cache = shared_cache()
+    cache_key = "integrations:handle-did:" + hashlib.sha256(identifier.encode()).hexdigest()[:32]
+    did = cache.get(cache_key)
+    if did is None:
+        try:
+            did = client.resolve_handle(identifier)
+        except (errors.PdsUnreachable, errors.PdsTimeout):
+            raise  # createSession would meet the same silence: say so now instead of waiting twice
+        except errors.BlueskyError as exc:
+            logger.info("could not resolve a handle for the connect limit (%s)", exc.code)
+            did = ""
+        cache.set(cache_key, did, HANDLE_DID_CACHE_SECONDS)
+    return did or identifier
 
 
 @sensitive_variables("session", "replaced_refresh_jwt")
@@ -113,12 +143,13 @@ def _store_connection(user: AbstractBaseUser, session: Session, url: str) -> tup
 
 
 def refresh_channel(channel: Channel) -> Channel:
-    """User-initiated refresh: rotate the tokens now, then update the profile."""
+    """User-initiated refresh: rotate the tokens now (unless that happened moments ago), then update the profile."""
     lifecycle.refresh(
         channel,
         seen_generation=channel.session_generation,
         force=True,
         ignore_retry_time=channel.last_error_code != errors.RateLimited.code,
+        unless_refreshed_within=USER_REFRESH_COALESCE,
     )
     update_profile(channel)
     return channel
@@ -138,18 +169,25 @@ def update_profile(channel: Channel) -> bool:
         profile.description,
         profile.avatar_url,
     )
-    channel.display_name = profile.display_name[:640]
+    channel.display_name = profile.display_name
     channel.description = profile.description
-    channel.avatar_url = profile.avatar_url[:1000]
+    channel.avatar_url = profile.avatar_url
     channel.profile_status = Channel.ProfileStatus.OK
     channel.profile_fetched_at = timezone.now()
-    Channel.objects.filter(pk=channel.pk).update(
-        display_name=channel.display_name,
-        description=channel.description,
-        avatar_url=channel.avatar_url,
-        profile_status=channel.profile_status,
-        profile_fetched_at=channel.profile_fetched_at,
-    )
+    try:
+        with transaction.atomic():  # a savepoint: a refused value must not break the caller's transaction
+            Channel.objects.filter(pk=channel.pk).update(
+                display_name=channel.display_name,
+                description=channel.description,
+                avatar_url=channel.avatar_url,
+                profile_status=channel.profile_status,
+                profile_fetched_at=channel.profile_fetched_at,
+            )
+    except DatabaseError:
+        logger.warning("profile could not be stored did=%s handle=%s", channel.did, channel.handle, exc_info=True)
+        Channel.objects.filter(pk=channel.pk).update(profile_status=Channel.ProfileStatus.UNAVAILABLE)
+        channel.profile_status = Channel.ProfileStatus.UNAVAILABLE
+        return False
     if changed:
         lifecycle.record_event(channel, ChannelEvent.Kind.PROFILE_UPDATED)
     return True
