@@ -52,14 +52,14 @@ class BlueskySettingsView:
             if form.is_valid():
                 if "_test" in request.POST:
                     test_result = self._test(form.cleaned_data["service_url"] or self._effective_url())
-                elif request.POST.get("version") != fingerprint:
+                elif not self._save_unless_changed_since(request, form, request.POST.get("version", "")):
                     form.add_error(
                         None,
                         "Someone else saved these settings while you were editing. Nothing was changed: check the "
                         "values in force above and save again.",
                     )
+                    fingerprint = options.stored_fingerprint()
                 else:
-                    self._save(request, form)
                     messages.success(request, "The Bluesky settings were saved.")
                     return HttpResponseRedirect(request.path)
         else:
@@ -120,17 +120,29 @@ class BlueskySettingsView:
         return {"ok": True, "url": url, "description": description}
 
     @staticmethod
-    def _save(request: HttpRequest, form: BlueskySettingsForm) -> None:
+    def _save_unless_changed_since(request: HttpRequest, form: BlueskySettingsForm, seen_version: str) -> bool:
+        """Save the form's values if the stored ones are still those the editor saw (`seen_version`); False, with
+        nothing changed, when someone else saved meanwhile.
+
+        The check and the write happen under the option rows' locks, so of two simultaneous saves from the same
+        version exactly one wins (the other waits for the lock, then sees the new values).
+        """
         values = {
             options.BLUESKY_SERVICE_URL.key: form.cleaned_data["service_url"],
             options.BLUESKY_STATUS.key: form.cleaned_data["status"],
         }
         with transaction.atomic():
+            # Rows to lock must exist: an empty value means "not overridden", so creating them changes nothing.
+            IntegrationOption.objects.bulk_create(
+                [IntegrationOption(key=key, value="") for key in sorted(options.REGISTRY)], ignore_conflicts=True
+            )
+            locked = {o.key: o for o in IntegrationOption.objects.select_for_update().order_by("key")}
+            if options.fingerprint({key: o.value for key, o in locked.items()}) != seen_version:
+                transaction.set_rollback(True)
+                return False
             for key, value in values.items():
-                option, created = IntegrationOption.objects.get_or_create(
-                    key=key, defaults={"value": value, "updated_by": request.user}
-                )
-                if not created and option.value == value:
+                option = locked[key]
+                if option.value == value:
                     continue
                 old = option.value
                 option.value, option.updated_by = value, request.user
@@ -138,10 +150,11 @@ class BlueskySettingsView:
                 LogEntry.objects.log_actions(
                     user_id=request.user.pk,
                     queryset=[option],
-                    action_flag=ADDITION if created else CHANGE,
-                    change_message=f"{key}: {old!r} → {value!r}" if not created else f"{key} = {value!r}",
+                    action_flag=CHANGE if old else ADDITION,
+                    change_message=f"{key}: {old!r} → {value!r}" if old else f"{key} = {value!r}",
                     single_object=True,
                 )
+        return True
 
 
 @admin.register(IntegrationOption)

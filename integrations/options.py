@@ -125,10 +125,16 @@ def stored_values() -> dict[str, str]:
     return values
 
 
-def stored_fingerprint() -> str:
-    """A short digest of the stored values: an edit form carries it to notice that someone else saved meanwhile."""
-    canonical = json.dumps(sorted(stored_values().items()))
+def fingerprint(values: dict[str, str]) -> str:
+    """A short digest of option values (empty ones count as unset): what an edit form saw, to notice that someone
+    else saved meanwhile."""
+    canonical = json.dumps(sorted((key, value) for key, value in values.items() if value))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stored_fingerprint() -> str:
+    """The fingerprint of the values stored now (from the cache when warm)."""
+    return fingerprint(stored_values())
 
 
 def invalidate() -> None:

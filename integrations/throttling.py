@@ -10,7 +10,7 @@ import hashlib
 import time
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 
 from integrations.bluesky.errors import ConnectThrottled
 
@@ -29,11 +29,17 @@ def _rates() -> dict[str, tuple[int, int]]:
     return {**DEFAULT_RATES, **getattr(settings, "INTEGRATIONS_CONNECT_RATES", {})}
 
 
-def hit_connect_attempt(*, user_id: int | None, ip: str | None, identifier: str | None = None) -> None:
-    """Count one connect attempt; raise ConnectThrottled (with retry_after) when a limit is already used up."""
-    cache = caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+def shared_cache() -> BaseCache:
+    """The cache every server process shares (counters, short-lived lookups)."""
+    return caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+
+
+def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, account: str | None = None) -> None:
+    """Count one connect attempt against each limit named; raise ConnectThrottled (with retry_after) when one is
+    already used up. `account` is the account's canonical key (a DID where known), not the string typed."""
+    cache = shared_cache()
     now = time.time()
-    account = hashlib.sha256(identifier.encode()).hexdigest()[:32] if identifier else None  # no handles in keys
+    account = hashlib.sha256(account.encode()).hexdigest()[:32] if account else None  # no handles in keys
     idents = {"user": user_id, "ip": ip, "account": account}
     for scope, (limit, window) in _rates().items():
         ident = idents.get(scope.removesuffix("_day"))

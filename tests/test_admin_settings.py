@@ -1,12 +1,15 @@
 """The admin settings page at /admin/api-integration/bluesky."""
 
 import re
+import threading
+import time
 
 import httpx
 import pytest
 import respx
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
 
 from integrations import options
@@ -206,3 +209,44 @@ def test_a_save_over_someone_elses_newer_save_is_refused(admin_client_, django_u
     # With the page reloaded, the save goes through.
     assert save(admin_client_, "https://mine.example.com").status_code == 302
     assert options.bluesky_service_url().value == "https://mine.example.com"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_two_simultaneous_saves_from_the_same_version_exactly_one_wins(admin_user, django_user_model, monkeypatch):
+    """The version check and the write happen under a lock: two admins who opened the same page and press Save at
+    the same moment cannot both win (a slow save widens the window in which the old read-then-write let them)."""
+    original_save = IntegrationOption.save
+
+    def slow_save(self, *args, **kwargs):
+        time.sleep(0.05)
+        return original_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(IntegrationOption, "save", slow_save)
+    other = django_user_model.objects.create_superuser("admin2", "admin2@example.com", "pw-admin2-123")
+    clients = []
+    for admin in (admin_user, other):
+        client = Client()
+        client.force_login(admin)
+        clients.append(client)
+
+    for attempt in range(5):
+        version = page_version(clients[0])
+        barrier = threading.Barrier(2)
+        outcomes: dict[str, int] = {}
+
+        def press_save(client, url, version=version, barrier=barrier, outcomes=outcomes):
+            try:
+                barrier.wait()
+                outcomes[url] = save(client, url, version=version).status_code
+            finally:
+                connection.close()
+
+        urls = [f"https://first-{attempt}.example.com", f"https://second-{attempt}.example.com"]
+        threads = [threading.Thread(target=press_save, args=(c, u)) for c, u in zip(clients, urls, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(outcomes.values()) == [302, 400], outcomes
+        winner = next(url for url, status in outcomes.items() if status == 302)
+        assert options.bluesky_service_url().value == winner

@@ -143,7 +143,8 @@ def create_session_calls(monkeypatch):
 )
 def test_unauthenticated_requests_are_refused_with_the_error_shape(api, method, path):
     response = getattr(api, method)(path, format="json")
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401  # not 403: a token client is told how to authenticate
+    assert response["WWW-Authenticate"] == "Token"
     body = response.json()
     assert set(body) == {"error"}
     assert body["error"]["code"] == "not_authenticated"
@@ -153,7 +154,8 @@ def test_unauthenticated_requests_are_refused_with_the_error_shape(api, method, 
 def test_a_wrong_token_is_refused(api, user):
     api.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
     response = api.get(LIST)
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
     assert response.json()["error"]["code"] == "authentication_failed"
 
 
@@ -292,6 +294,7 @@ def test_rate_limited_by_the_pds(use_pds, alice_api, account, user):
                 json={"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
             )
         )
+        mock.route().pass_through()
         response = connect(alice_api, account.handle, account.app_passwords[0])
     assert route.call_count == 1
     error = assert_error(response, 429, "rate_limited")
@@ -628,3 +631,53 @@ def test_several_users_cannot_together_use_up_one_accounts_sign_in_budget(
     assert statuses[:4] == [(400, "invalid_credentials")] * 4
     assert statuses[4:] == [(429, "throttled")] * 2
     assert use_pds.session_count(account.did) == before
+
+
+# --- malformed requests --------------------------------------------------------------------------------------------
+def test_a_deeply_nested_json_body_is_a_400_in_the_error_shape(alice_api, user):
+    body = "[" * 100_000 + "]" * 100_000
+    response = alice_api.post(CONNECT, body, content_type="application/json")
+    error = assert_error(response, 400, "parse_error")
+    assert "nested" in error["message"]
+    assert not Channel.objects.exists()
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded"])
+def test_a_body_over_the_upload_limit_is_a_413_in_the_error_shape(alice_api, user, content_type, create_session_calls):
+    padding = "x" * (10 * 1024 * 1024)
+    if content_type == "application/json":
+        body = json.dumps({"identifier": "alice.test", "app_password": "abcd-efgh-ijkl-mnop", "padding": padding})
+    else:
+        body = f"identifier=alice.test&app_password=abcd-efgh-ijkl-mnop&padding={padding}"
+    response = alice_api.post(CONNECT, body, content_type=content_type)
+    assert_error(response, 413, "request_too_large")
+    assert create_session_calls == []
+    assert not Channel.objects.exists()
+
+
+# --- limits that hold ----------------------------------------------------------------------------------------------
+def test_the_account_limit_counts_every_spelling_of_one_account(
+    use_pds, alice_api, account, settings, create_session_calls
+):
+    """Case variants of a handle or an email, and the DID for the handle, are one account: they share its budget."""
+    settings.INTEGRATIONS_CONNECT_RATES = {"user": (100, WINDOW), "ip": (100, WINDOW), "account": (5, WINDOW)}
+    handle, email = account.handle, account.email
+    for spelling in (handle, handle.upper(), account.did, "@" + handle.title(), handle.capitalize()):
+        assert_error(connect(alice_api, spelling, "wrong-wrong-wrong-1"), 400, "invalid_credentials")
+    assert_error(connect(alice_api, handle.upper(), account.app_passwords[0]), 429, "throttled")
+    assert_error(connect(alice_api, account.did, account.app_passwords[0]), 429, "throttled")
+
+    for spelling in (email, email.upper(), email.capitalize(), email.swapcase(), email.title()):
+        assert_error(connect(alice_api, spelling, "wrong-wrong-wrong-2"), 400, "invalid_credentials")
+    assert_error(connect(alice_api, email.lower(), account.app_passwords[0]), 429, "throttled")
+    assert len(create_session_calls) == 10  # five per account, whatever the spelling
+    assert not Channel.objects.exists()
+
+
+def test_refresh_clicks_moments_apart_rotate_the_session_once(channel, alice_api, use_pds, account):
+    """A script hammering Refresh gets the current state back; the PDS sees one rotation."""
+    for _ in range(15):
+        response = alice_api.post(refresh_url(channel.pk))
+        assert response.status_code == 200
+        assert response.json()["health"]["state"] == "active"
+    assert use_pds.refresh_count(account.did) == 1

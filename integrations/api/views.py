@@ -5,10 +5,13 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from integrations.api.parsers import SafeJSONParser
 from integrations.api.serializers import (
     ChannelEventSerializer,
     ChannelSerializer,
@@ -40,6 +43,9 @@ class ChannelViewSet(
 
     serializer_class = ChannelSerializer
     lookup_value_regex = r"[0-9]+"
+    # Token first: an unauthenticated call answers 401 with `WWW-Authenticate: Token`, as the schema says.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
 
     def get_queryset(self) -> QuerySet[Channel]:
         queryset = Channel.objects.filter(user=self.request.user).order_by("handle", "pk")
