@@ -113,24 +113,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "integrations:channel-list"
 LOGOUT_REDIRECT_URL = "login"
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "integrations.api.exceptions.exception_handler",
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Skyport API",
-    "DESCRIPTION": "Connect Bluesky accounts with app passwords and keep their sessions alive.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-}
+# The app's API brings its own REST framework and OpenAPI settings: nothing here is required for it.
 
 # --- Skyport integrations -------------------------------------------------------------------------------------
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotate by prepending a new key).

@@ -10,5 +10,5 @@ urlpatterns = [
     path("admin/api-integration/", include("integrations.admin_urls")),
     path("admin/", admin.site.urls),
     path("app/", include("integrations.urls")),
-    path("", include("integrations.api.urls")),
+    path("api/", include("integrations.api.urls")),
 ]

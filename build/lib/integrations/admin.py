@@ -1,0 +1,251 @@
+"""Admin: the Bluesky settings page, read-only channels with their events, and the options table."""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
+
+from integrations import options
+from integrations.adapter import get_adapter
+from integrations.bluesky import errors, services
+from integrations.forms import BlueskySettingsForm
+from integrations.models import Channel, ChannelEvent, IntegrationOption
+from integrations.validators import normalize_service_url
+
+MANAGE_PERMISSION = "integrations.manage_integrations"
+
+
+def _describe(error: errors.BlueskyError, url: str) -> str:
+    return get_adapter().describe(error, service_url=url).message
+
+
+@method_decorator(sensitive_post_parameters(), name="__call__")
+class BlueskySettingsView:
+    """`/admin/api-integration/bluesky`: Service URL and Status, with where the URL in force comes from."""
+
+    template_name = "admin/integrations/bluesky_settings.html"
+
+    def __init__(self, site: admin.AdminSite) -> None:
+        self.site = site
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm(MANAGE_PERMISSION):
+            raise PermissionDenied
+        stored = options.stored_values()
+        initial = {
+            "service_url": stored.get(options.BLUESKY_SERVICE_URL.key, ""),
+            "status": options.resolve(options.BLUESKY_STATUS.key).value,
+        }
+        test_result: dict[str, Any] | None = None
+        fingerprint = options.stored_fingerprint()
+        if request.method == "POST":
+            form = BlueskySettingsForm(request.POST, initial=initial)
+            if form.is_valid():
+                if "_test" in request.POST:
+                    test_result = self._test(form.cleaned_data["service_url"] or self._effective_url())
+                elif not self._save_unless_changed_since(request, form, request.POST.get("version", "")):
+                    form.add_error(
+                        None,
+                        "Someone else saved these settings while you were editing. Nothing was changed: check the "
+                        "values in force above and save again.",
+                    )
+                    fingerprint = options.stored_fingerprint()
+                else:
+                    messages.success(request, "The Bluesky settings were saved.")
+                    return HttpResponseRedirect(request.path)
+        else:
+            form = BlueskySettingsForm(initial=initial)
+        return TemplateResponse(
+            request,
+            self.template_name,
+            {
+                **self.site.each_context(request),
+                "title": "Bluesky integration",
+                "form": form,
+                "effective": self._effective(),
+                "env_var": options.BLUESKY_SERVICE_URL.env_var,
+                "default_url": options.BLUESKY_SERVICE_URL.default,
+                "test_result": test_result,
+                "version": fingerprint,
+            },
+            status=400 if request.method == "POST" and not form.is_valid() else 200,
+        )
+
+    @staticmethod
+    def _effective_url() -> str:
+        return services.service_url_or_none() or options.BLUESKY_SERVICE_URL.default
+
+    @staticmethod
+    def _effective() -> dict[str, Any]:
+        resolved = options.resolve(options.BLUESKY_SERVICE_URL.key)
+        try:
+            value, problem = options.bluesky_service_url().value, ""
+        except ValidationError as exc:  # show what is wrong, never the raw value (it may hold credentials)
+            value, problem = "(invalid)", " ".join(exc.messages)
+        try:
+            env_value = normalize_service_url(resolved.raw_env) if resolved.raw_env else None
+        except ValidationError:
+            env_value = "(invalid)"
+        labels = {
+            options.Source.DB: "set on this page",
+            options.Source.ENV: f"from the environment ({options.BLUESKY_SERVICE_URL.env_var})",
+            options.Source.DEFAULT: "the built-in default",
+        }
+        return {
+            "value": value,
+            "source": resolved.source.value,
+            "source_label": labels[resolved.source],
+            "problem": problem,
+            "env_value": env_value,
+            "problem_source": f"{options.BLUESKY_SERVICE_URL.env_var}"
+            if resolved.source is options.Source.ENV
+            else "The stored Service URL",
+        }
+
+    @staticmethod
+    def _test(url: str) -> dict[str, Any]:
+        try:
+            description = services.test_connection(url)
+        except errors.BlueskyError as exc:
+            return {"ok": False, "url": url, "message": _describe(exc, url)}
+        return {"ok": True, "url": url, "description": description}
+
+    @staticmethod
+    def _save_unless_changed_since(request: HttpRequest, form: BlueskySettingsForm, seen_version: str) -> bool:
+        """Save the form's values if the stored ones are still those the editor saw (`seen_version`); False, with
+        nothing changed, when someone else saved meanwhile.
+
+        The check and the write happen under the option rows' locks, so of two simultaneous saves from the same
+        version exactly one wins (the other waits for the lock, then sees the new values).
+        """
+        values = {
+            options.BLUESKY_SERVICE_URL.key: form.cleaned_data["service_url"],
+            options.BLUESKY_STATUS.key: form.cleaned_data["status"],
+        }
+        with transaction.atomic():
+            # Rows to lock must exist: an empty value means "not overridden", so creating them changes nothing.
+            IntegrationOption.objects.bulk_create(
+                [IntegrationOption(key=key, value="") for key in sorted(options.REGISTRY)], ignore_conflicts=True
+            )
+            locked = {o.key: o for o in IntegrationOption.objects.select_for_update().order_by("key")}
+            if options.fingerprint({key: o.value for key, o in locked.items()}) != seen_version:
+                transaction.set_rollback(True)
+                return False
+            for key, value in values.items():
+                option = locked[key]
+                if option.value == value:
+                    continue
+                old = option.value
+                option.value, option.updated_by = value, request.user
+                option.save()
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk,
+                    queryset=[option],
+                    action_flag=CHANGE if old else ADDITION,
+                    change_message=f"{key}: {old!r} → {value!r}" if old else f"{key} = {value!r}",
+                    single_object=True,
+                )
+        return True
+
+
+@admin.register(IntegrationOption)
+class IntegrationOptionAdmin(admin.ModelAdmin):
+    """The raw option rows are edited through the Bluesky page; the changelist leads there."""
+
+    list_display = ("key", "value", "updated_at", "updated_by")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return HttpResponseRedirect(reverse("integrations-admin:bluesky"))
+
+
+class ChannelEventInline(admin.TabularInline):
+    model = ChannelEvent
+    fields = ("created_at", "kind", "error_code", "detail")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ("-created_at",)
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    """Read-only: tokens are never shown; health and events are; sessions can be refreshed."""
+
+    list_display = ("handle", "did", "user", "health_label", "refresh_expires_at", "refreshed_at", "connected_at")
+    list_filter = ("status", "provider")
+    search_fields = ("handle", "did", "user__username")
+    list_select_related = ("user",)
+    fieldsets = (
+        ("Account", {"fields": ("user", "provider", "did", "handle", "display_name", "profile_status")}),
+        ("Server", {"fields": ("service_url", "pds_endpoint", "scope")}),
+        ("Health", {"fields": ("health_label", "status", "last_error_code", "next_retry_at")}),
+        (
+            "Session (tokens are never shown)",
+            {"fields": ("access_expires_at", "refresh_expires_at", "connected_at", "refreshed_at")},
+        ),
+    )
+    view_on_site = False  # the channel page belongs to its owner; an admin would get a 404 there
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
+    inlines = [ChannelEventInline]
+    actions = ["refresh_selected"]
+
+    @admin.display(description="Health")
+    def health_label(self, obj: Channel) -> str:
+        health = services.health(obj)
+        return format_html('<span title="{}">{}</span>', health.advice, health.label)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a deleted row would leave its session alive on the PDS: owners disconnect instead
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
+        return super().get_queryset(request).defer("access_jwt", "refresh_jwt")
+
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        """Refreshing talks to the PDS with users' sessions: integration managers only, not view-only staff."""
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    @admin.action(description="Refresh selected channels' sessions", permissions=["refresh"])
+    def refresh_selected(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        done, failed = 0, []
+        for channel in queryset:
+            try:
+                services.refresh_channel(channel)
+            except errors.BlueskyError as exc:
+                failed.append(f"@{channel.handle}: {exc.code}")
+            else:
+                done += 1
+        if done:
+            messages.success(request, f"Refreshed {done} channel(s).")
+        if failed:
+            messages.warning(request, "Not refreshed: " + "; ".join(failed))

@@ -1,0 +1,64 @@
+"""One error shape for the whole API: {"error": {"code", "message", "retry_after"?, "fields"?}}."""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from integrations.bluesky import errors, services
+
+
+class BlueskyAPIException(exceptions.APIException):
+    """A BlueskyError in API form: status, code and message come from the adapter's message table."""
+
+    def __init__(self, error: errors.BlueskyError) -> None:
+        described = services.describe(error)
+        self.status_code = described.http_status
+        self.retry_after = described.retry_after
+        super().__init__(detail=described.message, code=described.code)
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, reshaped; BlueskyErrors become their mapped status and code."""
+    if isinstance(exc, errors.BlueskyError):
+        exc = BlueskyAPIException(exc)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
+        exc = RequestTooLarge()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, BlueskyAPIException):
+        response.data = _body(exc.detail.code, str(exc.detail), retry_after=exc.retry_after)
+        if exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        first = next(iter(detail.values()), ["Invalid input."])
+        message = str(first[0]) if isinstance(first, list) and first else str(first)
+        response.data = _body("invalid", message, fields=detail)
+    elif isinstance(exc, exceptions.Throttled):
+        response.data = _body("throttled", str(exc.detail), retry_after=exc.wait and int(exc.wait + 0.999))
+    elif isinstance(exc, exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        response.data = _body(code, str(exc.detail))
+    if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS and "Retry-After" not in response:
+        response["Retry-After"] = "60"
+    return response

@@ -1,0 +1,95 @@
+"""REST API for channels. Thin: every action calls `integrations.bluesky.services`."""
+
+from django.db.models import QuerySet
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from integrations.api.parsers import SafeJSONParser
+from integrations.api.serializers import (
+    ChannelEventSerializer,
+    ChannelSerializer,
+    ConnectBlueskySerializer,
+    ErrorSerializer,
+)
+from integrations.bluesky import services
+from integrations.models import Channel
+from integrations.throttling import client_ip
+
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 429, 502, 503)}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List your channels", responses={200: ChannelSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="One of your channels", responses={200: ChannelSerializer, **ERRORS}),
+    destroy=extend_schema(
+        summary="Disconnect a channel",
+        description="Signs the session out on the PDS where it answers and removes the stored tokens. The channel "
+        "stays listed with health `disconnected` until it is reconnected.",
+        responses={204: None, **ERRORS},
+    ),
+)
+@method_decorator(sensitive_post_parameters("app_password"), name="dispatch")
+class ChannelViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """A user's channels; another user's channel is a 404."""
+
+    serializer_class = ChannelSerializer
+    lookup_value_regex = r"[0-9]+"
+    # Token first: an unauthenticated call answers 401 with `WWW-Authenticate: Token`, as the schema says.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
+
+    def get_queryset(self) -> QuerySet[Channel]:
+        queryset = Channel.objects.filter(user=self.request.user).order_by("handle", "pk")
+        if self.action in ("list", "retrieve", "events"):  # tokens are never shown: don't decrypt them
+            queryset = queryset.defer("access_jwt", "refresh_jwt")
+        return queryset
+
+    def perform_destroy(self, instance: Channel) -> None:
+        services.disconnect(instance)
+
+    @extend_schema(
+        summary="Connect a Bluesky account",
+        request=ConnectBlueskySerializer,
+        responses={201: ChannelSerializer, **ERRORS},
+    )
+    @method_decorator(sensitive_variables())  # the serializer's repr holds the app password
+    @action(detail=False, methods=["post"], url_path="bluesky", url_name="connect-bluesky")
+    def connect_bluesky(self, request: Request) -> Response:
+        serializer = ConnectBlueskySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        channel = services.connect(
+            request.user,
+            serializer.validated_data["identifier"],
+            serializer.validated_data["app_password"],
+            ip=client_ip(request.META),
+        )
+        return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Refresh a channel's session now", request=None, responses={200: ChannelSerializer, **ERRORS}
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, pk: str | None = None) -> Response:
+        channel = self.get_object()
+        services.refresh_channel(channel)
+        return Response(ChannelSerializer(channel).data)
+
+    @extend_schema(
+        summary="A channel's event log (newest first)", responses={200: ChannelEventSerializer(many=True), **ERRORS}
+    )
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        channel = self.get_object()
+        page = self.paginate_queryset(channel.events.all())
+        if page is not None:
+            return self.get_paginated_response(ChannelEventSerializer(page, many=True).data)
+        return Response(ChannelEventSerializer(channel.events.all()[:200], many=True).data)

@@ -1,0 +1,375 @@
+"""The only module that talks XRPC to a PDS (through the `atproto` SDK's raw client, with timeouts).
+
+Every failure leaves here as one of `integrations.bluesky.errors`. Tokens are passed per call in the
+Authorization header and never kept on a shared object, so no caller can reuse a stale token by accident.
+"""
+
+import base64
+import json
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+from atproto_client import exceptions as sdk_errors
+from atproto_client import models
+from atproto_client.client.raw import ClientRaw
+from atproto_client.models.common import XrpcError
+from atproto_client.request import Request
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.views.decorators.debug import sensitive_variables
+
+from integrations.bluesky import errors
+from integrations.crypto import Secret
+from integrations.validators import normalize_identifier, normalize_service_url
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "Skyport (Django; atproto SDK)"
+MAX_RETRY_AFTER = 24 * 60 * 60
+EARLIEST_TOKEN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LONGEST_TOKEN_LIFETIME = timedelta(days=400)  # refresh tokens live 90 days; anything past a year is garbage
+MAX_DID_LENGTH = 255  # the column; did:plc is 32 characters, did:web at most a host name
+MAX_ENDPOINT_LENGTH = 500
+MAX_DISPLAY_NAME_LENGTH = 640  # the lexicon's maxLength (bytes; 64 graphemes)
+MAX_DESCRIPTION_LENGTH = 2560
+MAX_AVATAR_URL_LENGTH = 1000
+APP_PASSWORD_SCOPES = frozenset({"com.atproto.appPass", "com.atproto.appPassPrivileged"})
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerDescription:
+    did: str
+    available_user_domains: list[str]
+    invite_code_required: bool
+
+
+@dataclass(frozen=True)
+class Session:
+    """What createSession/refreshSession return. `repr` hides the tokens."""
+
+    did: str
+    handle: str
+    access_jwt: str
+    refresh_jwt: str
+    active: bool = True
+    account_status: str | None = None
+    pds_endpoint: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Session(did={self.did!r}, handle={self.handle!r}, active={self.active})"
+
+    @property
+    def access_claims(self) -> dict[str, Any]:
+        return jwt_claims(self.access_jwt)
+
+    @property
+    def refresh_claims(self) -> dict[str, Any]:
+        return jwt_claims(self.refresh_jwt)
+
+
+@dataclass(frozen=True)
+class Profile:
+    display_name: str
+    description: str
+    avatar_url: str
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The (unverified) claims of a JWT: we only read `exp` and `scope` of tokens the PDS just gave us."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (IndexError, ValueError) as exc:
+        raise errors.InvalidResponse("The PDS returned a session token that is not a JWT.") from exc
+    if not isinstance(claims, dict):
+        raise errors.InvalidResponse("The PDS returned a session token with unreadable claims.")
+    return claims
+
+
+def claim_time(claims: dict[str, Any], name: str = "exp") -> datetime | None:
+    """A JWT time claim as an aware datetime (None when absent).
+
+    Raises InvalidResponse for a value that is not a plausible time (not a number, before 2000, or further ahead
+    than any session lives), so an absurd claim can neither crash a save nor park a channel for centuries.
+    """
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise errors.InvalidResponse(f"The PDS returned a session token whose {name!r} is not a time.")
+    try:
+        when = datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        when = None
+    if when is None or not EARLIEST_TOKEN_TIME <= when <= datetime.now(UTC) + LONGEST_TOKEN_LIFETIME:
+        raise errors.InvalidResponse(f"The PDS returned a session token with an impossible {name!r} time.")
+    return when
+
+
+def _pds_endpoint(did_doc: Any) -> str | None:
+    """The `#atproto_pds` service endpoint of a DID document, when it has a valid one."""
+    if hasattr(did_doc, "to_dict"):  # the SDK hands unknown objects over as a DotDict
+        did_doc = did_doc.to_dict()
+    if not isinstance(did_doc, dict):
+        return None
+    for service in did_doc.get("service") or []:
+        if isinstance(service, dict) and str(service.get("id", "")).endswith("#atproto_pds"):
+            try:
+                return normalize_service_url(str(service.get("serviceEndpoint", "")))
+            except ValidationError:
+                return None
+    return None
+
+
+def _retry_after(response: Any) -> int | None:
+    """Seconds to wait, from `Retry-After` (seconds or an HTTP date) or `RateLimit-Reset` (epoch seconds).
+
+    Bounded to [1 s, MAX_RETRY_AFTER]: a server asking for a pause of years gets a day, then is asked again.
+    """
+    # The SDK's 429 error already parses both headers; reuse it for any status (a 503 may carry Retry-After).
+    parsed = sdk_errors.RateLimitExceededError(response)
+    seconds: float | None = None
+    try:
+        if parsed.retry_after is not None:
+            seconds = parsed.retry_after
+        elif parsed.reset_at is not None:
+            seconds = (parsed.reset_at - datetime.now(UTC)).total_seconds()
+    except (OverflowError, OSError, ValueError):  # a date or epoch beyond what datetime holds
+        seconds = MAX_RETRY_AFTER
+    if seconds is None or not math.isfinite(seconds):
+        return None if seconds is None else MAX_RETRY_AFTER
+    return max(1, min(MAX_RETRY_AFTER, int(seconds + 0.999)))
+
+
+def translate(exc: Exception) -> errors.BlueskyError:
+    """Map an SDK/httpx failure to our exception (the one place that reads upstream error codes)."""
+    if isinstance(exc, errors.BlueskyError):
+        return exc
+    if isinstance(exc, sdk_errors.InvokeTimeoutError):
+        return errors.PdsTimeout("The PDS did not answer in time.")
+    if isinstance(exc, sdk_errors.RequestErrorBase):
+        response = exc.response
+        if response is None:
+            return errors.PdsUnreachable("The PDS could not be reached.")
+        status = response.status_code
+        content = response.content
+        code = content.error if isinstance(content, XrpcError) else None
+        message = (content.message or "") if isinstance(content, XrpcError) else ""
+        kwargs = {"status_code": status, "upstream_error": code, "retry_after": _retry_after(response)}
+        if status == 429:
+            return errors.RateLimited("The PDS rate limit was hit.", **kwargs)
+        if code is None:
+            # No XRPC error body (an HTML page from a proxy, a bare 401/5xx): not a PDS verdict on the session, so
+            # it must never be taken for "token revoked".
+            if status >= 500:
+                return errors.PdsServerError(f"The PDS answered {status}.", **kwargs)
+            return errors.InvalidResponse(f"The PDS answered {status} with a body that is not XRPC JSON.", **kwargs)
+        if code == "AuthFactorTokenRequired":
+            return errors.AuthFactorRequired(message, **kwargs)
+        if code in ("AccountTakedown", "AccountSuspended"):
+            return errors.AccountSuspended(message, **kwargs)
+        if code == "AccountDeactivated":
+            return errors.AccountDeactivated(message, **kwargs)
+        if code in ("ExpiredToken", "InvalidToken") or (status == 401 and code != "AuthenticationRequired"):
+            return errors.SessionRejected(message, **kwargs)
+        if code == "AuthenticationRequired":
+            return errors.InvalidCredentials(message, **kwargs)
+        if code == "RateLimitExceeded":
+            return errors.RateLimited(message, **kwargs)
+        if status >= 500:
+            return errors.PdsServerError(message or f"The PDS answered {status}.", **kwargs)
+        return errors.RequestRejected(message or f"The PDS answered {status}.", **kwargs)
+    if isinstance(exc, sdk_errors.ModelError | ValueError):
+        return errors.InvalidResponse("The PDS answered with JSON of an unexpected shape.")
+    if isinstance(exc, httpx.HTTPError):
+        return errors.PdsUnreachable("The PDS could not be reached.")
+    raise exc
+
+
+_requests: dict[float, Request] = {}
+_raw_clients: dict[tuple[str, float], ClientRaw] = {}
+_raw_clients_lock = threading.Lock()
+
+
+def _raw_client(base_url: str) -> ClientRaw:
+    """One SDK client per PDS and timeout for the whole process, sharing one pooled httpx.Client (thread-safe).
+
+    The raw client keeps no session (tokens travel per call), so sharing it is safe; building one costs ~85 µs,
+    which would otherwise be paid on every authenticated call.
+    """
+    timeout = float(getattr(settings, "INTEGRATIONS_HTTP_TIMEOUT", 10.0))
+    with _raw_clients_lock:
+        if timeout not in _requests:
+            _requests[timeout] = Request(timeout=httpx.Timeout(timeout))
+            _requests[timeout].add_additional_header("User-Agent", USER_AGENT)
+        if (base_url, timeout) not in _raw_clients:
+            _raw_clients[(base_url, timeout)] = ClientRaw(base_url, request=_requests[timeout])
+        return _raw_clients[(base_url, timeout)]
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except errors.BlueskyError:
+        raise
+    except Exception as exc:  # everything else leaves as our own error (or unchanged, if unknown)
+        raise translate(exc) from exc
+
+
+_CID_RE = re.compile(r"[a-zA-Z0-9]{8,128}")  # a base32/base58 multibase CID string
+_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean_text(value: Any) -> str:
+    """A text value from a record, without NUL and other control characters (PostgreSQL refuses NUL)."""
+    return _CONTROL_CHARS_RE.sub("", value) if isinstance(value, str) else ""
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A field of an SDK record, which arrives as a dict or as a model object depending on its type."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class PdsClient:
+    """XRPC calls against one PDS. Stateless: tokens are arguments."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._raw = _raw_client(self.base_url)
+
+    def __repr__(self) -> str:
+        return f"PdsClient({self.base_url!r})"
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        with _translated():
+            return fn()
+
+    def describe_server(self) -> ServerDescription:
+        """`com.atproto.server.describeServer`: proves the URL is a PDS and says how it is set up."""
+        result = self._call(lambda: self._raw.com.atproto.server.describe_server())
+        return ServerDescription(
+            did=result.did,
+            available_user_domains=list(result.available_user_domains or []),
+            invite_code_required=bool(result.invite_code_required),
+        )
+
+    def resolve_handle(self, handle: str) -> str:
+        """`com.atproto.identity.resolveHandle`: the DID a handle names, as this server sees it."""
+        params = models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
+        result = self._call(lambda: self._raw.com.atproto.identity.resolve_handle(params))
+        did = str(result.did or "")
+        if not did.startswith("did:") or len(did) > MAX_DID_LENGTH:
+            raise errors.InvalidResponse("The PDS resolved the handle to something that is not a DID.")
+        return did
+
+    # sensitive_variables() hides every local of this call and of the SDK/httpx frames below it in error reports.
+    @sensitive_variables()
+    def create_session(self, identifier: str, password: str) -> Session:
+        """`com.atproto.server.createSession` with an identifier and a (hopefully app) password."""
+        data = models.ComAtprotoServerCreateSession.Data(identifier=identifier, password=password)
+        result = self._call(lambda: self._raw.com.atproto.server.create_session(data))
+        return self._session(result)
+
+    @sensitive_variables()
+    def refresh_session(self, refresh_jwt: str) -> Session:
+        """`com.atproto.server.refreshSession`: rotates both tokens."""
+        result = self._call(lambda: self._raw.com.atproto.server.refresh_session(headers=_bearer(refresh_jwt)))
+        return self._session(result)
+
+    @sensitive_variables()
+    def delete_session(self, refresh_jwt: str) -> None:
+        """`com.atproto.server.deleteSession`: revokes the refresh token on the PDS."""
+        self._call(lambda: self._raw.com.atproto.server.delete_session(headers=_bearer(refresh_jwt)))
+
+    @sensitive_variables()
+    def get_session(self, access_jwt: str) -> dict[str, Any]:
+        """`com.atproto.server.getSession`: the cheapest authenticated call (used to check a session)."""
+        result = self._call(lambda: self._raw.com.atproto.server.get_session(headers=_bearer(access_jwt)))
+        return {"did": result.did, "handle": result.handle, "active": result.active, "status": result.status}
+
+    @sensitive_variables()
+    def get_profile(self, access_jwt: str, did: str) -> Profile:
+        """The account's `app.bsky.actor.profile/self` record, read from its own repo.
+
+        Read from the PDS rather than through `app.bsky.actor.getProfile`, which needs an AppView behind the PDS.
+        An account that never set a profile has none: that is an empty profile, not an error.
+        """
+        params = models.ComAtprotoRepoGetRecord.Params(repo=did, collection="app.bsky.actor.profile", rkey="self")
+        try:
+            with _translated():
+                result = self._raw.com.atproto.repo.get_record(params, headers=_bearer(access_jwt))
+        except errors.RequestRejected as exc:
+            if exc.upstream_error == "RecordNotFound":
+                return Profile(display_name="", description="", avatar_url="")
+            raise
+        try:
+            value = result.value
+            avatar = _field(value, "avatar")
+            return Profile(
+                display_name=_clean_text(_field(value, "displayName") or _field(value, "display_name"))[
+                    :MAX_DISPLAY_NAME_LENGTH
+                ],
+                description=_clean_text(_field(value, "description"))[:MAX_DESCRIPTION_LENGTH],
+                avatar_url=self._blob_url(did, avatar) if avatar else "",
+            )
+        except Exception as exc:  # whatever shape the record has, it is "profile unavailable", never a crash
+            raise errors.InvalidResponse("The PDS returned a profile record of an unexpected shape.") from exc
+
+    def _blob_url(self, did: str, blob: Any) -> str:
+        """Where a blob can be fetched, or "" when its reference is not a well-formed CID."""
+        ref = _field(blob, "ref")
+        link = _field(ref, "$link") or _field(ref, "link") if ref is not None else None
+        if not link:
+            cid = _field(blob, "cid")
+            link = str(cid) if cid else None
+        if not isinstance(link, str) or not _CID_RE.fullmatch(link):
+            return ""
+        url = str(httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link}))
+        return url if len(url) <= MAX_AVATAR_URL_LENGTH else ""
+
+    @staticmethod
+    @sensitive_variables()
+    def _session(result: Any) -> Session:
+        """A session answer, checked where it enters: every value must fit what we store, or nothing is used."""
+        if not isinstance(result.access_jwt, str) or not isinstance(result.refresh_jwt, str):
+            raise errors.InvalidResponse("The PDS returned a session without tokens.")
+        if not result.access_jwt or not result.refresh_jwt:
+            raise errors.InvalidResponse("The PDS returned a session without tokens.")
+        did, handle = str(result.did or ""), str(result.handle or "")
+        try:
+            valid_did = did.startswith("did:") and len(did) <= MAX_DID_LENGTH and normalize_identifier(did) == did
+            handle = normalize_identifier(handle)
+        except ValidationError:
+            valid_did = False
+        if not valid_did or handle.startswith("did:") or "@" in handle:
+            raise errors.InvalidResponse("The PDS returned an account DID or handle that is not valid.")
+        endpoint = _pds_endpoint(result.did_doc)
+        if endpoint and len(endpoint) > MAX_ENDPOINT_LENGTH:
+            endpoint = None
+        session = Session(
+            did=did,
+            handle=handle,
+            access_jwt=Secret(result.access_jwt),
+            refresh_jwt=Secret(result.refresh_jwt),
+            active=result.active is not False,
+            account_status=str(result.status) if result.status else None,
+            pds_endpoint=endpoint,
+        )
+        for claims in (session.access_claims, session.refresh_claims):  # refuse unreadable tokens here, not on save
+            claim_time(claims)
+        return session

@@ -1,0 +1,302 @@
+"""A channel's session lifecycle: every authenticated call to a PDS goes through `call()`.
+
+- Proactive: an access token that ends within the margin (`INTEGRATIONS_REFRESH_MARGIN`, default 5 minutes) is
+  refreshed before the call.
+- Reactive: a call the PDS answers with "token expired/invalid" triggers one refresh and one replay; never a loop.
+- Never a new `createSession`: the app password is not kept, by design.
+- Refreshes are serialised across threads and processes by locking the channel row (`select_for_update`; on
+  SQLite the IMMEDIATE transaction mode takes the database write lock). Under the lock the row is re-read and
+  refreshed only if its tokens are still the ones that needed it (`session_generation`); a caller that waited
+  uses the tokens the winner stored.
+- Refresh failures are classified in one place (`_classify`): a dead refresh token wipes the session and asks for
+  a reconnection; a temporary fault keeps every token as it was and marks the channel degraded with a retry time.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from integrations.bluesky import errors
+from integrations.bluesky.client import PdsClient, Session, claim_time
+from integrations.models import Channel, ChannelEvent
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETRY_DELAY = 300
+_THREAD_LOCKS = [threading.Lock() for _ in range(64)]  # striped by channel id
+
+
+def refresh_margin() -> timedelta:
+    """How long before its expiry an access token is refreshed proactively."""
+    return timedelta(seconds=getattr(settings, "INTEGRATIONS_REFRESH_MARGIN", 300))
+
+
+def pds_url(channel: Channel) -> str:
+    """Where a channel's authenticated calls go: its PDS from the DID document, else the service URL."""
+    return channel.pds_endpoint or channel.service_url
+
+
+@sensitive_variables()
+def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
+    """Run `fn(client, access_jwt)` with a valid access token for `channel`, refreshing when needed.
+
+    `channel` is updated in place with whatever tokens end up in force.
+    """
+    if not channel.refresh_jwt:
+        raise no_session_error(channel)
+    if channel.access_expires_within(refresh_margin()):
+        try:
+            refresh(channel, seen_generation=channel.session_generation)
+        except errors.BlueskyError as exc:
+            # A temporary fault while the access token still works: use it (the refresh is retried later).
+            expires = channel.access_expires_at
+            still_valid = bool(channel.access_jwt) and expires is not None and expires > timezone.now()
+            if not (exc.temporary and still_valid):
+                raise
+            logger.info("proactive refresh failed (%s); using the current token did=%s", exc.code, channel.did)
+    _require_session(channel)
+    client = PdsClient(pds_url(channel))
+    generation = channel.session_generation
+    try:
+        return fn(client, channel.access_jwt)
+    except errors.SessionRejected:
+        logger.info("access token rejected; refreshing once did=%s handle=%s", channel.did, channel.handle)
+        refresh(channel, seen_generation=generation, force=True)
+        _require_session(channel)
+        return fn(PdsClient(pds_url(channel)), channel.access_jwt)
+
+
+def _require_session(channel: Channel) -> None:
+    """After waiting on another caller's refresh, the session may be gone: say so instead of calling with ''."""
+    if not channel.refresh_jwt or not channel.access_jwt:
+        raise no_session_error(channel)
+
+
+def no_session_error(channel: Channel) -> errors.BlueskyError:
+    """What to raise for a channel without a session: expired (reconnect) or simply not connected."""
+    if channel.status == Channel.Status.NEEDS_RECONNECTION:
+        return errors.SessionExpired()
+    return errors.NoSession()
+
+
+@sensitive_variables()
+def refresh(
+    channel: Channel,
+    *,
+    seen_generation: int | None = None,
+    force: bool = False,
+    ignore_retry_time: bool = False,
+    unless_refreshed_within: timedelta | None = None,
+) -> bool:
+    """Refresh `channel`'s session unless another caller already did; return True when this call refreshed.
+
+    `seen_generation`: the session generation the caller's tokens came from; when the row has moved on, its
+    tokens are used as they are. Without `force`, a token that is not yet within the margin is left alone.
+    `unless_refreshed_within`: a healthy session rotated less than this long ago is left as it is (a user
+    clicking Refresh repeatedly gets the current state, not one rotation per click).
+    Raises the classified error when the refresh fails (after recording it on the row).
+    """
+    # Threads of one process queue on a Python lock first, so a waiter sees the winner's tokens with a plain read
+    # instead of queuing on the database lock (which SQLite waits for by polling with growing sleeps).
+    with _THREAD_LOCKS[channel.pk % len(_THREAD_LOCKS)]:
+        if seen_generation is not None:
+            current = Channel.objects.filter(pk=channel.pk).first()
+            if current is not None and current.session_generation != seen_generation:
+                copy_session_state(current, channel)
+                return False
+        return _refresh_under_row_lock(channel, seen_generation, force, ignore_retry_time, unless_refreshed_within)
+
+
+@sensitive_variables()
+def _refresh_under_row_lock(
+    channel: Channel,
+    seen_generation: int | None,
+    force: bool,
+    ignore_retry_time: bool,
+    unless_refreshed_within: timedelta | None,
+) -> bool:
+    failure: errors.BlueskyError | None = None
+    refreshed = False
+    with transaction.atomic():
+        row = Channel.objects.select_for_update().get(pk=channel.pk)
+        now = timezone.now()
+        if not row.refresh_jwt:
+            failure = no_session_error(row)
+        elif seen_generation is not None and row.session_generation != seen_generation:
+            pass  # someone refreshed while we waited: use their tokens
+        elif (not force and not row.access_expires_within(refresh_margin(), now)) or _recently_refreshed(
+            row, unless_refreshed_within, now
+        ):
+            pass  # nothing to do: the token in force is fine
+        elif (
+            not ignore_retry_time
+            and row.status == Channel.Status.DEGRADED
+            and row.next_retry_at
+            and row.next_retry_at > now
+        ):
+            failure = errors.TemporaryError(
+                "waiting before the next refresh attempt",
+                retry_after=int((row.next_retry_at - now).total_seconds()) + 1,
+            )
+            failure.code = row.last_error_code or failure.code
+        else:
+            try:
+                session = PdsClient(pds_url(row)).refresh_session(row.refresh_jwt)
+            except errors.BlueskyError as exc:
+                failure = _classify(row, exc)
+            else:
+                if session.did != row.did:
+                    failure = _refuse_other_account(row, session)
+                else:
+                    store_session(row, session)
+                    row.refreshed_at = now
+                    row.save()
+                    record_event(row, ChannelEvent.Kind.REFRESHED)
+                    refreshed = True
+    copy_session_state(row, channel)
+    if failure is not None:
+        raise failure
+    return refreshed
+
+
+def _recently_refreshed(row: Channel, within: timedelta | None, now: datetime) -> bool:
+    """Whether a healthy session was rotated less than `within` ago (and its access token is not ending)."""
+    return bool(
+        within
+        and row.status == Channel.Status.ACTIVE
+        and row.refreshed_at
+        and now - row.refreshed_at < within
+        and not row.access_expires_within(refresh_margin(), now)
+    )
+
+
+def _refuse_other_account(row: Channel, session: Session) -> errors.BlueskyError:
+    """A refresh answered for another DID: keep the channel exactly as it was and say so."""
+    record_event(
+        row,
+        ChannelEvent.Kind.REFRESH_FAILED,
+        error_code=errors.AccountMismatch.code,
+        detail=f"the server answered with a session for another account ({session.did}); nothing was stored",
+    )
+    logger.warning("refresh answered for another account did=%s other=%s", row.did, session.did)
+    return errors.AccountMismatch(f"The server answered for {session.did} instead of {row.did}.")
+
+
+def store_session(row: Channel, session: Session) -> None:
+    """Put a fresh session's tokens, expiries and account state on the row (not saved)."""
+    access_claims = session.access_claims
+    row.access_jwt = session.access_jwt
+    row.refresh_jwt = session.refresh_jwt
+    row.access_expires_at = claim_time(access_claims)
+    row.refresh_expires_at = claim_time(session.refresh_claims)
+    row.scope = str(access_claims.get("scope", ""))[:100]
+    row.handle = session.handle or row.handle
+    if session.pds_endpoint:
+        row.pds_endpoint = session.pds_endpoint
+    row.session_generation += 1
+    row.next_retry_at = None
+    row.last_error_code = ""
+    row.owner_told_status = ""
+    if session.active:
+        row.status = Channel.Status.ACTIVE
+    elif session.account_status in ("takendown", "suspended"):
+        row.status = Channel.Status.SUSPENDED
+    else:
+        row.status = Channel.Status.DEACTIVATED
+
+
+def wipe_session(row: Channel) -> None:
+    """Forget a channel's tokens (not saved)."""
+    row.access_jwt = ""
+    row.refresh_jwt = ""
+    row.access_expires_at = None
+    row.session_generation += 1
+
+
+def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
+    """Record a failed refresh on the locked row and return the error the caller should see."""
+    now = timezone.now()
+    # Only the PDS's own verdict (an XRPC error code) ends a session; a bare 401 from a proxy does not.
+    session_dead = isinstance(exc, errors.SessionRejected | errors.InvalidCredentials | errors.SessionExpired)
+    if session_dead and exc.upstream_error:
+        wipe_session(row)
+        row.status = Channel.Status.NEEDS_RECONNECTION
+        row.last_error_code = errors.SessionExpired.code
+        row.next_retry_at = None
+        row.save()
+        record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail="refresh token rejected")
+        record_event(row, ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.SessionExpired.code)
+        logger.warning("refresh token dead; channel needs reconnection did=%s handle=%s", row.did, row.handle)
+        return errors.SessionExpired(status_code=exc.status_code, upstream_error=exc.upstream_error)
+    if isinstance(exc, errors.AccountDeactivated | errors.AccountSuspended):
+        row.status = (
+            Channel.Status.DEACTIVATED if isinstance(exc, errors.AccountDeactivated) else Channel.Status.SUSPENDED
+        )
+        row.last_error_code = exc.code
+        row.next_retry_at = None
+        row.save()
+        record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code)
+        logger.warning("refresh refused: account %s did=%s handle=%s", row.status, row.did, row.handle)
+        return exc
+    # Anything else is temporary: tokens stay exactly as they were.
+    delay = exc.retry_after or DEFAULT_RETRY_DELAY
+    row.status = Channel.Status.DEGRADED
+    row.last_error_code = exc.code
+    row.next_retry_at = now + timedelta(seconds=delay)
+    row.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
+    record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail=f"retry after {delay} s")
+    logger.warning(
+        "refresh failed temporarily (%s); retry at %s did=%s handle=%s",
+        exc.code,
+        row.next_retry_at.isoformat(),
+        row.did,
+        row.handle,
+    )
+    if not exc.temporary:  # an unexpected 4xx: still never drop the session for it
+        return errors.TemporaryError(exc.detail, status_code=exc.status_code, retry_after=delay)
+    exc.retry_after = delay
+    return exc
+
+
+_STATE_FIELDS = (
+    "access_jwt",
+    "refresh_jwt",
+    "access_expires_at",
+    "refresh_expires_at",
+    "scope",
+    "handle",
+    "pds_endpoint",
+    "session_generation",
+    "status",
+    "last_error_code",
+    "next_retry_at",
+    "refreshed_at",
+    "updated_at",
+)
+
+
+def copy_session_state(source: Channel, target: Channel) -> None:
+    """Bring an in-memory channel up to date with the session state of a freshly read row."""
+    if source is not target:
+        for name in _STATE_FIELDS:
+            setattr(target, name, getattr(source, name))
+
+
+def record_event(channel: Channel, kind: str, *, detail: str = "", error_code: str = "") -> ChannelEvent:
+    """Append to the channel's event log and log a line (DID, handle, expiries; never a token)."""
+    logger.info(
+        "channel event %s did=%s handle=%s access_expires=%s refresh_expires=%s%s",
+        kind,
+        channel.did,
+        channel.handle,
+        channel.access_expires_at.isoformat() if channel.access_expires_at else "-",
+        channel.refresh_expires_at.isoformat() if channel.refresh_expires_at else "-",
+        f" error={error_code}" if error_code else "",
+    )
+    return ChannelEvent.objects.create(channel=channel, kind=kind, detail=detail[:500], error_code=error_code)

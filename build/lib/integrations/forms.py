@@ -1,0 +1,59 @@
+"""Forms for the admin settings page and the connect page."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from integrations import options
+from integrations.validators import normalize_identifier, normalize_service_url
+
+
+class BlueskySettingsForm(forms.Form):
+    """The two Bluesky options. An empty Service URL means "use the env variable or the default"."""
+
+    service_url = forms.CharField(
+        label="Service URL",
+        required=False,
+        max_length=500,
+        help_text="The PDS to sign in against, e.g. https://bsky.social. Leave empty to use BLUESKY_SERVICE_URL "
+        "from the environment, or https://bsky.social.",
+        widget=forms.TextInput(attrs={"placeholder": "https://bsky.social", "size": 50}),
+    )
+    status = forms.ChoiceField(label="Status", choices=options.BLUESKY_STATUS.choices)
+
+    def clean_service_url(self) -> str:
+        value = self.cleaned_data["service_url"].strip()
+        return normalize_service_url(value) if value else ""
+
+
+class ConnectBlueskyForm(forms.Form):
+    """Handle (or email, or DID) and an app password. The password is never stored."""
+
+    identifier = forms.CharField(
+        label="Handle or email",
+        max_length=2048,
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "alice.bsky.social",
+                "autocomplete": "username",
+                "autocapitalize": "none",
+                "spellcheck": "false",
+                "autofocus": True,
+            }
+        ),
+    )
+    app_password = forms.CharField(
+        label="App password",
+        strip=False,
+        max_length=256,
+        widget=forms.PasswordInput(attrs={"placeholder": "xxxx-xxxx-xxxx-xxxx", "autocomplete": "off"}),
+        help_text="Create one at bsky.app → Settings → Privacy and security → App passwords.",
+    )
+
+    def clean_identifier(self) -> str:
+        return normalize_identifier(self.cleaned_data["identifier"])
+
+    def clean_app_password(self) -> str:
+        value = self.cleaned_data["app_password"]
+        if not value.strip():
+            raise ValidationError("Enter the app password.", code="required")
+        return value.strip()

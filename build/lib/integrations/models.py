@@ -1,0 +1,136 @@
+"""Stored state: integration options, connected channels (with encrypted sessions) and their event log."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations import options
+from integrations.fields import EncryptedTextField
+
+
+class IntegrationOption(models.Model):
+    """One stored option value; an empty value means "not overridden" (env or default applies)."""
+
+    key = models.CharField(max_length=100, unique=True)
+    value = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "API integration setting"
+        verbose_name_plural = "API integration settings"
+        permissions = [("manage_integrations", "Can manage API integration settings")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+@receiver([post_save, post_delete], sender=IntegrationOption)
+def _invalidate_option_cache(**kwargs: object) -> None:
+    options.invalidate()
+    # Again after commit: a reader in another process may have re-cached the old value meanwhile.
+    transaction.on_commit(options.invalidate)
+
+
+class Channel(models.Model):
+    """A social account a user has connected; for Bluesky, an app-password session on a PDS."""
+
+    class Provider(models.TextChoices):
+        BLUESKY = "bluesky", "Bluesky"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DEGRADED = "degraded", "Temporarily unreachable"
+        NEEDS_RECONNECTION = "needs_reconnection", "Needs reconnection"
+        DEACTIVATED = "deactivated", "Account deactivated"
+        SUSPENDED = "suspended", "Account suspended"
+        DISCONNECTED = "disconnected", "Disconnected"
+
+    class ProfileStatus(models.TextChoices):
+        PENDING = "pending", "Not fetched yet"
+        OK = "ok", "Fetched"
+        UNAVAILABLE = "unavailable", "Unavailable"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="channels")
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.BLUESKY)
+    did = models.CharField("DID", max_length=255)
+    handle = models.CharField(max_length=255)
+    service_url = models.URLField("service URL", max_length=500)
+    pds_endpoint = models.URLField("PDS endpoint", max_length=500, blank=True)
+
+    access_jwt = EncryptedTextField(blank=True, default="")
+    refresh_jwt = EncryptedTextField(blank=True, default="")
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    scope = models.CharField(max_length=100, blank=True)
+    # Bumped every time tokens are stored: lets a caller that waited on the row lock see a refresh happened.
+    session_generation = models.PositiveIntegerField(default=0)
+
+    display_name = models.CharField(max_length=640, blank=True)
+    description = models.TextField(blank=True)
+    avatar_url = models.URLField(max_length=1000, blank=True)
+    profile_status = models.CharField(max_length=20, choices=ProfileStatus.choices, default=ProfileStatus.PENDING)
+    profile_fetched_at = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    last_error_code = models.CharField(max_length=50, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    # The problem state the owner was last told about on the channel page (so each problem is told once).
+    owner_told_status = models.CharField(max_length=30, blank=True)
+    connected_at = models.DateTimeField(default=timezone.now)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["handle", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "provider", "did"], name="integrations_channel_unique_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.handle}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("integrations:channel-detail", args=[self.pk])
+
+    @property
+    def has_session(self) -> bool:
+        return bool(self.refresh_jwt)
+
+    def access_expires_within(self, margin: timedelta, now: datetime | None = None) -> bool:
+        """Whether the access token is missing or ends within `margin`."""
+        if not self.access_jwt or self.access_expires_at is None:
+            return True
+        return self.access_expires_at <= (now or timezone.now()) + margin
+
+
+class ChannelEvent(models.Model):
+    """What happened to a channel, for its owner and the admin. Never holds a token."""
+
+    class Kind(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        REFRESHED = "refreshed", "Session refreshed"
+        REFRESH_FAILED = "refresh_failed", "Refresh failed"
+        NEEDS_RECONNECTION = "needs_reconnection", "Needs reconnection"
+        PROFILE_UPDATED = "profile_updated", "Profile updated"
+        DISCONNECTED = "disconnected", "Disconnected"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    detail = models.CharField(max_length=500, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,168 @@
+"""The registry of integration options and the one function that resolves them.
+
+Resolution order: a non-empty value stored in the database (`IntegrationOption`), else the environment variable,
+else the default. Stored values are read through Django's cache (one entry for all options), so a warm request
+costs no query. The entry is keyed by a version that every save or delete replaces (again on commit): a reader
+that loaded the old rows just before a commit can only re-cache them under the old version, which nobody reads
+any more, so every process sharing the cache sees the new values.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from django.conf import settings
+from django.core.cache import caches
+from django.db import DatabaseError
+
+logger = logging.getLogger(__name__)
+
+VERSION_KEY = "integrations:options:version"
+CACHE_TIMEOUT = 60 * 60 * 24
+
+
+class Source(StrEnum):
+    DB = "db"
+    ENV = "env"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class OptionDef:
+    """One typed option: its key, the env variable that may set it, its default and how to clean a value."""
+
+    key: str
+    label: str
+    default: str
+    env_var: str | None = None
+    choices: tuple[tuple[str, str], ...] = ()
+    clean: Callable[[str], str] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ResolvedOption:
+    value: str
+    source: Source
+    raw_env: str | None = None
+
+
+REGISTRY: dict[str, OptionDef] = {}
+
+
+def register(option: OptionDef) -> OptionDef:
+    """Add an option to the registry (keys are unique)."""
+    if option.key in REGISTRY:
+        raise ValueError(f"Option {option.key!r} is registered twice.")
+    REGISTRY[option.key] = option
+    return option
+
+
+def _clean_service_url(value: str) -> str:
+    from integrations.validators import normalize_service_url
+
+    return normalize_service_url(value)
+
+
+BLUESKY_SERVICE_URL = register(
+    OptionDef(
+        key="bluesky_service-url",
+        label="Service URL",
+        default="https://bsky.social",
+        env_var="BLUESKY_SERVICE_URL",
+        clean=_clean_service_url,
+    )
+)
+BLUESKY_STATUS = register(
+    OptionDef(
+        key="bluesky_integration_status",
+        label="Status",
+        default="enabled",
+        choices=(("enabled", "Enabled"), ("disabled", "Disabled")),
+    )
+)
+
+
+def _cache():
+    return caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+
+
+def _values_key(version: str) -> str:
+    return f"integrations:options:values:{version}"
+
+
+def _current_version() -> str:
+    cache = _cache()
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, uuid.uuid4().hex, None)  # add: never overwrite a version another process set
+        version = cache.get(VERSION_KEY) or ""
+    return version
+
+
+def cached_values() -> dict[str, str] | None:
+    """What the cache holds for the current version (None when cold)."""
+    return _cache().get(_values_key(_current_version()))
+
+
+def stored_values() -> dict[str, str]:
+    """All option values stored in the database, from the cache when warm (one query when cold)."""
+    version = _current_version()
+    values = _cache().get(_values_key(version))
+    if values is None:
+        from integrations.models import IntegrationOption
+
+        try:
+            values = dict(IntegrationOption.objects.values_list("key", "value"))
+        except DatabaseError:  # table missing before `migrate`: behave as if nothing is stored
+            logger.warning("integration options table is not readable; using env and defaults")
+            return {}
+        _cache().set(_values_key(version), values, CACHE_TIMEOUT)
+    return values
+
+
+def fingerprint(values: dict[str, str]) -> str:
+    """A short digest of option values (empty ones count as unset): what an edit form saw, to notice that someone
+    else saved meanwhile."""
+    canonical = json.dumps(sorted((key, value) for key, value in values.items() if value))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stored_fingerprint() -> str:
+    """The fingerprint of the values stored now (from the cache when warm)."""
+    return fingerprint(stored_values())
+
+
+def invalidate() -> None:
+    """Move every process to a new cache version (called on every save and delete of an IntegrationOption)."""
+    _cache().set(VERSION_KEY, uuid.uuid4().hex, None)
+
+
+def resolve(key: str) -> ResolvedOption:
+    """The value in force for an option and where it comes from (db, env or default)."""
+    option = REGISTRY[key]
+    stored = (stored_values().get(key) or "").strip()
+    raw_env = os.environ.get(option.env_var, "").strip() if option.env_var else ""
+    if stored:
+        return ResolvedOption(stored, Source.DB, raw_env or None)
+    if raw_env:
+        return ResolvedOption(raw_env, Source.ENV, raw_env)
+    return ResolvedOption(option.default, Source.DEFAULT)
+
+
+def bluesky_service_url() -> ResolvedOption:
+    """The PDS URL in force, normalised; ValidationError when it is not acceptable under the current settings
+    (an env value, or a stored one saved while http:// or local hosts were allowed)."""
+    resolved = resolve(BLUESKY_SERVICE_URL.key)
+    if resolved.source is Source.DEFAULT:
+        return resolved
+    return ResolvedOption(_clean_service_url(resolved.value), resolved.source, resolved.raw_env)
+
+
+def bluesky_enabled() -> bool:
+    """Whether the administrator has the Bluesky integration switched on."""
+    return resolve(BLUESKY_STATUS.key).value != "disabled"

@@ -1,0 +1,39 @@
+"""Background tasks (Django's Tasks framework; the project uses the django-tasks-db backend)."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.tasks import TaskResultStatus, task
+from django.utils import timezone
+
+from integrations.bluesky import keepalive
+
+TASK_PATH = "integrations.tasks.keepalive_sweep"
+
+
+def _interval() -> timedelta:
+    return timedelta(seconds=int(getattr(settings, "INTEGRATIONS_KEEPALIVE_INTERVAL", 6 * 3600)))
+
+
+def schedule_keepalive(delay: timedelta | None = None) -> bool:
+    """Enqueue the next sweep unless one is already waiting; True when one was enqueued."""
+    try:
+        from django_tasks_db.models import DBTaskResult
+    except ImportError:  # another backend: let it deduplicate
+        DBTaskResult = None
+    # Any sweep still waiting, due now or later (`ready()` would miss one scheduled for later).
+    waiting = DBTaskResult and DBTaskResult.objects.filter(status=TaskResultStatus.READY, task_path=TASK_PATH)
+    if waiting and waiting.exists():
+        return False
+    run_after = timezone.now() + (delay if delay is not None else _interval())
+    keepalive_sweep.using(run_after=run_after).enqueue()
+    return True
+
+
+@task()
+def keepalive_sweep() -> dict:
+    """Refresh every due channel, then schedule the next sweep."""
+    try:
+        return keepalive.sweep().as_dict()
+    finally:
+        schedule_keepalive()  # even after a failed sweep, the chain goes on

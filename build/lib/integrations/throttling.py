@@ -1,0 +1,65 @@
+"""Connect-attempt throttling, shared by the web form and the API.
+
+Each attempt costs one `createSession` on the PDS, which bsky.social limits to 30 per 5 minutes and 300 per day
+per account. We allow fewer: per signed-in user, per client IP and per Bluesky account tried (so several users
+cannot together use up one account's budget), over 5 minutes and over a day (fixed windows in the shared cache;
+use Redis in production, where the counters are atomic).
+"""
+
+import hashlib
+import time
+
+from django.conf import settings
+from django.core.cache import BaseCache, caches
+
+from integrations.bluesky.errors import ConnectThrottled
+
+DAY = 24 * 60 * 60
+DEFAULT_RATES = {
+    "user": (10, 300),
+    "ip": (20, 300),
+    "account": (10, 300),
+    "user_day": (100, DAY),
+    "ip_day": (200, DAY),
+    "account_day": (100, DAY),
+}
+
+
+def _rates() -> dict[str, tuple[int, int]]:
+    return {**DEFAULT_RATES, **getattr(settings, "INTEGRATIONS_CONNECT_RATES", {})}
+
+
+def shared_cache() -> BaseCache:
+    """The cache every server process shares (counters, short-lived lookups)."""
+    return caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+
+
+def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, account: str | None = None) -> None:
+    """Count one connect attempt against each limit named; raise ConnectThrottled (with retry_after) when one is
+    already used up. `account` is the account's canonical key (a DID where known), not the string typed."""
+    cache = shared_cache()
+    now = time.time()
+    account = hashlib.sha256(account.encode()).hexdigest()[:32] if account else None  # no handles in keys
+    idents = {"user": user_id, "ip": ip, "account": account}
+    for scope, (limit, window) in _rates().items():
+        ident = idents.get(scope.removesuffix("_day"))
+        if ident in (None, ""):
+            continue
+        window_start = int(now // window * window)
+        key = f"integrations:connect:{scope}:{ident}:{window_start}"
+        cache.add(key, 0, window + 5)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, window + 5)
+            count = 1
+        if count > limit:
+            raise ConnectThrottled(retry_after=max(1, int(window_start + window - now + 0.999)))
+
+
+def client_ip(meta: dict) -> str | None:
+    """The client address; behind a proxy, set INTEGRATIONS_TRUSTED_PROXY_HEADER (e.g. HTTP_X_REAL_IP)."""
+    header = getattr(settings, "INTEGRATIONS_TRUSTED_PROXY_HEADER", None)
+    if header and meta.get(header):
+        return meta[header].split(",")[-1].strip()  # the address the trusted proxy saw; earlier ones are forgeable
+    return meta.get("REMOTE_ADDR")

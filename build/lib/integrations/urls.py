@@ -1,0 +1,16 @@
+"""User-facing channel pages. Include under a prefix, e.g. path("app/", include("integrations.urls"))."""
+
+from django.urls import path
+
+from integrations import views
+
+app_name = "integrations"
+
+urlpatterns = [
+    path("channels", views.channel_list, name="channel-list"),
+    path("channels/connect/bluesky", views.ConnectBlueskyView.as_view(), name="connect-bluesky"),
+    path("channels/<int:pk>", views.channel_detail, name="channel-detail"),
+    path("channels/<int:pk>/refresh", views.channel_refresh, name="channel-refresh"),
+    path("channels/<int:pk>/disconnect", views.channel_disconnect, name="channel-disconnect"),
+    path("channels/<int:pk>/remove", views.channel_remove, name="channel-remove"),
+]

@@ -1,0 +1,143 @@
+"""Channel pages for signed-in users. Thin: the work happens in `integrations.bluesky.services`."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+
+from integrations import options
+from integrations.bluesky import errors, services
+from integrations.forms import ConnectBlueskyForm
+from integrations.models import Channel
+from integrations.throttling import client_ip
+
+
+def _user_message(error: errors.BlueskyError) -> str:
+    return services.describe(error).message
+
+
+def _own_channel(request: HttpRequest, pk: int) -> Channel:
+    return get_object_or_404(Channel, pk=pk, user=request.user)
+
+
+@login_required
+def channel_list(request: HttpRequest) -> HttpResponse:
+    """The user's channels with their health and the action each one needs."""
+    channels = list(Channel.objects.filter(user=request.user).defer("access_jwt", "refresh_jwt"))
+    rows = [(channel, services.health(channel)) for channel in channels]
+    for channel, health in services.take_owner_notices(rows):  # each new problem is told once
+        messages.warning(request, f"@{channel.handle}: {health.label}. {health.advice}")
+    return render(
+        request,
+        "integrations/channel_list.html",
+        {
+            "connected": [row for row in rows if row[1].state != "disconnected"],
+            "disconnected": [row for row in rows if row[1].state == "disconnected"],
+            "bluesky_enabled": options.bluesky_enabled(),
+        },
+    )
+
+
+@login_required
+def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One channel: profile, session times, health and its event log."""
+    channel = _own_channel(request, pk)
+    return render(
+        request,
+        "integrations/channel_detail.html",
+        {"channel": channel, "health": services.health(channel), "events": channel.events.all()[:50]},
+    )
+
+
+@method_decorator(login_required, name="dispatch")
+@method_decorator(sensitive_post_parameters("app_password"), name="dispatch")
+class ConnectBlueskyView(View):
+    """Connect (or reconnect) a Bluesky account with a handle and an app password."""
+
+    template_name = "integrations/connect_bluesky.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        initial = {"identifier": request.GET.get("identifier", "")}
+        return self._render(request, ConnectBlueskyForm(initial=initial))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = ConnectBlueskyForm(request.POST)
+        if form.is_valid():
+            try:
+                channel = services.connect(
+                    request.user,
+                    form.cleaned_data["identifier"],
+                    form.cleaned_data["app_password"],
+                    ip=client_ip(request.META),
+                )
+            except errors.BlueskyError as exc:
+                form.add_error(None, _user_message(exc))
+            else:
+                if channel.profile_status == Channel.ProfileStatus.UNAVAILABLE:
+                    messages.warning(
+                        request,
+                        f"Connected @{channel.handle}, but its profile could not be loaded; it will be retried on "
+                        "the next refresh.",
+                    )
+                else:
+                    messages.success(request, f"Connected @{channel.handle}.")
+                return redirect("integrations:channel-list")
+        return self._render(request, form, status=400)
+
+    def _render(self, request: HttpRequest, form: ConnectBlueskyForm, status: int = 200) -> HttpResponse:
+        context = {"form": form, "bluesky_enabled": options.bluesky_enabled()}
+        context["service_url"] = services.service_url_or_none()
+        return render(request, self.template_name, context, status=status)
+
+
+@login_required
+@require_POST
+def channel_refresh(request: HttpRequest, pk: int) -> HttpResponse:
+    """Rotate the channel's session now and reload its profile."""
+    channel = _own_channel(request, pk)
+    try:
+        services.refresh_channel(channel)
+    except errors.BlueskyError as exc:
+        messages.error(request, _user_message(exc))
+    else:
+        messages.success(request, f"Refreshed @{channel.handle}.")
+    return _back(request, channel)
+
+
+def _back(request: HttpRequest, channel: Channel) -> HttpResponse:
+    if request.POST.get("next") == "detail":
+        return redirect(channel)
+    return redirect("integrations:channel-list")
+
+
+@login_required
+@require_POST
+def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke the session on the PDS (where it answers) and forget the tokens."""
+    channel = _own_channel(request, pk)
+    if services.disconnect(channel):
+        messages.success(request, f"Disconnected @{channel.handle}; its session was signed out on Bluesky.")
+    else:
+        messages.warning(
+            request,
+            f"Disconnected @{channel.handle} and removed its tokens here. Bluesky could not be reached to sign the "
+            "session out: you can revoke the app password at https://bsky.app/settings/app-passwords.",
+        )
+    return _back(request, channel)
+
+
+@login_required
+@require_POST
+def channel_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a disconnected channel and its history."""
+    channel = _own_channel(request, pk)
+    if channel.status != Channel.Status.DISCONNECTED:
+        messages.error(request, "Disconnect the channel before removing it.")
+    else:
+        channel.delete()
+        messages.success(request, f"Removed @{channel.handle}.")
+    return redirect("integrations:channel-list")
