@@ -1,5 +1,6 @@
 """The admin settings page at /admin/api-integration/bluesky."""
 
+import ipaddress
 import re
 import threading
 import time
@@ -12,7 +13,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
-from integrations import options
+from integrations import options, outbound
 from integrations.models import IntegrationOption
 
 pytestmark = pytest.mark.django_db
@@ -185,6 +186,16 @@ def test_env_url_with_credentials_is_not_echoed(admin_client_, monkeypatch):
     text = admin_client_.get(URL).content.decode()
     assert "BLUESKY_SERVICE_URL is invalid" in text
     assert "hunter2" not in text
+
+
+def test_test_connection_refuses_a_name_that_resolves_to_loopback(admin_client_, settings, monkeypatch):
+    # Valid syntax (no DNS in form validation), but the call goes through the guard, which resolves the name.
+    monkeypatch.setattr(outbound, "resolve", lambda host, port: [ipaddress.ip_address("127.0.0.1")])
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    response = admin_client_.post(URL, {"service_url": "https://pds.example.com", "status": "enabled", "_test": "Test"})
+    text = response.content.decode()
+    assert "The server pds.example.com is not at a public network address, so it was not called." in text
+    assert not IntegrationOption.objects.exists()
 
 
 def test_test_connection_reports_a_timeout(admin_client_):

@@ -2,7 +2,9 @@
 
 import base64
 import inspect
+import ipaddress
 import json
+import socket
 import time
 
 import httpx
@@ -11,9 +13,10 @@ from atproto_client import exceptions as e
 from atproto_client.models.common import XrpcError
 from atproto_client.request import Response
 
+from integrations import outbound
 from integrations.adapter import APP_PASSWORDS_URL, IntegrationsAdapter, get_adapter
 from integrations.bluesky import errors
-from integrations.bluesky.client import _pds_endpoint, jwt_claims, translate
+from integrations.bluesky.client import _pds_endpoint, _usable_pds_endpoint, jwt_claims, translate
 
 
 def response(status: int, content=None, headers: dict | None = None) -> Response:
@@ -294,6 +297,54 @@ def test_server_messages_name_the_server():
     assert "the configured server" in adapter.describe(errors.PdsTimeout()).message
 
 
+def test_messages_name_the_server_that_was_called_not_the_configured_one():
+    error = errors.PdsUnreachable()
+    error.url = "https://morel.us-east.host.bsky.network"
+    message = get_adapter().describe(error, service_url="https://bsky.social").message
+    assert "https://morel.us-east.host.bsky.network" in message
+    assert "bsky.social" not in message
+
+
+def test_address_refused_names_the_host_only():
+    error = errors.AddressRefused()
+    error.url = "https://internal.example.com:8443"
+    described = get_adapter().describe(error, service_url="https://bsky.social")
+    assert described.message.startswith("The server internal.example.com is not at a public network address")
+    assert "8443" not in described.message  # the same words for every port
+    assert described.http_status == 502
+
+
+def _wrapped(exc: BaseException) -> Exception:
+    """`exc` as it reaches translate() after httpx and the SDK wrapped it."""
+    try:
+        try:
+            raise exc
+        except BaseException as inner:
+            raise httpx.ConnectError("connect failed") from inner
+    except httpx.ConnectError as middle:
+        try:
+            raise e.NetworkError() from middle
+        except e.NetworkError as outer:
+            return outer
+
+
+@pytest.mark.parametrize("wrap", [lambda exc: exc, _wrapped], ids=["bare", "wrapped"])
+def test_an_outbound_refusal_becomes_address_refused(wrap):
+    translated = translate(wrap(outbound.OutboundRefused("internal.example.com")))
+    assert type(translated) is errors.AddressRefused
+    assert translated.temporary is False
+    assert "internal.example.com" in translated.detail
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_answer_is_a_clear_error_not_a_temporary_one(status):
+    translated = translate(e.RequestException(response(status, b"", {"location": "http://127.0.0.1/admin/"})))
+    assert type(translated) is errors.Redirected
+    assert translated.temporary is False
+    assert translated.status_code == status
+    assert "redirect" in get_adapter().describe(translated).message
+
+
 def test_request_rejected_shows_the_upstream_detail():
     message = get_adapter().describe(errors.RequestRejected("Input/handle must be a valid handle")).message
     assert message == "The Bluesky server refused the request: Input/handle must be a valid handle"
@@ -367,9 +418,41 @@ def test_pds_endpoint_is_none_when_missing_or_invalid(doc):
     assert _pds_endpoint(doc) is None
 
 
-def test_pds_endpoint_refuses_private_hosts_in_production(settings):
+def pds_doc(endpoint: str) -> dict:
+    return did_doc({"id": "#atproto_pds", "serviceEndpoint": endpoint})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("https://127.0.0.1:2583", "not a public address"),
+        ("https://[::ffff:10.0.0.1]", "not a public address"),
+        ("http://pds.example.com", "http scheme is not allowed"),
+        ("https://resolves-to-loopback.example.com", "not a public address"),
+        ("https://does-not-resolve.example.com", "its host does not resolve"),
+    ],
+)
+def test_did_document_endpoint_is_refused_in_production_and_says_why(settings, monkeypatch, endpoint, reason):
+    def resolve(host, port):
+        if host == "does-not-resolve.example.com":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [ipaddress.ip_address("127.0.0.1" if host.startswith("resolves-to") else host)]
+
+    monkeypatch.setattr(outbound, "resolve", resolve)
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
-    assert _pds_endpoint(did_doc({"id": "#atproto_pds", "serviceEndpoint": "https://127.0.0.1:2583"})) is None
+    usable, refused = _usable_pds_endpoint(pds_doc(endpoint))
+    assert usable is None
+    assert reason in refused
+    assert "calls go to the Service URL" in refused
+
+
+def test_did_document_endpoint_on_public_addresses_is_used(settings, monkeypatch):
+    monkeypatch.setattr(outbound, "resolve", lambda host, port: [ipaddress.ip_address("1.1.1.1")])
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    assert _usable_pds_endpoint(pds_doc("https://pds.example.com/")) == ("https://pds.example.com", "")
+    assert _usable_pds_endpoint(did_doc()) == (None, "")
+
+
+def test_did_document_endpoint_is_not_checked_when_insecure_hosts_are_allowed(settings):
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
-    doc = did_doc({"id": "#atproto_pds", "serviceEndpoint": "http://localhost:2583/"})
-    assert _pds_endpoint(doc) == "http://localhost:2583"
+    assert _usable_pds_endpoint(pds_doc("http://localhost:2583/")) == ("http://localhost:2583", "")

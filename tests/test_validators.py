@@ -59,6 +59,7 @@ def test_service_url_is_normalised(value, expected):
         ("https://pds.example.com:99999", "invalid", "not a valid URL"),
         ("https://[::1", "invalid", "not a valid URL"),
         ("http://pds.example.com", "insecure", "must use https://"),
+        ("https://pds.example.com:0", "port", "Port 0"),
     ],
 )
 def test_bad_service_url_is_refused_with_a_clear_message(value, code, says):
@@ -84,6 +85,14 @@ def test_bad_service_url_is_refused_with_a_clear_message(value, code, says):
         "https://[::1]",
         "https://[fd00::1]",
         "https://[::ffff:127.0.0.1]",
+        "https://[::127.0.0.1]",  # IPv4-compatible
+        "https://[64:ff9b::7f00:1]",  # NAT64 of 127.0.0.1
+        "https://[64:ff9b::a00:5]",  # NAT64 of 10.0.0.5
+        "https://224.0.0.1",
+        "https://[ff02::1]",
+        "https://[ff0e::1]",
+        "https://100.64.0.1",
+        "https://[fec0::1]",
     ],
 )
 def test_loopback_and_private_hosts_are_refused(value):

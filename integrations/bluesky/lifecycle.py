@@ -157,7 +157,7 @@ def _refresh_under_row_lock(
                     store_session(row, session)
                     row.refreshed_at = now
                     row.save()
-                    record_event(row, ChannelEvent.Kind.REFRESHED)
+                    record_event(row, ChannelEvent.Kind.REFRESHED, detail=session.pds_endpoint_refused)
                     refreshed = True
     copy_session_state(row, channel)
     if failure is not None:
@@ -189,7 +189,11 @@ def _refuse_other_account(row: Channel, session: Session) -> errors.BlueskyError
 
 
 def store_session(row: Channel, session: Session) -> None:
-    """Put a fresh session's tokens, expiries and account state on the row (not saved)."""
+    """Put a fresh session's tokens, expiries and account state on the row (not saved).
+
+    A PDS endpoint the client refused (`session.pds_endpoint_refused`, for the caller's event) puts the channel back
+    on the Service URL; a DID document without one leaves the endpoint as it was.
+    """
     access_claims = session.access_claims
     row.access_jwt = session.access_jwt
     row.refresh_jwt = session.refresh_jwt
@@ -199,6 +203,8 @@ def store_session(row: Channel, session: Session) -> None:
     row.handle = session.handle or row.handle
     if session.pds_endpoint:
         row.pds_endpoint = session.pds_endpoint
+    elif session.pds_endpoint_refused:
+        row.pds_endpoint = ""
     row.session_generation += 1
     row.next_retry_at = None
     row.last_error_code = ""
@@ -258,8 +264,12 @@ def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
         row.did,
         row.handle,
     )
+    if isinstance(exc, errors.AddressRefused | errors.Redirected):
+        return exc  # the server's address is what is wrong: say so (tokens are kept all the same)
     if not exc.temporary:  # an unexpected 4xx: still never drop the session for it
-        return errors.TemporaryError(exc.detail, status_code=exc.status_code, retry_after=delay)
+        error = errors.TemporaryError(exc.detail, status_code=exc.status_code, retry_after=delay)
+        error.url = exc.url
+        return error
     exc.retry_after = delay
     return exc
 

@@ -138,7 +138,7 @@ def _store_connection(user: AbstractBaseUser, session: Session, url: str) -> tup
         channel.connected_at = timezone.now()
         channel.refreshed_at = None
         channel.save()
-        lifecycle.record_event(channel, ChannelEvent.Kind.CONNECTED)
+        lifecycle.record_event(channel, ChannelEvent.Kind.CONNECTED, detail=session.pds_endpoint_refused)
     return channel, replaced_refresh_jwt, replaced_endpoint
 
 
