@@ -1,5 +1,7 @@
 """Secrets at rest (Fernet, key rotation, the encrypted model field) and the app's system checks."""
 
+import base64
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core import checks as django_checks
@@ -133,10 +135,50 @@ def test_stored_tokens_survive_key_rotation(channel, settings):
     assert Channel.objects.get(pk=channel.pk).access_jwt == TOKEN
 
 
-def test_lost_key_raises_instead_of_leaking_ciphertext(channel, settings):
+def test_lost_key_reads_as_an_unreadable_empty_secret_instead_of_raising_or_leaking(channel, settings):
     settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B]
+    fresh = Channel.objects.get(pk=channel.pk)
+    for value in (fresh.access_jwt, fresh.refresh_jwt):
+        assert isinstance(value, crypto.Secret)
+        assert value == "" and value.readable is False
+    assert fresh.session_unreadable is True
+
+
+def test_read_values_are_readable_secrets_with_a_masked_repr(channel):
+    fresh = Channel.objects.get(pk=channel.pk)
+    assert isinstance(fresh.access_jwt, crypto.Secret) and fresh.access_jwt.readable
+    assert TOKEN not in repr(fresh.access_jwt)
+    assert fresh.session_unreadable is False
+
+
+# --- key_index: which key made a ciphertext, without decrypting ---------------------------------------------------
+def test_key_index_names_the_key_that_encrypted(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_A]
+    old = crypto.encrypt(TOKEN)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    assert crypto.key_index(old) == 1
+    assert crypto.key_index(crypto.encrypt(TOKEN)) == 0
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B]
+    assert crypto.key_index(old) is None
+
+
+def test_key_index_works_with_the_fallback_key(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = []
+    assert crypto.key_index(crypto.encrypt(TOKEN)) == 0
+
+
+@pytest.mark.parametrize("garbage", ["", "not-a-token", "gAAAAAB", "é", "=" * 5, "gA" + "A" * 200])
+def test_key_index_of_garbage_is_none(key_a, garbage):
+    assert crypto.key_index(garbage) is None
+
+
+def test_key_index_agrees_with_decrypt_on_a_tampered_token(key_a):
+    token = bytearray(base64.urlsafe_b64decode(crypto.encrypt(TOKEN)))
+    token[30] ^= 1
+    tampered = base64.urlsafe_b64encode(bytes(token)).decode()
+    assert crypto.key_index(tampered) is None
     with pytest.raises(crypto.DecryptionError):
-        Channel.objects.get(pk=channel.pk)
+        crypto.decrypt(tampered)
 
 
 # --- system checks: encryption keys -------------------------------------------------------------------------------
