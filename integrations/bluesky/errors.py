@@ -83,6 +83,12 @@ class NoSession(BlueskyError):
     code = "no_session"
 
 
+class SessionUnreadable(BlueskyError):
+    """The stored session cannot be decrypted with any configured key (its key was dropped): reconnect."""
+
+    code = "session_unreadable"
+
+
 # --- Temporary faults: retry later, never drop a session ---------------------------------------------------------
 class TemporaryError(BlueskyError):
     temporary = True
