@@ -7,16 +7,18 @@ reconnection, without a 500 and without a traceback, and a reconnection must ove
 
 import logging
 import os
+from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib.messages import get_messages
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from integrations import crypto
+from integrations import crypto, rotation
 from integrations.bluesky import keepalive
 from integrations.models import Channel, ChannelEvent
 
@@ -242,3 +244,126 @@ def test_keepalive_marks_the_channel_once_without_a_traceback(lost, caplog, use_
     assert again.due == 0
     marked(lost)
     assert use_pds.refresh_count(account.did) == 0
+
+
+# --- manage.py integrations_reencrypt ----------------------------------------------------------------------------
+def fake_channels(django_user_model, count: int) -> list[Channel]:
+    """Channels with made-up tokens (no PDS needed), stored under the keys configured now."""
+    user = django_user_model.objects.create_user("dora", password="dora-password-123")
+    return [
+        Channel.objects.create(
+            user=user,
+            did=f"did:plc:fake{n:020d}",
+            handle=f"fake{n}.test",
+            service_url="https://pds.example.com",
+            access_jwt=f"access-{n}",
+            refresh_jwt=f"refresh-{n}",
+        )
+        for n in range(count)
+    ]
+
+
+def reencrypt(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("integrations_reencrypt", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def all_raw() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT access_jwt, refresh_jwt FROM integrations_channel ORDER BY id")
+        return [value for row in cursor.fetchall() for value in row]
+
+
+@pytest.mark.pds
+def test_reencrypt_then_drop_the_old_key_keeps_the_channel_working(channel, alice_client, settings, use_pds, account):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    updated_at = Channel.objects.get(pk=channel.pk).updated_at
+    out, err = reencrypt()
+    assert "2 stored secret(s): 2 re-encrypted with the first key, 0 already were, 0 unreadable" in out
+    assert err == ""
+    new_only = Fernet(NEW_KEY)
+    access, refresh = raw_tokens(channel.pk)
+    assert new_only.decrypt(access.encode()).decode() == channel.access_jwt
+    assert new_only.decrypt(refresh.encode()).decode() == channel.refresh_jwt
+    assert Channel.objects.get(pk=channel.pk).updated_at == updated_at  # not a change anyone made
+
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY]
+    response = alice_client.post(reverse("integrations:channel-refresh", args=[channel.pk]))
+    assert f"Refreshed @{channel.handle}." in texts(response)
+    assert use_pds.refresh_count(account.did) == 1
+
+
+def test_reencrypt_works_in_batches_and_twice_is_a_no_op(django_user_model, settings):
+    fake_channels(django_user_model, 7)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    out, _ = reencrypt("--batch-size", "2")
+    assert "14 stored secret(s): 14 re-encrypted" in out
+    assert all(crypto.key_index(raw) == 0 for raw in all_raw())
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY]
+    assert [c.refresh_jwt for c in Channel.objects.all()] == [f"refresh-{n}" for n in range(7)]
+    before = all_raw()
+    out, _ = reencrypt()
+    assert "14 stored secret(s): 0 re-encrypted with the first key, 14 already were" in out
+    assert all_raw() == before
+
+
+def test_reencrypt_reports_unreadable_rows_and_leaves_them_alone(django_user_model, settings):
+    readable, lost = fake_channels(django_user_model, 2)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    Channel.objects.filter(pk=lost.pk).update(refresh_jwt="refresh-under-a-lost-key")
+    lost_raw = raw_tokens(lost.pk)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    out, err = reencrypt()
+    assert f"integrations.Channel pk={lost.pk} (@fake1.test did:plc:fake{1:020d}): refresh_jwt" in err
+    assert "refresh-under-a-lost-key" not in err + out and lost_raw[1] not in err + out
+    assert "3 re-encrypted with the first key, 0 already were, 1 unreadable (left as they are)" in out
+    assert raw_tokens(lost.pk)[1] == lost_raw[1]
+    assert crypto.key_index(raw_tokens(lost.pk)[0]) == 0  # its readable access token was re-encrypted
+    assert crypto.key_index(raw_tokens(readable.pk)[1]) == 0
+
+
+def test_check_mode_changes_nothing_and_fails_until_everything_is_current(django_user_model, settings):
+    fake_channels(django_user_model, 2)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    before = all_raw()
+    with pytest.raises(CommandError) as excinfo:
+        reencrypt("--check")
+    assert excinfo.value.returncode == 1
+    assert "4 not encrypted with the first key: run integrations_reencrypt" in str(excinfo.value)
+    assert all_raw() == before
+
+    out, _ = reencrypt("--dry-run")
+    assert "0 encrypted with the first key, 4 with an older key (to re-encrypt), 0 unreadable" in out
+    assert all_raw() == before
+
+    reencrypt()
+    out, _ = reencrypt("--check")
+    assert "4 stored secret(s): 4 encrypted with the first key, 0 with an older key" in out
+
+
+def test_check_mode_fails_on_unreadable_secrets(django_user_model, settings):
+    fake_channels(django_user_model, 1)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY]
+    with pytest.raises(CommandError) as excinfo:
+        reencrypt("--check")
+    assert excinfo.value.returncode == 1
+    assert "2 no configured key decrypts" in str(excinfo.value)
+
+
+def test_check_mode_passes_with_nothing_stored(db):
+    out, err = reencrypt("--check")
+    assert (
+        out.strip()
+        == "0 stored secret(s): 0 encrypted with the first key, 0 with an older key (to re-encrypt), 0 unreadable."
+    )
+    assert err == ""
+
+
+def test_a_secret_stored_meanwhile_is_not_overwritten(django_user_model, settings):
+    (row,) = fake_channels(django_user_model, 1)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    old_raw = raw_tokens(row.pk)[1]
+    Channel.objects.filter(pk=row.pk).update(refresh_jwt="refreshed-meanwhile")  # a refresh between read and write
+    assert rotation._reencrypt(Channel, row.pk, {"refresh_jwt": old_raw}, "default") == 0
+    assert Channel.objects.get(pk=row.pk).refresh_jwt == "refreshed-meanwhile"
