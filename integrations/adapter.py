@@ -115,6 +115,11 @@ class IntegrationsAdapter:
             503,
             "Bluesky could not be reached just now. Nothing was changed; we try again in {retry}.",
         ),
+        "session_unreadable": (
+            409,
+            "This server can no longer read the channel's stored session (the encryption key it was saved with "
+            "has been removed). Reconnect it with an app password: create one at {app_passwords_url}.",
+        ),
         "no_session": (409, "This channel is not connected. Reconnect it with an app password first."),
         "service_misconfigured": (
             503,
@@ -156,6 +161,12 @@ class IntegrationsAdapter:
         "needs_reconnection": (
             "Needs reconnection",
             "Bluesky ended this session. Create a new app password at {app_passwords_url} and reconnect.",
+        ),
+        # Shown instead of "needs_reconnection" when the reason is a stored session no configured key decrypts.
+        "session_unreadable": (
+            "Needs reconnection",
+            "This server can no longer read the stored session (the encryption key it was saved with has been "
+            "removed). Create a new app password at {app_passwords_url} and reconnect.",
         ),
         "deactivated": (
             "Account deactivated",

@@ -1,9 +1,13 @@
 """Secrets at rest (Fernet, key rotation, the encrypted model field) and the app's system checks."""
 
+import base64
+from io import StringIO
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core import checks as django_checks
-from django.db import connection
+from django.core.management import call_command
+from django.db import OperationalError, connection
 
 from integrations import checks, crypto
 from integrations.models import Channel
@@ -133,10 +137,50 @@ def test_stored_tokens_survive_key_rotation(channel, settings):
     assert Channel.objects.get(pk=channel.pk).access_jwt == TOKEN
 
 
-def test_lost_key_raises_instead_of_leaking_ciphertext(channel, settings):
+def test_lost_key_reads_as_an_unreadable_empty_secret_instead_of_raising_or_leaking(channel, settings):
     settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B]
+    fresh = Channel.objects.get(pk=channel.pk)
+    for value in (fresh.access_jwt, fresh.refresh_jwt):
+        assert isinstance(value, crypto.Secret)
+        assert value == "" and value.readable is False
+    assert fresh.session_unreadable is True
+
+
+def test_read_values_are_readable_secrets_with_a_masked_repr(channel):
+    fresh = Channel.objects.get(pk=channel.pk)
+    assert isinstance(fresh.access_jwt, crypto.Secret) and fresh.access_jwt.readable
+    assert TOKEN not in repr(fresh.access_jwt)
+    assert fresh.session_unreadable is False
+
+
+# --- key_index: which key made a ciphertext, without decrypting ---------------------------------------------------
+def test_key_index_names_the_key_that_encrypted(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_A]
+    old = crypto.encrypt(TOKEN)
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    assert crypto.key_index(old) == 1
+    assert crypto.key_index(crypto.encrypt(TOKEN)) == 0
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B]
+    assert crypto.key_index(old) is None
+
+
+def test_key_index_works_with_the_fallback_key(settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = []
+    assert crypto.key_index(crypto.encrypt(TOKEN)) == 0
+
+
+@pytest.mark.parametrize("garbage", ["", "not-a-token", "gAAAAAB", "é", "=" * 5, "gA" + "A" * 200])
+def test_key_index_of_garbage_is_none(key_a, garbage):
+    assert crypto.key_index(garbage) is None
+
+
+def test_key_index_agrees_with_decrypt_on_a_tampered_token(key_a):
+    token = bytearray(base64.urlsafe_b64decode(crypto.encrypt(TOKEN)))
+    token[30] ^= 1
+    tampered = base64.urlsafe_b64encode(bytes(token)).decode()
+    assert crypto.key_index(tampered) is None
     with pytest.raises(crypto.DecryptionError):
-        Channel.objects.get(pk=channel.pk)
+        crypto.decrypt(tampered)
 
 
 # --- system checks: encryption keys -------------------------------------------------------------------------------
@@ -255,3 +299,57 @@ def test_option_cache_alias_setting_is_honoured(settings, tmp_path):
     messages = checks.check_option_cache()
     assert ids(messages) == ["integrations.W002"]
     assert "'options'" in messages[0].msg
+
+
+# --- system checks: stored secrets and the keys that made them ----------------------------------------------------
+def secret_checks(databases=("default",)) -> list[str]:
+    return ids(checks.check_stored_secrets(databases=list(databases)))
+
+
+def test_secrets_all_under_the_first_key_pass(channel, settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_A, KEY_B]
+    assert secret_checks() == []
+
+
+def test_secrets_under_an_older_key_are_a_warning(channel, settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    messages = checks.check_stored_secrets(databases=["default"])
+    assert ids(messages) == ["integrations.W003"]
+    assert messages[0].level == django_checks.WARNING
+    assert "2 stored secret(s)" in messages[0].msg
+    assert "integrations_reencrypt" in messages[0].hint
+    call_command("integrations_reencrypt", stdout=StringIO())
+    assert secret_checks() == []
+
+
+def test_secrets_no_key_decrypts_are_a_separate_warning(channel, settings):
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B]
+    messages = checks.check_stored_secrets(databases=["default"])
+    assert ids(messages) == ["integrations.W004"]
+    assert "cannot be decrypted with any key" in messages[0].msg
+    assert "integrations_reencrypt" in messages[0].hint
+    for raw in raw_tokens(channel.pk):
+        assert raw not in messages[0].msg
+
+
+def test_stored_secrets_are_checked_only_when_a_database_is_asked_for(channel, settings):
+    """Every `manage.py` start runs the checks: this one reads every secret, so only `check --database`."""
+    settings.INTEGRATIONS_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    assert "integrations.W003" not in ids(django_checks.run_checks())
+    assert "integrations.W003" in ids(django_checks.run_checks(databases=["default"]))
+    out = StringIO()
+    call_command("check", "--database", "default", stdout=out, stderr=out)
+    assert "integrations.W003" in out.getvalue()
+
+
+def test_stored_secrets_check_before_migrate_says_nothing(db, monkeypatch):
+    monkeypatch.setattr(type(connection.introspection), "table_names", lambda self, *a, **k: [])
+    assert secret_checks() == []
+
+
+def test_stored_secrets_check_with_an_unreachable_database_says_nothing(monkeypatch):
+    def unreachable(self, *args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(type(connection.introspection), "table_names", unreachable)
+    assert secret_checks() == []

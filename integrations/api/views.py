@@ -75,7 +75,7 @@ class ChannelViewSet(
     def get_queryset(self) -> QuerySet[Channel]:
         queryset = Channel.objects.filter(user=self.request.user).order_by("handle", "pk")
         if self.action in ("list", "retrieve", "events"):  # tokens are never shown: don't decrypt them
-            queryset = queryset.defer("access_jwt", "refresh_jwt")
+            queryset = queryset.without_tokens()
         return queryset
 
     def perform_destroy(self, instance: Channel) -> None:

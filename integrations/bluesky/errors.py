@@ -97,6 +97,12 @@ class Redirected(BlueskyError):
     code = "pds_redirect"
 
 
+class SessionUnreadable(BlueskyError):
+    """The stored session cannot be decrypted with any configured key (its key was dropped): reconnect."""
+
+    code = "session_unreadable"
+
+
 # --- Temporary faults: retry later, never drop a session ---------------------------------------------------------
 class TemporaryError(BlueskyError):
     temporary = True
