@@ -79,3 +79,7 @@ def as_if_refreshed_long_ago(channel):
         return  # never rotated: nothing to coalesce with
     channel.refreshed_at = channel.refreshed_at - services.USER_REFRESH_COALESCE - timedelta(seconds=1)
     Channel.objects.filter(pk=channel.pk).update(refreshed_at=channel.refreshed_at)
+
+
+# The smoke suite runs against the installed wheel in its own virtual environment (tests/smoke/run.sh).
+collect_ignore = ["smoke", "hostproject"]

@@ -7,6 +7,7 @@ class in the setting `INTEGRATIONS_ADAPTER`.
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -38,8 +39,8 @@ def humanize_seconds(seconds: int | None) -> str:
 
 
 class IntegrationsAdapter:
-    """Message table: code -> (HTTP status, message template). Templates may use {service_url}, {retry},
-    {app_passwords_url}, {detail}."""
+    """Message table: code -> (HTTP status, message template). Templates may use {service_url} (the server the
+    failed call went to, else the configured one), {host} (its host name), {retry}, {app_passwords_url}, {detail}."""
 
     messages: dict[str, tuple[int, str]] = {
         "invalid_credentials": (
@@ -114,6 +115,11 @@ class IntegrationsAdapter:
             503,
             "Bluesky could not be reached just now. Nothing was changed; we try again in {retry}.",
         ),
+        "session_unreadable": (
+            409,
+            "This server can no longer read the channel's stored session (the encryption key it was saved with "
+            "has been removed). Reconnect it with an app password: create one at {app_passwords_url}.",
+        ),
         "no_session": (409, "This channel is not connected. Reconnect it with an app password first."),
         "service_misconfigured": (
             503,
@@ -124,6 +130,16 @@ class IntegrationsAdapter:
             502,
             "The Bluesky server at {service_url} answered for a different account than this channel's. Nothing "
             "was changed; if this persists, ask your administrator to check the server.",
+        ),
+        "address_refused": (
+            502,
+            "The server {host} is not at a public network address, so it was not called. Nothing was changed. "
+            "If it should be reachable, ask your administrator to check the Service URL.",
+        ),
+        "pds_redirect": (
+            502,
+            "The server at {service_url} answered with a redirect, which is not followed for Bluesky calls. Nothing "
+            "was changed; ask your administrator to set the Service URL to the server's own address.",
         ),
     }
     fallback = (502, "Something went wrong talking to Bluesky. Nothing was changed; try again later.")
@@ -145,6 +161,12 @@ class IntegrationsAdapter:
         "needs_reconnection": (
             "Needs reconnection",
             "Bluesky ended this session. Create a new app password at {app_passwords_url} and reconnect.",
+        ),
+        # Shown instead of "needs_reconnection" when the reason is a stored session no configured key decrypts.
+        "session_unreadable": (
+            "Needs reconnection",
+            "This server can no longer read the stored session (the encryption key it was saved with has been "
+            "removed). Create a new app password at {app_passwords_url} and reconnect.",
         ),
         "deactivated": (
             "Account deactivated",
@@ -170,12 +192,18 @@ class IntegrationsAdapter:
         return label, advice
 
     def describe(self, error: errors.BlueskyError, *, service_url: str | None = None) -> UserError:
-        """The code, message, HTTP status and retry delay for an error."""
+        """The code, message, HTTP status and retry delay for an error.
+
+        The server named is the one the failed call went to (`error.url`, e.g. the account's own PDS), else
+        `service_url`.
+        """
+        service_url = error.url or service_url
         status, template = self.messages.get(error.code, self.fallback)
         if error.code == "invalid_credentials" and service_url and service_url != DEFAULT_SERVICE_URL:
             template += self.other_pds_hint
         message = template.format(
             service_url=service_url or "the configured server",
+            host=(urlsplit(service_url).hostname or service_url) if service_url else "the configured server",
             retry=humanize_seconds(error.retry_after),
             app_passwords_url=APP_PASSWORDS_URL,
             detail=error.detail or error.code,

@@ -229,7 +229,7 @@ class ChannelAdmin(admin.ModelAdmin):
         return False  # a deleted row would leave its session alive on the PDS: owners disconnect instead
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
-        return super().get_queryset(request).defer("access_jwt", "refresh_jwt")
+        return super().get_queryset(request).without_tokens()
 
     def has_refresh_permission(self, request: HttpRequest) -> bool:
         """Refreshing talks to the PDS with users' sessions: integration managers only, not view-only staff."""

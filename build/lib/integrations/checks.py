@@ -7,8 +7,9 @@ from django.conf import settings
 from django.core import checks
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import DatabaseError
 
-from integrations import crypto, options
+from integrations import crypto, options, rotation
 from integrations.validators import normalize_service_url
 
 
@@ -44,6 +45,44 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks
             )
         ]
     return []
+
+
+# Tagged `database`: Django runs it only when asked for a database (`manage.py check --database default`, and
+# `migrate`), never at every `manage.py` start, because it reads every stored secret (the HMAC only; nothing is
+# decrypted). A cap would be cheaper but would miss rows, and a deploy step wants the whole answer.
+@checks.register(checks.Tags.database)
+def check_stored_secrets(
+    app_configs: Any = None, databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Stored secrets the first key did not encrypt (W003) or that no configured key decrypts (W004)."""
+    messages: list[checks.CheckMessage] = []
+    for alias in databases or []:
+        try:
+            report = rotation.scan(using=alias, app_configs=app_configs)
+        except (DatabaseError, ImproperlyConfigured):
+            continue  # an unreachable database or a bad key: reported elsewhere (E002), not here
+        where = f" (database {alias!r})" if len(databases) > 1 else ""
+        if report.stale:
+            messages.append(
+                checks.Warning(
+                    f"{report.stale} stored secret(s){where} are encrypted with an older key of "
+                    "INTEGRATIONS_ENCRYPTION_KEYS, not the first one: dropping that key would make them unreadable.",
+                    hint="Run: python manage.py integrations_reencrypt (then integrations_reencrypt --check before "
+                    "dropping the old key).",
+                    id="integrations.W003",
+                )
+            )
+        if report.unreadable:
+            messages.append(
+                checks.Warning(
+                    f"{report.unreadable} stored secret(s){where} cannot be decrypted with any key in "
+                    "INTEGRATIONS_ENCRYPTION_KEYS: their channels need reconnection.",
+                    hint="If a key was dropped too early, put it back (after the first one) and run python manage.py "
+                    "integrations_reencrypt; it also lists the rows concerned.",
+                    id="integrations.W004",
+                )
+            )
+    return messages
 
 
 @checks.register()

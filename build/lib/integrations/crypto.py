@@ -6,7 +6,9 @@ local development, refused by a system check when DEBUG is off.
 """
 
 import base64
+import binascii
 import hashlib
+import hmac
 from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -73,6 +75,32 @@ def _fernet(keys: tuple[str, ...], fallback: bytes) -> MultiFernet:
 def get_fernet() -> MultiFernet:
     """The MultiFernet for the current settings (cached per key set)."""
     return _fernet(tuple(configured_keys()), _fallback_key())
+
+
+@cache
+def _signing_keys(keys: tuple[str, ...], fallback: bytes) -> tuple[bytes, ...]:
+    _fernet(keys, fallback)  # the same ImproperlyConfigured as get_fernet() for a bad key
+    return tuple(base64.urlsafe_b64decode(key)[:16] for key in (keys or (fallback,)))
+
+
+def key_index(ciphertext: str) -> int | None:
+    """Which configured key (0 = the first, the one that encrypts) made `ciphertext`; None when none did.
+
+    Only the token's HMAC is checked, nothing is decrypted: cheap enough for a list of rows, and it never holds a
+    plaintext. A Fernet token is `0x80 | timestamp(8) | iv(16) | ciphertext | hmac(32)`, url-safe base64, and its
+    HMAC-SHA256 covers everything before the HMAC, keyed with the first half of the Fernet key.
+    """
+    try:
+        data = base64.urlsafe_b64decode(ciphertext.encode("ascii"))
+    except (binascii.Error, ValueError):
+        return None
+    if len(data) < 1 + 8 + 16 + 16 + 32 or data[0] != 0x80:
+        return None
+    signed, signature = data[:-32], data[-32:]
+    for index, key in enumerate(_signing_keys(tuple(configured_keys()), _fallback_key())):
+        if hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).digest(), signature):
+            return index
+    return None
 
 
 def encrypt(plaintext: str) -> str:

@@ -4,12 +4,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models.functions import Cast
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import options
+from integrations import crypto, options
 from integrations.fields import EncryptedTextField
 
 
@@ -37,6 +38,18 @@ def _invalidate_option_cache(**kwargs: object) -> None:
     options.invalidate()
     # Again after commit: a reader in another process may have re-cached the old value meanwhile.
     transaction.on_commit(options.invalidate)
+
+
+class ChannelQuerySet(models.QuerySet):
+    def without_tokens(self) -> "ChannelQuerySet":
+        """Channels for pages and lists that show no token: nothing is decrypted.
+
+        The refresh token's raw ciphertext is still selected (as `refresh_cipher`, a plain text cast that skips the
+        field's decryption) so that `session_unreadable` can tell, by its HMAC alone, whether a configured key made it.
+        """
+        return self.defer("access_jwt", "refresh_jwt").annotate(
+            refresh_cipher=Cast("refresh_jwt", output_field=models.TextField())
+        )
 
 
 class Channel(models.Model):
@@ -89,6 +102,8 @@ class Channel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ChannelQuerySet.as_manager()
+
     class Meta:
         ordering = ["handle", "pk"]
         constraints = [
@@ -104,6 +119,19 @@ class Channel(models.Model):
     @property
     def has_session(self) -> bool:
         return bool(self.refresh_jwt)
+
+    @property
+    def session_unreadable(self) -> bool:
+        """True when a session is stored but no configured encryption key decrypts it (its key was dropped).
+
+        Such a session reads as empty; only a reconnection (or putting the old key back) brings the channel back.
+        """
+        if "refresh_jwt" in self.__dict__:  # loaded or assigned: the value knows
+            return not getattr(self.refresh_jwt, "readable", True)
+        cipher = getattr(self, "refresh_cipher", None)
+        if cipher is not None:  # deferred by `without_tokens()`: judge the raw ciphertext without decrypting it
+            return bool(cipher) and crypto.key_index(cipher) is None
+        return not getattr(self.refresh_jwt, "readable", True)  # deferred without the cipher: load it
 
     def access_expires_within(self, margin: timedelta, now: datetime | None = None) -> bool:
         """Whether the access token is missing or ends within `margin`."""

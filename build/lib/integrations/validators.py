@@ -5,14 +5,15 @@ import re
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+
+from integrations.outbound import guard_enabled, is_public_address
 
 
 def insecure_pds_allowed() -> bool:
     """Whether plain http and loopback/private hosts are accepted (tests and local demos only)."""
-    return bool(getattr(settings, "INTEGRATIONS_ALLOW_INSECURE_PDS", False))
+    return not guard_enabled()
 
 
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -37,7 +38,7 @@ def _is_local_host(host: str) -> bool:
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
         return True
     address = _ip_address(host)
-    return address is not None and not address.is_global
+    return address is not None and not is_public_address(address)
 
 
 def _valid_host(host: str) -> bool:
@@ -72,6 +73,8 @@ def normalize_service_url(value: str, *, allow_insecure: bool | None = None) -> 
         raise ValidationError(f"{host!r} is not a valid host name.", code="host")
     if parts.username is not None or parts.password is not None:
         raise ValidationError("Remove the user name and password from the PDS URL.", code="credentials")
+    if port == 0:
+        raise ValidationError("Port 0 cannot be connected to: remove it or use the server's port.", code="port")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise ValidationError("Remove the query string or fragment (?… or #…) from the PDS URL.", code="query")
     if not allow_insecure:

@@ -27,7 +27,7 @@ def _own_channel(request: HttpRequest, pk: int) -> Channel:
 @login_required
 def channel_list(request: HttpRequest) -> HttpResponse:
     """The user's channels with their health and the action each one needs."""
-    channels = list(Channel.objects.filter(user=request.user).defer("access_jwt", "refresh_jwt"))
+    channels = list(Channel.objects.filter(user=request.user).without_tokens())
     rows = [(channel, services.health(channel)) for channel in channels]
     for channel, health in services.take_owner_notices(rows):  # each new problem is told once
         messages.warning(request, f"@{channel.handle}: {health.label}. {health.advice}")
@@ -45,7 +45,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One channel: profile, session times, health and its event log."""
-    channel = _own_channel(request, pk)
+    channel = get_object_or_404(Channel.objects.without_tokens(), pk=pk, user=request.user)
     return render(
         request,
         "integrations/channel_detail.html",

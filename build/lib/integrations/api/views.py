@@ -1,17 +1,26 @@
 """REST API for channels. Thin: every action calls `integrations.bluesky.services`."""
 
+from collections.abc import Callable
+from typing import Any
+
 from django.db.models import QuerySet
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from integrations.api.exceptions import exception_handler
 from integrations.api.parsers import SafeJSONParser
+from integrations.api.schema import documented
 from integrations.api.serializers import (
     ChannelEventSerializer,
     ChannelSerializer,
@@ -22,13 +31,28 @@ from integrations.bluesky import services
 from integrations.models import Channel
 from integrations.throttling import client_ip
 
-ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 429, 502, 503)}
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
+
+
+class IntegrationsAPIView(APIView):
+    """What every API view of the app uses, whatever the host project's `REST_FRAMEWORK` says (or doesn't)."""
+
+    # Token first: an unauthenticated call answers 401 with `WWW-Authenticate: Token`, as the schema says.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
+    throttle_classes = []
+    schema = AutoSchema()
+
+    def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
+        return exception_handler
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your channels", responses={200: ChannelSerializer(many=True), **ERRORS}),
-    retrieve=extend_schema(summary="One of your channels", responses={200: ChannelSerializer, **ERRORS}),
-    destroy=extend_schema(
+    list=documented(summary="List your channels", responses={200: ChannelSerializer(many=True), **ERRORS}),
+    retrieve=documented(summary="One of your channels", responses={200: ChannelSerializer, **ERRORS}),
+    destroy=documented(
         summary="Disconnect a channel",
         description="Signs the session out on the PDS where it answers and removes the stored tokens. The channel "
         "stays listed with health `disconnected` until it is reconnected.",
@@ -37,26 +61,27 @@ ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404
 )
 @method_decorator(sensitive_post_parameters("app_password"), name="dispatch")
 class ChannelViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+    IntegrationsAPIView,
 ):
     """A user's channels; another user's channel is a 404."""
 
     serializer_class = ChannelSerializer
     lookup_value_regex = r"[0-9]+"
-    # Token first: an unauthenticated call answers 401 with `WWW-Authenticate: Token`, as the schema says.
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
 
     def get_queryset(self) -> QuerySet[Channel]:
         queryset = Channel.objects.filter(user=self.request.user).order_by("handle", "pk")
         if self.action in ("list", "retrieve", "events"):  # tokens are never shown: don't decrypt them
-            queryset = queryset.defer("access_jwt", "refresh_jwt")
+            queryset = queryset.without_tokens()
         return queryset
 
     def perform_destroy(self, instance: Channel) -> None:
         services.disconnect(instance)
 
-    @extend_schema(
+    @documented(
         summary="Connect a Bluesky account",
         request=ConnectBlueskySerializer,
         responses={201: ChannelSerializer, **ERRORS},
@@ -74,16 +99,14 @@ class ChannelViewSet(
         )
         return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="Refresh a channel's session now", request=None, responses={200: ChannelSerializer, **ERRORS}
-    )
+    @documented(summary="Refresh a channel's session now", request=None, responses={200: ChannelSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         channel = self.get_object()
         services.refresh_channel(channel)
         return Response(ChannelSerializer(channel).data)
 
-    @extend_schema(
+    @documented(
         summary="A channel's event log (newest first)", responses={200: ChannelEventSerializer(many=True), **ERRORS}
     )
     @action(detail=True, methods=["get"])

@@ -1,7 +1,8 @@
 """The only module that talks XRPC to a PDS (through the `atproto` SDK's raw client, with timeouts).
 
-Every failure leaves here as one of `integrations.bluesky.errors`. Tokens are passed per call in the
-Authorization header and never kept on a shared object, so no caller can reuse a stale token by accident.
+Every failure leaves here as one of `integrations.bluesky.errors`, carrying the base URL it called. Requests go
+through `integrations.outbound` (public addresses only, pinned) and never follow a redirect. Tokens are passed per
+call in the Authorization header and never kept on a shared object, so no caller can reuse a stale token by accident.
 """
 
 import base64
@@ -21,11 +22,12 @@ from atproto_client import exceptions as sdk_errors
 from atproto_client import models
 from atproto_client.client.raw import ClientRaw
 from atproto_client.models.common import XrpcError
-from atproto_client.request import Request
+from atproto_client.request import Request, RequestBase
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
+from integrations import outbound
 from integrations.bluesky import errors
 from integrations.crypto import Secret
 from integrations.validators import normalize_identifier, normalize_service_url
@@ -63,6 +65,7 @@ class Session:
     active: bool = True
     account_status: str | None = None
     pds_endpoint: str | None = None
+    pds_endpoint_refused: str = ""  # why the DID document's PDS endpoint is not used ("" when it is, or has none)
 
     def __repr__(self) -> str:
         return f"Session(did={self.did!r}, handle={self.handle!r}, active={self.active})"
@@ -117,7 +120,8 @@ def claim_time(claims: dict[str, Any], name: str = "exp") -> datetime | None:
 
 
 def _pds_endpoint(did_doc: Any) -> str | None:
-    """The `#atproto_pds` service endpoint of a DID document, when it has a valid one."""
+    """The `#atproto_pds` service endpoint of a DID document, when it is a valid URL (see `_usable_pds_endpoint`
+    for whether calls may go there)."""
     if hasattr(did_doc, "to_dict"):  # the SDK hands unknown objects over as a DotDict
         did_doc = did_doc.to_dict()
     if not isinstance(did_doc, dict):
@@ -125,10 +129,31 @@ def _pds_endpoint(did_doc: Any) -> str | None:
     for service in did_doc.get("service") or []:
         if isinstance(service, dict) and str(service.get("id", "")).endswith("#atproto_pds"):
             try:
-                return normalize_service_url(str(service.get("serviceEndpoint", "")))
+                return normalize_service_url(str(service.get("serviceEndpoint", "")), allow_insecure=True)
             except ValidationError:
                 return None
     return None
+
+
+def _usable_pds_endpoint(did_doc: Any) -> tuple[str | None, str]:
+    """The DID document's PDS endpoint when calls may go there, else None and why not ("" when it has none).
+
+    Anyone controls their own DID document, so while insecure hosts are not allowed the endpoint must be https and
+    resolve to public addresses only before it is stored and called with the account's tokens. Resolved once per
+    createSession/refreshSession, which is a network round trip anyway.
+    """
+    endpoint = _pds_endpoint(did_doc)
+    if endpoint is None:
+        return None, ""
+    try:
+        outbound.check_url(endpoint)
+    except outbound.OutboundRefused as exc:
+        reason = exc.reason
+    except OSError:
+        reason = "its host does not resolve"
+    else:
+        return endpoint, ""
+    return None, f"PDS endpoint {endpoint} from the DID document not used ({reason}); calls go to the Service URL."
 
 
 def _retry_after(response: Any) -> int | None:
@@ -151,10 +176,26 @@ def _retry_after(response: Any) -> int | None:
     return max(1, min(MAX_RETRY_AFTER, int(seconds + 0.999)))
 
 
+def _refusal(exc: BaseException) -> outbound.OutboundRefused | None:
+    """The guard's refusal behind an exception, however many layers (httpx, httpcore, SDK) wrapped it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, outbound.OutboundRefused):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def translate(exc: Exception) -> errors.BlueskyError:
     """Map an SDK/httpx failure to our exception (the one place that reads upstream error codes)."""
     if isinstance(exc, errors.BlueskyError):
         return exc
+    refused = _refusal(exc)
+    if refused is not None:
+        # The same words whatever listens at that address: the answer must not tell open ports from closed ones.
+        return errors.AddressRefused(f"{refused.host} is not a public address.")
     if isinstance(exc, sdk_errors.InvokeTimeoutError):
         return errors.PdsTimeout("The PDS did not answer in time.")
     if isinstance(exc, sdk_errors.RequestErrorBase):
@@ -168,6 +209,9 @@ def translate(exc: Exception) -> errors.BlueskyError:
         kwargs = {"status_code": status, "upstream_error": code, "retry_after": _retry_after(response)}
         if status == 429:
             return errors.RateLimited("The PDS rate limit was hit.", **kwargs)
+        if 300 <= status < 400:
+            # Never followed: a redirect could lead an authenticated call (and its token) anywhere.
+            return errors.Redirected(f"The PDS answered {status} with a redirect.", **kwargs)
         if code is None:
             # No XRPC error body (an HTML page from a proxy, a bare 401/5xx): not a PDS verdict on the session, so
             # it must never be taken for "token revoked".
@@ -196,6 +240,16 @@ def translate(exc: Exception) -> errors.BlueskyError:
     raise exc
 
 
+class _GuardedRequest(Request):
+    """The SDK's request handler on the app's guarded httpx client, which follows no redirect."""
+
+    def __init__(self, timeout: float) -> None:
+        # Not Request.__init__: it builds its own client with follow_redirects=True.
+        RequestBase.__init__(self)
+        self._client_kwargs = {"timeout": timeout}  # what the SDK's `_new_instance` passes back to __init__
+        self._client = outbound.make_client(timeout, user_agent=USER_AGENT)
+
+
 _requests: dict[float, Request] = {}
 _raw_clients: dict[tuple[str, float], ClientRaw] = {}
 _raw_clients_lock = threading.Lock()
@@ -210,7 +264,7 @@ def _raw_client(base_url: str) -> ClientRaw:
     timeout = float(getattr(settings, "INTEGRATIONS_HTTP_TIMEOUT", 10.0))
     with _raw_clients_lock:
         if timeout not in _requests:
-            _requests[timeout] = Request(timeout=httpx.Timeout(timeout))
+            _requests[timeout] = _GuardedRequest(timeout)
             _requests[timeout].add_additional_header("User-Agent", USER_AGENT)
         if (base_url, timeout) not in _raw_clients:
             _raw_clients[(base_url, timeout)] = ClientRaw(base_url, request=_requests[timeout])
@@ -218,13 +272,17 @@ def _raw_client(base_url: str) -> ClientRaw:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(url: str) -> Iterator[None]:
+    """Failures inside leave as our own errors (or unchanged, if unknown), naming `url` as the server called."""
     try:
         yield
-    except errors.BlueskyError:
+    except errors.BlueskyError as exc:
+        exc.url = exc.url or url
         raise
-    except Exception as exc:  # everything else leaves as our own error (or unchanged, if unknown)
-        raise translate(exc) from exc
+    except Exception as exc:
+        error = translate(exc)
+        error.url = url
+        raise error from exc
 
 
 _CID_RE = re.compile(r"[a-zA-Z0-9]{8,128}")  # a base32/base58 multibase CID string
@@ -256,7 +314,7 @@ class PdsClient:
         return f"PdsClient({self.base_url!r})"
 
     def _call(self, fn: Callable[[], T]) -> T:
-        with _translated():
+        with _translated(self.base_url):
             return fn()
 
     def describe_server(self) -> ServerDescription:
@@ -311,7 +369,7 @@ class PdsClient:
         """
         params = models.ComAtprotoRepoGetRecord.Params(repo=did, collection="app.bsky.actor.profile", rkey="self")
         try:
-            with _translated():
+            with _translated(self.base_url):
                 result = self._raw.com.atproto.repo.get_record(params, headers=_bearer(access_jwt))
         except errors.RequestRejected as exc:
             if exc.upstream_error == "RecordNotFound":
@@ -358,9 +416,9 @@ class PdsClient:
             valid_did = False
         if not valid_did or handle.startswith("did:") or "@" in handle:
             raise errors.InvalidResponse("The PDS returned an account DID or handle that is not valid.")
-        endpoint = _pds_endpoint(result.did_doc)
+        endpoint, refused = _usable_pds_endpoint(result.did_doc)
         if endpoint and len(endpoint) > MAX_ENDPOINT_LENGTH:
-            endpoint = None
+            endpoint, refused = None, "the PDS endpoint in the DID document is too long; using the Service URL"
         session = Session(
             did=did,
             handle=handle,
@@ -369,6 +427,7 @@ class PdsClient:
             active=result.active is not False,
             account_status=str(result.status) if result.status else None,
             pds_endpoint=endpoint,
+            pds_endpoint_refused=refused,
         )
         for claims in (session.access_claims, session.refresh_claims):  # refuse unreadable tokens here, not on save
             claim_time(claims)

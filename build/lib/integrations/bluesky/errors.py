@@ -11,6 +11,7 @@ class BlueskyError(Exception):
 
     code = "bluesky_error"
     temporary = False
+    url: str | None = None  # the base URL of the server the failed call went to (set by the client)
 
     def __init__(
         self,
@@ -81,6 +82,25 @@ class NoSession(BlueskyError):
     """The channel holds no session (disconnected or needs reconnection)."""
 
     code = "no_session"
+
+
+class AddressRefused(BlueskyError):
+    """The server's host is not a public address (or its port is refused): the call was not made. The same error
+    whatever listens there, so it tells nothing about a private network."""
+
+    code = "address_refused"
+
+
+class Redirected(BlueskyError):
+    """The server answered an XRPC call with a redirect, which is never followed."""
+
+    code = "pds_redirect"
+
+
+class SessionUnreadable(BlueskyError):
+    """The stored session cannot be decrypted with any configured key (its key was dropped): reconnect."""
+
+    code = "session_unreadable"
 
 
 # --- Temporary faults: retry later, never drop a session ---------------------------------------------------------

@@ -77,7 +77,7 @@ def _refresh_one(pk: int, generation: int) -> str:
         return "skipped"
     except errors.BlueskyError as exc:
         return exc.code
-    except Exception:  # one broken row (undecryptable token, database error) must not stop the sweep
+    except Exception:  # one broken row (a database error, a bug) must not stop the sweep
         logger.exception("keep-alive could not refresh channel %s", pk)
         return "internal_error"
     finally:

@@ -48,6 +48,13 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
 
     `channel` is updated in place with whatever tokens end up in force.
     """
+    if channel.session_unreadable:
+        with transaction.atomic():  # marked on the locked row, so concurrent callers record it once
+            row = Channel.objects.select_for_update().get(pk=channel.pk)
+            failure = mark_session_unreadable(row) if row.session_unreadable else None
+        copy_session_state(row, channel)  # a reconnection may have happened meanwhile: then go on with it
+        if failure is not None:
+            raise failure
     if not channel.refresh_jwt:
         raise no_session_error(channel)
     if channel.access_expires_within(refresh_margin()):
@@ -79,10 +86,42 @@ def _require_session(channel: Channel) -> None:
 
 
 def no_session_error(channel: Channel) -> errors.BlueskyError:
-    """What to raise for a channel without a session: expired (reconnect) or simply not connected."""
+    """What to raise for a channel without a session: expired or unreadable (reconnect), or not connected."""
     if channel.status == Channel.Status.NEEDS_RECONNECTION:
+        if channel.last_error_code == errors.SessionUnreadable.code:
+            return errors.SessionUnreadable()
         return errors.SessionExpired()
     return errors.NoSession()
+
+
+def mark_session_unreadable(channel: Channel) -> errors.SessionUnreadable:
+    """Record that no configured key decrypts the channel's stored session; return the error to raise.
+
+    The channel needs reconnection (once: a row already marked is left alone, so each cause gets one event). The
+    ciphertext stays as it is, so putting the dropped key back brings the session back; the keep-alive no longer
+    picks the row up, and a reconnection overwrites it.
+    """
+    already = (
+        channel.status == Channel.Status.NEEDS_RECONNECTION and channel.last_error_code == errors.SessionUnreadable.code
+    )
+    if not already:
+        channel.status = Channel.Status.NEEDS_RECONNECTION
+        channel.last_error_code = errors.SessionUnreadable.code
+        channel.next_retry_at = None
+        # Only these columns: a full save would write the empty value the unreadable tokens read as.
+        channel.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
+        record_event(
+            channel,
+            ChannelEvent.Kind.NEEDS_RECONNECTION,
+            error_code=errors.SessionUnreadable.code,
+            detail="no configured encryption key decrypts the stored session",
+        )
+        logger.warning(
+            "stored session unreadable (its encryption key was removed); channel needs reconnection did=%s handle=%s",
+            channel.did,
+            channel.handle,
+        )
+    return errors.SessionUnreadable()
 
 
 @sensitive_variables()
@@ -126,7 +165,9 @@ def _refresh_under_row_lock(
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
         now = timezone.now()
-        if not row.refresh_jwt:
+        if row.session_unreadable:
+            failure = mark_session_unreadable(row)
+        elif not row.refresh_jwt:
             failure = no_session_error(row)
         elif seen_generation is not None and row.session_generation != seen_generation:
             pass  # someone refreshed while we waited: use their tokens
@@ -157,7 +198,7 @@ def _refresh_under_row_lock(
                     store_session(row, session)
                     row.refreshed_at = now
                     row.save()
-                    record_event(row, ChannelEvent.Kind.REFRESHED)
+                    record_event(row, ChannelEvent.Kind.REFRESHED, detail=session.pds_endpoint_refused)
                     refreshed = True
     copy_session_state(row, channel)
     if failure is not None:
@@ -189,7 +230,11 @@ def _refuse_other_account(row: Channel, session: Session) -> errors.BlueskyError
 
 
 def store_session(row: Channel, session: Session) -> None:
-    """Put a fresh session's tokens, expiries and account state on the row (not saved)."""
+    """Put a fresh session's tokens, expiries and account state on the row (not saved).
+
+    A PDS endpoint the client refused (`session.pds_endpoint_refused`, for the caller's event) puts the channel back
+    on the Service URL; a DID document without one leaves the endpoint as it was.
+    """
     access_claims = session.access_claims
     row.access_jwt = session.access_jwt
     row.refresh_jwt = session.refresh_jwt
@@ -199,6 +244,8 @@ def store_session(row: Channel, session: Session) -> None:
     row.handle = session.handle or row.handle
     if session.pds_endpoint:
         row.pds_endpoint = session.pds_endpoint
+    elif session.pds_endpoint_refused:
+        row.pds_endpoint = ""
     row.session_generation += 1
     row.next_retry_at = None
     row.last_error_code = ""
@@ -258,8 +305,12 @@ def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
         row.did,
         row.handle,
     )
+    if isinstance(exc, errors.AddressRefused | errors.Redirected):
+        return exc  # the server's address is what is wrong: say so (tokens are kept all the same)
     if not exc.temporary:  # an unexpected 4xx: still never drop the session for it
-        return errors.TemporaryError(exc.detail, status_code=exc.status_code, retry_after=delay)
+        error = errors.TemporaryError(exc.detail, status_code=exc.status_code, retry_after=delay)
+        error.url = exc.url
+        return error
     exc.retry_after = delay
     return exc
 

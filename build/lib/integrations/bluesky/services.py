@@ -138,7 +138,7 @@ def _store_connection(user: AbstractBaseUser, session: Session, url: str) -> tup
         channel.connected_at = timezone.now()
         channel.refreshed_at = None
         channel.save()
-        lifecycle.record_event(channel, ChannelEvent.Kind.CONNECTED)
+        lifecycle.record_event(channel, ChannelEvent.Kind.CONNECTED, detail=session.pds_endpoint_refused)
     return channel, replaced_refresh_jwt, replaced_endpoint
 
 
@@ -199,7 +199,7 @@ def disconnect(channel: Channel) -> bool:
     revoked = False
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
-        refresh_jwt, url = row.refresh_jwt, lifecycle.pds_url(row)
+        refresh_jwt, url, unreadable = row.refresh_jwt, lifecycle.pds_url(row), row.session_unreadable
         lifecycle.wipe_session(row)
         row.refresh_expires_at = None
         row.status = Channel.Status.DISCONNECTED
@@ -207,11 +207,13 @@ def disconnect(channel: Channel) -> bool:
         row.save()
     if refresh_jwt:
         revoked = _revoke_quietly(PdsClient(url), refresh_jwt, row.did)
-    lifecycle.record_event(
-        row,
-        ChannelEvent.Kind.DISCONNECTED,
-        detail="session revoked on the PDS" if revoked else "tokens removed here; the PDS could not confirm",
-    )
+    if revoked:
+        detail = "session revoked on the PDS"
+    elif unreadable:
+        detail = "tokens removed here; they could not be decrypted, so the session was not signed out on the PDS"
+    else:
+        detail = "tokens removed here; the PDS could not confirm"
+    lifecycle.record_event(row, ChannelEvent.Kind.DISCONNECTED, detail=detail)
     lifecycle.copy_session_state(row, channel)
     return revoked
 
@@ -263,7 +265,7 @@ def health_state(channel: Channel, now: datetime | None = None) -> str:
     ends = channel.refresh_expires_at
     if status == Channel.Status.DISCONNECTED:
         return "disconnected"
-    if status == Channel.Status.NEEDS_RECONNECTION or (ends and ends <= now):
+    if status == Channel.Status.NEEDS_RECONNECTION or (ends and ends <= now) or channel.session_unreadable:
         return "needs_reconnection"
     if status in (Channel.Status.DEACTIVATED, Channel.Status.SUSPENDED):
         return status
@@ -278,10 +280,20 @@ def health_state(channel: Channel, now: datetime | None = None) -> str:
 def health(channel: Channel, now: datetime | None = None) -> Health:
     """How a channel is doing, in the adapter's words, and the action its owner should take."""
     state = health_state(channel, now)
+    texts = state
+    if state == "needs_reconnection" and session_unreadable(channel):
+        texts = "session_unreadable"  # same state and action; the advice says why (a removed encryption key)
     label, advice = get_adapter().describe_health(
-        state, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at
+        texts, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at
     )
     return Health(state, label, advice, HEALTH_ACTIONS[state])
+
+
+def session_unreadable(channel: Channel) -> bool:
+    """Whether the channel needs reconnection because no configured key decrypts its stored session."""
+    return channel.session_unreadable or (
+        channel.status == Channel.Status.NEEDS_RECONNECTION and channel.last_error_code == errors.SessionUnreadable.code
+    )
 
 
 PROBLEM_STATES = frozenset({"needs_reconnection", "deactivated", "suspended"})
