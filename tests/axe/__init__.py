@@ -65,4 +65,3 @@ def ensure_installed() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return script_path()
-
