@@ -202,6 +202,8 @@ def test_admin_channel_pages_show_health_and_events_but_no_token(page, live_serv
 # Every page passes axe-core's WCAG 2.1 A/AA rules and scrolls only vertically, on a phone and on a desktop.
 
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# Structure rules that axe files under best practice rather than a WCAG tag: one h1, one main, content in landmarks.
+STRUCTURE = ["page-has-heading-one", "landmark-one-main", "region", "heading-order", "landmark-unique"]
 VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1280, "height": 800}}
 
 
@@ -216,12 +218,13 @@ def check_page(page, axe_script, name, viewport) -> list[str]:
     """Audit the page with axe-core, check that it does not scroll sideways, save a screenshot; return problems."""
     page.add_script_tag(path=str(axe_script))  # from the npm install on disk: no CDN
     violations = page.evaluate(
-        """async (tags) => {
-            const result = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
-            return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+        """async ([tags, rules]) => {
+            const wcag = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
+            const structure = await axe.run(document, {runOnly: {type: 'rule', values: rules}});
+            return wcag.violations.concat(structure.violations).map(v => ({id: v.id, impact: v.impact, help: v.help,
                 nodes: v.nodes.map(n => n.target.join(' ') + ' (' + n.failureSummary.replace(/\\s+/g, ' ') + ')')}));
         }""",
-        WCAG_21_AA,
+        [WCAG_21_AA, STRUCTURE],
     )
     problems = [
         f"{name} @ {viewport}: {v['id']} ({v['impact']}): {v['help']}\n    " + "\n    ".join(v["nodes"])
