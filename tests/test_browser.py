@@ -13,7 +13,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from integrations.models import Channel, ChannelEvent
+from integrations.models import Channel, ChannelEvent, IntegrationOption
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -317,6 +317,13 @@ def test_every_page_is_accessible_and_fits_the_screen(page, live_server, axe_scr
     problems += check_page(page, axe_script, "channel", viewport)
     page.goto(f"{live_server.url}/app/channels/{channels[3].pk}")  # needs reconnection: advice with a link
     problems += check_page(page, axe_script, "channel-reconnect", viewport)
+
+    IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
+    page.goto(f"{live_server.url}/app/channels")
+    assert "switched off" in page.inner_text(".notice")
+    problems += check_page(page, axe_script, "channels-switched-off", viewport)
+    page.goto(f"{live_server.url}/app/channels/connect/bluesky")
+    problems += check_page(page, axe_script, "connect-switched-off", viewport)
 
     log_in_browser(page, live_server, admin_user)
     page.goto(f"{live_server.url}/admin/api-integration/bluesky")
