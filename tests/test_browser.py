@@ -330,5 +330,7 @@ def test_every_page_is_accessible_and_fits_the_screen(page, live_server, axe_scr
     problems += check_page(page, axe_script, "admin-settings", viewport)
     page.goto(f"{live_server.url}/admin/integrations/channel/")
     problems += check_page(page, axe_script, "admin-channels", viewport)
+    page.goto(f"{live_server.url}/admin/integrations/channel/{channels[0].pk}/change/")
+    problems += check_page(page, axe_script, "admin-channel", viewport)
 
     assert not problems, "\n".join(problems)
