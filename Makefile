@@ -48,13 +48,15 @@ worker: migrate
 pds: install-dev
 	@$(PY) -c "from tests.pds.server import ensure_installed; ensure_installed()"
 
-# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
-browser:
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download), and axe-core for their
+# accessibility audit (npm, cached under ~/.cache/skyport/ keyed by tests/axe/package-lock.json; no CDN).
+browser: install-dev
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
+	@$(PY) -c "from tests.axe import ensure_installed; ensure_installed()"
 
 test: install-dev pds browser
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -13,7 +13,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from integrations.models import Channel, ChannelEvent
+from integrations.models import Channel, ChannelEvent, IntegrationOption
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -196,3 +196,141 @@ def test_admin_channel_pages_show_health_and_events_but_no_token(page, live_serv
     assert "Refresh failed" in detail and "pds_error" in detail
     assert "payload" not in page.content()
     page.screenshot(path=SHOTS / "admin-channel.png", full_page=True)
+
+
+# --- Accessibility and small screens -------------------------------------------------------------------------------
+# Every page passes axe-core's WCAG 2.1 A/AA rules and scrolls only vertically, on a phone and on a desktop.
+
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# Structure rules that axe files under best practice rather than a WCAG tag: one h1, one main, content in landmarks.
+STRUCTURE = ["page-has-heading-one", "landmark-one-main", "region", "heading-order", "landmark-unique"]
+VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1280, "height": 800}}
+
+
+@pytest.fixture(scope="session")
+def axe_script():
+    from tests.axe import ensure_installed
+
+    return ensure_installed()
+
+
+def check_page(page, axe_script, name, viewport) -> list[str]:
+    """Audit the page with axe-core, check that it does not scroll sideways, save a screenshot; return problems."""
+    page.add_script_tag(path=str(axe_script))  # from the npm install on disk: no CDN
+    violations = page.evaluate(
+        """async ([tags, rules]) => {
+            const wcag = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
+            const structure = await axe.run(document, {runOnly: {type: 'rule', values: rules}});
+            return wcag.violations.concat(structure.violations).map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map(n => n.target.join(' ') + ' (' + n.failureSummary.replace(/\\s+/g, ' ') + ')')}));
+        }""",
+        [WCAG_21_AA, STRUCTURE],
+    )
+    problems = [
+        f"{name} @ {viewport}: {v['id']} ({v['impact']}): {v['help']}\n    " + "\n    ".join(v["nodes"])
+        for v in violations
+    ]
+    scroll_width, inner_width = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+    if scroll_width > inner_width:
+        problems.append(f"{name} @ {viewport}: scrolls sideways ({scroll_width} px wide in {inner_width} px)")
+    page.screenshot(path=SHOTS / f"a11y-{name}-{viewport}.png", full_page=True)
+    return problems
+
+
+def seed_channels(user):
+    """Channels in every health state, one with a long handle and DID, one disconnected, and a few events."""
+    now = timezone.now()
+    states = {
+        "active": {},
+        "expiring": {"refresh_expires_at": now + timedelta(days=3)},
+        "degraded": {"status": "degraded", "next_retry_at": now + timedelta(minutes=5), "last_error_code": "pds_error"},
+        "needs_reconnection": {"status": "needs_reconnection", "refresh_jwt": "", "access_jwt": ""},
+        "deactivated": {"status": "deactivated"},
+        "suspended": {"status": "suspended"},
+        "disconnected": {"status": "disconnected", "refresh_jwt": "", "access_jwt": ""},
+    }
+    channels = []
+    for index, (name, fields) in enumerate(states.items()):
+        values = {
+            "access_jwt": "a.b.c",
+            "refresh_jwt": "r.s.t",
+            "refresh_expires_at": now + timedelta(days=80),
+            "refreshed_at": now - timedelta(hours=1),
+            "display_name": name.replace("_", " ").title(),
+            "description": "A channel in the state " + name,
+            **fields,
+        }
+        handle = f"{name.replace('_', '-')}.test"
+        if name == "active":
+            handle = "a-rather-long-handle-that-keeps-going.on-a-self-hosted-pds.example.com"
+        channels.append(
+            Channel.objects.create(
+                user=user,
+                did=f"did:plc:ewvi7nxzyoun6zhxrhs64oiz{index}",
+                handle=handle,
+                service_url="https://bsky.social",
+                **values,
+            )
+        )
+    ChannelEvent.objects.create(channel=channels[0], kind="connected")
+    ChannelEvent.objects.create(
+        channel=channels[0], kind="refresh_failed", error_code="pds_error", detail="retry after 300 s"
+    )
+    return channels
+
+
+def log_in_browser(page, live_server, user):
+    client = Client()
+    client.force_login(user)
+    page.context.clear_cookies()
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_every_page_is_accessible_and_fits_the_screen(page, live_server, axe_script, viewport, user, admin_user):
+    page.set_viewport_size(VIEWPORTS[viewport])
+    problems = []
+
+    page.goto(f"{live_server.url}/app/channels")
+    assert "/accounts/login/" in page.url
+    problems += check_page(page, axe_script, "login", viewport)
+
+    log_in_browser(page, live_server, user)
+    page.goto(f"{live_server.url}/app/channels")
+    assert page.locator(".empty").count() == 1
+    problems += check_page(page, axe_script, "channels-empty", viewport)
+
+    page.goto(f"{live_server.url}/app/channels/connect/bluesky")
+    problems += check_page(page, axe_script, "connect", viewport)
+    page.click("form.stacked button[type=submit]")  # empty: the form's own errors, no call to a PDS
+    assert page.locator(".errorlist").count() >= 1
+    problems += check_page(page, axe_script, "connect-error", viewport)
+
+    channels = seed_channels(user)
+    page.goto(f"{live_server.url}/app/channels")
+    assert page.locator(".channel").count() == len(channels)
+    problems += check_page(page, axe_script, "channels", viewport)
+
+    page.goto(f"{live_server.url}/app/channels/{channels[0].pk}")
+    problems += check_page(page, axe_script, "channel", viewport)
+    page.goto(f"{live_server.url}/app/channels/{channels[3].pk}")  # needs reconnection: advice with a link
+    problems += check_page(page, axe_script, "channel-reconnect", viewport)
+
+    IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
+    page.goto(f"{live_server.url}/app/channels")
+    assert "switched off" in page.inner_text(".notice")
+    problems += check_page(page, axe_script, "channels-switched-off", viewport)
+    page.goto(f"{live_server.url}/app/channels/connect/bluesky")
+    problems += check_page(page, axe_script, "connect-switched-off", viewport)
+
+    log_in_browser(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/admin/api-integration/bluesky")
+    problems += check_page(page, axe_script, "admin-settings", viewport)
+    page.goto(f"{live_server.url}/admin/integrations/channel/")
+    problems += check_page(page, axe_script, "admin-channels", viewport)
+    page.goto(f"{live_server.url}/admin/integrations/channel/{channels[0].pk}/change/")
+    problems += check_page(page, axe_script, "admin-channel", viewport)
+
+    assert not problems, "\n".join(problems)
