@@ -1,7 +1,8 @@
 """The one place that turns an error into the words a user reads and the HTTP status the API answers.
 
-Projects can change the words: subclass `IntegrationsAdapter`, override `messages` (or `describe`) and name the
-class in the setting `INTEGRATIONS_ADAPTER`.
+Providers register their words (`register_words`, e.g. `integrations.bluesky.words`). Projects change them:
+subclass `IntegrationsAdapter`, fill `messages` / `health_texts` (or override `describe`) and name the class in
+the setting `INTEGRATIONS_ADAPTER`.
 """
 
 from dataclasses import dataclass
@@ -9,13 +10,11 @@ from datetime import UTC, datetime
 from functools import cache
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext_lazy as _
 
-from integrations.bluesky import errors
-
-APP_PASSWORDS_URL = "https://bsky.app/settings/app-passwords"
-DEFAULT_SERVICE_URL = "https://bsky.social"
+from integrations.conf import app_settings
+from integrations.exceptions import IntegrationError
 
 
 @dataclass(frozen=True)
@@ -38,175 +37,95 @@ def humanize_seconds(seconds: int | None) -> str:
     return f"{-(-minutes // 60)} hours"
 
 
+# What providers register (see `register_words`); an adapter's own tables take precedence.
+_MESSAGES: dict[str, tuple[int, str]] = {
+    "integration_disabled": (
+        403,
+        _("Your administrator has switched this integration off for now. Try again later or ask your administrator."),
+    ),
+    "throttled": (429, _("Too many attempts in a short time. Try again in {retry}.")),
+    "no_session": (409, _("This channel is not connected. Reconnect it first.")),
+    "session_unreadable": (409, _("This server can no longer read the channel's stored session. Reconnect it.")),
+    "service_misconfigured": (503, _("The server configured for this site is invalid ({detail}).")),
+    "channel_connected": (409, _("Disconnect the channel before removing it.")),
+}
+_HEALTH_TEXTS: dict[str, tuple[str, str]] = {}
+_CONTEXT: dict[str, str] = {}
+_HINTS: dict[str, tuple[str, str]] = {}
+_FALLBACK: list[tuple[int, str]] = [(502, _("Something went wrong. Nothing was changed; try again later."))]
+
+
+def register_words(
+    *,
+    messages: dict[str, tuple[int, str]] | None = None,
+    health_texts: dict[str, tuple[str, str]] | None = None,
+    context: dict[str, str] | None = None,
+    hints: dict[str, tuple[str, str]] | None = None,
+    fallback: tuple[int, str] | None = None,
+) -> None:
+    """A provider's words: error code -> (HTTP status, template), health state -> (label, advice template),
+    values its templates use (e.g. a settings URL), hints appended to a code's message when the server is not
+    the provider's default (code -> (hint, default server URL)), and the message for an unknown code."""
+    _MESSAGES.update(messages or {})
+    _HEALTH_TEXTS.update(health_texts or {})
+    _CONTEXT.update(context or {})
+    _HINTS.update(hints or {})
+    if fallback:
+        _FALLBACK[0] = fallback
+
+
+def registered_codes() -> set[str]:
+    """Every error code that has words."""
+    return set(_MESSAGES)
+
+
 class IntegrationsAdapter:
-    """Message table: code -> (HTTP status, message template). Templates may use {service_url} (the server the
-    failed call went to, else the configured one), {host} (its host name), {retry}, {app_passwords_url}, {detail}."""
+    """Turns errors and health states into words. Projects subclass it and fill `messages` (code -> (HTTP status,
+    template)) or `health_texts` (state -> (label, advice)) with what they want to say differently; everything
+    else comes from the providers' registered words."""
 
-    messages: dict[str, tuple[int, str]] = {
-        "invalid_credentials": (
-            400,
-            "Bluesky did not accept that handle and app password. Check the handle (or email) and the app "
-            "password, and that the app password has not been revoked.",
-        ),
-        "main_password_refused": (
-            400,
-            "That looks like your main Bluesky password. For your account's safety we only accept app passwords: "
-            "create one at {app_passwords_url} and paste it here. The session it opened was signed out again.",
-        ),
-        "auth_factor_required": (
-            400,
-            "Bluesky asked for an email sign-in code, which only happens with your main password. Use an app "
-            "password instead (app passwords need no code): create one at {app_passwords_url}.",
-        ),
-        "integration_disabled": (
-            403,
-            "Your administrator has switched off Bluesky connections for now. Channels already connected keep "
-            "working; try again later or ask your administrator.",
-        ),
-        "throttled": (
-            429,
-            "Too many connection attempts in a short time. Try again in {retry}; this pause protects your "
-            "Bluesky account from being locked out of signing in.",
-        ),
-        "rate_limited": (
-            429,
-            "Bluesky is limiting sign-ins for this account right now. Nothing was changed; try again in {retry}.",
-        ),
-        "pds_unreachable": (
-            503,
-            "Could not reach the Bluesky server at {service_url}. Nothing was changed; try again in a few minutes.",
-        ),
-        "pds_timeout": (
-            503,
-            "The Bluesky server at {service_url} did not answer in time. Nothing was changed; try again in a few "
-            "minutes.",
-        ),
-        "pds_error": (
-            502,
-            "The Bluesky server at {service_url} had a problem answering. Nothing was changed; try again in a few "
-            "minutes.",
-        ),
-        "invalid_response": (
-            502,
-            "The server at {service_url} did not answer like a Bluesky PDS. Nothing was changed; try again later. "
-            "If this persists, "
-            "ask your administrator to check the Service URL.",
-        ),
-        "account_deactivated": (
-            403,
-            "This Bluesky account is deactivated. Reactivate it by signing in on bsky.app, then connect it here again.",
-        ),
-        "account_suspended": (
-            403,
-            "This Bluesky account has been suspended or taken down by its server, so it cannot be used. Contact "
-            "Bluesky support if you think this is a mistake.",
-        ),
-        "session_expired": (
-            409,
-            "Bluesky ended this channel's session (its app password may have been revoked). Reconnect it with a "
-            "new app password: create one at {app_passwords_url}.",
-        ),
-        "session_rejected": (
-            409,
-            "Bluesky did not accept this channel's session. Reconnect it with a new app password: create one at "
-            "{app_passwords_url}.",
-        ),
-        "temporary_error": (
-            503,
-            "Bluesky could not be reached just now. Nothing was changed; we try again in {retry}.",
-        ),
-        "session_unreadable": (
-            409,
-            "This server can no longer read the channel's stored session (the encryption key it was saved with "
-            "has been removed). Reconnect it with an app password: create one at {app_passwords_url}.",
-        ),
-        "no_session": (409, "This channel is not connected. Reconnect it with an app password first."),
-        "service_misconfigured": (
-            503,
-            "The Bluesky Service URL configured for this site is invalid ({detail}). Ask your administrator to fix it.",
-        ),
-        "request_rejected": (400, "The Bluesky server refused the request: {detail}"),
-        "account_mismatch": (
-            502,
-            "The Bluesky server at {service_url} answered for a different account than this channel's. Nothing "
-            "was changed; if this persists, ask your administrator to check the server.",
-        ),
-        "address_refused": (
-            502,
-            "The server {host} is not at a public network address, so it was not called. Nothing was changed. "
-            "If it should be reachable, ask your administrator to check the Service URL.",
-        ),
-        "pds_redirect": (
-            502,
-            "The server at {service_url} answered with a redirect, which is not followed for Bluesky calls. Nothing "
-            "was changed; ask your administrator to set the Service URL to the server's own address.",
-        ),
-    }
-    fallback = (502, "Something went wrong talking to Bluesky. Nothing was changed; try again later.")
-    other_pds_hint = (
-        " Accounts are checked against {service_url}: if your account lives on another server, ask your "
-        "administrator to set that server's URL."
-    )
+    messages: dict[str, tuple[int, str]] = {}
+    health_texts: dict[str, tuple[str, str]] = {}
 
-    health_texts: dict[str, tuple[str, str]] = {
-        "active": ("Active", ""),
-        "expiring": (
-            "Expiring soon",
-            "The session ends on {ends_at}. Refresh now; if that fails, reconnect with a new app password.",
-        ),
-        "degraded": (
-            "Temporarily unreachable",
-            "Bluesky could not be reached to renew the session. Nothing is lost; we retry automatically{retry_at}.",
-        ),
-        "needs_reconnection": (
-            "Needs reconnection",
-            "Bluesky ended this session. Create a new app password at {app_passwords_url} and reconnect.",
-        ),
-        # Shown instead of "needs_reconnection" when the reason is a stored session no configured key decrypts.
-        "session_unreadable": (
-            "Needs reconnection",
-            "This server can no longer read the stored session (the encryption key it was saved with has been "
-            "removed). Create a new app password at {app_passwords_url} and reconnect.",
-        ),
-        "deactivated": (
-            "Account deactivated",
-            "Reactivate the account by signing in on bsky.app, then refresh this channel.",
-        ),
-        "suspended": (
-            "Account suspended",
-            "The account was suspended or taken down by its server. Contact Bluesky support.",
-        ),
-        "disconnected": ("Disconnected", "Connect it again to publish with it."),
-    }
+    @property
+    def fallback(self) -> tuple[int, str]:
+        return _FALLBACK[0]
+
+    def message_for(self, code: str) -> tuple[int, str]:
+        """The HTTP status and message template for an error code."""
+        return self.messages.get(code) or _MESSAGES.get(code) or self.fallback
 
     def describe_health(
         self, state: str, *, ends_at: datetime | None = None, retry_at: datetime | None = None
     ) -> tuple[str, str]:
         """The label and advice shown for a channel's health state."""
-        label, template = self.health_texts[state]
-        advice = template.format(
-            ends_at=f"{ends_at.astimezone(UTC):%Y-%m-%d}" if ends_at else "soon",
-            retry_at=f" at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if retry_at else " soon",
-            app_passwords_url=APP_PASSWORDS_URL,
+        label, template = self.health_texts.get(state) or _HEALTH_TEXTS.get(state) or (state, "")
+        advice = str(template).format(
+            ends_at=f"{ends_at.astimezone(UTC):%Y-%m-%d}" if ends_at else _("soon"),
+            retry_at=f" at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if retry_at else _(" soon"),
+            **_CONTEXT,
         )
-        return label, advice
+        return str(label), advice
 
-    def describe(self, error: errors.BlueskyError, *, service_url: str | None = None) -> UserError:
+    def describe(self, error: IntegrationError, *, service_url: str | None = None) -> UserError:
         """The code, message, HTTP status and retry delay for an error.
 
         The server named is the one the failed call went to (`error.url`, e.g. the account's own PDS), else
         `service_url`.
         """
         service_url = error.url or service_url
-        status, template = self.messages.get(error.code, self.fallback)
-        if error.code == "invalid_credentials" and service_url and service_url != DEFAULT_SERVICE_URL:
-            template += self.other_pds_hint
+        status, template = self.message_for(error.code)
+        template = str(template)
+        hint = _HINTS.get(error.code)
+        if hint and service_url and service_url != hint[1]:
+            template += str(hint[0])
+        nowhere = str(_("the configured server"))
         message = template.format(
-            service_url=service_url or "the configured server",
-            host=(urlsplit(service_url).hostname or service_url) if service_url else "the configured server",
+            service_url=service_url or nowhere,
+            host=(urlsplit(service_url).hostname or service_url) if service_url else nowhere,
             retry=humanize_seconds(error.retry_after),
-            app_passwords_url=APP_PASSWORDS_URL,
             detail=error.detail or error.code,
+            **_CONTEXT,
         )
         return UserError(code=error.code, message=message, http_status=status, retry_after=error.retry_after)
 
@@ -218,5 +137,10 @@ def _adapter_class(path: str) -> type[IntegrationsAdapter]:
 
 def get_adapter() -> IntegrationsAdapter:
     """The adapter named by `INTEGRATIONS_ADAPTER` (default: `IntegrationsAdapter`)."""
-    path = getattr(settings, "INTEGRATIONS_ADAPTER", "integrations.adapter.IntegrationsAdapter")
-    return _adapter_class(path)()
+    return _adapter_class(app_settings.ADAPTER)()
+
+
+def describe(error: IntegrationError) -> UserError:
+    """What to tell the user about an error (message, HTTP status), in the words of the project's adapter: the one
+    place views, the API and the admin turn an error into words."""
+    return get_adapter().describe(error)

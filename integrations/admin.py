@@ -15,17 +15,15 @@ from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from integrations import options
-from integrations.adapter import get_adapter
-from integrations.bluesky import errors, services
+from integrations.adapter import describe
+from integrations.bluesky import options as bluesky_options
+from integrations.bluesky import services
+from integrations.exceptions import IntegrationError
 from integrations.forms import BlueskySettingsForm
 from integrations.models import Channel, ChannelEvent, IntegrationOption
 from integrations.validators import normalize_service_url
 
 MANAGE_PERMISSION = "integrations.manage_integrations"
-
-
-def _describe(error: errors.BlueskyError, url: str) -> str:
-    return get_adapter().describe(error, service_url=url).message
 
 
 @method_decorator(sensitive_post_parameters(), name="__call__")
@@ -42,8 +40,8 @@ class BlueskySettingsView:
             raise PermissionDenied
         stored = options.stored_values()
         initial = {
-            "service_url": stored.get(options.BLUESKY_SERVICE_URL.key, ""),
-            "status": options.resolve(options.BLUESKY_STATUS.key).value,
+            "service_url": stored.get(bluesky_options.SERVICE_URL.key, ""),
+            "status": options.resolve(bluesky_options.STATUS.key).value,
         }
         test_result: dict[str, Any] | None = None
         fingerprint = options.stored_fingerprint()
@@ -72,8 +70,8 @@ class BlueskySettingsView:
                 "title": "Bluesky integration",
                 "form": form,
                 "effective": self._effective(),
-                "env_var": options.BLUESKY_SERVICE_URL.env_var,
-                "default_url": options.BLUESKY_SERVICE_URL.default,
+                "env_var": bluesky_options.SERVICE_URL.env_var,
+                "default_url": bluesky_options.SERVICE_URL.default,
                 "test_result": test_result,
                 "version": fingerprint,
             },
@@ -82,13 +80,13 @@ class BlueskySettingsView:
 
     @staticmethod
     def _effective_url() -> str:
-        return services.service_url_or_none() or options.BLUESKY_SERVICE_URL.default
+        return services.service_url_or_none() or bluesky_options.SERVICE_URL.default
 
     @staticmethod
     def _effective() -> dict[str, Any]:
-        resolved = options.resolve(options.BLUESKY_SERVICE_URL.key)
+        resolved = options.resolve(bluesky_options.SERVICE_URL.key)
         try:
-            value, problem = options.bluesky_service_url().value, ""
+            value, problem = bluesky_options.service_url().value, ""
         except ValidationError as exc:  # show what is wrong, never the raw value (it may hold credentials)
             value, problem = "(invalid)", " ".join(exc.messages)
         try:
@@ -97,7 +95,7 @@ class BlueskySettingsView:
             env_value = "(invalid)"
         labels = {
             options.Source.DB: "set on this page",
-            options.Source.ENV: f"from the environment ({options.BLUESKY_SERVICE_URL.env_var})",
+            options.Source.ENV: f"from the environment ({bluesky_options.SERVICE_URL.env_var})",
             options.Source.DEFAULT: "the built-in default",
         }
         return {
@@ -106,7 +104,7 @@ class BlueskySettingsView:
             "source_label": labels[resolved.source],
             "problem": problem,
             "env_value": env_value,
-            "problem_source": f"{options.BLUESKY_SERVICE_URL.env_var}"
+            "problem_source": f"{bluesky_options.SERVICE_URL.env_var}"
             if resolved.source is options.Source.ENV
             else "The stored Service URL",
         }
@@ -115,8 +113,8 @@ class BlueskySettingsView:
     def _test(url: str) -> dict[str, Any]:
         try:
             description = services.test_connection(url)
-        except errors.BlueskyError as exc:
-            return {"ok": False, "url": url, "message": _describe(exc, url)}
+        except IntegrationError as exc:
+            return {"ok": False, "url": url, "message": describe(exc).message}
         return {"ok": True, "url": url, "description": description}
 
     @staticmethod
@@ -128,8 +126,8 @@ class BlueskySettingsView:
         version exactly one wins (the other waits for the lock, then sees the new values).
         """
         values = {
-            options.BLUESKY_SERVICE_URL.key: form.cleaned_data["service_url"],
-            options.BLUESKY_STATUS.key: form.cleaned_data["status"],
+            bluesky_options.SERVICE_URL.key: form.cleaned_data["service_url"],
+            bluesky_options.STATUS.key: form.cleaned_data["status"],
         }
         with transaction.atomic():
             # Rows to lock must exist: an empty value means "not overridden", so creating them changes nothing.
@@ -241,7 +239,7 @@ class ChannelAdmin(admin.ModelAdmin):
         for channel in queryset:
             try:
                 services.refresh_channel(channel)
-            except errors.BlueskyError as exc:
+            except IntegrationError as exc:
                 failed.append(f"@{channel.handle}: {exc.code}")
             else:
                 done += 1

@@ -8,3 +8,4 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         from integrations import checks  # noqa: F401  (registers the system checks)
+        from integrations.bluesky import options, words  # noqa: F401  (register the provider's options and words)

@@ -1,6 +1,5 @@
 """System checks: misconfiguration is reported by `manage.py check` (and at server start), never a crash."""
 
-import os
 from typing import Any
 
 from django.conf import settings
@@ -9,7 +8,9 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError
 
-from integrations import crypto, options, rotation
+from integrations import crypto, rotation
+from integrations.bluesky import options as bluesky_options
+from integrations.conf import app_settings
 from integrations.validators import normalize_service_url
 
 
@@ -87,9 +88,9 @@ def check_stored_secrets(
 
 @checks.register()
 def check_service_url_env(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """A bad BLUESKY_SERVICE_URL is reported here instead of failing at the first connection."""
-    env_var = options.BLUESKY_SERVICE_URL.env_var
-    raw = os.environ.get(env_var or "", "").strip()
+    """A bad BLUESKY_SERVICE_URL (INTEGRATIONS_BLUESKY_SERVICE_URL) is reported here, not at the first connection."""
+    env_var = bluesky_options.SERVICE_URL.env_var
+    raw = str(app_settings.BLUESKY_SERVICE_URL or "").strip()
     if not raw:
         return []
     try:
@@ -97,7 +98,8 @@ def check_service_url_env(app_configs: Any = None, **kwargs: Any) -> list[checks
     except ValidationError as exc:
         return [
             checks.Error(
-                f"{env_var} is not a usable PDS URL: {' '.join(exc.messages)}",
+                f"{env_var} is not a usable PDS URL (the setting INTEGRATIONS_BLUESKY_SERVICE_URL): "
+                + " ".join(exc.messages),
                 hint="Fix it in .env or the environment (e.g. https://bsky.social), or leave it unset. Local "
                 "http:// servers need INTEGRATIONS_ALLOW_INSECURE_PDS=true.",
                 id="integrations.E003",
@@ -109,7 +111,7 @@ def check_service_url_env(app_configs: Any = None, **kwargs: Any) -> list[checks
 @checks.register(checks.Tags.caches)
 def check_option_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The option cache must be shared between processes, or a save would not reach the other workers."""
-    alias = getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")
+    alias = app_settings.CACHE_ALIAS
     backend = type(caches[alias]).__name__
     if backend in ("LocMemCache", "DummyCache") and not settings.DEBUG:
         return [
@@ -131,13 +133,13 @@ def check_exception_reporter(app_configs: Any = None, **kwargs: Any) -> list[che
     from integrations.reporting import SecretsExceptionReporter, SecretsReporterFilter
 
     wanted = {
-        "DEFAULT_EXCEPTION_REPORTER": SecretsExceptionReporter,
-        "DEFAULT_EXCEPTION_REPORTER_FILTER": SecretsReporterFilter,
+        "DEFAULT_EXCEPTION_REPORTER": (settings.DEFAULT_EXCEPTION_REPORTER, SecretsExceptionReporter),
+        "DEFAULT_EXCEPTION_REPORTER_FILTER": (settings.DEFAULT_EXCEPTION_REPORTER_FILTER, SecretsReporterFilter),
     }
     missing = []
-    for name, cls in wanted.items():
+    for name, (path, cls) in wanted.items():
         try:
-            configured = import_string(getattr(settings, name))
+            configured = import_string(path)
         except ImportError:
             configured = None
         if not (isinstance(configured, type) and issubclass(configured, cls)):
@@ -151,4 +153,19 @@ def check_exception_reporter(app_configs: Any = None, **kwargs: Any) -> list[che
             hint="Add to your settings (or subclass these): " + "; ".join(missing),
             id="integrations.W005",
         )
+    ]
+
+
+@checks.register()
+def check_setting_types(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every INTEGRATIONS_* setting must have a type the app can use (see `integrations.conf.SETTINGS`)."""
+    return [
+        checks.Error(
+            f"{setting.full_name} is {type(value).__name__} {value!r}, but must be "
+            + " or ".join("None" if t is type(None) else t.__name__ for t in setting.types)
+            + ".",
+            hint=setting.help,
+            id="integrations.E010",
+        )
+        for setting, value in app_settings.wrong_types()
     ]

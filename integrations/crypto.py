@@ -15,6 +15,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from integrations.conf import app_settings
+
 
 class DecryptionError(Exception):
     """A stored secret could not be decrypted with any configured key."""
@@ -48,7 +50,7 @@ def _rebuild_secret(value: str, readable: bool) -> Secret:
 
 def configured_keys() -> list[str]:
     """The Fernet keys from settings, blanks dropped."""
-    return [k.strip() for k in getattr(settings, "INTEGRATIONS_ENCRYPTION_KEYS", []) if k and k.strip()]
+    return [k.strip() for k in app_settings.ENCRYPTION_KEYS if k and k.strip()]
 
 
 def uses_fallback_key() -> bool:

@@ -3,7 +3,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from integrations import options
+from integrations.bluesky import options as bluesky_options
 from integrations.validators import normalize_identifier, normalize_service_url
 
 
@@ -18,7 +18,7 @@ class BlueskySettingsForm(forms.Form):
         "from the environment, or https://bsky.social.",
         widget=forms.TextInput(attrs={"placeholder": "https://bsky.social", "size": 50}),
     )
-    status = forms.ChoiceField(label="Status", choices=options.BLUESKY_STATUS.choices)
+    status = forms.ChoiceField(label="Status", choices=bluesky_options.STATUS.choices)
 
     def clean_service_url(self) -> str:
         value = self.cleaned_data["service_url"].strip()

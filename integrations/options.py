@@ -1,24 +1,26 @@
 """The registry of integration options and the one function that resolves them.
 
-Resolution order: a non-empty value stored in the database (`IntegrationOption`), else the environment variable,
-else the default. Stored values are read through Django's cache (one entry for all options), so a warm request
-costs no query. The entry is keyed by a version that every save or delete replaces (again on commit): a reader
-that loaded the old rows just before a commit can only re-cache them under the old version, which nobody reads
-any more, so every process sharing the cache sees the new values.
+Resolution order: a non-empty value stored in the database (`IntegrationOption`), else the app setting the
+project fills from its environment (`OptionDef.setting`), else the default. Providers register their options here
+(see `integrations.bluesky.options`). Stored values are read through Django's cache (one entry for all options),
+so a warm request costs no query. The entry is keyed by a version that every save or delete replaces (again on
+commit): a reader that loaded the old rows just before a commit can only re-cache them under the old version,
+which nobody reads any more, so every process sharing the cache sees the new values.
 """
 
 import hashlib
 import json
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from django.conf import settings
+from django.apps import apps
 from django.core.cache import caches
 from django.db import DatabaseError
+
+from integrations.conf import app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +36,13 @@ class Source(StrEnum):
 
 @dataclass(frozen=True)
 class OptionDef:
-    """One typed option: its key, the env variable that may set it, its default and how to clean a value."""
+    """One typed option: its key, the app setting that may set it (the project fills that setting from its
+    environment variable `env_var`), its default and how to clean a value."""
 
     key: str
     label: str
     default: str
+    setting: str | None = None
     env_var: str | None = None
     choices: tuple[tuple[str, str], ...] = ()
     clean: Callable[[str], str] | None = field(default=None, compare=False)
@@ -62,33 +66,8 @@ def register(option: OptionDef) -> OptionDef:
     return option
 
 
-def _clean_service_url(value: str) -> str:
-    from integrations.validators import normalize_service_url
-
-    return normalize_service_url(value)
-
-
-BLUESKY_SERVICE_URL = register(
-    OptionDef(
-        key="bluesky_service-url",
-        label="Service URL",
-        default="https://bsky.social",
-        env_var="BLUESKY_SERVICE_URL",
-        clean=_clean_service_url,
-    )
-)
-BLUESKY_STATUS = register(
-    OptionDef(
-        key="bluesky_integration_status",
-        label="Status",
-        default="enabled",
-        choices=(("enabled", "Enabled"), ("disabled", "Disabled")),
-    )
-)
-
-
 def _cache():
-    return caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+    return caches[app_settings.CACHE_ALIAS]
 
 
 def _values_key(version: str) -> str:
@@ -114,10 +93,9 @@ def stored_values() -> dict[str, str]:
     version = _current_version()
     values = _cache().get(_values_key(version))
     if values is None:
-        from integrations.models import IntegrationOption
-
+        option_model = apps.get_model("integrations", "IntegrationOption")  # models imports us, not the reverse
         try:
-            values = dict(IntegrationOption.objects.values_list("key", "value"))
+            values = dict(option_model.objects.values_list("key", "value"))
         except DatabaseError:  # table missing before `migrate`: behave as if nothing is stored
             logger.warning("integration options table is not readable; using env and defaults")
             return {}
@@ -146,23 +124,9 @@ def resolve(key: str) -> ResolvedOption:
     """The value in force for an option and where it comes from (db, env or default)."""
     option = REGISTRY[key]
     stored = (stored_values().get(key) or "").strip()
-    raw_env = os.environ.get(option.env_var, "").strip() if option.env_var else ""
+    raw_env = str(getattr(app_settings, option.setting) or "").strip() if option.setting else ""
     if stored:
         return ResolvedOption(stored, Source.DB, raw_env or None)
     if raw_env:
         return ResolvedOption(raw_env, Source.ENV, raw_env)
     return ResolvedOption(option.default, Source.DEFAULT)
-
-
-def bluesky_service_url() -> ResolvedOption:
-    """The PDS URL in force, normalised; ValidationError when it is not acceptable under the current settings
-    (an env value, or a stored one saved while http:// or local hosts were allowed)."""
-    resolved = resolve(BLUESKY_SERVICE_URL.key)
-    if resolved.source is Source.DEFAULT:
-        return resolved
-    return ResolvedOption(_clean_service_url(resolved.value), resolved.source, resolved.raw_env)
-
-
-def bluesky_enabled() -> bool:
-    """Whether the administrator has the Bluesky integration switched on."""
-    return resolve(BLUESKY_STATUS.key).value != "disabled"

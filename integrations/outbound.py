@@ -19,7 +19,8 @@ from typing import Any
 
 import httpcore
 import httpx
-from django.conf import settings
+
+from integrations.conf import app_settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -49,7 +50,7 @@ class ResponseTooLarge(Exception):
 def guard_enabled() -> bool:
     """Whether outbound requests are held to public https targets: always, except where
     `INTEGRATIONS_ALLOW_INSECURE_PDS` is set (tests and local demos)."""
-    return not getattr(settings, "INTEGRATIONS_ALLOW_INSECURE_PDS", False)
+    return not app_settings.ALLOW_INSECURE_PDS
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

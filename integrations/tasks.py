@@ -2,17 +2,17 @@
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 
 from integrations.bluesky import keepalive
+from integrations.conf import app_settings
 
 TASK_PATH = "integrations.tasks.keepalive_sweep"
 
 
 def _interval() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "INTEGRATIONS_KEEPALIVE_INTERVAL", 6 * 3600)))
+    return timedelta(seconds=int(app_settings.KEEPALIVE_INTERVAL))
 
 
 def schedule_keepalive(delay: timedelta | None = None) -> bool:

@@ -9,10 +9,10 @@ use Redis in production, where the counters are atomic).
 import hashlib
 import time
 
-from django.conf import settings
 from django.core.cache import BaseCache, caches
 
-from integrations.bluesky.errors import ConnectThrottled
+from integrations.conf import app_settings
+from integrations.exceptions import ConnectThrottled
 
 DAY = 24 * 60 * 60
 DEFAULT_RATES = {
@@ -26,12 +26,12 @@ DEFAULT_RATES = {
 
 
 def _rates() -> dict[str, tuple[int, int]]:
-    return {**DEFAULT_RATES, **getattr(settings, "INTEGRATIONS_CONNECT_RATES", {})}
+    return {**DEFAULT_RATES, **app_settings.CONNECT_RATES}
 
 
 def shared_cache() -> BaseCache:
     """The cache every server process shares (counters, short-lived lookups)."""
-    return caches[getattr(settings, "INTEGRATIONS_CACHE_ALIAS", "default")]
+    return caches[app_settings.CACHE_ALIAS]
 
 
 def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, account: str | None = None) -> None:
@@ -55,11 +55,3 @@ def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, ac
             count = 1
         if count > limit:
             raise ConnectThrottled(retry_after=max(1, int(window_start + window - now + 0.999)))
-
-
-def client_ip(meta: dict) -> str | None:
-    """The client address; behind a proxy, set INTEGRATIONS_TRUSTED_PROXY_HEADER (e.g. HTTP_X_REAL_IP)."""
-    header = getattr(settings, "INTEGRATIONS_TRUSTED_PROXY_HEADER", None)
-    if header and meta.get(header):
-        return meta[header].split(",")[-1].strip()  # the address the trusted proxy saw; earlier ones are forgeable
-    return meta.get("REMOTE_ADDR")

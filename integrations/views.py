@@ -9,15 +9,17 @@ from django.views import View
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from integrations import options
-from integrations.bluesky import errors, services
+from integrations.adapter import describe
+from integrations.bluesky import options as bluesky_options
+from integrations.bluesky import services
+from integrations.exceptions import IntegrationError
 from integrations.forms import ConnectBlueskyForm
+from integrations.http import client_ip
 from integrations.models import Channel
-from integrations.throttling import client_ip
 
 
-def _user_message(error: errors.BlueskyError) -> str:
-    return services.describe(error).message
+def _user_message(error: IntegrationError) -> str:
+    return describe(error).message
 
 
 def _own_channel(request: HttpRequest, pk: int) -> Channel:
@@ -37,7 +39,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
         {
             "connected": [row for row in rows if row[1].state != "disconnected"],
             "disconnected": [row for row in rows if row[1].state == "disconnected"],
-            "bluesky_enabled": options.bluesky_enabled(),
+            "bluesky_enabled": bluesky_options.enabled(),
         },
     )
 
@@ -74,7 +76,7 @@ class ConnectBlueskyView(View):
                     form.cleaned_data["app_password"],
                     ip=client_ip(request.META),
                 )
-            except errors.BlueskyError as exc:
+            except IntegrationError as exc:
                 form.add_error(None, _user_message(exc))
             else:
                 if channel.profile_status == Channel.ProfileStatus.UNAVAILABLE:
@@ -89,7 +91,7 @@ class ConnectBlueskyView(View):
         return self._render(request, form, status=400)
 
     def _render(self, request: HttpRequest, form: ConnectBlueskyForm, status: int = 200) -> HttpResponse:
-        context = {"form": form, "bluesky_enabled": options.bluesky_enabled()}
+        context = {"form": form, "bluesky_enabled": bluesky_options.enabled()}
         context["service_url"] = services.service_url_or_none()
         return render(request, self.template_name, context, status=status)
 
@@ -101,7 +103,7 @@ def channel_refresh(request: HttpRequest, pk: int) -> HttpResponse:
     channel = _own_channel(request, pk)
     try:
         services.refresh_channel(channel)
-    except errors.BlueskyError as exc:
+    except IntegrationError as exc:
         messages.error(request, _user_message(exc))
     else:
         messages.success(request, f"Refreshed @{channel.handle}.")

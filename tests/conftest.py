@@ -1,4 +1,5 @@
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 
 from tests.pds.server import LocalPds
@@ -31,7 +32,7 @@ def _clean_cache():
 @pytest.fixture
 def use_pds(pds, settings, monkeypatch):
     """Point the Bluesky integration at the local PDS (through the env variable, as a self-hoster would)."""
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", pds.url)
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", pds.url)
     return pds
 
 

@@ -8,12 +8,14 @@ import time
 import httpx
 import pytest
 import respx
+from django.conf import settings as django_settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
 from integrations import options, outbound
+from integrations.bluesky import options as bluesky_options
 from integrations.models import IntegrationOption
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +42,7 @@ def save(client, service_url="", status="enabled", version=None):
 
 
 def test_page_shows_default_source(admin_client_, monkeypatch):
-    monkeypatch.delenv("BLUESKY_SERVICE_URL", raising=False)
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "")
     response = admin_client_.get(URL)
     assert response.status_code == 200
     text = response.content.decode()
@@ -49,19 +51,19 @@ def test_page_shows_default_source(admin_client_, monkeypatch):
 
 
 def test_page_shows_env_source(admin_client_, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://pds.example.com/")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://pds.example.com/")
     text = admin_client_.get(URL).content.decode()
     assert 'id="effective-url">https://pds.example.com<' in text
     assert 'data-source="env"' in text
 
 
 def test_save_overrides_env_normalises_and_logs(admin_client_, admin_user, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://env.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://env.example.com")
     response = save(admin_client_, "https://Custom.Example.com/", "enabled")
     assert response.status_code == 302
     assert IntegrationOption.objects.get(key="bluesky_service-url").value == "https://custom.example.com"
     assert IntegrationOption.objects.get(key="bluesky_service-url").updated_by == admin_user
-    resolved = options.bluesky_service_url()
+    resolved = bluesky_options.service_url()
     assert (resolved.value, resolved.source) == ("https://custom.example.com", options.Source.DB)
 
     page = admin_client_.get(URL).content.decode()
@@ -71,16 +73,16 @@ def test_save_overrides_env_normalises_and_logs(admin_client_, admin_user, monke
 
 
 def test_empty_service_url_falls_back_to_env(admin_client_, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://env.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://env.example.com")
     save(admin_client_, "https://custom.example.com")
     save(admin_client_, "")
-    assert options.bluesky_service_url().value == "https://env.example.com"
-    assert options.bluesky_service_url().source == options.Source.ENV
+    assert bluesky_options.service_url().value == "https://env.example.com"
+    assert bluesky_options.service_url().source == options.Source.ENV
 
 
 def test_status_disabled_is_saved(admin_client_):
     save(admin_client_, "", "disabled")
-    assert options.bluesky_enabled() is False
+    assert bluesky_options.enabled() is False
 
 
 @pytest.mark.parametrize(
@@ -98,7 +100,7 @@ def test_invalid_url_rerenders_with_error_and_changes_nothing(admin_client_, val
     assert response.status_code == 400
     assert message in response.content.decode()
     assert IntegrationOption.objects.get(key="bluesky_service-url").value == "https://kept.example.com"
-    assert options.bluesky_enabled() is True
+    assert bluesky_options.enabled() is True
 
 
 def test_insecure_url_refused_unless_allowed(admin_client_, settings):
@@ -141,7 +143,7 @@ def test_admin_index_links_to_the_page(admin_client_):
 
 
 def test_invalid_env_value_is_shown_not_crashing(admin_client_, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "ftp://broken")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "ftp://broken")
     response = admin_client_.get(URL)
     assert response.status_code == 200
     assert "BLUESKY_SERVICE_URL is invalid" in response.content.decode()
@@ -182,7 +184,7 @@ def test_stored_url_that_became_unacceptable_is_flagged(admin_client_, settings)
 
 
 def test_env_url_with_credentials_is_not_echoed(admin_client_, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://user:hunter2@pds.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://user:hunter2@pds.example.com")
     text = admin_client_.get(URL).content.decode()
     assert "BLUESKY_SERVICE_URL is invalid" in text
     assert "hunter2" not in text
@@ -216,10 +218,10 @@ def test_a_save_over_someone_elses_newer_save_is_refused(admin_client_, django_u
     response = save(admin_client_, "https://mine.example.com", version=stale)
     assert response.status_code == 400
     assert "Someone else saved these settings while you were editing" in response.content.decode()
-    assert options.bluesky_service_url().value == "https://theirs.example.com"
+    assert bluesky_options.service_url().value == "https://theirs.example.com"
     # With the page reloaded, the save goes through.
     assert save(admin_client_, "https://mine.example.com").status_code == 302
-    assert options.bluesky_service_url().value == "https://mine.example.com"
+    assert bluesky_options.service_url().value == "https://mine.example.com"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -260,4 +262,4 @@ def test_of_two_simultaneous_saves_from_the_same_version_exactly_one_wins(admin_
             thread.join(timeout=60)
         assert sorted(outcomes.values()) == [302, 400], outcomes
         winner = next(url for url, status in outcomes.items() if status == 302)
-        assert options.bluesky_service_url().value == winner
+        assert bluesky_options.service_url().value == winner

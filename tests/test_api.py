@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from django.conf import settings as django_settings
 from django.contrib.staticfiles import finders
 from django.db import connection
 from django.test import Client
@@ -278,7 +279,9 @@ def test_missing_app_password(use_pds, alice_api, account, user):
 
 
 def test_unreachable_pds(alice_api, monkeypatch, account, user):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "http://127.0.0.1:9")  # discard port: connection refused
+    monkeypatch.setattr(
+        django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "http://127.0.0.1:9"
+    )  # discard port: connection refused
     response = connect(alice_api, account.handle, account.app_passwords[0])
     error = assert_error(response, 503, "pds_unreachable")
     assert "http://127.0.0.1:9" in error["message"]

@@ -3,6 +3,7 @@
 import httpx
 import pytest
 import respx
+from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
@@ -110,7 +111,9 @@ def test_deactivated_account_is_refused_with_advice(use_pds, alice_client, pds, 
 
 
 def test_unreachable_pds_is_reported_and_nothing_stored(alice_client, monkeypatch, account, user):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "http://127.0.0.1:9")  # discard port: connection refused
+    monkeypatch.setattr(
+        django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "http://127.0.0.1:9"
+    )  # discard port: connection refused
     response = connect(alice_client, account.handle, account.app_passwords[0])
     assert response.status_code == 400
     assert "Could not reach the Bluesky server at http://127.0.0.1:9" in page_text(response)

@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings as django_settings
 from django.core import checks as django_checks
 from django.core.management import call_command
 from django.db import OperationalError, connection
@@ -16,6 +17,7 @@ KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()
 TOKEN = "secret-token-xyz"
 ENV_VAR = "BLUESKY_SERVICE_URL"
+SETTING = "INTEGRATIONS_BLUESKY_SERVICE_URL"  # what the project fills from ENV_VAR
 
 
 @pytest.fixture
@@ -231,7 +233,7 @@ def test_missing_keys_are_reported_by_manage_py_check(settings):
 # --- system checks: BLUESKY_SERVICE_URL ---------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["ftp://x", "https://", "https://user:pw@pds.example.com"])
 def test_unusable_env_service_url_is_an_error(monkeypatch, value):
-    monkeypatch.setenv(ENV_VAR, value)
+    monkeypatch.setattr(django_settings, SETTING, value)
     messages = checks.check_service_url_env()
     assert ids(messages) == ["integrations.E003"]
     assert "BLUESKY_SERVICE_URL is not a usable PDS URL" in messages[0].msg
@@ -240,21 +242,21 @@ def test_unusable_env_service_url_is_an_error(monkeypatch, value):
 
 @pytest.mark.parametrize("value", ["https://ok.example", "https://ok.example/", "  https://ok.example  "])
 def test_good_env_service_url_passes(monkeypatch, value):
-    monkeypatch.setenv(ENV_VAR, value)
+    monkeypatch.setattr(django_settings, SETTING, value)
     assert checks.check_service_url_env() == []
 
 
 @pytest.mark.parametrize("value", [None, "", "   "])
 def test_unset_env_service_url_passes(monkeypatch, value):
     if value is None:
-        monkeypatch.delenv(ENV_VAR, raising=False)
+        monkeypatch.setattr(django_settings, SETTING, "")
     else:
-        monkeypatch.setenv(ENV_VAR, value)
+        monkeypatch.setattr(django_settings, SETTING, value)
     assert checks.check_service_url_env() == []
 
 
 def test_local_http_pds_needs_the_insecure_setting(monkeypatch, settings):
-    monkeypatch.setenv(ENV_VAR, "http://localhost:2583")
+    monkeypatch.setattr(django_settings, SETTING, "http://localhost:2583")
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
     assert checks.check_service_url_env() == []
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False

@@ -11,9 +11,9 @@ import pytest
 import respx
 from django.utils import timezone
 
-from integrations.adapter import APP_PASSWORDS_URL
 from integrations.bluesky import errors, lifecycle, services
 from integrations.bluesky.client import PdsClient
+from integrations.bluesky.words import APP_PASSWORDS_URL
 from integrations.models import Channel, ChannelEvent
 from tests.conftest import as_if_refreshed_long_ago, stored
 

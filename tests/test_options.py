@@ -4,16 +4,19 @@ import logging
 from unittest import mock
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
 from integrations import options
+from integrations.bluesky import options as bluesky_options
 from integrations.models import IntegrationOption
 
-URL_KEY = options.BLUESKY_SERVICE_URL.key
-STATUS_KEY = options.BLUESKY_STATUS.key
+URL_KEY = bluesky_options.SERVICE_URL.key
+STATUS_KEY = bluesky_options.STATUS.key
 ENV_VAR = "BLUESKY_SERVICE_URL"
+SETTING = "INTEGRATIONS_BLUESKY_SERVICE_URL"  # what the project fills from ENV_VAR
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +24,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _no_env_service_url(monkeypatch):
     """Whatever the developer's shell exports must not leak into these tests."""
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(django_settings, SETTING, "")
 
 
 def store(key: str, value: str) -> IntegrationOption:
@@ -35,7 +38,7 @@ def test_default_applies_when_nothing_is_set():
 
 
 def test_env_overrides_default(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "  https://pds.example.com  ")
+    monkeypatch.setattr(django_settings, SETTING, "  https://pds.example.com  ")
     resolved = options.resolve(URL_KEY)
     assert resolved.value == "https://pds.example.com"
     assert resolved.source is options.Source.ENV
@@ -43,7 +46,7 @@ def test_env_overrides_default(monkeypatch):
 
 
 def test_db_overrides_env_and_still_reports_the_env_value(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "https://env.example.com")
+    monkeypatch.setattr(django_settings, SETTING, "https://env.example.com")
     store(URL_KEY, "https://db.example.com")
     resolved = options.resolve(URL_KEY)
     assert resolved.value == "https://db.example.com"
@@ -57,7 +60,7 @@ def test_db_overrides_default_without_env():
 
 
 def test_blank_env_is_ignored(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "   ")
+    monkeypatch.setattr(django_settings, SETTING, "   ")
     assert options.resolve(URL_KEY).source is options.Source.DEFAULT
 
 
@@ -67,7 +70,7 @@ def test_empty_db_value_means_not_overridden(monkeypatch, blank):
     assert options.resolve(URL_KEY) == options.ResolvedOption("https://bsky.social", options.Source.DEFAULT, None)
 
     options.invalidate()
-    monkeypatch.setenv(ENV_VAR, "https://env.example.com")
+    monkeypatch.setattr(django_settings, SETTING, "https://env.example.com")
     resolved = options.resolve(URL_KEY)
     assert (resolved.value, resolved.source) == ("https://env.example.com", options.Source.ENV)
 
@@ -78,7 +81,7 @@ def test_db_value_is_stripped():
 
 
 def test_option_without_env_var_ignores_environment(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "https://env.example.com")
+    monkeypatch.setattr(django_settings, SETTING, "https://env.example.com")
     assert options.resolve(STATUS_KEY) == options.ResolvedOption("enabled", options.Source.DEFAULT, None)
 
 
@@ -89,40 +92,40 @@ def test_unknown_key_is_refused():
 
 # --- bluesky_service_url ------------------------------------------------------------------------------------------
 def test_service_url_default():
-    assert options.bluesky_service_url() == options.ResolvedOption("https://bsky.social", options.Source.DEFAULT)
+    assert bluesky_options.service_url() == options.ResolvedOption("https://bsky.social", options.Source.DEFAULT)
 
 
 def test_service_url_from_env_is_normalised(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "HTTPS://PDS.Example.com/")
-    resolved = options.bluesky_service_url()
+    monkeypatch.setattr(django_settings, SETTING, "HTTPS://PDS.Example.com/")
+    resolved = bluesky_options.service_url()
     assert resolved.value == "https://pds.example.com"
     assert resolved.source is options.Source.ENV
     assert resolved.raw_env == "HTTPS://PDS.Example.com/"
 
 
 def test_invalid_env_service_url_raises_a_validation_error(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "ftp://pds.example.com")
+    monkeypatch.setattr(django_settings, SETTING, "ftp://pds.example.com")
     with pytest.raises(ValidationError) as excinfo:
-        options.bluesky_service_url()
+        bluesky_options.service_url()
     assert "https://" in " ".join(excinfo.value.messages)
 
 
 def test_db_service_url_wins_over_an_invalid_env_value(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "ftp://broken")
+    monkeypatch.setattr(django_settings, SETTING, "ftp://broken")
     store(URL_KEY, "https://db.example.com")
-    resolved = options.bluesky_service_url()
+    resolved = bluesky_options.service_url()
     assert (resolved.value, resolved.source) == ("https://db.example.com", options.Source.DB)
 
 
 # --- bluesky_enabled ----------------------------------------------------------------------------------------------
 def test_enabled_by_default():
-    assert options.bluesky_enabled() is True
+    assert bluesky_options.enabled() is True
 
 
 @pytest.mark.parametrize(("stored", "enabled"), [("disabled", False), ("enabled", True), ("", True), ("  ", True)])
 def test_enabled_follows_the_stored_status(stored, enabled):
     store(STATUS_KEY, stored)
-    assert options.bluesky_enabled() is enabled
+    assert bluesky_options.enabled() is enabled
 
 
 # --- cache --------------------------------------------------------------------------------------------------------
@@ -134,8 +137,8 @@ def test_cold_read_is_one_query_and_warm_reads_none(django_assert_num_queries):
     with django_assert_num_queries(0):
         # One cache entry holds every option: the other option costs no query either.
         assert options.resolve(URL_KEY).value == "https://db.example.com"
-        assert options.bluesky_enabled() is True
-        assert options.bluesky_service_url().value == "https://db.example.com"
+        assert bluesky_options.enabled() is True
+        assert bluesky_options.service_url().value == "https://db.example.com"
 
 
 def test_empty_table_is_cached_too(django_assert_num_queries):
@@ -167,14 +170,14 @@ def test_save_invalidates_the_cache():
 
 def test_status_switch_is_seen_immediately():
     option = store(STATUS_KEY, "enabled")
-    assert options.bluesky_enabled() is True
+    assert bluesky_options.enabled() is True
     option.value = "disabled"
     option.save()
-    assert options.bluesky_enabled() is False
+    assert bluesky_options.enabled() is False
 
 
 def test_delete_invalidates_the_cache(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "https://env.example.com")
+    monkeypatch.setattr(django_settings, SETTING, "https://env.example.com")
     option = store(URL_KEY, "https://db.example.com")
     assert options.resolve(URL_KEY).source is options.Source.DB
     option.delete()
@@ -233,12 +236,12 @@ def test_unreadable_table_falls_back_to_env_and_default(monkeypatch, caplog):
     )
     with failing, caplog.at_level(logging.WARNING, logger="integrations.options"):
         assert options.resolve(URL_KEY) == options.ResolvedOption("https://bsky.social", options.Source.DEFAULT)
-        assert options.bluesky_enabled() is True
-        monkeypatch.setenv(ENV_VAR, "https://env.example.com")
-        resolved = options.bluesky_service_url()
+        assert bluesky_options.enabled() is True
+        monkeypatch.setattr(django_settings, SETTING, "https://env.example.com")
+        resolved = bluesky_options.service_url()
         assert (resolved.value, resolved.source) == ("https://env.example.com", options.Source.ENV)
     assert "not readable" in caplog.text
     # The failure is not cached: once the table is readable, stored values apply without a restart.
     assert options.cached_values() is None
     assert options.resolve(URL_KEY).value == "https://db.example.com"
-    assert options.bluesky_enabled() is False
+    assert bluesky_options.enabled() is False

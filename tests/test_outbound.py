@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 import respx
+from django.conf import settings as django_settings
 
 from integrations import outbound
 from integrations.adapter import get_adapter
@@ -359,7 +360,7 @@ NO_PROFILE = httpx.Response(400, json={"error": "RecordNotFound", "message": "Co
 
 @pytest.mark.django_db
 def test_a_did_document_endpoint_resolving_to_loopback_is_not_stored_or_called(guard, fake_dns, monkeypatch, user):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", SERVICE)
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", SERVICE)
     fake_dns.names["evil.example.net"] = ["127.0.0.1"]
     with respx.mock(assert_all_called=True) as mock:  # any other request (to evil.example.net) fails the test
         mock.get(url__startswith=f"{SERVICE}/xrpc/com.atproto.identity.resolveHandle").respond(json={"did": DID})
@@ -379,7 +380,7 @@ def test_a_did_document_endpoint_resolving_to_loopback_is_not_stored_or_called(g
 def test_a_refresh_whose_did_document_moves_to_a_private_endpoint_goes_back_to_the_service_url(
     guard, fake_dns, monkeypatch, user
 ):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", SERVICE)
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", SERVICE)
     fake_dns.names["pds.old.example.net"] = ["1.1.1.1"]
     fake_dns.names["evil.example.net"] = ["10.0.0.7"]
     with respx.mock(assert_all_called=True) as mock:

@@ -13,13 +13,16 @@ from datetime import timedelta
 import httpx
 import pytest
 import respx
+from django.conf import settings as django_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from integrations.adapter import describe
 from integrations.bluesky import errors, lifecycle, services
 from integrations.bluesky.client import MAX_RETRY_AFTER
+from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
 from tests.conftest import as_if_refreshed_long_ago, stored
 
@@ -113,7 +116,7 @@ def test_a_malformed_profile_never_fails_a_connect_or_a_refresh(record, use_pds,
     ],
 )
 def test_a_session_answer_that_does_not_fit_is_refused_and_nothing_is_stored(overrides, user, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://pds.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://pds.example.com")
     with respx.mock() as mock:
         mock.get(url__regex=RESOLVE_HANDLE).mock(return_value=httpx.Response(200, json={"did": DID}))
         mock.post(url__regex=CREATE_SESSION).mock(return_value=httpx.Response(200, json=session_answer(**overrides)))
@@ -125,7 +128,7 @@ def test_a_session_answer_that_does_not_fit_is_refused_and_nothing_is_stored(ove
 
 @pytest.mark.django_db
 def test_a_pds_endpoint_longer_than_its_column_is_ignored(user, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://pds.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://pds.example.com")
     endpoint = "https://pds.example.com/" + "a" * 600
     did_doc = {
         "id": DID,
@@ -158,7 +161,7 @@ def test_a_refresh_answered_for_another_account_is_refused_and_changes_nothing(c
     event = after.events.first()
     assert event.error_code == "account_mismatch"
     assert "did:plc:zzzzzzzzzzzzzzzzzzzzzzzz" in event.detail
-    assert "different account" in services.describe(errors.AccountMismatch()).message
+    assert "different account" in describe(errors.AccountMismatch()).message
 
 
 @pytest.mark.pds
@@ -255,6 +258,7 @@ def _respond(status: int, body, headers_value) -> httpx.Response:
         return httpx.Response(status, text=str(body)[:200])
 
 
+UNLIMITED = {scope: (10**9, 60) for scope in ("user", "ip", "account", "user_day", "ip_day", "account_day")}
 FUZZ = hypothesis_settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
@@ -264,7 +268,8 @@ FUZZ = hypothesis_settings(
 @FUZZ
 @given(answer=answers)
 def test_fuzzed_create_session_answers_give_a_channel_or_our_error_and_store_nothing(answer, user, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://pds.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://pds.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_CONNECT_RATES", UNLIMITED, raising=False)
     before = Channel.objects.count(), ChannelEvent.objects.count()
     status, body, header = answer
     with respx.mock(assert_all_called=False) as mock:
@@ -274,7 +279,7 @@ def test_fuzzed_create_session_answers_give_a_channel_or_our_error_and_store_not
         mock.get(url__regex=GET_RECORD).mock(return_value=_respond(status, body, header))
         try:
             channel = services.connect(user, "alice.test", "abcd-efgh-ijkl-mnop")
-        except errors.BlueskyError:
+        except IntegrationError:
             assert (Channel.objects.count(), ChannelEvent.objects.count()) == before
         else:
             row = stored(channel)
@@ -287,7 +292,7 @@ def test_fuzzed_create_session_answers_give_a_channel_or_our_error_and_store_not
 @FUZZ
 @given(answer=answers)
 def test_fuzzed_refresh_answers_rotate_or_keep_the_session_exactly(answer, user, monkeypatch):
-    monkeypatch.setenv("BLUESKY_SERVICE_URL", "https://pds.example.com")
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://pds.example.com")
     channel, _ = Channel.objects.update_or_create(
         user=user,
         did=DID,
@@ -308,7 +313,7 @@ def test_fuzzed_refresh_answers_rotate_or_keep_the_session_exactly(answer, user,
         mock.post(url__regex=REFRESH_SESSION).mock(return_value=_respond(status, body, header))
         try:
             refreshed = lifecycle.refresh(channel, seen_generation=channel.session_generation, force=True)
-        except errors.BlueskyError as exc:
+        except IntegrationError as exc:
             after = stored(channel)
             if exc.code == "session_expired":  # the PDS's own verdict on the token: the session is gone
                 assert after.refresh_jwt == ""

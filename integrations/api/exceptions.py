@@ -9,14 +9,15 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from integrations.bluesky import errors, services
+from integrations.adapter import describe
+from integrations.exceptions import IntegrationError
 
 
-class BlueskyAPIException(exceptions.APIException):
-    """A BlueskyError in API form: status, code and message come from the adapter's message table."""
+class IntegrationAPIException(exceptions.APIException):
+    """An IntegrationError in API form: status, code and message come from the adapter's message table."""
 
-    def __init__(self, error: errors.BlueskyError) -> None:
-        described = services.describe(error)
+    def __init__(self, error: IntegrationError) -> None:
+        described = describe(error)
         self.status_code = described.http_status
         self.retry_after = described.retry_after
         super().__init__(detail=described.message, code=described.code)
@@ -34,8 +35,8 @@ def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, reshaped; BlueskyErrors become their mapped status and code."""
-    if isinstance(exc, errors.BlueskyError):
-        exc = BlueskyAPIException(exc)
+    if isinstance(exc, IntegrationError):
+        exc = IntegrationAPIException(exc)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -45,7 +46,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, BlueskyAPIException):
+    if isinstance(exc, IntegrationAPIException):
         response.data = _body(exc.detail.code, str(exc.detail), retry_after=exc.retry_after)
         if exc.retry_after:
             response["Retry-After"] = str(exc.retry_after)

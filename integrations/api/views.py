@@ -28,8 +28,8 @@ from integrations.api.serializers import (
     ErrorSerializer,
 )
 from integrations.bluesky import services
+from integrations.http import client_ip
 from integrations.models import Channel
-from integrations.throttling import client_ip
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
 

@@ -23,13 +23,14 @@ from atproto_client import models
 from atproto_client.client.raw import ClientRaw
 from atproto_client.models.common import XrpcError
 from atproto_client.request import Request, RequestBase
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations import outbound
 from integrations.bluesky import errors
+from integrations.conf import app_settings
 from integrations.crypto import Secret
+from integrations.exceptions import IntegrationError
 from integrations.validators import normalize_identifier, normalize_service_url
 
 logger = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def _refusal(exc: BaseException) -> outbound.OutboundRefused | None:
 
 def translate(exc: Exception) -> errors.BlueskyError:
     """Map an SDK/httpx failure to our exception (the one place that reads upstream error codes)."""
-    if isinstance(exc, errors.BlueskyError):
+    if isinstance(exc, IntegrationError):
         return exc
     refused = _refusal(exc)
     if refused is not None:
@@ -261,7 +262,7 @@ def _raw_client(base_url: str) -> ClientRaw:
     The raw client keeps no session (tokens travel per call), so sharing it is safe; building one costs ~85 µs,
     which would otherwise be paid on every authenticated call.
     """
-    timeout = float(getattr(settings, "INTEGRATIONS_HTTP_TIMEOUT", 10.0))
+    timeout = float(app_settings.HTTP_TIMEOUT)
     with _raw_clients_lock:
         if timeout not in _requests:
             _requests[timeout] = _GuardedRequest(timeout)

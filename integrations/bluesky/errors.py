@@ -1,34 +1,26 @@
 """Our own exceptions for everything that can go wrong talking to a PDS.
 
-`client.py` turns the SDK's and httpx's failures into these; the service layer adds its own (disabled, throttled);
-`integrations.error_messages` turns a code into the words a user reads and the HTTP status the API answers.
+`client.py` turns the SDK's and httpx's failures into these; the generic refusals (disabled, throttled, no session)
+are `integrations.exceptions`; `integrations.adapter` turns a code into the words a user reads and the HTTP status
+the API answers.
 Nothing here ever carries a token or a password.
 """
 
+from integrations.exceptions import (  # noqa: F401  (the generic refusals, re-exported for the provider's callers)
+    ChannelConnected,
+    ConnectThrottled,
+    IntegrationDisabled,
+    IntegrationError,
+    NoSession,
+    ServiceMisconfigured,
+    SessionUnreadable,
+)
 
-class BlueskyError(Exception):
-    """Base class. `code` is stable (API error code, message table key); `temporary` faults keep sessions."""
+
+class BlueskyError(IntegrationError):
+    """Base class of what can go wrong talking to a PDS."""
 
     code = "bluesky_error"
-    temporary = False
-    url: str | None = None  # the base URL of the server the failed call went to (set by the client)
-
-    def __init__(
-        self,
-        detail: str = "",
-        *,
-        status_code: int | None = None,
-        upstream_error: str | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(detail or self.code)
-        self.detail = detail
-        self.status_code = status_code
-        self.upstream_error = upstream_error
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, status={self.status_code}, upstream={self.upstream_error!r})"
 
 
 # --- The user's credentials or account -------------------------------------------------------------------------
@@ -64,26 +56,7 @@ class SessionExpired(BlueskyError):
     code = "session_expired"
 
 
-# --- Our own refusals ----------------------------------------------------------------------------------------------
-class IntegrationDisabled(BlueskyError):
-    code = "integration_disabled"
-
-
-class ConnectThrottled(BlueskyError):
-    code = "throttled"
-    temporary = True
-
-
-class ServiceMisconfigured(BlueskyError):
-    code = "service_misconfigured"
-
-
-class NoSession(BlueskyError):
-    """The channel holds no session (disconnected or needs reconnection)."""
-
-    code = "no_session"
-
-
+# --- Calls we refuse to make or to follow ----------------------------------------------------------------------
 class AddressRefused(BlueskyError):
     """The server's host is not a public address (or its port is refused): the call was not made. The same error
     whatever listens there, so it tells nothing about a private network."""
@@ -95,12 +68,6 @@ class Redirected(BlueskyError):
     """The server answered an XRPC call with a redirect, which is never followed."""
 
     code = "pds_redirect"
-
-
-class SessionUnreadable(BlueskyError):
-    """The stored session cannot be decrypted with any configured key (its key was dropped): reconnect."""
-
-    code = "session_unreadable"
 
 
 # --- Temporary faults: retry later, never drop a session ---------------------------------------------------------

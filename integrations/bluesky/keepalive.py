@@ -14,12 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from integrations.bluesky import errors, lifecycle
+from integrations.bluesky import lifecycle
+from integrations.conf import app_settings
+from integrations.exceptions import IntegrationError
 from integrations.models import Channel
 
 logger = logging.getLogger(__name__)
@@ -43,17 +44,13 @@ class SweepResult:
         }
 
 
-def _setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
-
-
 def channels_due(now=None, *, within_days: int | None = None, stale_days: int | None = None) -> QuerySet[Channel]:
     """Channels whose session should be refreshed now."""
     now = now or timezone.now()
     if within_days is None:
-        within_days = _setting("INTEGRATIONS_KEEPALIVE_WITHIN_DAYS", 30)
+        within_days = int(app_settings.KEEPALIVE_WITHIN_DAYS)
     if stale_days is None:
-        stale_days = _setting("INTEGRATIONS_KEEPALIVE_STALE_DAYS", 7)
+        stale_days = int(app_settings.KEEPALIVE_STALE_DAYS)
     within, stale = timedelta(days=within_days), timedelta(days=stale_days)
     return (
         Channel.objects.exclude(refresh_jwt="")
@@ -75,7 +72,7 @@ def _refresh_one(pk: int, generation: int) -> str:
         return "refreshed" if refreshed else "skipped"
     except Channel.DoesNotExist:
         return "skipped"
-    except errors.BlueskyError as exc:
+    except IntegrationError as exc:
         return exc.code
     except Exception:  # one broken row (a database error, a bug) must not stop the sweep
         logger.exception("keep-alive could not refresh channel %s", pk)
@@ -99,7 +96,7 @@ def sweep(
         .values_list("pk", "session_generation")
     )
     result = SweepResult(due=len(due))
-    workers = max(1, concurrency or _setting("INTEGRATIONS_KEEPALIVE_CONCURRENCY", 4))
+    workers = max(1, concurrency or int(app_settings.KEEPALIVE_CONCURRENCY))
     if connection.vendor == "sqlite":
         # SQLite has one write lock and a refresh holds it for its PDS round trip: more workers would only queue
         # (and make other writers wait longer), so refresh one at a time.

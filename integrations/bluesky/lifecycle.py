@@ -17,13 +17,14 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky import errors
 from integrations.bluesky.client import PdsClient, Session, claim_time
+from integrations.conf import app_settings
+from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ _THREAD_LOCKS = [threading.Lock() for _ in range(64)]  # striped by channel id
 
 def refresh_margin() -> timedelta:
     """How long before its expiry an access token is refreshed proactively."""
-    return timedelta(seconds=getattr(settings, "INTEGRATIONS_REFRESH_MARGIN", 300))
+    return timedelta(seconds=app_settings.REFRESH_MARGIN)
 
 
 def pds_url(channel: Channel) -> str:
@@ -60,7 +61,7 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     if channel.access_expires_within(refresh_margin()):
         try:
             refresh(channel, seen_generation=channel.session_generation)
-        except errors.BlueskyError as exc:
+        except IntegrationError as exc:
             # A temporary fault while the access token still works: use it (the refresh is retried later).
             expires = channel.access_expires_at
             still_valid = bool(channel.access_jwt) and expires is not None and expires > timezone.now()
@@ -85,7 +86,7 @@ def _require_session(channel: Channel) -> None:
         raise no_session_error(channel)
 
 
-def no_session_error(channel: Channel) -> errors.BlueskyError:
+def no_session_error(channel: Channel) -> IntegrationError:
     """What to raise for a channel without a session: expired or unreadable (reconnect), or not connected."""
     if channel.status == Channel.Status.NEEDS_RECONNECTION:
         if channel.last_error_code == errors.SessionUnreadable.code:
@@ -160,7 +161,7 @@ def _refresh_under_row_lock(
     ignore_retry_time: bool,
     unless_refreshed_within: timedelta | None,
 ) -> bool:
-    failure: errors.BlueskyError | None = None
+    failure: IntegrationError | None = None
     refreshed = False
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
@@ -189,7 +190,7 @@ def _refresh_under_row_lock(
         else:
             try:
                 session = PdsClient(pds_url(row)).refresh_session(row.refresh_jwt)
-            except errors.BlueskyError as exc:
+            except IntegrationError as exc:
                 failure = _classify(row, exc)
             else:
                 if session.did != row.did:
@@ -217,7 +218,7 @@ def _recently_refreshed(row: Channel, within: timedelta | None, now: datetime) -
     )
 
 
-def _refuse_other_account(row: Channel, session: Session) -> errors.BlueskyError:
+def _refuse_other_account(row: Channel, session: Session) -> IntegrationError:
     """A refresh answered for another DID: keep the channel exactly as it was and say so."""
     record_event(
         row,
@@ -266,7 +267,7 @@ def wipe_session(row: Channel) -> None:
     row.session_generation += 1
 
 
-def _classify(row: Channel, exc: errors.BlueskyError) -> errors.BlueskyError:
+def _classify(row: Channel, exc: IntegrationError) -> IntegrationError:
     """Record a failed refresh on the locked row and return the error the caller should see."""
     now = timezone.now()
     # Only the PDS's own verdict (an XRPC error code) ends a session; a bare 401 from a proxy does not.

@@ -12,10 +12,11 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations import options
-from integrations.adapter import UserError, get_adapter
+from integrations.adapter import get_adapter
 from integrations.bluesky import errors, lifecycle
+from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
+from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
 from integrations.throttling import hit_connect_attempt, shared_cache
 from integrations.validators import normalize_identifier, normalize_service_url
@@ -30,7 +31,7 @@ USER_REFRESH_COALESCE = timedelta(seconds=30)
 def service_url() -> str:
     """The PDS URL in force (db, env or default); ServiceMisconfigured when the env value is invalid."""
     try:
-        return options.bluesky_service_url().value
+        return bluesky_options.service_url().value
     except ValidationError as exc:
         raise errors.ServiceMisconfigured("; ".join(exc.messages)) from exc
 
@@ -41,11 +42,6 @@ def service_url_or_none() -> str | None:
         return service_url()
     except errors.ServiceMisconfigured:
         return None
-
-
-def describe(error: errors.BlueskyError) -> UserError:
-    """What to tell the user about an error (message, HTTP status), in the words of the project's adapter."""
-    return get_adapter().describe(error, service_url=service_url_or_none())
 
 
 def test_connection(url: str) -> ServerDescription:
@@ -64,7 +60,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     Raises a BlueskyError (nothing stored) when the integration is off, the attempt is throttled, the PDS refuses,
     the password is a main password, or the account is not active.
     """
-    if not options.bluesky_enabled():
+    if not bluesky_options.enabled():
         raise errors.IntegrationDisabled()
     url = service_url()
     identifier = normalize_identifier(identifier)
@@ -112,7 +108,7 @@ def account_key(client: PdsClient, identifier: str) -> str:
             did = client.resolve_handle(identifier)
         except (errors.PdsUnreachable, errors.PdsTimeout):
             raise  # createSession would meet the same silence: say so now instead of waiting twice
-        except errors.BlueskyError as exc:
+        except IntegrationError as exc:
             logger.info("could not resolve a handle for the connect limit (%s)", exc.code)
             did = ""
         cache.set(cache_key, did, HANDLE_DID_CACHE_SECONDS)
@@ -159,7 +155,7 @@ def update_profile(channel: Channel) -> bool:
     """Fetch display name, bio and avatar through the lifecycle; on failure mark the profile unavailable."""
     try:
         profile = lifecycle.call(channel, lambda client, token: client.get_profile(token, channel.did))
-    except errors.BlueskyError as exc:
+    except IntegrationError as exc:
         logger.info("profile unavailable (%s) did=%s handle=%s", exc.code, channel.did, channel.handle)
         Channel.objects.filter(pk=channel.pk).update(profile_status=Channel.ProfileStatus.UNAVAILABLE)
         channel.profile_status = Channel.ProfileStatus.UNAVAILABLE
@@ -224,7 +220,7 @@ def _revoke_quietly(client: PdsClient, refresh_jwt: str, did: str) -> bool:
         client.delete_session(refresh_jwt)
     except errors.SessionRejected:
         return True  # already revoked or expired: nothing left to revoke
-    except errors.BlueskyError as exc:
+    except IntegrationError as exc:
         logger.warning("could not revoke a session on the PDS (%s) did=%s", exc.code, did)
         return False
     return True

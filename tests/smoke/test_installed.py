@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 import integrations
-from integrations import options
+from integrations.bluesky import options as bluesky_options
 from integrations.models import Channel
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +57,7 @@ def test_the_admin_settings_page_saves_the_service_url(admin_client, pds):
         {"service_url": pds.url, "status": "enabled", "_save": "Save", "version": version},
     )
     assert response.status_code == 302
-    assert options.bluesky_service_url().value == pds.url
+    assert bluesky_options.service_url().value == pds.url
     tested = admin_client.post(
         "/admin/api-integration/bluesky", {"service_url": "", "status": "enabled", "_test": "Test", "version": ""}
     )

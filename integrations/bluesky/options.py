@@ -1,0 +1,38 @@
+"""Bluesky's options in the generic registry: Service URL and Status, and how the app reads them."""
+
+from integrations import options
+from integrations.options import OptionDef, ResolvedOption, Source
+from integrations.validators import normalize_service_url
+
+SERVICE_URL = options.register(
+    OptionDef(
+        key="bluesky_service-url",
+        label="Service URL",
+        default="https://bsky.social",
+        setting="BLUESKY_SERVICE_URL",
+        env_var="BLUESKY_SERVICE_URL",
+        clean=normalize_service_url,
+    )
+)
+STATUS = options.register(
+    OptionDef(
+        key="bluesky_integration_status",
+        label="Status",
+        default="enabled",
+        choices=(("enabled", "Enabled"), ("disabled", "Disabled")),
+    )
+)
+
+
+def service_url() -> ResolvedOption:
+    """The PDS URL in force, normalised; ValidationError when it is not acceptable under the current settings
+    (a value from the settings, or a stored one saved while http:// or local hosts were allowed)."""
+    resolved = options.resolve(SERVICE_URL.key)
+    if resolved.source is Source.DEFAULT:
+        return resolved
+    return ResolvedOption(normalize_service_url(resolved.value), resolved.source, resolved.raw_env)
+
+
+def enabled() -> bool:
+    """Whether the administrator has the Bluesky integration switched on."""
+    return options.resolve(STATUS.key).value != "disabled"

@@ -1,0 +1,192 @@
+"""Bluesky's words: what users read for each error code and health state, registered with the adapter.
+
+The adapter (`integrations.adapter`) is generic; projects replace any of these by subclassing it (see there).
+Templates may use {service_url} (the server the failed call went to), {host} (its host name), {retry},
+{app_passwords_url}, {detail}; health advice may use {ends_at}, {retry_at}, {app_passwords_url}.
+"""
+
+from django.utils.translation import gettext_lazy as _
+
+from integrations import adapter
+
+APP_PASSWORDS_URL = "https://bsky.app/settings/app-passwords"
+DEFAULT_SERVICE_URL = "https://bsky.social"
+
+MESSAGES: dict[str, tuple[int, str]] = {
+    "invalid_credentials": (
+        400,
+        _(
+            "Bluesky did not accept that handle and app password. Check the handle (or email) and the app "
+            "password, and that the app password has not been revoked."
+        ),
+    ),
+    "main_password_refused": (
+        400,
+        _(
+            "That looks like your main Bluesky password. For your account's safety we only accept app passwords: "
+            "create one at {app_passwords_url} and paste it here. The session it opened was signed out again."
+        ),
+    ),
+    "auth_factor_required": (
+        400,
+        _(
+            "Bluesky asked for an email sign-in code, which only happens with your main password. Use an app "
+            "password instead (app passwords need no code): create one at {app_passwords_url}."
+        ),
+    ),
+    "integration_disabled": (
+        403,
+        _(
+            "Your administrator has switched off Bluesky connections for now. Channels already connected keep "
+            "working; try again later or ask your administrator."
+        ),
+    ),
+    "throttled": (
+        429,
+        _(
+            "Too many connection attempts in a short time. Try again in {retry}; this pause protects your "
+            "Bluesky account from being locked out of signing in."
+        ),
+    ),
+    "rate_limited": (
+        429,
+        _("Bluesky is limiting sign-ins for this account right now. Nothing was changed; try again in {retry}."),
+    ),
+    "pds_unreachable": (
+        503,
+        _("Could not reach the Bluesky server at {service_url}. Nothing was changed; try again in a few minutes."),
+    ),
+    "pds_timeout": (
+        503,
+        _(
+            "The Bluesky server at {service_url} did not answer in time. Nothing was changed; try again in a few "
+            "minutes."
+        ),
+    ),
+    "pds_error": (
+        502,
+        _(
+            "The Bluesky server at {service_url} had a problem answering. Nothing was changed; try again in a few "
+            "minutes."
+        ),
+    ),
+    "invalid_response": (
+        502,
+        _(
+            "The server at {service_url} did not answer like a Bluesky PDS. Nothing was changed; try again later. "
+            "If this persists, "
+            "ask your administrator to check the Service URL."
+        ),
+    ),
+    "account_deactivated": (
+        403,
+        _("This Bluesky account is deactivated. Reactivate it by signing in on bsky.app, then connect it here again."),
+    ),
+    "account_suspended": (
+        403,
+        _(
+            "This Bluesky account has been suspended or taken down by its server, so it cannot be used. Contact "
+            "Bluesky support if you think this is a mistake."
+        ),
+    ),
+    "session_expired": (
+        409,
+        _(
+            "Bluesky ended this channel's session (its app password may have been revoked). Reconnect it with a "
+            "new app password: create one at {app_passwords_url}."
+        ),
+    ),
+    "session_rejected": (
+        409,
+        _(
+            "Bluesky did not accept this channel's session. Reconnect it with a new app password: create one at "
+            "{app_passwords_url}."
+        ),
+    ),
+    "temporary_error": (
+        503,
+        _("Bluesky could not be reached just now. Nothing was changed; we try again in {retry}."),
+    ),
+    "session_unreadable": (
+        409,
+        _(
+            "This server can no longer read the channel's stored session (the encryption key it was saved with "
+            "has been removed). Reconnect it with an app password: create one at {app_passwords_url}."
+        ),
+    ),
+    "no_session": (409, _("This channel is not connected. Reconnect it with an app password first.")),
+    "service_misconfigured": (
+        503,
+        _("The Bluesky Service URL configured for this site is invalid ({detail}). Ask your administrator to fix it."),
+    ),
+    "request_rejected": (400, _("The Bluesky server refused the request: {detail}")),
+    "account_mismatch": (
+        502,
+        _(
+            "The Bluesky server at {service_url} answered for a different account than this channel's. Nothing "
+            "was changed; if this persists, ask your administrator to check the server."
+        ),
+    ),
+    "address_refused": (
+        502,
+        _(
+            "The server {host} is not at a public network address, so it was not called. Nothing was changed. "
+            "If it should be reachable, ask your administrator to check the Service URL."
+        ),
+    ),
+    "pds_redirect": (
+        502,
+        _(
+            "The server at {service_url} answered with a redirect, which is not followed for Bluesky calls. Nothing "
+            "was changed; ask your administrator to set the Service URL to the server's own address."
+        ),
+    ),
+}
+
+OTHER_SERVER_HINT = _(
+    " Accounts are checked against {service_url}: if your account lives on another server, ask your "
+    "administrator to set that server's URL."
+)
+
+
+HEALTH_TEXTS: dict[str, tuple[str, str]] = {
+    "active": (_("Active"), ""),
+    "expiring": (
+        _("Expiring soon"),
+        _("The session ends on {ends_at}. Refresh now; if that fails, reconnect with a new app password."),
+    ),
+    "degraded": (
+        _("Temporarily unreachable"),
+        _("Bluesky could not be reached to renew the session. Nothing is lost; we retry automatically{retry_at}."),
+    ),
+    "needs_reconnection": (
+        _("Needs reconnection"),
+        _("Bluesky ended this session. Create a new app password at {app_passwords_url} and reconnect."),
+    ),
+    # Shown instead of "needs_reconnection" when the reason is a stored session no configured key decrypts.
+    "session_unreadable": (
+        _("Needs reconnection"),
+        _(
+            "This server can no longer read the stored session (the encryption key it was saved with has been "
+            "removed). Create a new app password at {app_passwords_url} and reconnect."
+        ),
+    ),
+    "deactivated": (
+        _("Account deactivated"),
+        _("Reactivate the account by signing in on bsky.app, then refresh this channel."),
+    ),
+    "suspended": (
+        _("Account suspended"),
+        _("The account was suspended or taken down by its server. Contact Bluesky support."),
+    ),
+    "disconnected": (_("Disconnected"), _("Connect it again to publish with it.")),
+}
+
+
+adapter.register_words(
+    messages=MESSAGES,
+    health_texts=HEALTH_TEXTS,
+    context={"app_passwords_url": APP_PASSWORDS_URL},
+    hints={"invalid_credentials": (OTHER_SERVER_HINT, DEFAULT_SERVICE_URL)},
+    fallback=(502, _("Something went wrong talking to Bluesky. Nothing was changed; try again later.")),
+)

@@ -1,0 +1,111 @@
+"""The app's settings, in one place: every `INTEGRATIONS_*` setting with its default, type and meaning.
+
+Read them as `app_settings.HTTP_TIMEOUT` (the name without the prefix). Values come from Django's settings on every
+read, so `override_settings` and pytest-django's `settings` fixture work in tests. A project sets them in its
+settings module (the demo project reads them from the environment with django-environ); `manage.py check` reports
+a value of the wrong type (`integrations.E010`). The README's configuration table is checked against `SETTINGS` by
+a test.
+"""
+
+from dataclasses import dataclass
+from types import NoneType
+from typing import Any
+
+from django.conf import settings
+
+PREFIX = "INTEGRATIONS_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name without the prefix, its default, the types it accepts and one line of meaning."""
+
+    name: str
+    default: Any
+    types: tuple[type, ...]
+    help: str
+
+    @property
+    def full_name(self) -> str:
+        return PREFIX + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "ENCRYPTION_KEYS",
+        [],
+        (list, tuple),
+        "Fernet keys; the first encrypts, every one decrypts. Empty: a key derived from SECRET_KEY (development).",
+    ),
+    Setting(
+        "ALLOW_INSECURE_PDS",
+        False,
+        (bool,),
+        "Accept http:// and loopback/private hosts for outbound calls (a local PDS in development and tests).",
+    ),
+    Setting(
+        "BLUESKY_SERVICE_URL",
+        "",
+        (str,),
+        "The PDS URL used when the admin page sets none (the demo project reads it from BLUESKY_SERVICE_URL).",
+    ),
+    Setting("HTTP_TIMEOUT", 10.0, (int, float), "Seconds before an outbound call gives up."),
+    Setting("REFRESH_MARGIN", 300, (int,), "Refresh an access token this many seconds before it ends."),
+    Setting(
+        "REFRESH_COALESCE", 30, (int,), "A user refresh within this many seconds of a rotation returns the session."
+    ),
+    Setting("KEEPALIVE_WITHIN_DAYS", 30, (int,), "Keep-alive refreshes sessions ending within this many days."),
+    Setting("KEEPALIVE_STALE_DAYS", 7, (int,), "Keep-alive refreshes sessions not refreshed for this many days."),
+    Setting("KEEPALIVE_CONCURRENCY", 4, (int,), "Keep-alive refreshes at most this many sessions at once."),
+    Setting("KEEPALIVE_INTERVAL", 6 * 3600, (int,), "Seconds between two keep-alive sweeps."),
+    Setting(
+        "TRUSTED_PROXY_HEADER",
+        None,
+        (str, NoneType),
+        "Behind a reverse proxy: the request.META key holding the client address, e.g. HTTP_X_REAL_IP.",
+    ),
+    Setting(
+        "CONNECT_RATES",
+        {},
+        (dict,),
+        "Connect-attempt limits to override, e.g. {'user': (10, 300)}: scope -> (attempts, window seconds).",
+    ),
+    Setting("CACHE_ALIAS", "default", (str,), "The cache shared by every process (options, limits, lookups)."),
+    Setting(
+        "ADAPTER",
+        "integrations.adapter.IntegrationsAdapter",
+        (str,),
+        "Dotted path of the adapter class: the words users read and who is told about a channel's problems.",
+    ),
+    Setting("EVENTS_SHOWN", 50, (int,), "How many of a channel's latest events its page and the API list."),
+    Setting(
+        "NOTIFY_OWNERS",
+        True,
+        (bool,),
+        "E-mail a channel's owner once when it newly needs reconnection or its account is deactivated or suspended.",
+    ),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+class AppSettings:
+    """`app_settings.NAME` is the project's `INTEGRATIONS_NAME`, or its default."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            setting = BY_NAME[name]
+        except KeyError:
+            raise AttributeError(f"There is no setting {PREFIX}{name}.") from None
+        return getattr(settings, setting.full_name, setting.default)
+
+    def wrong_types(self) -> list[tuple[Setting, Any]]:
+        """The settings whose configured value has a type the app cannot use."""
+        return [
+            (setting, value)
+            for setting in SETTINGS
+            if not isinstance(value := getattr(self, setting.name), setting.types)
+            or (isinstance(value, bool) and bool not in setting.types)
+        ]
+
+
+app_settings = AppSettings()

@@ -1,0 +1,68 @@
+"""The app's own error hierarchy: every failure a user or the API is told about is an `IntegrationError`.
+
+`code` is stable (the API's error code and the key of the adapter's word tables), `temporary` faults keep sessions
+and are retried, `retry_after` says when. Providers subclass it for what can go wrong upstream
+(`integrations.bluesky.errors`); the generic refusals live here. Nothing here ever carries a token or a password.
+"""
+
+
+class IntegrationError(Exception):
+    """Base class of the app's errors."""
+
+    code = "integration_error"
+    temporary = False
+    url: str | None = None  # the base URL of the server a failed call went to (set by a provider's client)
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        status_code: int | None = None,
+        upstream_error: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail
+        self.status_code = status_code
+        self.upstream_error = upstream_error
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, status={self.status_code}, upstream={self.upstream_error!r})"
+
+
+class IntegrationDisabled(IntegrationError):
+    """The administrator has switched the integration off."""
+
+    code = "integration_disabled"
+
+
+class ConnectThrottled(IntegrationError):
+    """Too many connect attempts: the app's own limit, below the provider's."""
+
+    code = "throttled"
+    temporary = True
+
+
+class ServiceMisconfigured(IntegrationError):
+    """The configured server URL is not usable."""
+
+    code = "service_misconfigured"
+
+
+class NoSession(IntegrationError):
+    """The channel holds no session (disconnected or needs reconnection)."""
+
+    code = "no_session"
+
+
+class SessionUnreadable(IntegrationError):
+    """The stored session cannot be decrypted with any configured key (its key was dropped): reconnect."""
+
+    code = "session_unreadable"
+
+
+class ChannelConnected(IntegrationError):
+    """The channel still holds a session: disconnect it before removing it."""
+
+    code = "channel_connected"
