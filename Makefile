@@ -4,14 +4,15 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help run test install install-dev pds browser lint bench worker migrate
+.PHONY: help run serve test install install-dev pds browser lint bench worker migrate
 
 help:
 	@echo "make run    - set up .venv, install, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   - set up everything the tests need (local PDS, Chromium) and run pytest"
-	@echo "make worker - run the background task worker (session keep-alive) beside 'make run'"
+	@echo "make serve  - serve the production way (gunicorn, WhiteNoise, DEBUG=false) on http://127.0.0.1:8000"
+	@echo "make worker - run the background task worker (session keep-alive) beside 'make run' or 'make serve'"
 	@echo "make bench  - benchmarks against the local PDS; prints a table"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff check and ruff format --check (CI runs it first)"
 
 $(VENV)/.created:
 	@py=$$(.ci/find-python) || exit 1; echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV)
@@ -40,9 +41,39 @@ run: migrate
 	@echo ""
 	DEBUG=$${DEBUG:-true} $(PY) manage.py runserver 127.0.0.1:8000
 
-worker: migrate
-	DEBUG=$${DEBUG:-true} $(PY) manage.py bluesky_keepalive --schedule
-	DEBUG=$${DEBUG:-true} $(PY) manage.py db_worker
+# Production settings on this machine (`make serve`, `DEBUG=false make worker`): SECRET_KEY and
+# INTEGRATIONS_ENCRYPTION_KEYS come from the environment or .env; failing that, from var/ (generated once, readable
+# by this user only, git-ignored). A real deployment sets both in .env (README: Deploying).
+LOCAL_SECRETS = umask 077; mkdir -p var; \
+  if [ -z "$${SECRET_KEY:-}" ] && ! grep -qs '^SECRET_KEY=' .env; then \
+    [ -s var/secret_key ] || $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key; \
+    export SECRET_KEY="$$(cat var/secret_key)"; \
+  fi; \
+  if [ -z "$${INTEGRATIONS_ENCRYPTION_KEYS:-}" ] && ! grep -qs '^INTEGRATIONS_ENCRYPTION_KEYS=' .env; then \
+    [ -s var/encryption_key ] || \
+      $(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > var/encryption_key; \
+    export INTEGRATIONS_ENCRYPTION_KEYS="$$(cat var/encryption_key)"; \
+  fi
+
+# gunicorn + WhiteNoise with DEBUG=false on the embedded defaults (SQLite, the file cache in var/cache), over plain
+# http on loopback: HTTPS redirect and Secure cookies are off unless the environment or .env says otherwise.
+serve: install
+	@$(LOCAL_SECRETS); \
+	export DEBUG=false SECURE_SSL_REDIRECT=$${SECURE_SSL_REDIRECT:-false} \
+	  SESSION_COOKIE_SECURE=$${SESSION_COOKIE_SECURE:-false} CSRF_COOKIE_SECURE=$${CSRF_COOKIE_SECURE:-false}; \
+	$(PY) manage.py collectstatic --no-input --verbosity 0 && \
+	$(PY) manage.py migrate --no-input && \
+	echo "" && echo "Skyport (production settings) runs at http://$${GUNICORN_BIND:-127.0.0.1:8000}/  (background worker: DEBUG=false make worker)" && \
+	exec $(VENV)/bin/gunicorn --config gunicorn.conf.py
+
+# The keep-alive worker: enqueue the first sweep, then run the task worker. With DEBUG=false it uses the same
+# settings and local keys as `make serve`.
+worker: install
+	@case "$${DEBUG:-true}" in true|True|1|yes|on) ;; *) $(LOCAL_SECRETS);; esac; \
+	export DEBUG=$${DEBUG:-true}; \
+	$(PY) manage.py migrate --no-input && \
+	$(PY) manage.py bluesky_keepalive --schedule && \
+	exec $(PY) manage.py db_worker
 
 # The reference PDS (Node 22 + @atproto/pds), cached under ~/.cache/skyport/, keyed by its lock file.
 pds: install-dev

@@ -1,5 +1,6 @@
 """Settings for the test suite: the demo settings with test-only keys, a private cache and insecure PDS allowed
-(the reference PDS runs on http://localhost)."""
+(the reference PDS runs on http://localhost), served over plain http like `make run` (the production HTTPS settings
+are tested by tests/test_deploy.py against gunicorn)."""
 
 import os
 import tempfile
@@ -17,3 +18,13 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Plain storage and no collectstatic: WhiteNoise looks files up in the apps per request instead of reading a
+# STATIC_ROOT that a fresh checkout does not have.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True
+
+# The test client and the browser tests' live server speak http://, as `make run` does.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
