@@ -4,13 +4,14 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help run serve test install install-dev pds browser lint bench worker migrate
+.PHONY: help smoke run serve test install install-dev pds browser lint bench worker migrate
 
 help:
 	@echo "make run    - set up .venv, install, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   - set up everything the tests need (local PDS, Chromium) and run pytest"
 	@echo "make serve  - serve the production way (gunicorn, WhiteNoise, DEBUG=false) on http://127.0.0.1:8000"
 	@echo "make worker - run the background task worker (session keep-alive) beside 'make run' or 'make serve'"
+	@echo "make smoke  - build the wheel, install it outside the checkout, run the smoke suite in another project"
 	@echo "make bench  - benchmarks against the local PDS; prints a table"
 	@echo "make lint   - ruff check and ruff format --check (CI runs it first)"
 
@@ -96,6 +97,10 @@ test: install-dev pds browser
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The wheel, installed in a fresh virtualenv outside the checkout, inside tests/hostproject, against the local PDS.
+smoke: install-dev pds
+	bash tests/smoke/run.sh $(abspath $(PY))
 
 bench: install-dev pds
 	$(PY) -m bench

@@ -8,7 +8,11 @@ python=${1:-$root/.venv/bin/python}
 work=$(mktemp -d "${TMPDIR:-/tmp}/skyport-smoke.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-"$python" -m pip wheel "$root" --no-deps --wheel-dir "$work/dist" --quiet 2>&1 | grep -v "^WARNING: Location" || true
+# Build from a copy of what the wheel is made of, so the checkout gets no build/ or *.egg-info.
+mkdir -p "$work/src"
+cp -r "$root/pyproject.toml" "$root/README.md" "$root/integrations" "$work/src/"
+find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+"$python" -m pip wheel "$work/src" --no-deps --wheel-dir "$work/dist" --quiet 2>&1 | grep -v "^WARNING: Location" || true
 wheel=$(ls "$work"/dist/skyport-*.whl)
 echo "smoke: built $(basename "$wheel"), which holds besides Python modules:"
 "$python" -m zipfile -l "$wheel" | awk 'NR > 1 {print $1}' | grep -Ev '\.py$' | sed 's/^/  /'
