@@ -166,6 +166,28 @@ INTEGRATIONS_KEEPALIVE_INTERVAL = env.int("INTEGRATIONS_KEEPALIVE_INTERVAL", def
 # Behind a reverse proxy: the request header holding the client address, e.g. HTTP_X_FORWARDED_FOR.
 INTEGRATIONS_TRUSTED_PROXY_HEADER = env("INTEGRATIONS_TRUSTED_PROXY_HEADER", default=None)
 
+# E-mail: channel owners are told once when a channel newly needs reconnection (INTEGRATIONS_NOTIFY_OWNERS).
+# EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587; by default mails are printed to the console.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+_smtp_options = {
+    "host": _email.get("EMAIL_HOST"),
+    "port": _email.get("EMAIL_PORT"),
+    "username": _email.get("EMAIL_HOST_USER"),
+    "password": _email.get("EMAIL_HOST_PASSWORD"),
+    "use_tls": _email.get("EMAIL_USE_TLS"),
+    "use_ssl": _email.get("EMAIL_USE_SSL"),
+}
+MAILERS = {
+    "default": {
+        "BACKEND": _email["EMAIL_BACKEND"],
+        "OPTIONS": {k: v for k, v in _smtp_options.items() if v not in (None, "")}
+        if _email["EMAIL_BACKEND"].endswith("smtp.EmailBackend")
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Skyport <skyport@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # Error reports (the DEBUG page, admin e-mails) mask session tokens and app passwords wherever they appear.
 DEFAULT_EXCEPTION_REPORTER = "integrations.reporting.SecretsExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "integrations.reporting.SecretsReporterFilter"

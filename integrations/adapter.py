@@ -8,6 +8,7 @@ the setting `INTEGRATIONS_ADAPTER`.
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.utils.module_loading import import_string
@@ -90,6 +91,15 @@ class IntegrationsAdapter:
     @property
     def fallback(self) -> tuple[int, str]:
         return _FALLBACK[0]
+
+    def problem_email_recipients(self, channel: Any) -> list[str]:
+        """Who is e-mailed when a channel newly has a problem: its owner, when the owner has an e-mail address."""
+        email = getattr(channel.user, channel.user.get_email_field_name(), "")
+        return [email] if email else []
+
+    def channel_url(self, channel: Any) -> str:
+        """The link to a channel's page in e-mails. Relative by default: override to put your site's address first."""
+        return channel.get_absolute_url()
 
     def message_for(self, code: str) -> tuple[int, str]:
         """The HTTP status and message template for an error code."""

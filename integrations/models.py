@@ -1,5 +1,6 @@
 """Stored state: integration options, connected channels (with encrypted sessions) and their event log."""
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -12,6 +13,8 @@ from django.utils import timezone
 
 from integrations import crypto, options
 from integrations.fields import EncryptedTextField
+
+logger = logging.getLogger(__name__)
 
 
 class IntegrationOption(models.Model):
@@ -132,6 +135,31 @@ class Channel(models.Model):
         if cipher is not None:  # deferred by `without_tokens()`: judge the raw ciphertext without decrypting it
             return bool(cipher) and crypto.key_index(cipher) is None
         return not getattr(self.refresh_jwt, "readable", True)  # deferred without the cipher: load it
+
+    @property
+    def pds_url(self) -> str:
+        """Where the channel's authenticated calls go: its own PDS (from the DID document), else the service URL."""
+        return self.pds_endpoint or self.service_url
+
+    def wipe_session(self) -> None:
+        """Forget the tokens (not saved); the generation moves on so a waiting refresher sees it happened."""
+        self.access_jwt = ""
+        self.refresh_jwt = ""
+        self.access_expires_at = None
+        self.session_generation += 1
+
+    def record_event(self, kind: str, *, detail: str = "", error_code: str = "") -> "ChannelEvent":
+        """Append to the channel's event log and log a line (DID, handle, expiries; never a token)."""
+        logger.info(
+            "channel event %s did=%s handle=%s access_expires=%s refresh_expires=%s%s",
+            kind,
+            self.did,
+            self.handle,
+            self.access_expires_at.isoformat() if self.access_expires_at else "-",
+            self.refresh_expires_at.isoformat() if self.refresh_expires_at else "-",
+            f" error={error_code}" if error_code else "",
+        )
+        return ChannelEvent.objects.create(channel=self, kind=kind, detail=detail[:500], error_code=error_code)
 
     def access_expires_within(self, margin: timedelta, now: datetime | None = None) -> bool:
         """Whether the access token is missing or ends within `margin`."""

@@ -73,12 +73,12 @@ def as_if_refreshed_long_ago(channel):
     """Move the channel's last rotation back in time, past the window in which user refreshes are coalesced."""
     from datetime import timedelta
 
-    from integrations.bluesky import services
+    from integrations.conf import app_settings
     from integrations.models import Channel
 
     if channel.refreshed_at is None:
         return  # never rotated: nothing to coalesce with
-    channel.refreshed_at = channel.refreshed_at - services.USER_REFRESH_COALESCE - timedelta(seconds=1)
+    channel.refreshed_at = channel.refreshed_at - timedelta(seconds=app_settings.REFRESH_COALESCE + 1)
     Channel.objects.filter(pk=channel.pk).update(refreshed_at=channel.refreshed_at)
 
 

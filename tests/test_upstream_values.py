@@ -140,7 +140,7 @@ def test_a_pds_endpoint_longer_than_its_column_is_ignored(user, monkeypatch):
         mock.get(url__regex=GET_RECORD).mock(return_value=httpx.Response(400, json={"error": "RecordNotFound"}))
         channel = services.connect(user, "alice.test", "abcd-efgh-ijkl-mnop")
     assert stored(channel).pds_endpoint == ""
-    assert lifecycle.pds_url(stored(channel)) == "https://pds.example.com"
+    assert stored(channel).pds_url == "https://pds.example.com"
 
 
 # --- refresh answers ---------------------------------------------------------------------------------------------

@@ -17,15 +17,18 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky import errors
 from integrations.bluesky.client import PdsClient, Session, claim_time
+from integrations.bluesky.health import health_state
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
+from integrations.signals import channel_connected, channel_disconnected, channel_health_changed, send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +39,6 @@ _THREAD_LOCKS = [threading.Lock() for _ in range(64)]  # striped by channel id
 def refresh_margin() -> timedelta:
     """How long before its expiry an access token is refreshed proactively."""
     return timedelta(seconds=app_settings.REFRESH_MARGIN)
-
-
-def pds_url(channel: Channel) -> str:
-    """Where a channel's authenticated calls go: its PDS from the DID document, else the service URL."""
-    return channel.pds_endpoint or channel.service_url
 
 
 @sensitive_variables()
@@ -69,7 +67,7 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
                 raise
             logger.info("proactive refresh failed (%s); using the current token did=%s", exc.code, channel.did)
     _require_session(channel)
-    client = PdsClient(pds_url(channel))
+    client = PdsClient(channel.pds_url)
     generation = channel.session_generation
     try:
         return fn(client, channel.access_jwt)
@@ -77,7 +75,7 @@ def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
         logger.info("access token rejected; refreshing once did=%s handle=%s", channel.did, channel.handle)
         refresh(channel, seen_generation=generation, force=True)
         _require_session(channel)
-        return fn(PdsClient(pds_url(channel)), channel.access_jwt)
+        return fn(PdsClient(channel.pds_url), channel.access_jwt)
 
 
 def _require_session(channel: Channel) -> None:
@@ -111,8 +109,7 @@ def mark_session_unreadable(channel: Channel) -> errors.SessionUnreadable:
         channel.next_retry_at = None
         # Only these columns: a full save would write the empty value the unreadable tokens read as.
         channel.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
-        record_event(
-            channel,
+        channel.record_event(
             ChannelEvent.Kind.NEEDS_RECONNECTION,
             error_code=errors.SessionUnreadable.code,
             detail="no configured encryption key decrypts the stored session",
@@ -166,6 +163,7 @@ def _refresh_under_row_lock(
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
         now = timezone.now()
+        old_state = health_state(row, now)
         if row.session_unreadable:
             failure = mark_session_unreadable(row)
         elif not row.refresh_jwt:
@@ -189,7 +187,7 @@ def _refresh_under_row_lock(
             failure.code = row.last_error_code or failure.code
         else:
             try:
-                session = PdsClient(pds_url(row)).refresh_session(row.refresh_jwt)
+                session = PdsClient(row.pds_url).refresh_session(row.refresh_jwt)
             except IntegrationError as exc:
                 failure = _classify(row, exc)
             else:
@@ -199,8 +197,9 @@ def _refresh_under_row_lock(
                     store_session(row, session)
                     row.refreshed_at = now
                     row.save()
-                    record_event(row, ChannelEvent.Kind.REFRESHED, detail=session.pds_endpoint_refused)
+                    row.record_event(ChannelEvent.Kind.REFRESHED, detail=session.pds_endpoint_refused)
                     refreshed = True
+        announce_health(row, old_state)
     copy_session_state(row, channel)
     if failure is not None:
         raise failure
@@ -220,8 +219,7 @@ def _recently_refreshed(row: Channel, within: timedelta | None, now: datetime) -
 
 def _refuse_other_account(row: Channel, session: Session) -> IntegrationError:
     """A refresh answered for another DID: keep the channel exactly as it was and say so."""
-    record_event(
-        row,
+    row.record_event(
         ChannelEvent.Kind.REFRESH_FAILED,
         error_code=errors.AccountMismatch.code,
         detail=f"the server answered with a session for another account ({session.did}); nothing was stored",
@@ -259,27 +257,19 @@ def store_session(row: Channel, session: Session) -> None:
         row.status = Channel.Status.DEACTIVATED
 
 
-def wipe_session(row: Channel) -> None:
-    """Forget a channel's tokens (not saved)."""
-    row.access_jwt = ""
-    row.refresh_jwt = ""
-    row.access_expires_at = None
-    row.session_generation += 1
-
-
 def _classify(row: Channel, exc: IntegrationError) -> IntegrationError:
     """Record a failed refresh on the locked row and return the error the caller should see."""
     now = timezone.now()
     # Only the PDS's own verdict (an XRPC error code) ends a session; a bare 401 from a proxy does not.
     session_dead = isinstance(exc, errors.SessionRejected | errors.InvalidCredentials | errors.SessionExpired)
     if session_dead and exc.upstream_error:
-        wipe_session(row)
+        row.wipe_session()
         row.status = Channel.Status.NEEDS_RECONNECTION
         row.last_error_code = errors.SessionExpired.code
         row.next_retry_at = None
         row.save()
-        record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail="refresh token rejected")
-        record_event(row, ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.SessionExpired.code)
+        row.record_event(ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail="refresh token rejected")
+        row.record_event(ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.SessionExpired.code)
         logger.warning("refresh token dead; channel needs reconnection did=%s handle=%s", row.did, row.handle)
         return errors.SessionExpired(status_code=exc.status_code, upstream_error=exc.upstream_error)
     if isinstance(exc, errors.AccountDeactivated | errors.AccountSuspended):
@@ -289,7 +279,7 @@ def _classify(row: Channel, exc: IntegrationError) -> IntegrationError:
         row.last_error_code = exc.code
         row.next_retry_at = None
         row.save()
-        record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code)
+        row.record_event(ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code)
         logger.warning("refresh refused: account %s did=%s handle=%s", row.status, row.did, row.handle)
         return exc
     # Anything else is temporary: tokens stay exactly as they were.
@@ -298,7 +288,7 @@ def _classify(row: Channel, exc: IntegrationError) -> IntegrationError:
     row.last_error_code = exc.code
     row.next_retry_at = now + timedelta(seconds=delay)
     row.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
-    record_event(row, ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail=f"retry after {delay} s")
+    row.record_event(ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail=f"retry after {delay} s")
     logger.warning(
         "refresh failed temporarily (%s); retry at %s did=%s handle=%s",
         exc.code,
@@ -314,6 +304,81 @@ def _classify(row: Channel, exc: IntegrationError) -> IntegrationError:
         return error
     exc.retry_after = delay
     return exc
+
+
+def announce_health(row: Channel, old_state: str | None) -> None:
+    """Send `channel_health_changed` (once the transaction commits) when the row's health moved from `old_state`."""
+    new_state = health_state(row)
+    if old_state is not None and new_state != old_state:
+        logger.info("channel health %s -> %s did=%s handle=%s", old_state, new_state, row.did, row.handle)
+        send_on_commit(channel_health_changed, Channel, channel=row, old_state=old_state, new_state=new_state)
+
+
+@sensitive_variables("session", "replaced_refresh_jwt")
+def store_connection(user: AbstractBaseUser, session: Session, url: str) -> tuple[Channel, str, str]:
+    """Create or update the user's channel for the session's account; return it with the refresh token and server
+    of the session it replaces ("" when there was none)."""
+    with transaction.atomic():
+        channel = (
+            Channel.objects.select_for_update()
+            .filter(user=user, provider=Channel.Provider.BLUESKY, did=session.did)
+            .first()
+        )
+        existed = channel is not None
+        old_state = health_state(channel) if channel else None
+        replaced_refresh_jwt = channel.refresh_jwt if channel else ""
+        replaced_endpoint = channel.pds_url if channel else url
+        if channel is None:
+            channel = Channel(user=user, provider=Channel.Provider.BLUESKY, did=session.did)
+        channel.service_url = url
+        channel.pds_endpoint = ""
+        store_session(channel, session)
+        channel.connected_at = timezone.now()
+        channel.refreshed_at = None
+        channel.save()
+        channel.record_event(ChannelEvent.Kind.CONNECTED, detail=session.pds_endpoint_refused)
+        announce_health(channel, old_state)
+        send_on_commit(channel_connected, Channel, channel=channel, reconnected=existed)
+    return channel, replaced_refresh_jwt, replaced_endpoint
+
+
+@sensitive_variables("refresh_jwt")
+def disconnect(channel: Channel) -> bool:
+    """Wipe the stored tokens and revoke the session on the PDS where possible; True when the PDS confirmed."""
+    with transaction.atomic():
+        row = Channel.objects.select_for_update().get(pk=channel.pk)
+        old_state = health_state(row)
+        refresh_jwt, url, unreadable = row.refresh_jwt, row.pds_url, row.session_unreadable
+        row.wipe_session()
+        row.refresh_expires_at = None
+        row.status = Channel.Status.DISCONNECTED
+        row.next_retry_at = None
+        row.save()
+    revoked = revoke_quietly(PdsClient(url), refresh_jwt, row.did) if refresh_jwt else False
+    if revoked:
+        detail = "session revoked on the PDS"
+    elif unreadable:
+        detail = "tokens removed here; they could not be decrypted, so the session was not signed out on the PDS"
+    else:
+        detail = "tokens removed here; the PDS could not confirm"
+    row.record_event(ChannelEvent.Kind.DISCONNECTED, detail=detail)
+    copy_session_state(row, channel)
+    announce_health(row, old_state)
+    send_on_commit(channel_disconnected, Channel, channel=row, revoked=revoked)
+    return revoked
+
+
+@sensitive_variables("refresh_jwt")
+def revoke_quietly(client: PdsClient, refresh_jwt: str, did: str) -> bool:
+    """Sign a session out on its PDS (`deleteSession`); False, logged, when the PDS could not confirm it."""
+    try:
+        client.delete_session(refresh_jwt)
+    except errors.SessionRejected:
+        return True  # already revoked or expired: nothing left to revoke
+    except IntegrationError as exc:
+        logger.warning("could not revoke a session on the PDS (%s) did=%s", exc.code, did)
+        return False
+    return True
 
 
 _STATE_FIELDS = (
@@ -338,17 +403,3 @@ def copy_session_state(source: Channel, target: Channel) -> None:
     if source is not target:
         for name in _STATE_FIELDS:
             setattr(target, name, getattr(source, name))
-
-
-def record_event(channel: Channel, kind: str, *, detail: str = "", error_code: str = "") -> ChannelEvent:
-    """Append to the channel's event log and log a line (DID, handle, expiries; never a token)."""
-    logger.info(
-        "channel event %s did=%s handle=%s access_expires=%s refresh_expires=%s%s",
-        kind,
-        channel.did,
-        channel.handle,
-        channel.access_expires_at.isoformat() if channel.access_expires_at else "-",
-        channel.refresh_expires_at.isoformat() if channel.refresh_expires_at else "-",
-        f" error={error_code}" if error_code else "",
-    )
-    return ChannelEvent.objects.create(channel=channel, kind=kind, detail=detail[:500], error_code=error_code)

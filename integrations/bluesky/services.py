@@ -3,8 +3,7 @@ test a server, and a channel's health. None of them talk HTTP themselves."""
 
 import hashlib
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -12,20 +11,24 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.adapter import get_adapter
 from integrations.bluesky import errors, lifecycle
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
+from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription
+from integrations.bluesky.health import (  # noqa: F401  (services is what views, API and admin use)
+    PROBLEM_STATES,
+    Health,
+    health,
+    health_state,
+    session_unreadable,
+    take_owner_notices,
+)
+from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
 from integrations.throttling import hit_connect_attempt, shared_cache
 from integrations.validators import normalize_identifier, normalize_service_url
 
 logger = logging.getLogger(__name__)
-
-EXPIRING_WITHIN = timedelta(days=7)
-# Refresh clicks (web, API, admin) within this long of a successful rotation answer with the current session.
-USER_REFRESH_COALESCE = timedelta(seconds=30)
 
 
 def service_url() -> str:
@@ -70,21 +73,21 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     session = client.create_session(identifier, app_password)
     scope = session.access_claims.get("scope")
     if scope not in APP_PASSWORD_SCOPES:
-        _revoke_quietly(client, session.refresh_jwt, session.did)
+        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
         logger.info("refused a main-password session did=%s scope=%s", session.did, scope)
         raise errors.MainPasswordRefused()
     if not session.active:
-        _revoke_quietly(client, session.refresh_jwt, session.did)
+        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
         if session.account_status in ("takendown", "suspended"):
             raise errors.AccountSuspended()
         raise errors.AccountDeactivated()
 
     try:
-        channel, replaced_refresh_jwt, replaced_endpoint = _store_connection(user, session, url)
+        channel, replaced_refresh_jwt, replaced_endpoint = lifecycle.store_connection(user, session, url)
     except IntegrityError:  # the same account connected by a simultaneous request: update that row instead
-        channel, replaced_refresh_jwt, replaced_endpoint = _store_connection(user, session, url)
+        channel, replaced_refresh_jwt, replaced_endpoint = lifecycle.store_connection(user, session, url)
     if replaced_refresh_jwt:  # a reconnection: the old session should not linger on the PDS
-        _revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
+        lifecycle.revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
     update_profile(channel)
     return channel
 
@@ -115,29 +118,6 @@ def account_key(client: PdsClient, identifier: str) -> str:
     return did or identifier
 
 
-@sensitive_variables("session", "replaced_refresh_jwt")
-def _store_connection(user: AbstractBaseUser, session: Session, url: str) -> tuple[Channel, str, str]:
-    """Create or update the user's channel for the session's account; return it with the session it replaces."""
-    with transaction.atomic():
-        channel = (
-            Channel.objects.select_for_update()
-            .filter(user=user, provider=Channel.Provider.BLUESKY, did=session.did)
-            .first()
-        )
-        replaced_refresh_jwt = channel.refresh_jwt if channel else ""
-        replaced_endpoint = lifecycle.pds_url(channel) if channel else url
-        if channel is None:
-            channel = Channel(user=user, provider=Channel.Provider.BLUESKY, did=session.did)
-        channel.service_url = url
-        channel.pds_endpoint = ""
-        lifecycle.store_session(channel, session)
-        channel.connected_at = timezone.now()
-        channel.refreshed_at = None
-        channel.save()
-        lifecycle.record_event(channel, ChannelEvent.Kind.CONNECTED, detail=session.pds_endpoint_refused)
-    return channel, replaced_refresh_jwt, replaced_endpoint
-
-
 def refresh_channel(channel: Channel) -> Channel:
     """User-initiated refresh: rotate the tokens now (unless that happened moments ago), then update the profile."""
     lifecycle.refresh(
@@ -145,7 +125,7 @@ def refresh_channel(channel: Channel) -> Channel:
         seen_generation=channel.session_generation,
         force=True,
         ignore_retry_time=channel.last_error_code != errors.RateLimited.code,
-        unless_refreshed_within=USER_REFRESH_COALESCE,
+        unless_refreshed_within=timedelta(seconds=app_settings.REFRESH_COALESCE),
     )
     update_profile(channel)
     return channel
@@ -185,122 +165,10 @@ def update_profile(channel: Channel) -> bool:
         channel.profile_status = Channel.ProfileStatus.UNAVAILABLE
         return False
     if changed:
-        lifecycle.record_event(channel, ChannelEvent.Kind.PROFILE_UPDATED)
+        channel.record_event(ChannelEvent.Kind.PROFILE_UPDATED)
     return True
 
 
-@sensitive_variables("refresh_jwt")
 def disconnect(channel: Channel) -> bool:
     """Revoke the session on the PDS where possible and wipe the stored tokens; True when the PDS confirmed."""
-    revoked = False
-    with transaction.atomic():
-        row = Channel.objects.select_for_update().get(pk=channel.pk)
-        refresh_jwt, url, unreadable = row.refresh_jwt, lifecycle.pds_url(row), row.session_unreadable
-        lifecycle.wipe_session(row)
-        row.refresh_expires_at = None
-        row.status = Channel.Status.DISCONNECTED
-        row.next_retry_at = None
-        row.save()
-    if refresh_jwt:
-        revoked = _revoke_quietly(PdsClient(url), refresh_jwt, row.did)
-    if revoked:
-        detail = "session revoked on the PDS"
-    elif unreadable:
-        detail = "tokens removed here; they could not be decrypted, so the session was not signed out on the PDS"
-    else:
-        detail = "tokens removed here; the PDS could not confirm"
-    lifecycle.record_event(row, ChannelEvent.Kind.DISCONNECTED, detail=detail)
-    lifecycle.copy_session_state(row, channel)
-    return revoked
-
-
-@sensitive_variables("refresh_jwt")
-def _revoke_quietly(client: PdsClient, refresh_jwt: str, did: str) -> bool:
-    try:
-        client.delete_session(refresh_jwt)
-    except errors.SessionRejected:
-        return True  # already revoked or expired: nothing left to revoke
-    except IntegrationError as exc:
-        logger.warning("could not revoke a session on the PDS (%s) did=%s", exc.code, did)
-        return False
-    return True
-
-
-# --- Health --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Health:
-    state: str
-    label: str
-    advice: str
-    action: str  # "", "refresh", "reconnect"
-
-    @property
-    def needs_reconnection(self) -> bool:
-        return self.state == "needs_reconnection"
-
-    @property
-    def expired(self) -> bool:
-        return self.state in ("needs_reconnection", "disconnected")
-
-
-HEALTH_ACTIONS = {
-    "active": "",
-    "expiring": "refresh",
-    "degraded": "refresh",
-    "needs_reconnection": "reconnect",
-    "deactivated": "refresh",
-    "suspended": "",
-    "disconnected": "reconnect",
-}
-
-
-def health_state(channel: Channel, now: datetime | None = None) -> str:
-    """The one place that decides how a channel is doing (see HEALTH_ACTIONS for the states)."""
-    now = now or timezone.now()
-    status = channel.status
-    ends = channel.refresh_expires_at
-    if status == Channel.Status.DISCONNECTED:
-        return "disconnected"
-    if status == Channel.Status.NEEDS_RECONNECTION or (ends and ends <= now) or channel.session_unreadable:
-        return "needs_reconnection"
-    if status in (Channel.Status.DEACTIVATED, Channel.Status.SUSPENDED):
-        return status
-    # Before "degraded": a session that ends within days and could not be renewed is the more urgent news.
-    if ends and ends - now <= EXPIRING_WITHIN:
-        return "expiring"
-    if status == Channel.Status.DEGRADED:
-        return "degraded"
-    return "active"
-
-
-def health(channel: Channel, now: datetime | None = None) -> Health:
-    """How a channel is doing, in the adapter's words, and the action its owner should take."""
-    state = health_state(channel, now)
-    texts = state
-    if state == "needs_reconnection" and session_unreadable(channel):
-        texts = "session_unreadable"  # same state and action; the advice says why (a removed encryption key)
-    label, advice = get_adapter().describe_health(
-        texts, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at
-    )
-    return Health(state, label, advice, HEALTH_ACTIONS[state])
-
-
-def session_unreadable(channel: Channel) -> bool:
-    """Whether the channel needs reconnection because no configured key decrypts its stored session."""
-    return channel.session_unreadable or (
-        channel.status == Channel.Status.NEEDS_RECONNECTION and channel.last_error_code == errors.SessionUnreadable.code
-    )
-
-
-PROBLEM_STATES = frozenset({"needs_reconnection", "deactivated", "suspended"})
-
-
-def take_owner_notices(rows: list[tuple[Channel, Health]]) -> list[tuple[Channel, Health]]:
-    """The channels whose owner has not yet been told about their current problem; marks them as told."""
-    new = [(channel, h) for channel, h in rows if h.state in PROBLEM_STATES and channel.owner_told_status != h.state]
-    for state in {h.state for _, h in new}:
-        pks = [channel.pk for channel, h in new if h.state == state]
-        Channel.objects.filter(pk__in=pks).update(owner_told_status=state)
-    for channel, h in new:
-        channel.owner_told_status = h.state
-    return new
+    return lifecycle.disconnect(channel)

@@ -1,0 +1,92 @@
+"""A channel's health, decided in one place from its stored state: active, expiring, degraded, needs reconnection,
+deactivated, suspended or disconnected, with the adapter's words and the action its owner should take."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from integrations.adapter import get_adapter
+from integrations.bluesky import errors
+from integrations.models import Channel
+
+EXPIRING_WITHIN = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str
+    label: str
+    advice: str
+    action: str  # "", "refresh", "reconnect"
+
+    @property
+    def needs_reconnection(self) -> bool:
+        return self.state == "needs_reconnection"
+
+    @property
+    def expired(self) -> bool:
+        return self.state in ("needs_reconnection", "disconnected")
+
+
+HEALTH_ACTIONS = {
+    "active": "",
+    "expiring": "refresh",
+    "degraded": "refresh",
+    "needs_reconnection": "reconnect",
+    "deactivated": "refresh",
+    "suspended": "",
+    "disconnected": "reconnect",
+}
+
+
+def health_state(channel: Channel, now: datetime | None = None) -> str:
+    """The one place that decides how a channel is doing (see HEALTH_ACTIONS for the states)."""
+    now = now or timezone.now()
+    status = channel.status
+    ends = channel.refresh_expires_at
+    if status == Channel.Status.DISCONNECTED:
+        return "disconnected"
+    if status == Channel.Status.NEEDS_RECONNECTION or (ends and ends <= now) or channel.session_unreadable:
+        return "needs_reconnection"
+    if status in (Channel.Status.DEACTIVATED, Channel.Status.SUSPENDED):
+        return status
+    # Before "degraded": a session that ends within days and could not be renewed is the more urgent news.
+    if ends and ends - now <= EXPIRING_WITHIN:
+        return "expiring"
+    if status == Channel.Status.DEGRADED:
+        return "degraded"
+    return "active"
+
+
+def health(channel: Channel, now: datetime | None = None) -> Health:
+    """How a channel is doing, in the adapter's words, and the action its owner should take."""
+    state = health_state(channel, now)
+    texts = state
+    if state == "needs_reconnection" and session_unreadable(channel):
+        texts = "session_unreadable"  # same state and action; the advice says why (a removed encryption key)
+    label, advice = get_adapter().describe_health(
+        texts, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at
+    )
+    return Health(state, label, advice, HEALTH_ACTIONS[state])
+
+
+def session_unreadable(channel: Channel) -> bool:
+    """Whether the channel needs reconnection because no configured key decrypts its stored session."""
+    return channel.session_unreadable or (
+        channel.status == Channel.Status.NEEDS_RECONNECTION and channel.last_error_code == errors.SessionUnreadable.code
+    )
+
+
+PROBLEM_STATES = frozenset({"needs_reconnection", "deactivated", "suspended"})
+
+
+def take_owner_notices(rows: list[tuple[Channel, Health]]) -> list[tuple[Channel, Health]]:
+    """The channels whose owner has not yet been told about their current problem; marks them as told."""
+    new = [(channel, h) for channel, h in rows if h.state in PROBLEM_STATES and channel.owner_told_status != h.state]
+    for state in {h.state for _, h in new}:
+        pks = [channel.pk for channel, h in new if h.state == state]
+        Channel.objects.filter(pk__in=pks).update(owner_told_status=state)
+    for channel, h in new:
+        channel.owner_told_status = h.state
+    return new
