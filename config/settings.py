@@ -43,6 +43,7 @@ MIDDLEWARE = [
     # Serves collected static files (the admin's, the API docs' Swagger UI) from the app server itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # pages in the browser's language where a catalogue exists
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -163,6 +164,11 @@ INTEGRATIONS_KEEPALIVE_WITHIN_DAYS = env.int("INTEGRATIONS_KEEPALIVE_WITHIN_DAYS
 INTEGRATIONS_KEEPALIVE_STALE_DAYS = env.int("INTEGRATIONS_KEEPALIVE_STALE_DAYS", default=7)
 INTEGRATIONS_KEEPALIVE_CONCURRENCY = env.int("INTEGRATIONS_KEEPALIVE_CONCURRENCY", default=4)
 INTEGRATIONS_KEEPALIVE_INTERVAL = env.int("INTEGRATIONS_KEEPALIVE_INTERVAL", default=6 * 3600)
+# A user's Refresh within this many seconds of the last rotation returns the current session.
+INTEGRATIONS_REFRESH_COALESCE = env.int("INTEGRATIONS_REFRESH_COALESCE", default=30)
+INTEGRATIONS_EVENTS_SHOWN = env.int("INTEGRATIONS_EVENTS_SHOWN", default=50)
+# E-mail a channel's owner once when it newly needs reconnection (or its account is deactivated or suspended).
+INTEGRATIONS_NOTIFY_OWNERS = env.bool("INTEGRATIONS_NOTIFY_OWNERS", default=True)
 # Behind a reverse proxy: the request header holding the client address, e.g. HTTP_X_FORWARDED_FOR.
 INTEGRATIONS_TRUSTED_PROXY_HEADER = env("INTEGRATIONS_TRUSTED_PROXY_HEADER", default=None)
 

@@ -12,6 +12,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 
 from integrations import options
@@ -53,12 +55,14 @@ class BlueskySettingsView:
                 elif not self._save_unless_changed_since(request, form, request.POST.get("version", "")):
                     form.add_error(
                         None,
-                        "Someone else saved these settings while you were editing. Nothing was changed: check the "
-                        "values in force above and save again.",
+                        _(
+                            "Someone else saved these settings while you were editing. Nothing was changed: check "
+                            "the values in force above and save again."
+                        ),
                     )
                     fingerprint = options.stored_fingerprint()
                 else:
-                    messages.success(request, "The Bluesky settings were saved.")
+                    messages.success(request, _("The Bluesky settings were saved."))
                     return HttpResponseRedirect(request.path)
         else:
             form = BlueskySettingsForm(initial=initial)
@@ -244,6 +248,9 @@ class ChannelAdmin(admin.ModelAdmin):
             else:
                 done += 1
         if done:
-            messages.success(request, f"Refreshed {done} channel(s).")
+            messages.success(
+                request,
+                ngettext("Refreshed %(count)d channel.", "Refreshed %(count)d channels.", done) % {"count": done},
+            )
         if failed:
-            messages.warning(request, "Not refreshed: " + "; ".join(failed))
+            messages.warning(request, _("Not refreshed: %(channels)s") % {"channels": "; ".join(failed)})

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from integrations.bluesky import options as bluesky_options
 from integrations.validators import normalize_identifier, normalize_service_url
@@ -11,14 +12,14 @@ class BlueskySettingsForm(forms.Form):
     """The two Bluesky options. An empty Service URL means "use the env variable or the default"."""
 
     service_url = forms.CharField(
-        label="Service URL",
+        label=_("Service URL"),
         required=False,
         max_length=500,
         help_text="The PDS to sign in against, e.g. https://bsky.social. Leave empty to use BLUESKY_SERVICE_URL "
         "from the environment, or https://bsky.social.",
         widget=forms.TextInput(attrs={"placeholder": "https://bsky.social", "size": 50}),
     )
-    status = forms.ChoiceField(label="Status", choices=bluesky_options.STATUS.choices)
+    status = forms.ChoiceField(label=_("Status"), choices=bluesky_options.STATUS.choices)
 
     def clean_service_url(self) -> str:
         value = self.cleaned_data["service_url"].strip()
@@ -29,7 +30,7 @@ class ConnectBlueskyForm(forms.Form):
     """Handle (or email, or DID) and an app password. The password is never stored."""
 
     identifier = forms.CharField(
-        label="Handle or email",
+        label=_("Handle or email"),
         max_length=2048,
         widget=forms.TextInput(
             attrs={
@@ -42,11 +43,11 @@ class ConnectBlueskyForm(forms.Form):
         ),
     )
     app_password = forms.CharField(
-        label="App password",
+        label=_("App password"),
         strip=False,
         max_length=256,
         widget=forms.PasswordInput(attrs={"placeholder": "xxxx-xxxx-xxxx-xxxx", "autocomplete": "off"}),
-        help_text="Create one at bsky.app → Settings → Privacy and security → App passwords.",
+        help_text=_("Create one at bsky.app → Settings → Privacy and security → App passwords."),
     )
 
     def clean_identifier(self) -> str:
@@ -55,5 +56,5 @@ class ConnectBlueskyForm(forms.Form):
     def clean_app_password(self) -> str:
         value = self.cleaned_data["app_password"]
         if not value.strip():
-            raise ValidationError("Enter the app password.", code="required")
+            raise ValidationError(_("Enter the app password."), code="required")
         return value.strip()

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
@@ -18,10 +19,6 @@ from integrations.http import client_ip
 from integrations.models import Channel
 
 
-def _user_message(error: IntegrationError) -> str:
-    return describe(error).message
-
-
 def _own_channel(request: HttpRequest, pk: int) -> Channel:
     return get_object_or_404(Channel, pk=pk, user=request.user)
 
@@ -32,7 +29,11 @@ def channel_list(request: HttpRequest) -> HttpResponse:
     channels = list(Channel.objects.filter(user=request.user).without_tokens())
     rows = [(channel, services.health(channel)) for channel in channels]
     for channel, health in services.take_owner_notices(rows):  # each new problem is told once
-        messages.warning(request, f"@{channel.handle}: {health.label}. {health.advice}")
+        messages.warning(
+            request,
+            _("@%(handle)s: %(label)s. %(advice)s")
+            % {"handle": channel.handle, "label": health.label, "advice": health.advice},
+        )
     return render(
         request,
         "integrations/channel_list.html",
@@ -51,7 +52,7 @@ def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "integrations/channel_detail.html",
-        {"channel": channel, "health": services.health(channel), "events": channel.events.all()[:50]},
+        {"channel": channel, "health": services.health(channel), "events": services.recent_events(channel)},
     )
 
 
@@ -77,16 +78,19 @@ class ConnectBlueskyView(View):
                     ip=client_ip(request.META),
                 )
             except IntegrationError as exc:
-                form.add_error(None, _user_message(exc))
+                form.add_error(None, describe(exc).message)
             else:
                 if channel.profile_status == Channel.ProfileStatus.UNAVAILABLE:
                     messages.warning(
                         request,
-                        f"Connected @{channel.handle}, but its profile could not be loaded; it will be retried on "
-                        "the next refresh.",
+                        _(
+                            "Connected @%(handle)s, but its profile could not be loaded; it will be retried on the "
+                            "next refresh."
+                        )
+                        % {"handle": channel.handle},
                     )
                 else:
-                    messages.success(request, f"Connected @{channel.handle}.")
+                    messages.success(request, _("Connected @%(handle)s.") % {"handle": channel.handle})
                 return redirect("integrations:channel-list")
         return self._render(request, form, status=400)
 
@@ -104,9 +108,9 @@ def channel_refresh(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.refresh_channel(channel)
     except IntegrationError as exc:
-        messages.error(request, _user_message(exc))
+        messages.error(request, describe(exc).message)
     else:
-        messages.success(request, f"Refreshed @{channel.handle}.")
+        messages.success(request, _("Refreshed @%(handle)s.") % {"handle": channel.handle})
     return _back(request, channel)
 
 
@@ -122,12 +126,17 @@ def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     """Revoke the session on the PDS (where it answers) and forget the tokens."""
     channel = _own_channel(request, pk)
     if services.disconnect(channel):
-        messages.success(request, f"Disconnected @{channel.handle}; its session was signed out on Bluesky.")
+        messages.success(
+            request, _("Disconnected @%(handle)s; its session was signed out on Bluesky.") % {"handle": channel.handle}
+        )
     else:
         messages.warning(
             request,
-            f"Disconnected @{channel.handle} and removed its tokens here. Bluesky could not be reached to sign the "
-            "session out: you can revoke the app password at https://bsky.app/settings/app-passwords.",
+            _(
+                "Disconnected @%(handle)s and removed its tokens here. Bluesky could not be reached to sign the "
+                "session out: you can revoke the app password at https://bsky.app/settings/app-passwords."
+            )
+            % {"handle": channel.handle},
         )
     return _back(request, channel)
 
@@ -137,9 +146,10 @@ def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
 def channel_remove(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a disconnected channel and its history."""
     channel = _own_channel(request, pk)
-    if channel.status != Channel.Status.DISCONNECTED:
-        messages.error(request, "Disconnect the channel before removing it.")
+    try:
+        services.remove(channel)
+    except IntegrationError as exc:
+        messages.error(request, describe(exc).message)
     else:
-        channel.delete()
-        messages.success(request, f"Removed @{channel.handle}.")
+        messages.success(request, _("Removed @%(handle)s.") % {"handle": channel.handle})
     return redirect("integrations:channel-list")

@@ -573,7 +573,7 @@ def test_admin_refresh_action_rotates_the_tokens(channel, admin_client, use_pds,
         ADMIN_CHANNELS, {"action": "refresh_selected", "_selected_action": [channel.pk]}, follow=True
     )
     assert response.status_code == 200
-    assert "Refreshed 1 channel(s)." in response.content.decode()
+    assert "Refreshed 1 channel." in response.content.decode()
     channel.refresh_from_db()
     assert channel.refresh_jwt != old_refresh
     assert use_pds.refresh_count(account.did) == 1
@@ -684,3 +684,44 @@ def test_refresh_clicks_moments_apart_rotate_the_session_once(channel, alice_api
         assert response.status_code == 200
         assert response.json()["health"]["state"] == "active"
     assert use_pds.refresh_count(account.did) == 1
+
+
+# --- the web pages and the API behave alike ------------------------------------------------------------------------
+def test_the_api_removes_a_disconnected_channel_as_the_web_page_does(channel, alice_api, use_pds):
+    remove = f"/api/v1/channels/{channel.pk}/remove/"
+    assert_error(alice_api.post(remove), 409, "channel_connected")
+    assert Channel.objects.filter(pk=channel.pk).exists()
+    assert alice_api.delete(detail_url(channel.pk)).status_code == 204  # disconnect
+    assert alice_api.post(remove).status_code == 204
+    assert not Channel.objects.filter(pk=channel.pk).exists()
+    assert not ChannelEvent.objects.filter(channel_id=channel.pk).exists()
+    assert_error(alice_api.post(remove), 404, "not_found")
+
+
+def test_the_event_list_is_as_long_on_the_page_as_in_the_api(channel, alice_api, user, settings):
+    settings.INTEGRATIONS_EVENTS_SHOWN = 5
+    for index in range(8):
+        channel.record_event(ChannelEvent.Kind.PROFILE_UPDATED, detail=f"update {index}")
+    api_events = alice_api.get(events_url(channel.pk)).json()
+    web = Client()
+    web.force_login(user)
+    page = web.get(reverse("integrations:channel-detail", args=[channel.pk])).content.decode()
+    assert len(api_events) == 5
+    assert [event["detail"] for event in api_events] == [f"update {index}" for index in range(7, 2, -1)]
+    assert page.count("update ") == 5 and "update 7" in page and "update 2" not in page
+
+
+@pytest.mark.parametrize(
+    ("identifier", "password", "field"),
+    [("not a handle!", "abcd-efgh-ijkl-mnop", "identifier"), ("alice.example.com", "   ", "app_password")],
+)
+def test_connect_input_is_checked_once_with_the_same_words_on_the_page_and_in_the_api(
+    alice_api, user, identifier, password, field, create_session_calls
+):
+    error = assert_error(connect(alice_api, identifier, password), 400, "invalid")
+    web = Client()
+    web.force_login(user)
+    page = web.post(WEB_CONNECT, {"identifier": identifier, "app_password": password}).content.decode()
+    [message] = error["fields"][field]
+    assert message.replace("'", "&#x27;") in page
+    assert create_session_calls == []

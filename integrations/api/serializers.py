@@ -2,13 +2,12 @@
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from integrations.bluesky import services
+from integrations.forms import ConnectBlueskyForm
 from integrations.models import Channel, ChannelEvent
-from integrations.validators import normalize_identifier
 
 
 class HealthSerializer(serializers.Serializer):
@@ -84,16 +83,15 @@ class ConnectBlueskySerializer(serializers.Serializer):
         help_text="An app password (xxxx-xxxx-xxxx-xxxx). Never stored.",
     )
 
-    def validate_identifier(self, value: str) -> str:
-        try:
-            return normalize_identifier(value)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages[0], code=exc.code or "invalid") from exc
-
-    def validate_app_password(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("Enter the app password.", code="required")
-        return value.strip()
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The web form's validation, written once: the same normalised identifier and the same messages."""
+        form = ConnectBlueskyForm(data=attrs)
+        if not form.is_valid():
+            raise serializers.ValidationError(
+                {field: [str(error) for error in errors] for field, errors in form.errors.items()},
+                code=next(iter(form.errors.as_data().values()))[0].code or "invalid",
+            )
+        return form.cleaned_data
 
 
 class ChannelEventSerializer(serializers.ModelSerializer):

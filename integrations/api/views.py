@@ -112,7 +112,16 @@ class ChannelViewSet(
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str | None = None) -> Response:
         channel = self.get_object()
-        page = self.paginate_queryset(channel.events.all())
-        if page is not None:
-            return self.get_paginated_response(ChannelEventSerializer(page, many=True).data)
-        return Response(ChannelEventSerializer(channel.events.all()[:200], many=True).data)
+        return Response(ChannelEventSerializer(services.recent_events(channel), many=True).data)
+
+    @documented(
+        summary="Remove a disconnected channel",
+        description="Deletes a channel and its history, as the web page's Remove does. A channel that still holds a "
+        "session is refused with `channel_connected` (409): disconnect it first.",
+        request=None,
+        responses={204: None, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def remove(self, request: Request, pk: str | None = None) -> Response:
+        services.remove(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -23,7 +23,7 @@ from integrations.bluesky.health import (  # noqa: F401  (services is what views
     take_owner_notices,
 )
 from integrations.conf import app_settings
-from integrations.exceptions import IntegrationError
+from integrations.exceptions import ChannelConnected, IntegrationError
 from integrations.models import Channel, ChannelEvent
 from integrations.throttling import hit_connect_attempt, shared_cache
 from integrations.validators import normalize_identifier, normalize_service_url
@@ -172,3 +172,15 @@ def update_profile(channel: Channel) -> bool:
 def disconnect(channel: Channel) -> bool:
     """Revoke the session on the PDS where possible and wipe the stored tokens; True when the PDS confirmed."""
     return lifecycle.disconnect(channel)
+
+
+def remove(channel: Channel) -> None:
+    """Delete a disconnected channel and its history; ChannelConnected while it still holds a session."""
+    if channel.status != Channel.Status.DISCONNECTED:
+        raise ChannelConnected()
+    channel.delete()
+
+
+def recent_events(channel: Channel) -> list[ChannelEvent]:
+    """The channel's latest events, newest first: the same list on its page and in the API."""
+    return list(channel.events.all()[: app_settings.EVENTS_SHOWN])
