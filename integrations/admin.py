@@ -20,8 +20,8 @@ from integrations import options
 from integrations.adapter import describe
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky import services
+from integrations.bluesky.forms import BlueskySettingsForm
 from integrations.exceptions import IntegrationError
-from integrations.forms import BlueskySettingsForm
 from integrations.models import Channel, ChannelEvent, IntegrationOption
 from integrations.validators import normalize_service_url
 

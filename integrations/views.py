@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 from integrations.adapter import describe
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky import services
+from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.exceptions import IntegrationError
-from integrations.forms import ConnectBlueskyForm
 from integrations.http import client_ip
 from integrations.models import Channel
 

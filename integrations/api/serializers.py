@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from integrations.bluesky import services
-from integrations.forms import ConnectBlueskyForm
+from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.models import Channel, ChannelEvent
 
 

@@ -1,4 +1,4 @@
-"""Forms for the admin settings page and the connect page."""
+"""Bluesky's forms: the admin settings page (Service URL, Status) and the connect page (handle + app password)."""
 
 from django import forms
 from django.core.exceptions import ValidationError
