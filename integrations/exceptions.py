@@ -66,3 +66,41 @@ class ChannelConnected(IntegrationError):
     """The channel still holds a session: disconnect it before removing it."""
 
     code = "channel_connected"
+
+
+# --- Publishing -------------------------------------------------------------------------------------------------------
+class ChannelNotReady(IntegrationError):
+    """The channel cannot publish now (disconnected, needs reconnection, account deactivated or suspended)."""
+
+    code = "channel_not_ready"
+
+
+class TooManyParts(IntegrationError):
+    code = "too_many_parts"
+
+
+class TooManyImages(IntegrationError):
+    code = "too_many_images"
+
+
+class EmptyPost(IntegrationError):
+    code = "empty_post"
+
+
+class MediaNotFound(IntegrationError):
+    """An image id that is not one of the user's uploads (or was already used by a published post)."""
+
+    code = "media_not_found"
+
+
+class PostBusy(IntegrationError):
+    """Another worker is publishing this post right now."""
+
+    code = "post_busy"
+    temporary = True
+
+
+class PostNotRetryable(IntegrationError):
+    """Only a failed or waiting post can be published again."""
+
+    code = "post_not_retryable"

@@ -1,6 +1,7 @@
 """Stored state: integration options, connected channels (with encrypted sessions) and their event log."""
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -190,3 +191,86 @@ class ChannelEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+def _media_path(instance: "Media", filename: str) -> str:
+    # Random, not guessable, and never the uploader's file name (which may say more than the picture).
+    return f"integrations/media/{instance.owner_id}/{uuid.uuid4().hex}"
+
+
+class Media(models.Model):
+    """An image a user uploaded for a post, already prepared for sending (metadata removed, within the limits).
+
+    Kept with the storage API (`MEDIA_ROOT` by default), private to its owner (it is served only through the app's
+    own views and API, never from a public URL), and removed once its post is published or after a day unused.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    file = models.FileField(upload_to=_media_path, max_length=300)
+    mime = models.CharField(max_length=50)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "media"
+
+    def __str__(self) -> str:
+        return f"{self.mime} {self.width}x{self.height}"
+
+
+class Post(models.Model):
+    """Something a user publishes on a channel: one part, or several published as a thread in their order.
+
+    When a post is accepted its plan is fixed (`PostPart.rkey` and `PostPart.record`): every attempt sends that
+    same plan, so a retry can never publish twice.
+    """
+
+    class Status(models.TextChoices):
+        PUBLISHING = "publishing", "Publishing"
+        WAITING = "waiting", "Waiting to retry"
+        PUBLISHED = "published", "Published"
+        FAILED = "failed", "Failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="integration_posts")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="posts")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PUBLISHING, db_index=True)
+    reply_to_uri = models.CharField(max_length=500, blank=True)
+    quote_uri = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # While a worker publishes, no other may start (a dead worker's lease runs out; its successor reconciles).
+    lease_until = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"post {self.pk} on {self.channel}"
+
+
+class PostPart(models.Model):
+    """One record of a post: its text as written, and the exact record planned for it (key and content)."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="parts")
+    index = models.PositiveSmallIntegerField()
+    text = models.TextField()
+    langs = models.JSONField(default=list)
+    images = models.JSONField(default=list)  # [{"media": id, "alt": "..."}] as the user gave them
+    rkey = models.CharField(max_length=20)
+    record = models.JSONField()
+    expected_cid = models.CharField(max_length=100)
+    uri = models.CharField(max_length=500, blank=True)
+    cid = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["post", "index"]
+        constraints = [models.UniqueConstraint(fields=["post", "index"], name="integrations_postpart_unique_index")]
+
+    def __str__(self) -> str:
+        return f"part {self.index} of post {self.post_id}"

@@ -9,6 +9,11 @@ Each is sent after the transaction that made the change commits (at once outside
   the sign-out.
 - `channel_health_changed(channel, old_state, new_state)`: its health moved from one state to another (see
   `integrations.bluesky.health` for the states).
+
+and with `sender=Post` and the post as `post`:
+
+- `post_published(post)`: every part of the post is on the channel.
+- `post_failed(post, error_code, message)`: the post failed for good (a retry is the owner's decision).
 """
 
 from collections.abc import Callable
@@ -20,6 +25,8 @@ from django.dispatch import Signal
 channel_connected = Signal()
 channel_disconnected = Signal()
 channel_health_changed = Signal()
+post_published = Signal()
+post_failed = Signal()
 
 
 def send_on_commit(signal: Signal, sender: type, **kwargs: Any) -> None:

@@ -37,3 +37,19 @@ def keepalive_sweep() -> dict:
         return keepalive.sweep().as_dict()
     finally:
         schedule_keepalive()  # even after a failed sweep, the chain goes on
+
+
+@task()
+def publish_post(post_id: int) -> str:
+    """One more attempt at a post that is waiting for a retry (the attempt schedules the next one if needed)."""
+    from integrations.bluesky import publishing
+    from integrations.exceptions import PostBusy
+    from integrations.models import Post
+
+    if not Post.objects.filter(pk=post_id, status=Post.Status.WAITING).exists():
+        return "nothing to do"
+    try:
+        outcome = publishing.publish(post_id, retry=True)
+    except PostBusy:
+        return "busy"  # another worker holds it; that one schedules what comes next
+    return outcome.post.status

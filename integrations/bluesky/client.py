@@ -361,6 +361,51 @@ class PdsClient:
         result = self._call(lambda: self._raw.com.atproto.server.get_session(headers=_bearer(access_jwt)))
         return {"did": result.did, "handle": result.handle, "active": result.active, "status": result.status}
 
+    # --- repository writes and reads (publishing) ------------------------------------------------------------------
+    def _procedure(self, nsid: str, access_jwt: str, body: bytes, content_type: str) -> Any:
+        """A procedure call with a raw body, bypassing the SDK's models so records go out exactly as planned."""
+        headers = {**_bearer(access_jwt), "Content-Type": content_type}
+        response = self._call(
+            lambda: self._raw.invoke_procedure(nsid, content=body, headers=headers, output_encoding="application/json")
+        )
+        return response.content
+
+    @sensitive_variables()
+    def upload_blob(self, access_jwt: str, data: bytes, mime: str) -> str:
+        """`com.atproto.repo.uploadBlob`; returns the blob's CID (uploading the same bytes again is harmless)."""
+        content = self._procedure("com.atproto.repo.uploadBlob", access_jwt, data, mime)
+        try:
+            return str(content["blob"]["ref"]["$link"])
+        except (KeyError, TypeError) as exc:
+            raise errors.InvalidResponse("The PDS answered uploadBlob without a blob reference.") from exc
+
+    @sensitive_variables()
+    def apply_writes(self, access_jwt: str, repo: str, writes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`com.atproto.repo.applyWrites`: all the writes in one commit, or none; returns each write's result."""
+        body = json.dumps({"repo": repo, "writes": writes, "validate": True}, ensure_ascii=False).encode()
+        content = self._procedure("com.atproto.repo.applyWrites", access_jwt, body, "application/json")
+        results = content.get("results") if isinstance(content, dict) else None
+        return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+
+    @sensitive_variables()
+    def delete_record(self, access_jwt: str, repo: str, collection: str, rkey: str) -> None:
+        """`com.atproto.repo.deleteRecord` (deleting a record that is not there changes nothing)."""
+        body = json.dumps({"repo": repo, "collection": collection, "rkey": rkey}).encode()
+        self._procedure("com.atproto.repo.deleteRecord", access_jwt, body, "application/json")
+
+    @sensitive_variables()
+    def record_cid(self, access_jwt: str, repo: str, collection: str, rkey: str) -> str | None:
+        """The CID of a record (`com.atproto.repo.getRecord`), or None when there is none under that key."""
+        params = models.ComAtprotoRepoGetRecord.Params(repo=repo, collection=collection, rkey=rkey)
+        try:
+            with _translated(self.base_url):
+                result = self._raw.com.atproto.repo.get_record(params, headers=_bearer(access_jwt))
+        except errors.RequestRejected as exc:
+            if exc.upstream_error == "RecordNotFound":
+                return None
+            raise
+        return str(result.cid) if result.cid else None
+
     @sensitive_variables()
     def get_profile(self, access_jwt: str, did: str) -> Profile:
         """The account's `app.bsky.actor.profile/self` record, read from its own repo.

@@ -108,3 +108,16 @@ class RequestRejected(BlueskyError):
     """Any other 4xx the PDS gave: not temporary, not about the session."""
 
     code = "request_rejected"
+
+
+# --- Publishing -------------------------------------------------------------------------------------------------------
+class InvalidReference(BlueskyError):
+    """A post to reply to or quote that is not a Bluesky post address, or that does not exist."""
+
+    code = "invalid_reference"
+
+
+class RecordConflict(BlueskyError):
+    """A planned record key already holds a different record: publishing it would not be the post we planned."""
+
+    code = "record_conflict"

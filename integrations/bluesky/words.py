@@ -134,6 +134,21 @@ MESSAGES: dict[str, tuple[int, str]] = {
             "If it should be reachable, ask your administrator to check the Service URL."
         ),
     ),
+    "invalid_reference": (
+        400,
+        _("{detail} Use a post's bsky.app address (https://bsky.app/profile/…/post/…) or its at:// URI."),
+    ),
+    "record_conflict": (
+        409,
+        _(
+            "Bluesky already holds a different post under this post's address, so it was not published again. "
+            "Delete this post here and write it anew."
+        ),
+    ),
+    "channel_not_ready": (
+        409,
+        _("This channel cannot publish right now: {detail} Reconnect it on its page, then publish again."),
+    ),
     "pds_redirect": (
         502,
         _(

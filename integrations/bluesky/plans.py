@@ -1,0 +1,174 @@
+"""A post's publishing plan, fixed when the post is accepted: record keys, records and their CIDs.
+
+Exactly once rests on this: every attempt writes the same records under the same keys, so a retry after a lost
+answer either finds its records already there (with the CIDs computed here) or writes them, never a second copy.
+The CIDs are computed locally the way the PDS computes them (DAG-CBOR, sha-256, CIDv1), so each reply of a thread
+can name its parent inside one `applyWrites` batch, and blobs are referenced by the CID of their bytes before they
+are uploaded.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import libipld
+
+POST_COLLECTION = "app.bsky.feed.post"
+TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+_DAG_CBOR, _RAW, _SHA256 = 0x71, 0x55, 0x12
+
+
+def tid(microseconds: int, clock_id: int) -> str:
+    """A record key in the TID format: 53 bits of microseconds since the epoch and a 10-bit clock id, written as
+    13 characters of the sortable base32 alphabet (the first one of `234567abcdefghij`)."""
+    if not 0 <= microseconds < 2**53 or not 0 <= clock_id < 2**10:
+        raise ValueError("a TID holds 53 bits of microseconds and a 10-bit clock id")
+    value = (microseconds << 10) | clock_id
+    return "".join(TID_ALPHABET[(value >> (5 * shift)) & 31] for shift in range(12, -1, -1))
+
+
+def tid_time(key: str) -> datetime:
+    """When a TID says it was made (for tests and for reading keys back)."""
+    value = 0
+    for char in key:
+        value = value * 32 + TID_ALPHABET.index(char)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value >> 10)
+
+
+def part_keys(post_id: int, created_at: datetime, count: int) -> list[str]:
+    """The record keys of a post's parts, derived from the post and its createdAt: the same on every attempt,
+    increasing in the thread's order, and different for every post (the clock id comes from the post's id)."""
+    base = int((created_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    clock_id = int.from_bytes(hashlib.sha256(f"skyport-post:{post_id}".encode()).digest()[:2]) % 1024
+    return [tid(base + index, clock_id) for index in range(count)]
+
+
+def _cid(codec: int, data: bytes) -> str:
+    return libipld.encode_cid(bytes([1, codec, _SHA256, 32]) + hashlib.sha256(data).digest())
+
+
+def blob_cid(data: bytes) -> str:
+    """The CID a PDS gives a blob: CIDv1, raw codec, sha-256 of its bytes."""
+    return _cid(_RAW, data)
+
+
+def _as_ipld(value: Any) -> Any:
+    """The record's JSON form turned into its IPLD data model: `{"$link": cid}` becomes a CID link."""
+    if isinstance(value, dict):
+        if set(value) == {"$link"}:
+            return libipld.decode_multibase(value["$link"])[1]
+        return {key: _as_ipld(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_ipld(item) for item in value]
+    return value
+
+
+def record_cid(record: dict[str, Any]) -> str:
+    """The CID a PDS gives a record: CIDv1, DAG-CBOR codec, sha-256 of its canonical encoding."""
+    return _cid(_DAG_CBOR, libipld.encode_dag_cbor(_as_ipld(record)))
+
+
+def at_uri(did: str, rkey: str, collection: str = POST_COLLECTION) -> str:
+    return f"at://{did}/{collection}/{rkey}"
+
+
+def iso_time(moment: datetime) -> str:
+    """`createdAt` as the lexicon wants it: UTC, milliseconds, `Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class StrongRef:
+    uri: str
+    cid: str
+
+    def as_record(self) -> dict[str, str]:
+        return {"uri": self.uri, "cid": self.cid}
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """An image as it will be sent: its blob (CID of the prepared bytes), alt text and pixel size."""
+
+    cid: str
+    mime: str
+    size: int
+    width: int
+    height: int
+    alt: str
+    media_id: int | None = None  # the upload it comes from (not part of the record)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "alt": self.alt,
+            "image": {"$type": "blob", "ref": {"$link": self.cid}, "mimeType": self.mime, "size": self.size},
+            "aspectRatio": {"width": self.width, "height": self.height},
+        }
+
+
+@dataclass(frozen=True)
+class PartInput:
+    """What one part says: text (as it will be sent), facets in the record's shape, langs and images."""
+
+    text: str
+    facets: list[dict[str, Any]] = field(default_factory=list)
+    langs: list[str] = field(default_factory=list)
+    images: list[PlannedImage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlannedPart:
+    rkey: str
+    uri: str
+    record: dict[str, Any]
+    cid: str
+
+
+def _embed(images: Sequence[PlannedImage], quote: StrongRef | None) -> dict[str, Any] | None:
+    media = {"$type": "app.bsky.embed.images", "images": [image.as_record() for image in images]} if images else None
+    if quote and media:
+        return {"$type": "app.bsky.embed.recordWithMedia", "record": {"record": quote.as_record()}, "media": media}
+    if quote:
+        return {"$type": "app.bsky.embed.record", "record": quote.as_record()}
+    return media
+
+
+def plan_thread(
+    *,
+    did: str,
+    keys: Sequence[str],
+    created_at: datetime,
+    parts: Sequence[PartInput],
+    reply_to: tuple[StrongRef, StrongRef] | None = None,
+    quote: StrongRef | None = None,
+) -> list[PlannedPart]:
+    """The records of a post, in order: each part replies to the one before, the first one to `reply_to`
+    ((root, parent) of the post replied to) when given; the quote goes on the first part."""
+    if len(keys) != len(parts):
+        raise ValueError("one record key per part")
+    planned: list[PlannedPart] = []
+    root, parent = reply_to if reply_to else (None, None)
+    for index, (key, part) in enumerate(zip(keys, parts, strict=True)):
+        record: dict[str, Any] = {
+            "$type": POST_COLLECTION,
+            "text": part.text,
+            # Each part a millisecond after the one before, so clients order the thread as written.
+            "createdAt": iso_time(created_at + timedelta(milliseconds=index)),
+        }
+        if part.langs:
+            record["langs"] = list(part.langs)
+        if part.facets:
+            record["facets"] = list(part.facets)
+        embed = _embed(part.images, quote if index == 0 else None)
+        if embed:
+            record["embed"] = embed
+        if parent is not None and root is not None:
+            record["reply"] = {"root": root.as_record(), "parent": parent.as_record()}
+        uri = at_uri(did, key)
+        this = PlannedPart(rkey=key, uri=uri, record=record, cid=record_cid(record))
+        planned.append(this)
+        parent = StrongRef(this.uri, this.cid)
+        root = root or parent
+    return planned

@@ -1,0 +1,296 @@
+"""Publishing on a channel, exactly once.
+
+- `create_post` fixes the plan when a post is accepted: a record key per part (a TID derived from the post and its
+  createdAt), the exact record and its CID (`plans.py`). Nothing about it changes afterwards.
+- `publish` claims the post under its row lock with a lease (a second worker leaves it alone; a dead worker's lease
+  runs out), uploads the blobs (re-uploading the same bytes is harmless), then writes every record that is not
+  known to be there in one `applyWrites` (all or nothing) through the session lifecycle.
+- After an ambiguous failure (timeout, reset, a 5xx: the write may have landed), and before every later attempt,
+  the planned keys are read back (`getRecord`): a record with the planned CID is published; the rest are written.
+  The reference PDS answers an already-used key with a 500, which is reconciled the same way, never blindly retried.
+- Temporary faults are retried by a background task with backoff (about an hour in all; a 429's Retry-After is
+  honoured); permanent refusals fail the post with the PDS's reason; a channel that needs reconnection fails it
+  with that reason and a retry after reconnecting publishes the same plan.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.adapter import describe
+from integrations.bluesky import errors, lifecycle
+from integrations.bluesky import options as bluesky_options
+from integrations.bluesky.health import health_state
+from integrations.bluesky.plans import POST_COLLECTION, PartInput, StrongRef, part_keys, plan_thread
+from integrations.exceptions import (
+    ChannelNotReady,
+    IntegrationDisabled,
+    IntegrationError,
+    PostBusy,
+    PostNotRetryable,
+    TooManyParts,
+)
+from integrations.models import Channel, Media, Post, PostPart
+from integrations.signals import post_failed, post_published, send_on_commit
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+# Waits between attempts after temporary faults: about an hour in all before the post fails for good.
+RETRY_DELAYS = (15, 30, 60, 120, 300, 600, 900, 1200)
+READY_STATES = frozenset({"active", "expiring", "degraded"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attempt did: the post as stored now, and the error when it did not publish."""
+
+    post: Post
+    error: IntegrationError | None = None
+
+
+def ensure_can_publish(channel: Channel) -> None:
+    """Raise what stops `channel` from publishing now: the integration is off, or the channel needs attention."""
+    if not bluesky_options.enabled():
+        raise IntegrationDisabled()
+    state = health_state(channel)
+    if state not in READY_STATES:
+        label = dict(Channel.Status.choices).get(channel.status, state)
+        raise ChannelNotReady(f"it is {str(label).lower()}.")
+
+
+def create_post(
+    user: AbstractBaseUser,
+    channel: Channel,
+    parts: Sequence[PartInput],
+    *,
+    reply_to: tuple[StrongRef, StrongRef] | None = None,
+    quote: StrongRef | None = None,
+    reply_to_uri: str = "",
+    quote_uri: str = "",
+    max_parts: int = 25,
+) -> Post:
+    """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet."""
+    if not 1 <= len(parts) <= max_parts:
+        raise TooManyParts(str(max_parts))
+    created_at = timezone.now()
+    with transaction.atomic():
+        post = Post.objects.create(
+            user=user,
+            channel=channel,
+            created_at=created_at,
+            reply_to_uri=reply_to_uri,
+            quote_uri=quote_uri,
+            status=Post.Status.PUBLISHING,
+        )
+        keys = part_keys(post.pk, created_at, len(parts))
+        planned = plan_thread(
+            did=channel.did, keys=keys, created_at=created_at, parts=parts, reply_to=reply_to, quote=quote
+        )
+        PostPart.objects.bulk_create(
+            PostPart(
+                post=post,
+                index=index,
+                text=part.text,
+                langs=list(part.langs),
+                images=[{"media": image.media_id, "alt": image.alt} for image in part.images],
+                rkey=plan.rkey,
+                record=plan.record,
+                expected_cid=plan.cid,
+            )
+            for index, (part, plan) in enumerate(zip(parts, planned, strict=True))
+        )
+    return post
+
+
+def _claim(post_id: int, *, retry: bool) -> Post | None:
+    """Take the post for one attempt under its row lock; None when there is nothing to do (already published)."""
+    with transaction.atomic():
+        post = Post.objects.select_for_update().select_related("channel").get(pk=post_id)
+        now = timezone.now()
+        if post.status == Post.Status.PUBLISHED:
+            return None
+        if post.lease_until and post.lease_until > now:
+            raise PostBusy(retry_after=int((post.lease_until - now).total_seconds()) + 1)
+        if retry and post.status not in (Post.Status.FAILED, Post.Status.WAITING):
+            raise PostNotRetryable()
+        post.status = Post.Status.PUBLISHING
+        post.lease_until = now + LEASE
+        post.attempts += 1
+        post.next_attempt_at = None
+        post.save(update_fields=["status", "lease_until", "attempts", "next_attempt_at"])
+    return post
+
+
+def publish(post_id: int, *, retry: bool = False) -> Outcome:
+    """One attempt at publishing a post (see the module's docstring); the post's new state is stored."""
+    post = _claim(post_id, retry=retry)
+    if post is None:
+        return Outcome(Post.objects.get(pk=post_id))
+    channel = post.channel
+    parts = list(post.parts.all())
+    try:
+        ensure_can_publish(channel)
+        _upload_blobs(channel, parts)
+        _write(channel, parts, reconcile_first=post.attempts > 1)
+    except IntegrationError as exc:
+        if isinstance(exc, errors.TemporaryError) or exc.temporary:
+            # The write may have landed: look before deciding (a second failure leaves it for the next attempt).
+            try:
+                if _reconcile(channel, parts):
+                    return Outcome(_published(post, parts))
+            except IntegrationError as again:
+                logger.info("could not reconcile post %s after %s (%s)", post.pk, exc.code, again.code)
+        return Outcome(_failed_attempt(post, exc), exc)
+    return Outcome(_published(post, parts))
+
+
+def _upload_blobs(channel: Channel, parts: Sequence[PostPart]) -> None:
+    """Upload every image of the post (the same bytes always give the same blob, so this is safe to repeat)."""
+    for part in parts:
+        if part.uri:
+            continue
+        for image in part.images:
+            media = Media.objects.filter(pk=image["media"]).first() if image["media"] else None
+            if media is None:
+                continue  # published earlier and cleaned up: its blob is already in the repo
+            with media.file.open("rb") as handle:
+                data = handle.read()
+            cid = lifecycle.call(channel, lambda client, token, d=data, m=media.mime: client.upload_blob(token, d, m))
+            logger.debug("uploaded blob %s for post %s", cid, part.post_id)
+
+
+def _reconcile(channel: Channel, parts: Sequence[PostPart]) -> bool:
+    """Read back every planned key not yet known to be written; mark those holding the planned record. True when
+    every part is there. A key holding another record is a conflict, never overwritten."""
+    for part in parts:
+        if part.uri:
+            continue
+        cid = lifecycle.call(
+            channel, lambda client, token, key=part.rkey: client.record_cid(token, channel.did, POST_COLLECTION, key)
+        )
+        if cid is None:
+            continue
+        if cid != part.expected_cid:
+            raise errors.RecordConflict(f"{part.rkey} holds {cid}, not the planned {part.expected_cid}")
+        part.uri, part.cid = _uri(channel, part), cid
+        part.save(update_fields=["uri", "cid"])
+    return all(part.uri for part in parts)
+
+
+def _uri(channel: Channel, part: PostPart) -> str:
+    return f"at://{channel.did}/{POST_COLLECTION}/{part.rkey}"
+
+
+def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool) -> None:
+    """Write the records still missing in one atomic applyWrites."""
+    if reconcile_first and _reconcile(channel, parts):
+        return
+    missing = [part for part in parts if not part.uri]
+    if not missing:
+        return
+    writes = [
+        {
+            "$type": "com.atproto.repo.applyWrites#create",
+            "collection": POST_COLLECTION,
+            "rkey": p.rkey,
+            "value": p.record,
+        }
+        for p in missing
+    ]
+    results = lifecycle.call(channel, lambda client, token: client.apply_writes(token, channel.did, writes))
+    for part, result in zip(missing, results + [{}] * (len(missing) - len(results)), strict=True):
+        cid = str(result.get("cid") or part.expected_cid)
+        if cid != part.expected_cid:
+            logger.warning("post part %s landed with cid %s, planned %s", part.pk, cid, part.expected_cid)
+        part.uri, part.cid = str(result.get("uri") or _uri(channel, part)), cid
+        part.save(update_fields=["uri", "cid"])
+
+
+def _published(post: Post, parts: Sequence[PostPart]) -> Post:
+    used_media = [image["media"] for part in parts for image in part.images]
+    with transaction.atomic():
+        post.status = Post.Status.PUBLISHED
+        post.published_at = timezone.now()
+        post.lease_until = None
+        post.error_code = post.error_message = ""
+        post.save(update_fields=["status", "published_at", "lease_until", "error_code", "error_message"])
+        send_on_commit(post_published, Post, post=post)
+    for media in Media.objects.filter(pk__in=used_media):  # the blobs live in the repo now
+        media.file.delete(save=False)
+        media.delete()
+    logger.info("post %s published: %s", post.pk, ", ".join(part.uri for part in parts))
+    return post
+
+
+def retry_delay(attempts: int, error: IntegrationError) -> int | None:
+    """Seconds until the next attempt after a temporary fault, or None when the post should fail for good."""
+    if attempts > len(RETRY_DELAYS):
+        return None
+    return max(error.retry_after or 0, RETRY_DELAYS[attempts - 1])
+
+
+def _failed_attempt(post: Post, error: IntegrationError) -> Post:
+    """Store what the attempt's failure means for the post: waiting for a retry, or failed with the reason."""
+    message = describe(error).message
+    now = timezone.now()
+    delay = retry_delay(post.attempts, error) if error.temporary else None
+    if isinstance(error, IntegrationDisabled):
+        delay = max(delay or 0, 300)  # waits, not fails, while the administrator has it switched off
+    post.lease_until = None
+    post.error_code, post.error_message = error.code, message
+    if delay is not None:
+        post.status = Post.Status.WAITING
+        post.next_attempt_at = now + timedelta(seconds=delay)
+    else:
+        post.status = Post.Status.FAILED
+        post.next_attempt_at = None
+    post.save(update_fields=["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    if post.status == Post.Status.WAITING:
+        schedule_retry(post)
+    else:
+        send_on_commit(post_failed, Post, post=post, error_code=error.code, message=message)
+    logger.info("post %s not published (%s): %s", post.pk, error.code, post.status)
+    return post
+
+
+def schedule_retry(post: Post) -> None:
+    """Enqueue the next attempt for when the post is due (Django's Tasks framework)."""
+    from integrations.tasks import publish_post
+
+    transaction.on_commit(lambda: publish_post.using(run_after=post.next_attempt_at).enqueue(post.pk))
+
+
+def delete(post: Post) -> None:
+    """Delete a post; a published one (or one whose records may have landed) first from Bluesky."""
+    channel = post.channel
+    if post.lease_until and post.lease_until > timezone.now():
+        raise PostBusy(retry_after=int((post.lease_until - timezone.now()).total_seconds()) + 1)
+    if post.attempts:
+        for part in post.parts.order_by("-index"):  # replies first, so no reply outlives its parent
+            lifecycle.call(
+                channel,
+                lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key),
+            )
+    media_ids = [image["media"] for part in post.parts.all() for image in part.images]
+    post.delete()
+    for media in Media.objects.filter(pk__in=media_ids):
+        media.file.delete(save=False)
+        media.delete()
+
+
+def due_posts(now: datetime | None = None) -> list[int]:
+    """Posts waiting for a retry whose time has come (for a sweep that complements the scheduled tasks)."""
+    now = now or timezone.now()
+    return list(Post.objects.filter(status=Post.Status.WAITING, next_attempt_at__lte=now).values_list("pk", flat=True))
+
+
+def as_reference(post: Post) -> list[dict[str, Any]]:
+    """The parts' addresses once published (uri, cid), in order."""
+    return [{"uri": part.uri, "cid": part.cid} for part in post.parts.all()]
