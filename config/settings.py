@@ -164,6 +164,8 @@ INTEGRATIONS_KEEPALIVE_WITHIN_DAYS = env.int("INTEGRATIONS_KEEPALIVE_WITHIN_DAYS
 INTEGRATIONS_KEEPALIVE_STALE_DAYS = env.int("INTEGRATIONS_KEEPALIVE_STALE_DAYS", default=7)
 INTEGRATIONS_KEEPALIVE_CONCURRENCY = env.int("INTEGRATIONS_KEEPALIVE_CONCURRENCY", default=4)
 INTEGRATIONS_KEEPALIVE_INTERVAL = env.int("INTEGRATIONS_KEEPALIVE_INTERVAL", default=6 * 3600)
+# Where did:plc documents are read (accounts' own servers, posts replied to on other servers).
+INTEGRATIONS_PLC_URL = env("BLUESKY_PLC_URL", default="https://plc.directory")
 # A user's Refresh within this many seconds of the last rotation returns the current session.
 INTEGRATIONS_REFRESH_COALESCE = env.int("INTEGRATIONS_REFRESH_COALESCE", default=30)
 INTEGRATIONS_EVENTS_SHOWN = env.int("INTEGRATIONS_EVENTS_SHOWN", default=50)

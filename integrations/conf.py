@@ -78,6 +78,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Dotted path of the adapter class: the words users read and who is told about a channel's problems.",
     ),
     Setting("EVENTS_SHOWN", 50, (int,), "How many of a channel's latest events its page and the API list."),
+    Setting("POST_MAX_PARTS", 25, (int,), "How many parts a thread may have."),
+    Setting(
+        "PLC_URL",
+        "https://plc.directory",
+        (str,),
+        "The PLC directory did:plc documents are read from (the demo project reads BLUESKY_PLC_URL).",
+    ),
     Setting(
         "NOTIFY_OWNERS",
         True,

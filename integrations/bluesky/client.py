@@ -394,17 +394,32 @@ class PdsClient:
         self._procedure("com.atproto.repo.deleteRecord", access_jwt, body, "application/json")
 
     @sensitive_variables()
-    def record_cid(self, access_jwt: str, repo: str, collection: str, rkey: str) -> str | None:
-        """The CID of a record (`com.atproto.repo.getRecord`), or None when there is none under that key."""
+    def get_record(self, access_jwt: str | None, repo: str, collection: str, rkey: str) -> tuple[str, Any] | None:
+        """A record's CID and value (`com.atproto.repo.getRecord`), or None when there is none under that key.
+
+        Read as raw JSON (no SDK models), so the value is exactly what the repository holds.
+        """
         params = models.ComAtprotoRepoGetRecord.Params(repo=repo, collection=collection, rkey=rkey)
+        headers = _bearer(access_jwt) if access_jwt else {}
         try:
-            with _translated(self.base_url):
-                result = self._raw.com.atproto.repo.get_record(params, headers=_bearer(access_jwt))
+            response = self._call(
+                lambda: self._raw.invoke_query(
+                    "com.atproto.repo.getRecord", params=params, headers=headers, output_encoding="application/json"
+                )
+            )
         except errors.RequestRejected as exc:
-            if exc.upstream_error == "RecordNotFound":
+            if exc.upstream_error in ("RecordNotFound", "RepoNotFound", "InvalidRequest"):
                 return None
             raise
-        return str(result.cid) if result.cid else None
+        content = response.content
+        if not isinstance(content, dict) or not isinstance(content.get("cid"), str):
+            raise errors.InvalidResponse("The PDS answered getRecord without a CID.")
+        return content["cid"], content.get("value")
+
+    def record_cid(self, access_jwt: str, repo: str, collection: str, rkey: str) -> str | None:
+        """The CID of a record, or None when there is none under that key."""
+        found = self.get_record(access_jwt, repo, collection, rkey)
+        return found[0] if found else None
 
     @sensitive_variables()
     def get_profile(self, access_jwt: str, did: str) -> Profile:

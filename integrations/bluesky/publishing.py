@@ -27,13 +27,25 @@ from integrations.adapter import describe
 from integrations.bluesky import errors, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.health import health_state
-from integrations.bluesky.plans import POST_COLLECTION, PartInput, StrongRef, part_keys, plan_thread
+from integrations.bluesky.plans import (
+    POST_COLLECTION,
+    PartInput,
+    PlannedImage,
+    StrongRef,
+    blob_cid,
+    part_keys,
+    plan_thread,
+)
+from integrations.conf import app_settings
 from integrations.exceptions import (
     ChannelNotReady,
+    EmptyPost,
     IntegrationDisabled,
     IntegrationError,
+    MediaNotFound,
     PostBusy,
     PostNotRetryable,
+    TooManyImages,
     TooManyParts,
 )
 from integrations.models import Channel, Media, Post, PostPart
@@ -294,3 +306,108 @@ def due_posts(now: datetime | None = None) -> list[int]:
 def as_reference(post: Post) -> list[dict[str, Any]]:
     """The parts' addresses once published (uri, cid), in order."""
     return [{"uri": part.uri, "cid": part.cid} for part in post.parts.all()]
+
+
+# --- accepting a post from a user --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageRequest:
+    media_id: int
+    alt: str = ""
+
+
+@dataclass(frozen=True)
+class PartRequest:
+    """One part as a user writes it: text, up to 4 images with alt text, and languages (empty: the default)."""
+
+    text: str
+    images: tuple[ImageRequest, ...] = ()
+    langs: tuple[str, ...] = ()
+
+
+def accept(
+    user: AbstractBaseUser,
+    channel: Channel,
+    parts: Sequence[PartRequest],
+    *,
+    reply_to: str = "",
+    quote: str = "",
+    default_lang: str = "",
+) -> Post:
+    """Check what a user wants to publish and store it with its fixed plan (then call `publish`).
+
+    Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
+    post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
+    invalid_reference, empty_post. Nothing is stored unless everything is right.
+    """
+    from integrations.bluesky import images, references, richtext
+
+    ensure_can_publish(channel)
+    max_parts = int(app_settings.POST_MAX_PARTS)
+    if not 1 <= len(parts) <= max_parts:
+        raise TooManyParts(str(max_parts))
+    reply = references.resolve(channel, reply_to) if reply_to else None
+    quoted = references.resolve(channel, quote).ref if quote else None
+
+    def resolve_handle(handle: str) -> str | None:
+        try:
+            return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
+        except IntegrationError:
+            return None  # the mention stays plain text
+
+    inputs = []
+    for part in parts:
+        if len(part.images) > images.MAX_IMAGES_PER_POST:
+            raise TooManyImages()
+        rich = richtext.build(part.text, resolve_handle)
+        if not rich.text.strip() and not part.images:
+            raise EmptyPost()
+        planned_images = [_planned_image(user, image, images) for image in part.images]
+        langs = richtext.normalize_langs(list(part.langs), default_lang or richtext.default_lang(None))
+        inputs.append(PartInput(text=rich.text, facets=rich.facets, langs=langs, images=planned_images))
+    return create_post(
+        user,
+        channel,
+        inputs,
+        reply_to=(reply.root, reply.ref) if reply else None,
+        quote=quoted,
+        reply_to_uri=reply.ref.uri if reply else "",
+        quote_uri=quoted.uri if quoted else "",
+        max_parts=max_parts,
+    )
+
+
+def _planned_image(user: AbstractBaseUser, request: ImageRequest, images: Any) -> PlannedImage:
+    media = Media.objects.filter(pk=request.media_id, owner=user).first()
+    if media is None:
+        raise MediaNotFound()
+    alt = images.check_alt(request.alt, required=bool(app_settings.POST_ALT_TEXT_REQUIRED))
+    with media.file.open("rb") as handle:
+        cid = blob_cid(handle.read())
+    return PlannedImage(
+        cid=cid, mime=media.mime, size=media.size, width=media.width, height=media.height, alt=alt, media_id=media.pk
+    )
+
+
+def store_media(user: AbstractBaseUser, upload: Any) -> Media:
+    """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner."""
+    from django.core.files.base import ContentFile
+
+    from integrations.bluesky import images
+
+    prepared = images.prepare(upload)
+    media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
+    media.file.save("image", ContentFile(prepared.data), save=False)
+    media.save()
+    return media
+
+
+def purge_unused_media(older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete uploads no post uses that are older than `older_than`; return how many."""
+    used = {image["media"] for images in PostPart.objects.values_list("images", flat=True) for image in images}
+    stale = Media.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=used)
+    count = 0
+    for media in stale:
+        media.file.delete(save=False)
+        media.delete()
+        count += 1
+    return count

@@ -1,0 +1,102 @@
+"""Posts a new post replies to or quotes: a bsky.app address or an at:// URI, turned into strong references.
+
+The referenced record's CID comes from `com.atproto.repo.getRecord` on the PDS that hosts the repository (this
+works without an AppView): the channel's own PDS when it hosts it, else the PDS named by the repository's DID
+document, fetched through the outbound guard (`integrations.outbound`).
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from integrations import outbound
+from integrations.bluesky import errors, lifecycle
+from integrations.bluesky.client import PdsClient
+from integrations.bluesky.plans import POST_COLLECTION, StrongRef
+from integrations.conf import app_settings
+from integrations.models import Channel
+
+_BSKY_APP = re.compile(
+    r"^https://(?:www\.)?bsky\.app/profile/(?P<actor>[^/?#]+)/post/(?P<rkey>[A-Za-z0-9._:~-]{1,512})/?$"
+)
+_AT_URI = re.compile(r"^at://(?P<actor>[^/?#]+)/(?P<collection>[a-zA-Z0-9.-]+)/(?P<rkey>[A-Za-z0-9._:~-]{1,512})$")
+_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]+$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A referenced post: its strong reference, and the root of its thread (itself when it is not a reply)."""
+
+    ref: StrongRef
+    root: StrongRef
+
+
+def parse(address: str) -> tuple[str, str]:
+    """(actor, rkey) of a post address: `https://bsky.app/profile/<handle or DID>/post/<rkey>` or
+    `at://<DID or handle>/app.bsky.feed.post/<rkey>`. Raises InvalidReference."""
+    address = (address or "").strip()
+    match = _BSKY_APP.match(address) or _AT_URI.match(address)
+    if not match or match.groupdict().get("collection", POST_COLLECTION) != POST_COLLECTION:
+        raise errors.InvalidReference(f"{address[:200]!r} is not the address of a Bluesky post.")
+    return match["actor"], match["rkey"]
+
+
+def resolve(channel: Channel, address: str) -> Reference:
+    """The strong reference (and thread root) of the post at `address`. Raises InvalidReference."""
+    actor, rkey = parse(address)
+    did = actor if _DID.match(actor) else _handle_did(channel, actor.lower().lstrip("@"))
+    found = _read(channel, did, rkey)
+    if found is None:
+        raise errors.InvalidReference(f"There is no post at {address[:200]!r}.")
+    cid, value = found
+    ref = StrongRef(f"at://{did}/{POST_COLLECTION}/{rkey}", cid)
+    root = _root_of(value) or ref
+    return Reference(ref=ref, root=root)
+
+
+def _handle_did(channel: Channel, handle: str) -> str:
+    try:
+        return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
+    except errors.RequestRejected as exc:
+        raise errors.InvalidReference(f"The handle @{handle} does not resolve to an account.") from exc
+
+
+def _read(channel: Channel, did: str, rkey: str) -> tuple[str, Any] | None:
+    found = lifecycle.call(channel, lambda client, token: client.get_record(token, did, POST_COLLECTION, rkey))
+    if found is not None or did == channel.did:
+        return found
+    endpoint = _pds_of(did)
+    if endpoint is None or endpoint.rstrip("/") == channel.pds_url.rstrip("/"):
+        return None
+    return PdsClient(endpoint).get_record(None, did, POST_COLLECTION, rkey)  # public read on the repo's own PDS
+
+
+def _pds_of(did: str) -> str | None:
+    """The `#atproto_pds` endpoint of a DID document (did:plc from the PLC directory, did:web from its domain)."""
+    if did.startswith("did:plc:"):
+        url = f"{app_settings.PLC_URL.rstrip('/')}/{did}"
+    elif did.startswith("did:web:"):
+        url = f"https://{did.removeprefix('did:web:')}/.well-known/did.json"
+    else:
+        return None
+    try:
+        response = outbound.get(url, max_bytes=64 * 1024)
+        document = json.loads(response.content) if response.status_code == 200 else None
+    except (outbound.OutboundRefused, outbound.ResponseTooLarge, ValueError, OSError) as exc:
+        raise errors.InvalidReference(f"The account {did} could not be looked up ({exc}).") from exc
+    except Exception as exc:  # httpx errors: unreachable, timeout, too many redirects
+        raise errors.InvalidReference(f"The account {did} could not be looked up.") from exc
+    for service in (document or {}).get("service") or []:
+        if isinstance(service, dict) and str(service.get("id", "")).endswith("#atproto_pds"):
+            endpoint = service.get("serviceEndpoint")
+            return endpoint if isinstance(endpoint, str) else None
+    return None
+
+
+def _root_of(value: Any) -> StrongRef | None:
+    try:
+        root = value["reply"]["root"]
+        return StrongRef(str(root["uri"]), str(root["cid"]))
+    except (KeyError, TypeError):
+        return None
