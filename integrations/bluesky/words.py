@@ -134,6 +134,9 @@ MESSAGES: dict[str, tuple[int, str]] = {
             "If it should be reachable, ask your administrator to check the Service URL."
         ),
     ),
+    "post_too_long": (400, _("{detail} Shorten it, or split it into a thread.")),
+    "invalid_language": (400, "{detail}"),
+    "invalid_text": (400, "{detail}"),
     "invalid_reference": (
         400,
         _("{detail} Use a post's bsky.app address (https://bsky.app/profile/…/post/…) or its at:// URI."),
