@@ -175,8 +175,9 @@ INTEGRATIONS_NOTIFY_OWNERS = env.bool("INTEGRATIONS_NOTIFY_OWNERS", default=True
 INTEGRATIONS_TRUSTED_PROXY_HEADER = env("INTEGRATIONS_TRUSTED_PROXY_HEADER", default=None)
 
 # E-mail: channel owners are told once when a channel newly needs reconnection (INTEGRATIONS_NOTIFY_OWNERS).
-# EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587; by default mails are printed to the console.
-_email = env.email_url("EMAIL_URL", default="consolemail://")
+# EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587; by default printed to the console in DEBUG and
+# sent to the SMTP server on localhost otherwise (as Django's own default).
+_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
 _smtp_options = {
     "host": _email.get("EMAIL_HOST"),
     "port": _email.get("EMAIL_PORT"),

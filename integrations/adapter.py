@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
@@ -107,6 +108,13 @@ class IntegrationsAdapter:
     def channel_url(self, channel: Any) -> str:
         """The link to a channel's page in e-mails. Relative by default: override to put your site's address first."""
         return channel.get_absolute_url()
+
+    def posts_url(self, post: Any) -> str:
+        """The link to a user's posts in e-mails (relative by default, like `channel_url`)."""
+        try:
+            return reverse("integrations:post-list")
+        except NoReverseMatch:
+            return ""
 
     def message_for(self, code: str) -> tuple[int, str]:
         """The HTTP status and message template for an error code."""

@@ -1,5 +1,5 @@
 """Tell a channel's owner by e-mail, once, when it newly needs reconnection or its account is deactivated or
-suspended ("alert on the first 401, not the tenth").
+suspended ("alert on the first 401, not the tenth"), and when one of their posts fails for good.
 
 A receiver of `channel_health_changed`: it runs when a channel's health *moves* into a problem state, so the tenth
 failed call of a channel already needing reconnection sends nothing. Switch it off with
@@ -16,7 +16,7 @@ from django.template.loader import render_to_string
 
 from integrations.adapter import get_adapter
 from integrations.conf import app_settings
-from integrations.signals import channel_health_changed
+from integrations.signals import channel_health_changed, post_failed
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +48,21 @@ def email_owner_about_a_new_problem(sender: type, channel: Any, old_state: str, 
         send_mail(subject, body, None, recipients)
     except Exception:  # a mail server being down must not fail the refresh that noticed the problem
         logger.warning("could not e-mail the owner of channel %s about %s", channel.pk, new_state, exc_info=True)
+
+
+@receiver(post_failed, dispatch_uid="integrations.email_owner_about_a_failed_post")
+def email_owner_about_a_failed_post(sender: type, post: Any, error_code: str, message: str, **kwargs: Any) -> None:
+    """Send one e-mail to the post's owner when it fails for good, with the reason and where to retry it."""
+    if not app_settings.NOTIFY_OWNERS:
+        return
+    adapter = get_adapter()
+    recipients = adapter.problem_email_recipients(post.channel)
+    if not recipients:
+        return
+    context = {"post": post, "channel": post.channel, "message": message, "posts_url": adapter.posts_url(post)}
+    subject = " ".join(render_to_string("integrations/email/post_failed_subject.txt", context).split())
+    body = render_to_string("integrations/email/post_failed.txt", context)
+    try:
+        send_mail(subject, body, None, recipients)
+    except Exception:  # the mail server being down must not turn a failed post into a crash
+        logger.warning("could not e-mail the owner of post %s about %s", post.pk, error_code, exc_info=True)

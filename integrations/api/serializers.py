@@ -110,3 +110,70 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
+
+
+# --- publishing -----------------------------------------------------------------------------------------------------
+class MediaSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    mime = serializers.CharField(read_only=True)
+    width = serializers.IntegerField(read_only=True)
+    height = serializers.IntegerField(read_only=True)
+    bytes = serializers.IntegerField(read_only=True, source="size")
+
+
+class MediaUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A JPEG, PNG, WebP or GIF image (recognised by its content).")
+
+
+class ImageInputSerializer(serializers.Serializer):
+    media = serializers.IntegerField(min_value=1, help_text="The id from POST /api/v1/media/.")
+    alt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+
+
+class PartInputSerializer(serializers.Serializer):
+    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=30_000)
+    images = ImageInputSerializer(many=True, required=False, default=list)
+    langs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+
+
+class PostInputSerializer(serializers.Serializer):
+    channel = serializers.IntegerField(min_value=1)
+    parts = PartInputSerializer(many=True, allow_empty=False)
+    reply_to = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+
+
+class PostPartSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    uri = serializers.CharField(help_text="The record's at:// URI once published, else empty.")
+    cid = serializers.CharField()
+    url = serializers.SerializerMethodField(help_text="The post's bsky.app address once published, else empty.")
+
+    def get_url(self, part: Any) -> str:
+        if not part.uri:
+            return ""
+        did, _, rkey = part.uri.removeprefix("at://").partition("/app.bsky.feed.post/")
+        return f"https://bsky.app/profile/{did}/post/{rkey}"
+
+
+class PostErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class PostSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    channel = serializers.IntegerField(source="channel_id")
+    status = serializers.ChoiceField(choices=["publishing", "waiting", "published", "failed"])
+    parts = PostPartSerializer(many=True)
+    reply_to = serializers.CharField(source="reply_to_uri")
+    quote = serializers.CharField(source="quote_uri")
+    error = serializers.SerializerMethodField()
+    attempts = serializers.IntegerField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    published_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(PostErrorSerializer(allow_null=True))
+    def get_error(self, post: Any) -> dict[str, str] | None:
+        return {"code": post.error_code, "message": post.error_message} if post.error_code else None

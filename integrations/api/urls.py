@@ -13,10 +13,12 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
 from integrations.api.schema import documented
-from integrations.api.views import ChannelViewSet
+from integrations.api.views import ChannelViewSet, MediaViewSet, PostViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("channels", ChannelViewSet, basename="channel")
+router.register("media", MediaViewSet, basename="media")
+router.register("posts", PostViewSet, basename="post")
 
 SCHEMA_SETTINGS = {
     "TITLE": "Skyport API",

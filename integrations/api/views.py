@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -26,10 +27,14 @@ from integrations.api.serializers import (
     ChannelSerializer,
     ConnectBlueskySerializer,
     ErrorSerializer,
+    MediaSerializer,
+    MediaUploadSerializer,
+    PostInputSerializer,
+    PostSerializer,
 )
-from integrations.bluesky import services
+from integrations.bluesky import publishing, richtext, services
 from integrations.http import client_ip
-from integrations.models import Channel
+from integrations.models import Channel, Post
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
 
@@ -125,3 +130,98 @@ class ChannelViewSet(
     def remove(self, request: Request, pk: str | None = None) -> Response:
         services.remove(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    create=documented(
+        summary="Upload an image for a post",
+        request={"multipart/form-data": MediaUploadSerializer},
+        responses={201: MediaSerializer, **ERRORS},
+    ),
+)
+class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
+    """Images a user uploads before attaching them to a post (prepared on arrival: metadata removed, limits met)."""
+
+    serializer_class = MediaSerializer
+
+    def create(self, request: Request) -> Response:
+        upload = MediaUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        media = publishing.store_media(request.user, upload.validated_data["file"])
+        return Response(MediaSerializer(media).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=documented(summary="Your posts, newest first", responses={200: PostSerializer(many=True), **ERRORS}),
+    retrieve=documented(summary="One of your posts", responses={200: PostSerializer, **ERRORS}),
+    create=documented(
+        summary="Publish a post (or a thread)",
+        description="The post's records are planned when it is accepted and published once: a retry never posts "
+        "twice. 201 with status `published`, or `waiting` (a temporary fault; it is retried in the background) or "
+        "`failed` with the reason.",
+        request=PostInputSerializer,
+        responses={201: PostSerializer, **ERRORS},
+    ),
+    destroy=documented(
+        summary="Delete a post",
+        description="A published post's records are deleted from Bluesky first.",
+        responses={204: None, **ERRORS},
+    ),
+)
+class PostViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+    IntegrationsAPIView,
+):
+    """A user's posts; another user's post is a 404."""
+
+    serializer_class = PostSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self) -> QuerySet[Post]:
+        return Post.objects.filter(user=self.request.user).prefetch_related("parts")
+
+    def create(self, request: Request) -> Response:
+        data = PostInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        channel = Channel.objects.filter(pk=values["channel"], user=request.user).first()
+        if channel is None:
+            raise ValidationError({"channel": ["Not one of your channels."]}, code="invalid")
+        post = publishing.accept(
+            request.user,
+            channel,
+            [
+                publishing.PartRequest(
+                    text=part["text"],
+                    images=tuple(publishing.ImageRequest(i["media"], i["alt"]) for i in part["images"]),
+                    langs=tuple(part["langs"]),
+                )
+                for part in values["parts"]
+            ],
+            reply_to=values["reply_to"],
+            quote=values["quote"],
+            default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
+        )
+        outcome = publishing.publish(post.pk)
+        return Response(PostSerializer(self._fresh(outcome.post.pk)).data, status=status.HTTP_201_CREATED)
+
+    def _fresh(self, pk: int) -> Post:
+        return self.get_queryset().get(pk=pk)
+
+    def perform_destroy(self, instance: Post) -> None:
+        publishing.delete(instance)
+
+    @documented(
+        summary="Publish a failed or waiting post again",
+        description="Sends the same plan: records that already landed are found, never written twice.",
+        request=None,
+        responses={200: PostSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, pk: str | None = None) -> Response:
+        post = self.get_object()
+        outcome = publishing.publish(post.pk, retry=True)
+        return Response(PostSerializer(self._fresh(outcome.post.pk)).data)

@@ -1,0 +1,115 @@
+"""The publishing API (`/api/v1/posts/`, `/api/v1/media/`) against the real local PDS."""
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from integrations.models import Channel, IntegrationOption, Post
+from tests.test_api import assert_error
+from tests.test_publishing import records
+
+pytestmark = [pytest.mark.pds, pytest.mark.django_db]
+
+POSTS = "/api/v1/posts/"
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def publish(api, channel, *texts, **extra):
+    body = {"channel": channel.pk, "parts": [{"text": text} for text in texts], **extra}
+    return api.post(POSTS, body, format="json")
+
+
+def test_a_post_with_links_mentions_and_tags_is_published_with_its_facets(api, channel, use_pds, account):
+    text = f"Hello @{account.handle}! Read https://example.com/a/rather/long/path/to/something #skyport"
+    response = publish(api, channel, text)
+    assert response.status_code == 201, response.content
+    post = response.json()
+    assert post["status"] == "published" and post["error"] is None
+    [part] = post["parts"]
+    assert part["uri"].startswith(f"at://{account.did}/app.bsky.feed.post/")
+    assert part["url"] == f"https://bsky.app/profile/{account.did}/post/{part['uri'].rsplit('/', 1)[1]}"
+    [stored] = records(use_pds, account.did)
+    value = stored["value"]
+    assert "https://example.com/a/rather/long/path/to/something" not in value["text"]  # shortened as bsky.app does
+    kinds = {feature["$type"].rsplit("#", 1)[1]: feature for f in value["facets"] for feature in f["features"]}
+    assert kinds["link"]["uri"] == "https://example.com/a/rather/long/path/to/something"
+    assert kinds["mention"]["did"] == account.did
+    assert kinds["tag"]["tag"] == "skyport"
+    raw = value["text"].encode()
+    for facet in value["facets"]:
+        sliced = raw[facet["index"]["byteStart"] : facet["index"]["byteEnd"]].decode()
+        assert sliced.startswith(("@", "#", "example.com"))
+    assert value["langs"]  # a default language, from the request or the settings
+
+
+def test_a_thread_and_a_reply_to_it_by_its_bsky_app_address(api, channel, use_pds, account):
+    first = publish(api, channel, "root", "second").json()
+    reply = publish(api, channel, "a reply", reply_to=first["parts"][1]["url"]).json()
+    assert reply["status"] == "published"
+    by_uri = {r["uri"]: r["value"] for r in records(use_pds, account.did)}
+    value = by_uri[reply["parts"][0]["uri"]]
+    assert value["reply"]["parent"]["uri"] == first["parts"][1]["uri"]
+    assert value["reply"]["root"]["uri"] == first["parts"][0]["uri"]  # the thread's root, not the parent
+    quoted = publish(api, channel, "look", quote=first["parts"][0]["uri"]).json()
+    embed = (
+        by_uri.get(quoted["parts"][0]["uri"])
+        or {r["uri"]: r["value"] for r in records(use_pds, account.did)}[quoted["parts"][0]["uri"]]
+    )
+    assert embed["embed"]["record"] == {"uri": first["parts"][0]["uri"], "cid": first["parts"][0]["cid"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "words"),
+    [
+        ({"parts": [{"text": "a" * 301}]}, "post_too_long", "301"),
+        ({"parts": [{"text": "é" * 1501 + "x"}]}, "post_too_long", "3,00"),
+        ({"parts": [{"text": "x"}] * 26}, "too_many_parts", "25"),
+        ({"parts": [{"text": ""}]}, "empty_post", "Write something"),
+        ({"parts": [{"text": "hi"}], "reply_to": "https://example.com/not/a/post"}, "invalid_reference", "bsky.app"),
+        ({"parts": [{"text": "hi", "langs": ["en", "de", "fr", "es"]}]}, "invalid_language", "3"),
+        ({"parts": [{"text": "hi", "images": [{"media": 999999, "alt": "x"}]}]}, "media_not_found", "uploads"),
+    ],
+)
+def test_what_cannot_be_published_is_refused_with_a_code_and_nothing_is_stored(
+    api, channel, use_pds, account, body, code, words
+):
+    response = api.post(POSTS, {"channel": channel.pk, **body}, format="json")
+    error = assert_error(response, 400, code)
+    assert words in error["message"]
+    assert not Post.objects.exists()
+    assert records(use_pds, account.did) == []
+
+
+def test_a_channel_that_cannot_publish_and_a_switched_off_integration_are_refused(api, channel, use_pds):
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
+    assert_error(publish(api, channel, "hi"), 409, "channel_not_ready")
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
+    IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
+    assert_error(publish(api, channel, "hi"), 403, "integration_disabled")
+    assert not Post.objects.exists()
+
+
+def test_posts_are_private_to_their_owner(api, channel, use_pds, django_user_model):
+    post = publish(api, channel, "mine").json()
+    other = APIClient()
+    other.force_authenticate(django_user_model.objects.create_user("mallory", password="pw-mallory-123"))
+    assert other.get(POSTS).json() == []
+    assert_error(other.get(f"{POSTS}{post['id']}/"), 404, "not_found")
+    assert_error(other.delete(f"{POSTS}{post['id']}/"), 404, "not_found")
+    assert_error(publish(other, channel, "in your name"), 400, "invalid")
+
+
+def test_list_retry_and_delete(api, channel, use_pds, account):
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
+    first = publish(api, channel, "one").json()
+    second = publish(api, channel, "two").json()
+    assert [p["id"] for p in api.get(POSTS).json()] == [second["id"], first["id"]]
+    assert_error(api.post(f"{POSTS}{first['id']}/publish/"), 409, "post_not_retryable")
+    assert api.delete(f"{POSTS}{first['id']}/").status_code == 204
+    assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["two"]
