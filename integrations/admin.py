@@ -19,10 +19,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from integrations import options
 from integrations.adapter import describe
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky import services
+from integrations.bluesky import publishing, services
 from integrations.bluesky.forms import BlueskySettingsForm
 from integrations.exceptions import IntegrationError
-from integrations.models import Channel, ChannelEvent, IntegrationOption
+from integrations.models import Channel, ChannelEvent, IntegrationOption, Post, PostPart
 from integrations.validators import normalize_service_url
 
 MANAGE_PERMISSION = "integrations.manage_integrations"
@@ -78,6 +78,8 @@ class BlueskySettingsView:
                 "default_url": bluesky_options.SERVICE_URL.default,
                 "test_result": test_result,
                 "version": fingerprint,
+                "waiting_posts": Post.objects.filter(status=Post.Status.WAITING).count(),
+                "integration_enabled": bluesky_options.enabled(),
             },
             status=400 if request.method == "POST" and not form.is_valid() else 200,
         )
@@ -254,3 +256,71 @@ class ChannelAdmin(admin.ModelAdmin):
             )
         if failed:
             messages.warning(request, _("Not refreshed: %(channels)s") % {"channels": "; ".join(failed)})
+
+
+class PostPartInline(admin.TabularInline):
+    model = PostPart
+    fields = ("index", "text", "uri", "cid")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+
+@admin.register(Post)
+class PostAdmin(admin.ModelAdmin):
+    """Read-only: what was published where, and why a post failed; failed posts can be retried."""
+
+    list_display = ("pk", "channel", "user", "status", "attempts", "error_code", "created_at", "published_at")
+    list_filter = ("status",)
+    search_fields = ("channel__handle", "user__username", "parts__text")
+    list_select_related = ("channel", "user")
+    fields = (
+        "user",
+        "channel",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "error_code",
+        "error_message",
+        "reply_to_uri",
+        "quote_uri",
+        "created_at",
+        "published_at",
+    )
+    readonly_fields = fields
+    inlines = [PostPartInline]
+    actions = ["retry_failed"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deleting here would leave the records on Bluesky: owners delete their posts
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        """Publishing talks to Bluesky with users' sessions: integration managers only."""
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    @admin.action(description=_("Retry the selected failed posts"), permissions=["retry"])
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Post]) -> None:
+        done, failed = 0, []
+        for post in queryset.filter(status__in=[Post.Status.FAILED, Post.Status.WAITING]):
+            try:
+                outcome = publishing.publish(post.pk, retry=True)
+            except IntegrationError as exc:
+                failed.append(f"#{post.pk}: {exc.code}")
+                continue
+            if outcome.error:
+                failed.append(f"#{post.pk}: {outcome.error.code}")
+            else:
+                done += 1
+        if done:
+            messages.success(
+                request, ngettext("Published %(count)d post.", "Published %(count)d posts.", done) % {"count": done}
+            )
+        if failed:
+            messages.warning(request, _("Not published: %(posts)s") % {"posts": "; ".join(failed)})
