@@ -79,6 +79,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("EVENTS_SHOWN", 50, (int,), "How many of a channel's latest events its page and the API list."),
     Setting(
+        "POST_ALT_TEXT_REQUIRED",
+        True,
+        (bool,),
+        "Every image in a post needs alt text (a description for people who cannot see it); False makes it optional.",
+    ),
+    Setting(
         "NOTIFY_OWNERS",
         True,
         (bool,),
