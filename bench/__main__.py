@@ -1,6 +1,7 @@
-"""Benchmarks against the local reference PDS: `make bench` (or `python -m bench [--quick]`). Prints a table.
+"""Benchmarks: `make bench` (or `python -m bench [--quick] [pds] [images]`). Prints a table.
 
-Runs on a scratch database (SQLite in the temp dir unless BENCH_DATABASE_URL names another, e.g. PostgreSQL).
+`pds` runs against the local reference PDS on a scratch database (SQLite in the temp dir unless BENCH_DATABASE_URL
+names another, e.g. PostgreSQL); `images` (bench/images.py) needs neither. No section named: all of them.
 """
 
 import argparse
@@ -33,6 +34,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench import images as image_benchmarks  # noqa: E402
 from integrations.bluesky import keepalive, lifecycle, services  # noqa: E402
 from integrations.bluesky.client import PdsClient  # noqa: E402
 from integrations.models import Channel  # noqa: E402
@@ -202,7 +204,26 @@ def bench_list_queries(pds: LocalPds, sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("sections", nargs="*", metavar="section", help="pds, images (default: all)")
     args = parser.parse_args()
+    sections = set(args.sections) or {"pds", "images"}
+    if sections - {"pds", "images"}:
+        parser.error(f"unknown section: {', '.join(sorted(sections - {'pds', 'images'}))}")
+    if "pds" in sections:
+        bench_pds(quick=args.quick)
+    if "images" in sections:
+        image_benchmarks.run(row, quick=args.quick)
+    header = ("benchmark", "result", "target", "verdict")
+    width = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
+    print()
+    print("| " + " | ".join(h.ljust(width[i]) for i, h in enumerate(header)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in width) + "|")
+    for r in rows:
+        print("| " + " | ".join(v.ljust(width[i]) for i, v in enumerate(r)) + " |")
+    sys.exit(0 if all(r[3] != "MISSED" for r in rows) else 1)
+
+
+def bench_pds(*, quick: bool) -> None:
     setup_test_environment()  # the test client's host name is allowed
     # Setting up 1,000 channels is 1,000 connects from one address: lift the connect throttle for the bench.
     from integrations.throttling import DEFAULT_RATES
@@ -214,24 +235,16 @@ def main() -> None:
     os.environ["BLUESKY_SERVICE_URL"] = pds.url
     try:
         print(f"local PDS at {pds.url}; database {connection.vendor}", flush=True)
-        bench_overhead(pds, 100 if args.quick else 500)
+        bench_overhead(pds, 100 if quick else 500)
         bench_thundering_herd(pds, 50)
-        bench_sweep(pds, [20, 100] if args.quick else [100, 1000])
-        bench_list_queries(pds, [10, 100] if args.quick else [10, 1000])
+        bench_sweep(pds, [20, 100] if quick else [100, 1000])
+        bench_list_queries(pds, [10, 100] if quick else [10, 1000])
     finally:
         pds.stop()
         connections.close_all()
         if connection.vendor == "sqlite":
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{SCRATCH}{suffix}").unlink(missing_ok=True)
-    header = ("benchmark", "result", "target", "verdict")
-    width = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
-    print()
-    print("| " + " | ".join(h.ljust(width[i]) for i, h in enumerate(header)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in width) + "|")
-    for r in rows:
-        print("| " + " | ".join(v.ljust(width[i]) for i, v in enumerate(r)) + " |")
-    sys.exit(0 if all(r[3] != "MISSED" for r in rows) else 1)
 
 
 if __name__ == "__main__":

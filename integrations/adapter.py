@@ -52,7 +52,6 @@ _MESSAGES: dict[str, tuple[int, str]] = {
     "channel_connected": (409, _("Disconnect the channel before removing it.")),
     "channel_not_ready": (409, _("This channel cannot publish right now: {detail}")),
     "too_many_parts": (400, _("A thread has at most {detail} parts.")),
-    "too_many_images": (400, _("A post has at most 4 images.")),
     "empty_post": (400, _("Write something or add an image.")),
     "media_not_found": (400, _("That image is not one of your uploads (or it was already published).")),
     "post_busy": (409, _("This post is being published right now. Try again in {retry}.")),

@@ -86,6 +86,12 @@ SETTINGS: tuple[Setting, ...] = (
         "The PLC directory did:plc documents are read from (the demo project reads BLUESKY_PLC_URL).",
     ),
     Setting(
+        "POST_ALT_TEXT_REQUIRED",
+        True,
+        (bool,),
+        "Every image in a post needs alt text (a description for people who cannot see it); False makes it optional.",
+    ),
+    Setting(
         "NOTIFY_OWNERS",
         True,
         (bool,),

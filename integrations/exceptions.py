@@ -79,10 +79,6 @@ class TooManyParts(IntegrationError):
     code = "too_many_parts"
 
 
-class TooManyImages(IntegrationError):
-    code = "too_many_images"
-
-
 class EmptyPost(IntegrationError):
     code = "empty_post"
 

@@ -45,7 +45,6 @@ from integrations.exceptions import (
     MediaNotFound,
     PostBusy,
     PostNotRetryable,
-    TooManyImages,
     TooManyParts,
 )
 from integrations.models import Channel, Media, Post, PostPart
@@ -356,8 +355,7 @@ def accept(
 
     inputs = []
     for part in parts:
-        if len(part.images) > images.MAX_IMAGES_PER_POST:
-            raise TooManyImages()
+        images.check_image_count(len(part.images))
         rich = richtext.build(part.text, resolve_handle)
         if not rich.text.strip() and not part.images:
             raise EmptyPost()

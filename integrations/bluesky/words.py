@@ -159,6 +159,14 @@ MESSAGES: dict[str, tuple[int, str]] = {
             "was changed; ask your administrator to set the Service URL to the server's own address."
         ),
     ),
+    "unsupported_image": (400, _("This image cannot be posted: {detail}")),
+    "image_too_large": (400, _("This image is too large to post: {detail}")),
+    "too_many_images": (400, _("A post can carry at most 4 images.")),
+    "alt_text_required": (
+        400,
+        _("Every image needs alt text: a short description of it for people who cannot see it."),
+    ),
+    "alt_text_too_long": (400, _("Alt text can be at most 2,000 characters; shorten it.")),
 }
 
 OTHER_SERVER_HINT = _(
