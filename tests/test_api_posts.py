@@ -110,6 +110,53 @@ def test_list_retry_and_delete(api, channel, use_pds, account):
     first = publish(api, channel, "one").json()
     second = publish(api, channel, "two").json()
     assert [p["id"] for p in api.get(POSTS).json()] == [second["id"], first["id"]]
-    assert_error(api.post(f"{POSTS}{first['id']}/publish/"), 409, "post_not_retryable")
+    again = api.post(f"{POSTS}{first['id']}/publish/")  # already published: nothing to do, nothing written twice
+    assert again.status_code == 200 and again.json()["status"] == "published"
+    assert len(records(use_pds, account.did)) == 2
     assert api.delete(f"{POSTS}{first['id']}/").status_code == 204
     assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["two"]
+
+
+def png_bytes(width=64, height=48) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 90)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_an_image_post_uploads_the_prepared_bytes_with_alt_text_and_aspect_ratio(api, channel, use_pds, account):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = api.post("/api/v1/media/", {"file": SimpleUploadedFile("photo.jpg", png_bytes())}, format="multipart")
+    assert upload.status_code == 201, upload.content
+    media = upload.json()
+    assert (media["mime"], media["width"], media["height"]) == ("image/png", 64, 48)  # by content, not by name
+    missing_alt = api.post(
+        POSTS, {"channel": channel.pk, "parts": [{"text": "pic", "images": [{"media": media["id"]}]}]}, format="json"
+    )
+    assert_error(missing_alt, 400, "alt_text_required")
+    body = {
+        "channel": channel.pk,
+        "parts": [{"text": "pic", "images": [{"media": media["id"], "alt": "A pink square"}]}],
+    }
+    post = api.post(POSTS, body, format="json").json()
+    assert post["status"] == "published", post
+    [stored] = records(use_pds, account.did)
+    [image] = stored["value"]["embed"]["images"]
+    assert image["alt"] == "A pink square"
+    assert image["aspectRatio"] == {"width": 64, "height": 48}
+    assert image["image"]["mimeType"] == "image/png"
+    blob = use_pds.xrpc(
+        "GET", "com.atproto.sync.getBlob", params={"did": account.did, "cid": image["image"]["ref"]["$link"]}
+    )
+    assert blob.status_code == 200 and blob.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_upload_that_is_not_an_image_is_refused(api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    fake = SimpleUploadedFile("cat.png", b"<html>not an image</html>", content_type="image/png")
+    assert_error(api.post("/api/v1/media/", {"file": fake}, format="multipart"), 400, "unsupported_image")
