@@ -32,9 +32,13 @@ def schedule_keepalive(delay: timedelta | None = None) -> bool:
 
 @task()
 def keepalive_sweep() -> dict:
-    """Refresh every due channel, then schedule the next sweep."""
+    """Refresh every due channel, remove stale unused uploads, then schedule the next sweep."""
     try:
-        return keepalive.sweep().as_dict()
+        result = keepalive.sweep().as_dict()
+        from integrations.bluesky import publishing
+
+        result["media_removed"] = publishing.purge_unused_media()  # uploads no post used within a day
+        return result
     finally:
         schedule_keepalive()  # even after a failed sweep, the chain goes on
 
