@@ -1,7 +1,8 @@
-"""Benchmarks: `make bench` (or `python -m bench [--quick] [pds] [images]`). Prints a table.
+"""Benchmarks: `make bench` (or `python -m bench [--quick] [pds] [publish] [images]`). Prints a table.
 
-`pds` runs against the local reference PDS on a scratch database (SQLite in the temp dir unless BENCH_DATABASE_URL
-names another, e.g. PostgreSQL); `images` (bench/images.py) needs neither. No section named: all of them.
+`pds` and `publish` (bench/publishing.py) run against the local reference PDS on a scratch database (SQLite in the
+temp dir unless BENCH_DATABASE_URL names another, e.g. PostgreSQL); `images` (bench/images.py) needs neither. No
+section named: all of them.
 """
 
 import argparse
@@ -35,6 +36,7 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment  # n
 from django.utils import timezone  # noqa: E402
 
 from bench import images as image_benchmarks  # noqa: E402
+from bench import publishing as publishing_benchmarks  # noqa: E402
 from integrations.bluesky import keepalive, lifecycle, services  # noqa: E402
 from integrations.bluesky.client import PdsClient  # noqa: E402
 from integrations.models import Channel  # noqa: E402
@@ -204,13 +206,14 @@ def bench_list_queries(pds: LocalPds, sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
-    parser.add_argument("sections", nargs="*", metavar="section", help="pds, images (default: all)")
+    parser.add_argument("sections", nargs="*", metavar="section", help="pds, publish, images (default: all)")
     args = parser.parse_args()
-    sections = set(args.sections) or {"pds", "images"}
-    if sections - {"pds", "images"}:
-        parser.error(f"unknown section: {', '.join(sorted(sections - {'pds', 'images'}))}")
-    if "pds" in sections:
-        bench_pds(quick=args.quick)
+    known = {"pds", "publish", "images"}
+    sections = set(args.sections) or known
+    if sections - known:
+        parser.error(f"unknown section: {', '.join(sorted(sections - known))}")
+    if sections & {"pds", "publish"}:
+        bench_pds(quick=args.quick, sections=sections)
     if "images" in sections:
         image_benchmarks.run(row, quick=args.quick)
     header = ("benchmark", "result", "target", "verdict")
@@ -223,7 +226,7 @@ def main() -> None:
     sys.exit(0 if all(r[3] != "MISSED" for r in rows) else 1)
 
 
-def bench_pds(*, quick: bool) -> None:
+def bench_pds(*, quick: bool, sections: set[str]) -> None:
     setup_test_environment()  # the test client's host name is allowed
     # Setting up 1,000 channels is 1,000 connects from one address: lift the connect throttle for the bench.
     from integrations.throttling import DEFAULT_RATES
@@ -232,13 +235,21 @@ def bench_pds(*, quick: bool) -> None:
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)  # a scratch database: start empty
     pds = LocalPds()
-    os.environ["BLUESKY_SERVICE_URL"] = pds.url
+    settings.INTEGRATIONS_BLUESKY_SERVICE_URL = pds.url
     try:
         print(f"local PDS at {pds.url}; database {connection.vendor}", flush=True)
-        bench_overhead(pds, 100 if quick else 500)
-        bench_thundering_herd(pds, 50)
-        bench_sweep(pds, [20, 100] if quick else [100, 1000])
-        bench_list_queries(pds, [10, 100] if quick else [10, 1000])
+        if "pds" in sections:
+            bench_overhead(pds, 100 if quick else 500)
+            bench_thundering_herd(pds, 50)
+            bench_sweep(pds, [20, 100] if quick else [100, 1000])
+            bench_list_queries(pds, [10, 100] if quick else [10, 1000])
+        if "publish" in sections:
+            publishing_benchmarks.bench_text_post(
+                pds, connected_channels(pds, 1, "poster")[0], row, 40 if quick else 200
+            )
+            publishing_benchmarks.bench_fault_run(
+                pds, connected_channels(pds, 1, "faults")[0], row, 60 if quick else 300
+            )
     finally:
         pds.stop()
         connections.close_all()

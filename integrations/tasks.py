@@ -38,6 +38,7 @@ def keepalive_sweep() -> dict:
         from integrations.bluesky import publishing
 
         result["media_removed"] = publishing.purge_unused_media()  # uploads no post used within a day
+        result["posts"] = dict(publishing.publish_due())  # a safety net under the per-post retry tasks
         return result
     finally:
         schedule_keepalive()  # even after a failed sweep, the chain goes on

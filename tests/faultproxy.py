@@ -46,7 +46,23 @@ class FaultProxy:
         self._stopped = True
         self._server.close()
 
+    def chaos(self, path_part: str, modes: dict[str, float], seed: int = 1) -> None:
+        """From now on, each request whose path contains `path_part` meets a fault chosen at random: e.g.
+        `{"drop_after": 0.1, "503": 0.1}` drops a tenth of the answers after forwarding and refuses another tenth."""
+        import random
+
+        self._chaos = (path_part, modes, random.Random(seed))
+
     def _fault_for(self, path: str) -> str | None:
+        chaos = getattr(self, "_chaos", None)
+        if chaos and chaos[0] in path:
+            roll = chaos[2].random()
+            for mode, share in chaos[1].items():
+                if roll < share:
+                    with self._lock:
+                        self.applied.append((path, mode))
+                    return mode
+                roll -= share
         with self._lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.path_part in path:

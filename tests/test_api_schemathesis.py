@@ -68,9 +68,9 @@ def aim(case, data: st.DataObject, connected: SimpleNamespace) -> None:
     almost never pass validation, so without this the fuzzer would hardly reach the PDS."""
     if "id" in (case.path_parameters or {}) and data.draw(st.sampled_from(["generated", "own", "own"])) == "own":
         case.path_parameters = {**case.path_parameters, "id": str(connected.channel.pk)}
-    if case.operation.path == "/api/v1/posts/" and isinstance(case.body, dict):
-        if data.draw(st.booleans(), label="own channel"):
-            case.body = {**case.body, "channel": connected.channel.pk}  # reach the publishing checks and the PDS
+    own_channel = case.operation.path == "/api/v1/posts/" and isinstance(case.body, dict)
+    if own_channel and data.draw(st.booleans(), label="own channel"):
+        case.body = {**case.body, "channel": connected.channel.pk}  # reach the publishing checks and the PDS
     if case.operation.path == "/api/v1/channels/bluesky/" and isinstance(case.body, dict):
         account = connected.account
         identifier = data.draw(

@@ -185,3 +185,26 @@ def test_deleting_a_published_post_deletes_its_records(use_pds, channel, user, a
     publishing.delete(Post.objects.get(pk=post.pk))
     assert records(use_pds, account.did) == []
     assert not Post.objects.filter(pk=post.pk).exists()
+
+
+def test_a_post_whose_worker_died_is_picked_up_once_its_lease_runs_out(proxy, use_pds, channel, user, account):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    post = publishing.create_post(user, channel, thread("orphan", "reply"), claim=True)
+    # The worker wrote the records, then died before it could store anything.
+    proxy.fail("com.atproto.repo.applyWrites", "drop_after")
+    outcome = publishing.publish(post.pk, claimed=post)
+    assert outcome.post.status == Post.Status.PUBLISHED  # it looked and found them at once
+    assert len(records(use_pds, account.did)) == 2
+
+    orphan = publishing.create_post(user, channel, thread("never attempted"), claim=True)
+    assert publishing.due_posts() == []  # its lease still runs
+    with pytest.raises(PostBusy):
+        publishing.publish(orphan.pk, retry=True)
+    Post.objects.filter(pk=orphan.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert publishing.due_posts() == [orphan.pk]
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert len(records(use_pds, account.did)) == 3
+    assert publishing.due_posts() == []

@@ -205,7 +205,7 @@ class PostViewSet(
             quote=values["quote"],
             default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
         )
-        outcome = publishing.publish(post.pk)
+        outcome = publishing.publish(post.pk, claimed=post)
         return Response(PostSerializer(self._fresh(outcome.post.pk)).data, status=status.HTTP_201_CREATED)
 
     def _fresh(self, pk: int) -> Post:

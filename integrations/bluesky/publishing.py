@@ -14,6 +14,7 @@
 """
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from integrations.adapter import describe
@@ -86,8 +88,14 @@ def create_post(
     reply_to_uri: str = "",
     quote_uri: str = "",
     max_parts: int = 25,
+    claim: bool = False,
 ) -> Post:
-    """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet."""
+    """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet.
+
+    With `claim`, the post is stored already taken for its first attempt (one commit instead of two): call
+    `publish(post.pk, claimed=post)` next. Should the process die in between, the lease runs out and
+    `publish_due` picks the post up.
+    """
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
     created_at = timezone.now()
@@ -99,6 +107,8 @@ def create_post(
             reply_to_uri=reply_to_uri,
             quote_uri=quote_uri,
             status=Post.Status.PUBLISHING,
+            attempts=1 if claim else 0,
+            lease_until=created_at + LEASE if claim else None,
         )
         keys = part_keys(post.pk, created_at, len(parts))
         planned = plan_thread(
@@ -129,7 +139,8 @@ def _claim(post_id: int, *, retry: bool) -> Post | None:
             return None
         if post.lease_until and post.lease_until > now:
             raise PostBusy(retry_after=int((post.lease_until - now).total_seconds()) + 1)
-        if retry and post.status not in (Post.Status.FAILED, Post.Status.WAITING):
+        abandoned = post.status == Post.Status.PUBLISHING and post.attempts > 0  # a dead worker's lease ran out
+        if retry and post.status not in (Post.Status.FAILED, Post.Status.WAITING) and not abandoned:
             raise PostNotRetryable()
         post.status = Post.Status.PUBLISHING
         post.lease_until = now + LEASE
@@ -139,9 +150,12 @@ def _claim(post_id: int, *, retry: bool) -> Post | None:
     return post
 
 
-def publish(post_id: int, *, retry: bool = False) -> Outcome:
-    """One attempt at publishing a post (see the module's docstring); the post's new state is stored."""
-    post = _claim(post_id, retry=retry)
+def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -> Outcome:
+    """One attempt at publishing a post (see the module's docstring); the post's new state is stored.
+
+    `claimed`: the post as `create_post(..., claim=True)` or `accept` returned it, already taken for this attempt.
+    """
+    post = claimed if claimed is not None and claimed.pk == post_id else _claim(post_id, retry=retry)
     if post is None:
         return Outcome(Post.objects.get(pk=post_id))
     channel = post.channel
@@ -220,13 +234,13 @@ def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool
         cid = str(result.get("cid") or part.expected_cid)
         if cid != part.expected_cid:
             logger.warning("post part %s landed with cid %s, planned %s", part.pk, cid, part.expected_cid)
-        part.uri, part.cid = str(result.get("uri") or _uri(channel, part)), cid
-        part.save(update_fields=["uri", "cid"])
+        part.uri, part.cid = str(result.get("uri") or _uri(channel, part)), cid  # stored with the post's new state
 
 
 def _published(post: Post, parts: Sequence[PostPart]) -> Post:
     used_media = [image["media"] for part in parts for image in part.images]
     with transaction.atomic():
+        PostPart.objects.bulk_update([part for part in parts if part.uri], ["uri", "cid"])
         post.status = Post.Status.PUBLISHED
         post.published_at = timezone.now()
         post.lease_until = None
@@ -297,9 +311,23 @@ def delete(post: Post) -> None:
 
 
 def due_posts(now: datetime | None = None) -> list[int]:
-    """Posts waiting for a retry whose time has come (for a sweep that complements the scheduled tasks)."""
+    """Posts whose next attempt is due: waiting past their retry time, or taken by a worker whose lease ran out
+    (it died mid-publish: the next attempt reconciles first, so nothing is written twice)."""
     now = now or timezone.now()
-    return list(Post.objects.filter(status=Post.Status.WAITING, next_attempt_at__lte=now).values_list("pk", flat=True))
+    waiting = Q(status=Post.Status.WAITING, next_attempt_at__lte=now)
+    abandoned = Q(status=Post.Status.PUBLISHING, lease_until__lte=now)
+    return list(Post.objects.filter(waiting | abandoned).order_by("pk").values_list("pk", flat=True))
+
+
+def publish_due(now: datetime | None = None) -> Counter:
+    """One attempt at every due post; what happened, counted by the posts' new status."""
+    outcome: Counter = Counter()
+    for post_id in due_posts(now):
+        try:
+            outcome[publish(post_id, retry=True).post.status] += 1
+        except PostBusy:
+            outcome["busy"] += 1
+    return outcome
 
 
 def as_reference(post: Post) -> list[dict[str, Any]]:
@@ -332,7 +360,8 @@ def accept(
     quote: str = "",
     default_lang: str = "",
 ) -> Post:
-    """Check what a user wants to publish and store it with its fixed plan (then call `publish`).
+    """Check what a user wants to publish and store it with its fixed plan, taken for its first attempt (then call
+    `publish(post.pk, claimed=post)`).
 
     Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
     post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
@@ -371,6 +400,7 @@ def accept(
         reply_to_uri=reply.ref.uri if reply else "",
         quote_uri=quoted.uri if quoted else "",
         max_parts=max_parts,
+        claim=True,
     )
 
 
