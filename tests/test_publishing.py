@@ -208,3 +208,81 @@ def test_a_post_whose_worker_died_is_picked_up_once_its_lease_runs_out(proxy, us
     assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
     assert len(records(use_pds, account.did)) == 3
     assert publishing.due_posts() == []
+
+
+def test_posts_wait_while_bluesky_is_switched_off_and_go_out_when_it_is_back(use_pds, channel, user, account):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.models import IntegrationOption
+
+    post = publishing.create_post(user, channel, thread("patience"))
+    switch = IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
+    outcome = publishing.publish(post.pk)
+    assert outcome.post.status == Post.Status.WAITING  # waiting, not failed
+    assert outcome.post.error_code == "integration_disabled"
+    assert records(use_pds, account.did) == []
+    switch.value = "enabled"
+    switch.save()
+    Post.objects.filter(pk=post.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert len(records(use_pds, account.did)) == 1
+
+
+def test_the_owner_is_told_once_when_a_post_fails_for_good(use_pds, channel, user, account):
+    from django.core import mail
+
+    from integrations.signals import post_failed, post_published
+
+    user.email = "alice@example.com"
+    user.save()
+    seen = []
+
+    def receiver(sender, post, **kwargs):
+        seen.append((post.pk, kwargs.get("error_code")))
+
+    post_failed.connect(receiver)
+    post_published.connect(receiver)
+    try:
+        good = publishing.create_post(user, channel, thread("fine"))
+        publishing.publish(good.pk)
+        bad = publishing.create_post(user, channel, thread("doomed"))
+        Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.SUSPENDED)
+        publishing.publish(bad.pk)
+    finally:
+        post_failed.disconnect(receiver)
+        post_published.disconnect(receiver)
+    assert seen == [(good.pk, None), (bad.pk, "channel_not_ready")]
+    [message] = [m for m in mail.outbox if "could not be published" in m.subject]
+    assert message.to == ["alice@example.com"] and "doomed" in message.body
+
+
+def test_uploads_are_removed_once_published_or_after_a_day_unused(use_pds, channel, user, account):
+    import io
+    from datetime import timedelta
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.utils import timezone
+    from PIL import Image
+
+    from integrations.models import Media
+
+    def upload():
+        buffer = io.BytesIO()
+        Image.new("RGB", (20, 10), "navy").save(buffer, "PNG")
+        return publishing.store_media(user, SimpleUploadedFile("x.png", buffer.getvalue()))
+
+    used, unused, fresh = upload(), upload(), upload()
+    used_path = used.file.path
+    post = publishing.accept(
+        user, channel, [publishing.PartRequest(text="pic", images=(publishing.ImageRequest(used.pk, "navy"),))]
+    )
+    assert publishing.publish(post.pk, claimed=post).post.status == Post.Status.PUBLISHED
+    assert not Media.objects.filter(pk=used.pk).exists()
+    import os
+
+    assert not os.path.exists(used_path)  # the blob lives in the repository now
+    Media.objects.filter(pk=unused.pk).update(created_at=timezone.now() - timedelta(days=2))
+    assert publishing.purge_unused_media() == 1
+    assert list(Media.objects.values_list("pk", flat=True)) == [fresh.pk]
