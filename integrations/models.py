@@ -250,6 +250,9 @@ class Post(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
 
+    # The parts as they were just planned, on a post `create_post` returns (saves its first attempt a read).
+    planned_parts: list["PostPart"] | None = None
+
     def __str__(self) -> str:
         return f"post {self.pk} on {self.channel}"
 

@@ -114,7 +114,7 @@ def create_post(
         planned = plan_thread(
             did=channel.did, keys=keys, created_at=created_at, parts=parts, reply_to=reply_to, quote=quote
         )
-        PostPart.objects.bulk_create(
+        post.planned_parts = PostPart.objects.bulk_create(
             PostPart(
                 post=post,
                 index=index,
@@ -155,13 +155,17 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
 
     `claimed`: the post as `create_post(..., claim=True)` or `accept` returned it, already taken for this attempt.
     """
-    post = claimed if claimed is not None and claimed.pk == post_id else _claim(post_id, retry=retry)
+    fresh = claimed is not None and claimed.pk == post_id
+    post = claimed if fresh else _claim(post_id, retry=retry)
     if post is None:
         return Outcome(Post.objects.get(pk=post_id))
     channel = post.channel
-    parts = list(post.parts.all())
+    # A post just accepted carries its parts (and was just checked): no second read of either.
+    parts = getattr(post, "planned_parts", None) if fresh else None
+    parts = parts if parts is not None else list(post.parts.all())
     try:
-        ensure_can_publish(channel)
+        if not fresh:
+            ensure_can_publish(channel)
         _upload_blobs(channel, parts)
         _write(channel, parts, reconcile_first=post.attempts > 1)
     except IntegrationError as exc:
@@ -240,14 +244,15 @@ def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool
 def _published(post: Post, parts: Sequence[PostPart]) -> Post:
     used_media = [image["media"] for part in parts for image in part.images]
     with transaction.atomic():
-        PostPart.objects.bulk_update([part for part in parts if part.uri], ["uri", "cid"])
+        for part in parts:  # a thread is short: plain updates cost less than bulk_update's CASE expressions
+            PostPart.objects.filter(pk=part.pk).update(uri=part.uri, cid=part.cid)
         post.status = Post.Status.PUBLISHED
         post.published_at = timezone.now()
         post.lease_until = None
         post.error_code = post.error_message = ""
         post.save(update_fields=["status", "published_at", "lease_until", "error_code", "error_message"])
         send_on_commit(post_published, Post, post=post)
-    for media in Media.objects.filter(pk__in=used_media):  # the blobs live in the repo now
+    for media in Media.objects.filter(pk__in=used_media) if used_media else ():  # the blobs live in the repo now
         media.file.delete(save=False)
         media.delete()
     logger.info("post %s published: %s", post.pk, ", ".join(part.uri for part in parts))
