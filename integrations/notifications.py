@@ -23,15 +23,27 @@ logger = logging.getLogger(__name__)
 PROBLEM_STATES = frozenset({"needs_reconnection", "deactivated", "suspended"})
 
 
+def _email_owner(channel: Any, template: str, context: dict[str, Any], about: str) -> None:
+    """Render `template` (+ `_subject`) and mail it to whom the adapter names for `channel`; never raises."""
+    if not app_settings.NOTIFY_OWNERS:
+        return
+    recipients = get_adapter().problem_email_recipients(channel)
+    if not recipients:
+        return
+    subject = " ".join(render_to_string(f"integrations/email/{template}_subject.txt", context).split())
+    body = render_to_string(f"integrations/email/{template}.txt", context)
+    try:
+        send_mail(subject, body, None, recipients)
+    except Exception:  # a mail server being down must not fail the refresh or the publishing that noticed it
+        logger.warning("could not e-mail the owner of channel %s about %s", channel.pk, about, exc_info=True)
+
+
 @receiver(channel_health_changed, dispatch_uid="integrations.email_owner_about_a_new_problem")
 def email_owner_about_a_new_problem(sender: type, channel: Any, old_state: str, new_state: str, **kwargs: Any) -> None:
     """Send one e-mail to the channel's owner when its health newly enters a problem state."""
-    if not app_settings.NOTIFY_OWNERS or new_state not in PROBLEM_STATES:
+    if new_state not in PROBLEM_STATES:
         return
     adapter = get_adapter()
-    recipients = adapter.problem_email_recipients(channel)
-    if not recipients:
-        return
     label, advice = adapter.describe_health(
         new_state, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at
     )
@@ -42,27 +54,11 @@ def email_owner_about_a_new_problem(sender: type, channel: Any, old_state: str, 
         "advice": advice,
         "channel_url": adapter.channel_url(channel),
     }
-    subject = " ".join(render_to_string("integrations/email/channel_problem_subject.txt", context).split())
-    body = render_to_string("integrations/email/channel_problem.txt", context)
-    try:
-        send_mail(subject, body, None, recipients)
-    except Exception:  # a mail server being down must not fail the refresh that noticed the problem
-        logger.warning("could not e-mail the owner of channel %s about %s", channel.pk, new_state, exc_info=True)
+    _email_owner(channel, "channel_problem", context, new_state)
 
 
 @receiver(post_failed, dispatch_uid="integrations.email_owner_about_a_failed_post")
 def email_owner_about_a_failed_post(sender: type, post: Any, error_code: str, message: str, **kwargs: Any) -> None:
     """Send one e-mail to the post's owner when it fails for good, with the reason and where to retry it."""
-    if not app_settings.NOTIFY_OWNERS:
-        return
-    adapter = get_adapter()
-    recipients = adapter.problem_email_recipients(post.channel)
-    if not recipients:
-        return
-    context = {"post": post, "channel": post.channel, "message": message, "posts_url": adapter.posts_url(post)}
-    subject = " ".join(render_to_string("integrations/email/post_failed_subject.txt", context).split())
-    body = render_to_string("integrations/email/post_failed.txt", context)
-    try:
-        send_mail(subject, body, None, recipients)
-    except Exception:  # the mail server being down must not turn a failed post into a crash
-        logger.warning("could not e-mail the owner of post %s about %s", post.pk, error_code, exc_info=True)
+    context = {"post": post, "channel": post.channel, "message": message, "posts_url": get_adapter().posts_url(post)}
+    _email_owner(post.channel, "post_failed", context, f"post {post.pk} ({error_code})")
