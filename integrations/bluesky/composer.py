@@ -61,7 +61,7 @@ def channel_options(user: AbstractBaseUser) -> list[ChannelOption]:
         except IntegrationDisabled as exc:
             reason = describe(exc).message
         except IntegrationError:
-            reason = f"{state.label}. {state.advice}".strip()
+            reason = state.advice or f"{state.label}."  # the label is on the badge next to it
         else:
             reason = ""
         options.append(ChannelOption(channel, state, reason))

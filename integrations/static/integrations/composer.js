@@ -114,6 +114,16 @@
       });
     }
 
+    function markStale(part) {  // a server preview no longer shows what is written: say so, keep it for reference
+      var preview = part.querySelector(".preview");
+      if (!preview || preview.classList.contains("stale")) return;
+      preview.classList.add("stale");
+      var note = document.createElement("p");
+      note.className = "stale-note";
+      note.textContent = d.msgStale;
+      preview.querySelector(".preview-title").after(note);
+    }
+
     function renumber() {
       var all = parts();
       all.forEach(function (part, index) {
@@ -133,7 +143,10 @@
 
     function wire(part) {
       var textarea = part.querySelector("[data-text]");
-      textarea.addEventListener("input", function () { update(part, true); });
+      textarea.addEventListener("input", function () { update(part, true); markStale(part); });
+      part.querySelectorAll("[data-slot] input, [data-slot] textarea").forEach(function (el) {
+        el.addEventListener("change", function () { markStale(part); });
+      });
       part.querySelectorAll("[data-slot] input[type=file], [data-slot] textarea").forEach(function (el) {
         el.addEventListener("change", function () { showSlots(part); });
       });
