@@ -222,6 +222,7 @@ class ComposeView(View):
             "max_bytes": richtext.MAX_BYTES,
             "bytes_shown_from": composer.BYTES_SHOWN_FROM,
             "max_images": composer.images.MAX_IMAGES_PER_POST,
+            "script_words": composer.script_words(),
         }
         return render(request, self.template_name, context, status=status)
 

@@ -256,3 +256,31 @@ def test_the_pages_need_a_signed_in_user(client):
     for url in (COMPOSE, POSTS, "/app/media/1"):
         response = client.get(url)
         assert response.status_code == 302 and "/accounts/login/" in response.url
+
+
+def test_the_post_pages_speak_the_browsers_language(alice_client, channel, user, tmp_path, settings):
+    from django.utils import translation
+
+    from tests.test_translation import write_mo
+
+    write_mo(
+        tmp_path / "locale" / "fr" / "LC_MESSAGES" / "django.mo",
+        {
+            "Write a post": "Écrire un message",
+            "%(count)s of %(max)s characters": "%(count)s sur %(max)s caractères",
+            "Posts": "Messages",
+            "Published": "Publié",
+            "Published on @%(handle)s.": "Publié sur @%(handle)s.",
+        },
+    )
+    settings.LOCALE_PATHS = [str(tmp_path / "locale")]
+    try:
+        french = {"accept-language": "fr"}
+        page = text_of(alice_client.get(COMPOSE, headers=french))
+        assert "Écrire un message" in page and "0 sur 300 caractères" in page
+        assert 'data-msg-count="%(count)s sur %(max)s caractères"' in page  # the script's words, translated
+        alice_client.post(COMPOSE, body(channel, "bonjour"), headers=french)
+        listing = text_of(alice_client.get(POSTS, headers=french))
+        assert "Publié sur @" in listing and ">Publié</span>" in listing and ">Messages</a>" in listing
+    finally:
+        translation.activate(settings.LANGUAGE_CODE)

@@ -362,6 +362,20 @@ def counter_text(length: richtext.TextLength) -> str:
     return text
 
 
+def script_words() -> dict[str, str]:
+    """The words composer.js says, translated here so the page's script and `counter_text` share one catalogue."""
+    return {
+        "count": str(_("%(count)s of %(max)s characters")),
+        "bytes": str(_("%(count)s of %(max)s bytes")),
+        "too-long": str(_("Too long:")),
+        "approximate": str(_("(approximate: Preview shows the exact count)")),
+        "part": str(_("Part %(number)s:")),
+        "stale": str(_("Changed since this preview: choose Preview to see it again.")),
+        "added": str(_("Part %(number)s added.")),
+        "removed": str(_("Part %(number)s removed.")),
+    }
+
+
 # --- preview ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PartPreview:
