@@ -506,3 +506,31 @@ def test_the_post_pages_are_accessible_and_fit_the_screen(
     problems += check_page(page, axe_script, "posts", viewport)
 
     assert not problems, "\n".join(problems)
+
+
+def test_the_composer_works_without_javascript(page, live_server, user, channel, use_pds, account, settings, tmp_path):
+    from tests.test_publishing import records
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    context = page.context.browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    log_in_browser(page, live_server, user)
+    page.goto(f"{live_server.url}/app/posts/new")
+    page.fill("#id_parts-0-text", "Without a script https://example.com/a/rather/long/path/to/something")
+    page.set_input_files("#id_parts-0-image_1", small_png(tmp_path))
+    page.click("[data-add-part]")  # the server adds the part; the image is stored and kept
+    assert page.locator("[data-part]").count() == 2
+    assert page.locator("#id_parts-0-alt_1").count() == 1 and page.locator(".slot.filled img").count() == 1
+    page.fill("#id_parts-1-text", "part two")
+    page.click("button[value=preview]:not([tabindex])")
+    assert "Every image needs alt text" in page.inner_text("#id_parts-0-alt_1_error")  # said next to the field
+    page.fill("#id_parts-0-alt_1", "A pink square")
+    page.click("button[value=preview]:not([tabindex])")
+    assert page.locator(".preview").count() == 2
+    assert "example.com/a/rather/lon..." in page.inner_text(".preview-text >> nth=0")
+    page.screenshot(path=SHOTS / "compose-no-js-phone.png", full_page=True)
+    page.click("button[value=publish]:not([tabindex])")
+    page.wait_for_url(f"{live_server.url}/app/posts")
+    assert "Published on @" in page.inner_text(".messages")
+    assert len(records(use_pds, account.did)) == 2
+    context.close()
