@@ -58,8 +58,12 @@ def test_the_composer_lists_channels_and_says_why_one_cannot_publish(alice_clien
     blocked = Channel.objects.create(
         user=user, did="did:plc:blocked0", handle="blocked.test", service_url="https://bsky.social", status="suspended"
     )
+    gone = Channel.objects.create(
+        user=user, did="did:plc:gone0", handle="gone.test", service_url="https://bsky.social", status="disconnected"
+    )
     page = text_of(alice_client.get(COMPOSE))
     assert f'id="channel-{channel.pk}"' in page
+    assert re.search(rf'value="{gone.pk}"\s+disabled', page) and "Connect it again to publish with it." in page
     assert re.search(rf'value="{blocked.pk}"\s+disabled aria-describedby="channel-{blocked.pk}-reason"', page)
     assert "Account suspended" in page and "Contact Bluesky support." in page
     assert 'aria-live="polite"' in page

@@ -52,9 +52,9 @@ class ChannelOption:
 
 
 def channel_options(user: AbstractBaseUser) -> list[ChannelOption]:
-    """The user's connected channels, those that can publish first."""
+    """All the user's channels, those that can publish first (the others say why they cannot)."""
     options = []
-    for channel in Channel.objects.filter(user=user).exclude(status=Channel.Status.DISCONNECTED).without_tokens():
+    for channel in Channel.objects.filter(user=user).without_tokens():
         state = health(channel)
         try:
             publishing.ensure_can_publish(channel)
