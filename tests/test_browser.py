@@ -504,6 +504,9 @@ def test_the_post_pages_are_accessible_and_fit_the_screen(
     page.goto(f"{live_server.url}/app/posts")
     assert page.locator(".post").count() == 3
     problems += check_page(page, axe_script, "posts", viewport)
+    page.locator(".post >> nth=2").locator("summary").click()  # Delete asks first (no script needed)
+    assert page.locator(".post >> nth=2").locator("text=from Bluesky?").is_visible()
+    problems += check_page(page, axe_script, "posts-delete", viewport)
 
     assert not problems, "\n".join(problems)
 
