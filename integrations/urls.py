@@ -1,4 +1,4 @@
-"""User-facing channel pages. Include under a prefix, e.g. path("app/", include("integrations.urls"))."""
+"""User-facing channel and post pages. Include under a prefix, e.g. path("app/", include("integrations.urls"))."""
 
 from django.urls import path
 
@@ -13,4 +13,9 @@ urlpatterns = [
     path("channels/<int:pk>/refresh", views.channel_refresh, name="channel-refresh"),
     path("channels/<int:pk>/disconnect", views.channel_disconnect, name="channel-disconnect"),
     path("channels/<int:pk>/remove", views.channel_remove, name="channel-remove"),
+    path("posts", views.post_list, name="post-list"),
+    path("posts/new", views.ComposeView.as_view(), name="compose"),
+    path("posts/<int:pk>/publish", views.post_publish, name="post-publish"),
+    path("posts/<int:pk>/delete", views.post_delete, name="post-delete"),
+    path("media/<int:pk>", views.media_file, name="media-file"),
 ]

@@ -1,8 +1,10 @@
-"""Channel pages for signed-in users. Thin: the work happens in `integrations.bluesky.services`."""
+"""Channel and post pages for signed-in users. Thin: the work happens in `integrations.bluesky.services`,
+`publishing` and (for the composer's forms and preview) `composer`."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
@@ -11,12 +13,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from integrations.adapter import describe
+from integrations.bluesky import composer, publishing, richtext, services
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky import services
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.exceptions import IntegrationError
 from integrations.http import client_ip
-from integrations.models import Channel
+from integrations.models import Channel, Media, Post
 
 
 def _own_channel(request: HttpRequest, pk: int) -> Channel:
@@ -41,6 +43,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
             "connected": [row for row in rows if row[1].state != "disconnected"],
             "disconnected": [row for row in rows if row[1].state == "disconnected"],
             "bluesky_enabled": bluesky_options.enabled(),
+            "publish_states": publishing.READY_STATES,
         },
     )
 
@@ -49,10 +52,16 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One channel: profile, session times, health and its event log."""
     channel = get_object_or_404(Channel.objects.without_tokens(), pk=pk, user=request.user)
+    health = services.health(channel)
     return render(
         request,
         "integrations/channel_detail.html",
-        {"channel": channel, "health": services.health(channel), "events": services.recent_events(channel)},
+        {
+            "channel": channel,
+            "health": health,
+            "events": services.recent_events(channel),
+            "can_publish": bluesky_options.enabled() and health.state in publishing.READY_STATES,
+        },
     )
 
 
@@ -153,3 +162,141 @@ def channel_remove(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, _("Removed @%(handle)s.") % {"handle": channel.handle})
     return redirect("integrations:channel-list")
+
+
+# --- posts -------------------------------------------------------------------------------------------------------
+POSTS_PER_PAGE = 20
+
+
+@method_decorator(login_required, name="dispatch")
+class ComposeView(View):
+    """Write a post or a thread and publish it. Works without JavaScript: "Preview", "Add part" and "Remove part"
+    are submit buttons that re-render the form (the page's script does the last two in place)."""
+
+    template_name = "integrations/compose.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        options = composer.channel_options(request.user)
+        ready = [o.channel.pk for o in options if o.ready]
+        wanted = request.GET.get("channel", "")
+        chosen = int(wanted) if wanted.isdigit() and int(wanted) in ready else (ready[0] if len(ready) == 1 else None)
+        initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
+        form = composer.ComposerForm(initial=initial, options=options)
+        parts = composer.part_formset()(prefix="parts", form_kwargs={"user": request.user})
+        return self._render(request, form, parts)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        draft = composer.Draft(request.user, request.POST, request.FILES, composer.channel_options(request.user))
+        valid = draft.checked and draft.is_valid()
+        if valid and draft.action == "publish":
+            try:
+                post = publishing.accept(
+                    request.user,
+                    draft.form.chosen_channel,
+                    draft.requests(),
+                    default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
+                )
+            except IntegrationError as exc:
+                draft.form.add_error(None, describe(exc).message)
+            else:
+                _tell_outcome(request, publishing.publish(post.pk))
+                return redirect("integrations:post-list")
+        status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
+        return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
+
+    def _render(
+        self,
+        request: HttpRequest,
+        form: composer.ComposerForm,
+        parts: composer.forms.BaseFormSet,
+        *,
+        preview: bool = False,
+        status: int = 200,
+    ) -> HttpResponse:
+        context = {
+            "form": form,
+            "parts": parts,
+            "preview": preview,
+            "bluesky_enabled": bluesky_options.enabled(),
+            "max_graphemes": richtext.MAX_GRAPHEMES,
+            "max_bytes": richtext.MAX_BYTES,
+            "bytes_shown_from": composer.BYTES_SHOWN_FROM,
+            "max_images": composer.images.MAX_IMAGES_PER_POST,
+            "script_words": composer.script_words(),
+        }
+        return render(request, self.template_name, context, status=status)
+
+
+def _tell_outcome(request: HttpRequest, outcome: publishing.Outcome) -> None:
+    post = outcome.post
+    handle = post.channel.handle
+    if post.status == Post.Status.PUBLISHED:
+        messages.success(request, _("Published on @%(handle)s.") % {"handle": handle})
+    elif post.status == Post.Status.WAITING:
+        messages.warning(
+            request,
+            _("Not published on @%(handle)s yet: %(reason)s It is tried again automatically.")
+            % {"handle": handle, "reason": post.error_message},
+        )
+    else:
+        messages.error(
+            request, _("Not published on @%(handle)s: %(reason)s") % {"handle": handle, "reason": post.error_message}
+        )
+
+
+@login_required
+def post_list(request: HttpRequest) -> HttpResponse:
+    """The user's posts, newest first, with their status, their bsky.app links, and what can be done with each."""
+    posts = Post.objects.filter(user=request.user).select_related("channel").prefetch_related("parts")
+    page = Paginator(posts, POSTS_PER_PAGE).get_page(request.GET.get("page"))
+    healths: dict[int, services.Health] = {}
+    rows = []
+    for post in page:
+        if post.channel_id not in healths:
+            healths[post.channel_id] = services.health(post.channel)
+        parts = [(part, composer.web_url(part.uri)) for part in post.parts.all()]
+        rows.append({"post": post, "parts": parts, "health": healths[post.channel_id]})
+    return render(request, "integrations/post_list.html", {"rows": rows, "page": page})
+
+
+def _own_post(request: HttpRequest, pk: int) -> Post:
+    return get_object_or_404(Post.objects.select_related("channel"), pk=pk, user=request.user)
+
+
+@login_required
+@require_POST
+def post_publish(request: HttpRequest, pk: int) -> HttpResponse:
+    """Publish a failed or waiting post again: the same plan, so nothing is ever posted twice."""
+    post = _own_post(request, pk)
+    try:
+        outcome = publishing.publish(post.pk, retry=True)
+    except IntegrationError as exc:
+        messages.error(request, describe(exc).message)
+    else:
+        _tell_outcome(request, outcome)
+    return redirect("integrations:post-list")
+
+
+@login_required
+@require_POST
+def post_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a post, from Bluesky first when any of it may have been published."""
+    post = _own_post(request, pk)
+    try:
+        publishing.delete(post)
+    except IntegrationError as exc:
+        messages.error(request, describe(exc).message)
+    else:
+        messages.success(request, _("Deleted the post."))
+    return redirect("integrations:post-list")
+
+
+@login_required
+def media_file(request: HttpRequest, pk: int) -> FileResponse:
+    """An uploaded image, to its owner only (uploads are private: never served from a public URL)."""
+    media = get_object_or_404(Media, pk=pk, owner=request.user)
+    response = FileResponse(media.file.open("rb"), content_type=media.mime)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'"
+    return response

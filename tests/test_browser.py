@@ -334,3 +334,206 @@ def test_every_page_is_accessible_and_fits_the_screen(page, live_server, axe_scr
     problems += check_page(page, axe_script, "admin-channel", viewport)
 
     assert not problems, "\n".join(problems)
+
+
+# --- Posts: the composer and the post list ---------------------------------------------------------------------------
+def tab_to(page, selector, limit=60):
+    """Press Tab until the element matching `selector` has focus (proof it is reachable by keyboard alone)."""
+    target = page.locator(selector)
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if target.evaluate("el => el === document.activeElement"):
+            return
+    raise AssertionError(f"{selector} is not reachable with Tab")
+
+
+def small_png(tmp_path):
+    from tests.test_api_posts import png_bytes
+
+    path = tmp_path / "square.png"
+    path.write_bytes(png_bytes())
+    return path
+
+
+def test_the_composer_works_with_a_keyboard_alone(
+    page, live_server, user, channel, use_pds, account, settings, tmp_path
+):
+    from tests.test_publishing import records
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    log_in_browser(page, live_server, user)
+    page.goto(f"{live_server.url}/app/posts/new")
+    assert page.locator(f"#channel-{channel.pk}").is_checked()  # the only channel that can publish is chosen
+
+    tab_to(page, "#id_parts-0-text")
+    page.keyboard.type("Hello from the keyboard: https://example.com/a/rather/long/path/to/something #skyport")
+    counter = page.locator("#parts-0-counter")
+    assert counter.inner_text() == "61 of 300 characters"  # the link counts as it is sent, shortened
+    status = page.locator("#composer-status")
+    assert status.get_attribute("aria-live") == "polite"
+    page.wait_for_function("document.querySelector('#composer-status').textContent === '61 of 300 characters'")
+
+    page.set_input_files("#id_parts-0-image_1", small_png(tmp_path))  # the file picker is the system's own dialog
+    tab_to(page, "#id_parts-0-alt_1")
+    page.keyboard.type("A pink square")
+    assert page.locator("#id_parts-0-image_2").is_visible()  # the next slot appears once one is used
+
+    tab_to(page, "[data-add-part]")
+    page.keyboard.press("Enter")
+    assert page.locator("[data-part]").count() == 2
+    assert page.evaluate("document.activeElement.id") == "id_parts-1-text"  # focus moves into the new part
+    page.wait_for_function("document.querySelector('#composer-status').textContent === 'Part 2 added.'")
+    page.keyboard.type("The second part")
+    page.wait_for_function("document.querySelector('#composer-status').textContent.startsWith('Part 2:')")
+    assert page.input_value("input[name=parts-TOTAL_FORMS]") == "2"
+
+    # A third part, removed again by keyboard: the parts stay numbered 1, 2.
+    page.locator("[data-add-part]").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.type("a mistake")
+    tab_to(page, "[data-part]:nth-child(3) [data-remove-part]")
+    page.keyboard.press("Enter")
+    assert page.locator("[data-part]").count() == 2
+    assert page.input_value("input[name=parts-TOTAL_FORMS]") == "2"
+    assert page.evaluate("document.activeElement.id") == "id_parts-1-text"
+
+    tab_to(page, "button[value=publish]:not([tabindex])")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/app/posts")
+    assert "Published on @" in page.inner_text(".messages")
+    texts = sorted(r["value"]["text"] for r in records(use_pds, account.did))
+    assert texts == ["Hello from the keyboard: example.com/a/rather/lon... #skyport", "The second part"]
+    assert page.locator("a:has-text('View on Bluesky')").count() == 2
+
+
+def test_the_live_counter_counts_what_the_server_counts(page, live_server, user, channel, settings, tmp_path):
+    from integrations.bluesky import richtext
+
+    samples = [
+        "plain",
+        "👩‍👩‍👧‍👦 family, 🇫🇷 flag, e\u0301 combining",
+        "\n\n  leading blank lines and trailing space   \n\n",
+        "too\n\n\n\n\nmany lines",
+        "see https://example.com/a/rather/long/path?query=1#frag, and (https://x.org/a_(b)).",
+        "short https://example.com/ and HTTPS://EXAMPLE.COM/LONG/LONG/LONG/PATH and bare example.com/long/long/path",
+        "https://例え.jp/パス/とても/長い/パス @alice.test #tag",
+        "é" * 1400 + " https://example.com/" + "x" * 40,
+    ]
+    log_in_browser(page, live_server, user)
+    page.goto(f"{live_server.url}/app/posts/new")
+    for text in samples:
+        length = richtext.measure(text)
+        shown = page.evaluate("text => window.skyportMeasure(text)", text)
+        assert (shown["graphemes"], shown["bytes"]) == (length.graphemes, length.bytes), text
+    page.fill("#id_parts-0-text", "é" * 1400)
+    assert page.inner_text("#parts-0-counter") == "1,400 of 300 characters · 2,800 of 3,000 bytes".replace(
+        "1,400 of", "Too long: 1,400 of"
+    )
+
+
+def seed_posts(user, channel):
+    """A published thread, a failed post and a waiting one (newest first on the page)."""
+    from integrations.bluesky import publishing
+    from integrations.models import Post
+
+    thread = publishing.accept(
+        user,
+        channel,
+        [publishing.PartRequest("A published thread, part one #skyport"), publishing.PartRequest("and part two")],
+    )
+    publishing.publish(thread.pk)
+    failed = publishing.accept(user, channel, [publishing.PartRequest("This one failed " + "long words " * 12)])
+    Post.objects.filter(pk=failed.pk).update(
+        status="failed",
+        attempts=1,
+        error_code="channel_not_ready",
+        error_message="This channel cannot publish right now: it is needs reconnection.",
+    )
+    waiting = publishing.accept(user, channel, [publishing.PartRequest("This one waits for the PDS")])
+    Post.objects.filter(pk=waiting.pk).update(
+        status="waiting",
+        attempts=2,
+        error_code="pds_unavailable",
+        error_message="Bluesky did not answer in time. Nothing is lost.",
+        next_attempt_at=timezone.now() + timedelta(minutes=5),
+    )
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_post_pages_are_accessible_and_fit_the_screen(
+    page, live_server, axe_script, viewport, user, channel, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    page.set_viewport_size(VIEWPORTS[viewport])
+    Channel.objects.create(
+        user=user,
+        did="did:plc:ewvi7nxzyoun6zhxrhs64oiz9",
+        handle="a-rather-long-handle-that-keeps-going.on-a-self-hosted-pds.example.com",
+        service_url="https://bsky.social",
+        status="needs_reconnection",
+    )
+    log_in_browser(page, live_server, user)
+    problems = []
+
+    page.goto(f"{live_server.url}/app/posts")
+    assert page.locator(".empty").count() == 1
+    problems += check_page(page, axe_script, "posts-empty", viewport)
+
+    page.goto(f"{live_server.url}/app/posts/new")
+    assert page.locator("input[name=channel][disabled]").count() == 1
+    problems += check_page(page, axe_script, "compose", viewport)
+
+    page.fill("#id_parts-0-text", "x" * 310)  # too long: the server's error, in words
+    page.click("button[value=publish]:not([tabindex])")
+    assert "310 characters of 300" in page.inner_text(".errorlist")
+    problems += check_page(page, axe_script, "compose-error", viewport)
+
+    page.fill("#id_parts-0-text", "Hi @alice.test, read https://example.com/a/rather/long/path/to/something #skyport")
+    page.set_input_files("#id_parts-0-image_1", small_png(tmp_path))
+    page.fill("#id_parts-0-alt_1", "A pink square")
+    page.click("[data-add-part]")
+    page.fill("#id_parts-1-text", "The second part of the thread")
+    problems += check_page(page, axe_script, "compose-thread", viewport)
+
+    page.click("button[value=preview]:not([tabindex])")
+    assert page.locator(".preview").count() == 2
+    assert page.locator(".preview img[alt='A pink square']").count() == 1
+    problems += check_page(page, axe_script, "compose-preview", viewport)
+
+    seed_posts(user, channel)
+    page.goto(f"{live_server.url}/app/posts")
+    assert page.locator(".post").count() == 3
+    problems += check_page(page, axe_script, "posts", viewport)
+    page.locator(".post >> nth=2").locator("summary").click()  # Delete asks first (no script needed)
+    assert page.locator(".post >> nth=2").locator("text=from Bluesky?").is_visible()
+    problems += check_page(page, axe_script, "posts-delete", viewport)
+
+    assert not problems, "\n".join(problems)
+
+
+def test_the_composer_works_without_javascript(page, live_server, user, channel, use_pds, account, settings, tmp_path):
+    from tests.test_publishing import records
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    context = page.context.browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    log_in_browser(page, live_server, user)
+    page.goto(f"{live_server.url}/app/posts/new")
+    page.fill("#id_parts-0-text", "Without a script https://example.com/a/rather/long/path/to/something")
+    page.set_input_files("#id_parts-0-image_1", small_png(tmp_path))
+    page.click("[data-add-part]")  # the server adds the part; the image is stored and kept
+    assert page.locator("[data-part]").count() == 2
+    assert page.locator("#id_parts-0-alt_1").count() == 1 and page.locator(".slot.filled img").count() == 1
+    page.fill("#id_parts-1-text", "part two")
+    page.click("button[value=preview]:not([tabindex])")
+    assert "Every image needs alt text" in page.inner_text("#id_parts-0-alt_1_error")  # said next to the field
+    page.fill("#id_parts-0-alt_1", "A pink square")
+    page.click("button[value=preview]:not([tabindex])")
+    assert page.locator(".preview").count() == 2
+    assert "example.com/a/rather/lon..." in page.inner_text(".preview-text >> nth=0")
+    page.screenshot(path=SHOTS / "compose-no-js-phone.png", full_page=True)
+    page.click("button[value=publish]:not([tabindex])")
+    page.wait_for_url(f"{live_server.url}/app/posts")
+    assert "Published on @" in page.inner_text(".messages")
+    assert len(records(use_pds, account.did)) == 2
+    context.close()

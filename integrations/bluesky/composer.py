@@ -1,0 +1,428 @@
+"""The web composer's forms and preview: what `/app/posts/new` needs beyond `publishing` and `richtext`.
+
+A draft is one submission of the composer. Its parts use Django's formset naming (`parts-0-text`, `parts-0-image_1`,
+`parts-TOTAL_FORMS`), so the page works without JavaScript: "Add part", "Remove part" and "Preview" are submit
+buttons that re-render the form. Images uploaded with any submission are stored at once with
+`publishing.store_media` (all of them, or none when one is refused) and carried on as hidden media ids, so nobody
+picks a file twice; the preview shows them through the owner-only media view.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from django import forms
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.forms.utils import ErrorDict
+from django.utils.formats import number_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy as _
+
+from integrations.adapter import describe
+from integrations.bluesky import images, publishing, richtext
+from integrations.bluesky.health import Health, health
+from integrations.conf import app_settings
+from integrations.exceptions import EmptyPost, IntegrationDisabled, IntegrationError, MediaNotFound
+from integrations.models import Channel, Media
+
+SLOTS = range(1, images.MAX_IMAGES_PER_POST + 1)  # image slots of a part, numbered as people count
+_UPLOAD = re.compile(r"parts-(\d+)-image_(\d+)")
+_PART_KEY = re.compile(r"parts-(\d+)-(.+)")
+BYTES_SHOWN_FROM = 2700  # the byte count is shown once a text gets close to MAX_BYTES
+
+
+# --- channels --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChannelOption:
+    """A channel in the composer's picker: selectable when it can publish now, else the reason it cannot."""
+
+    channel: Channel
+    health: Health
+    reason: str  # empty when the channel can publish
+
+    @property
+    def ready(self) -> bool:
+        return not self.reason
+
+
+def channel_options(user: AbstractBaseUser) -> list[ChannelOption]:
+    """All the user's channels, those that can publish first (the others say why they cannot)."""
+    options = []
+    for channel in Channel.objects.filter(user=user).without_tokens():
+        state = health(channel)
+        try:
+            publishing.ensure_can_publish(channel)
+        except IntegrationDisabled as exc:
+            reason = describe(exc).message
+        except IntegrationError:
+            reason = state.advice or f"{state.label}."  # the label is on the badge next to it
+        else:
+            reason = ""
+        options.append(ChannelOption(channel, state, reason))
+    return sorted(options, key=lambda option: (not option.ready, option.channel.handle))
+
+
+# --- forms -----------------------------------------------------------------------------------------------------
+class ComposerForm(forms.Form):
+    """The post as a whole: the channel it goes to and its languages (every part gets the same)."""
+
+    channel = forms.TypedChoiceField(label=_("Channel"), coerce=int, widget=forms.RadioSelect)
+    langs = forms.CharField(
+        label=_("Languages"),
+        required=False,
+        max_length=100,
+        help_text=_("Up to 3 language tags, separated by commas (for example: en, pt-BR)."),
+        widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false", "size": 20}),
+    )
+
+    def __init__(self, *args: Any, options: list[ChannelOption], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options = options
+        # Only channels that can publish are valid choices; the others are shown disabled with their reason.
+        self.fields["channel"].choices = [(o.channel.pk, f"@{o.channel.handle}") for o in options if o.ready]
+        self.fields["channel"].error_messages["invalid_choice"] = _("Choose one of your channels that can publish.")
+
+    def clean_langs(self) -> list[str]:
+        given = [tag for tag in re.split(r"[\s,;]+", self.cleaned_data["langs"]) if tag]
+        try:
+            return richtext.normalize_langs(given, None)
+        except IntegrationError as exc:
+            raise ValidationError(describe(exc).message) from None
+
+    @property
+    def chosen_channel(self) -> Channel:
+        return next(o.channel for o in self.options if o.channel.pk == self.cleaned_data["channel"])
+
+
+class PartForm(forms.Form):
+    """One part of a thread: its text and up to four image slots (a new file, or an image already uploaded)."""
+
+    text = forms.CharField(
+        label=_("Text"), required=False, strip=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 40})
+    )
+
+    def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        for slot in SLOTS:
+            self.fields[f"image_{slot}"] = forms.FileField(
+                label=_("Image %(number)s") % {"number": slot},
+                required=False,
+                widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}),
+            )
+            self.fields[f"media_{slot}"] = forms.IntegerField(required=False, widget=forms.HiddenInput)
+            self.fields[f"alt_{slot}"] = forms.CharField(
+                label=_("Alt text for image %(number)s") % {"number": slot},
+                required=False,
+                max_length=images.MAX_ALT_TEXT + 100,  # the exact limit is checked below, in words
+                widget=forms.Textarea(attrs={"rows": 2, "cols": 30}),
+            )
+            self.fields[f"remove_{slot}"] = forms.BooleanField(
+                label=_("Remove image %(number)s") % {"number": slot}, required=False
+            )
+        self._media = self._load_media()
+
+    def _load_media(self) -> dict[int, Media]:
+        """The uploads the bound data names, each checked to belong to the user (others' ids are ignored)."""
+        if not self.is_bound:
+            return {}
+        ids = {}
+        for slot in SLOTS:
+            value = self.data.get(self.add_prefix(f"media_{slot}"))
+            if value and str(value).isdigit():
+                ids[slot] = int(value)
+        found = {m.pk: m for m in Media.objects.filter(pk__in=ids.values(), owner=self.user)}
+        return {slot: found[pk] for slot, pk in ids.items() if pk in found}
+
+    def slots(self) -> list[dict[str, Any]]:
+        """Each image slot for the template: its fields and the stored image it holds, if any."""
+        return [
+            {
+                "number": slot,
+                "media": self._media.get(slot),
+                "image": self[f"image_{slot}"],
+                "media_field": self[f"media_{slot}"],
+                "alt": self[f"alt_{slot}"],
+                "remove": self[f"remove_{slot}"],
+            }
+            for slot in SLOTS
+        ]
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        try:
+            length = richtext.measure(text)
+        except IntegrationError as exc:
+            raise ValidationError(describe(exc).message) from None
+        if not length.fits:
+            raise ValidationError(describe(richtext.PostTooLong(length)).message)
+        return text
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        attached = []
+        for slot in SLOTS:
+            media_id = cleaned.get(f"media_{slot}")
+            if media_id is None or cleaned.get(f"remove_{slot}"):
+                continue
+            media = self._media.get(slot)
+            if media is None:
+                self.add_error(f"image_{slot}", describe(MediaNotFound()).message)
+                continue
+            try:
+                alt = images.check_alt(cleaned.get(f"alt_{slot}"), required=bool(app_settings.POST_ALT_TEXT_REQUIRED))
+            except IntegrationError as exc:
+                self.add_error(f"alt_{slot}", describe(exc).message)
+                continue
+            attached.append(publishing.ImageRequest(media.pk, alt))
+        cleaned["images"] = attached
+        if "text" in cleaned and not cleaned["text"].strip() and not attached and not self.errors:
+            self.add_error("text", describe(EmptyPost()).message)
+        return cleaned
+
+    def request(self, langs: list[str]) -> publishing.PartRequest:
+        return publishing.PartRequest(
+            text=self.cleaned_data["text"], images=tuple(self.cleaned_data["images"]), langs=tuple(langs)
+        )
+
+    def preview(self) -> PartPreview | None:
+        """The part as it will be sent, when its text can be measured at all."""
+        text = self.data.get(self.add_prefix("text"), "") if self.is_bound else ""
+        try:
+            return preview(text, self.attached_media())
+        except IntegrationError:
+            return None
+
+    def attached_media(self) -> list[tuple[Media, str]]:
+        """The stored images this part keeps, with their alt text as written."""
+        kept = []
+        for slot, media in self._media.items():
+            if self.data.get(self.add_prefix(f"remove_{slot}")):
+                continue
+            kept.append((media, str(self.data.get(self.add_prefix(f"alt_{slot}"), "")).strip()))
+        return kept
+
+    def length(self) -> richtext.TextLength:
+        """The text's length as it will be sent (0 for a new part or text that cannot be sent)."""
+        try:
+            return richtext.measure(self.data.get(self.add_prefix("text"), "") if self.is_bound else "")
+        except IntegrationError:
+            return richtext.TextLength(0, 0)
+
+    def counter(self) -> str:
+        return counter_text(self.length())
+
+
+class BasePartFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        if not 1 <= self.total_form_count() <= int(app_settings.POST_MAX_PARTS):
+            raise ValidationError(_("A thread has between 1 and %(max)s parts.") % {"max": app_settings.POST_MAX_PARTS})
+
+
+def part_formset(*, max_parts: int | None = None) -> type[forms.BaseFormSet]:
+    max_parts = max_parts or int(app_settings.POST_MAX_PARTS)
+    return forms.formset_factory(
+        PartForm,
+        formset=BasePartFormSet,
+        extra=0,
+        min_num=1,
+        max_num=max_parts,
+        absolute_max=max_parts,
+        validate_min=True,
+        validate_max=True,
+    )
+
+
+# --- a submission ----------------------------------------------------------------------------------------------
+class Draft:
+    """One submission of the composer: its uploads stored (all or none), "Add part" / "Remove part" applied, and
+    the forms bound to the result. `action` is "publish", "preview", "add" or "remove"."""
+
+    def __init__(
+        self,
+        user: AbstractBaseUser,
+        data: Mapping[str, Any],
+        files: Mapping[str, Any],
+        options: list[ChannelOption],
+    ) -> None:
+        self.user = user
+        self.data = data.copy()  # a QueryDict: mutable copy
+        self.upload_errors: dict[tuple[int, int], str] = {}
+        self.action, _, remove_index = str(data.get("action", "preview")).partition("-")
+        if self.action not in ("publish", "preview", "add", "remove"):
+            self.action = "preview"
+        self._store_uploads(files)
+        self._drop_removed_images()
+        total = self._total()
+        if self.action == "add" and total < int(app_settings.POST_MAX_PARTS):
+            self.data["parts-TOTAL_FORMS"] = str(total + 1)
+        elif self.action == "remove" and remove_index.isdigit() and total > 1:
+            self._remove_part(int(remove_index), total)
+        self.form = ComposerForm(self.data, options=options)
+        self.parts = part_formset()(self.data, prefix="parts", form_kwargs={"user": user})
+        if not self.checked:
+            self._quiet()
+        for (index, slot), message in self.upload_errors.items():
+            if index < len(self.parts.forms):
+                self.parts.forms[index].add_error(f"image_{slot}", message)
+
+    @property
+    def checked(self) -> bool:
+        """Whether this submission is validated: "Add part" and "Remove part" only re-render what was written."""
+        return self.action in ("publish", "preview")
+
+    def _quiet(self) -> None:
+        for form in [self.form, *self.parts.forms]:
+            form._errors, form.cleaned_data = ErrorDict(), {}
+        self.parts._errors, self.parts._non_form_errors = [], self.parts.error_class()
+
+    def _total(self) -> int:
+        value = str(self.data.get("parts-TOTAL_FORMS", "1"))
+        return min(int(value), int(app_settings.POST_MAX_PARTS)) if value.isdigit() else 1
+
+    def _store_uploads(self, files: Mapping[str, Any]) -> None:
+        """Store every uploaded image and name it in the data; when one is refused, none of them is kept."""
+        stored: list[Media] = []
+        named: list[str] = []
+        for key in files:
+            match = _UPLOAD.fullmatch(key)
+            if not match or int(match[1]) >= self._total() or int(match[2]) not in SLOTS:
+                continue
+            try:
+                media = publishing.store_media(self.user, files[key])
+            except IntegrationError as exc:
+                self.upload_errors[(int(match[1]), int(match[2]))] = describe(exc).message
+                continue
+            stored.append(media)
+            named.append(f"parts-{match[1]}-media_{match[2]}")
+            self.data[named[-1]] = str(media.pk)
+            self.data.pop(f"parts-{match[1]}-remove_{match[2]}", None)
+        if self.upload_errors:
+            for media in stored:
+                media.file.delete(save=False)
+                media.delete()
+            for key in named:
+                del self.data[key]
+
+    def _drop_removed_images(self) -> None:
+        """Forget the images whose "Remove" box is ticked (`purge_unused_media` deletes unused uploads later)."""
+        for key in list(self.data):
+            match = _PART_KEY.fullmatch(key)
+            if not match or not match[2].startswith("remove_") or not self.data.get(key):
+                continue
+            prefix, slot = f"parts-{match[1]}-", match[2].removeprefix("remove_")
+            for name in (f"remove_{slot}", f"media_{slot}", f"alt_{slot}"):
+                self.data.pop(prefix + name, None)
+
+    def _remove_part(self, index: int, total: int) -> None:
+        """Drop part `index` and number the later parts down, as the page's script does."""
+        moved: dict[str, list[Any]] = {}
+        for key in list(self.data):
+            match = _PART_KEY.fullmatch(key)
+            if not match or not match[1].isdigit():
+                continue
+            values = self.data.getlist(key)
+            del self.data[key]
+            number = int(match[1])
+            if number != index:
+                moved[f"parts-{number - (number > index)}-{match[2]}"] = values
+        for key, values in moved.items():
+            self.data.setlist(key, values)
+        self.data["parts-TOTAL_FORMS"] = str(total - 1)
+
+    def is_valid(self) -> bool:
+        # Both forms are always validated, so every error is shown at once.
+        form_ok, parts_ok = self.form.is_valid(), self.parts.is_valid()
+        return form_ok and parts_ok and not self.upload_errors
+
+    def requests(self) -> list[publishing.PartRequest]:
+        langs = self.form.cleaned_data["langs"]
+        return [part.request(langs) for part in self.parts.forms]
+
+
+def counter_text(length: richtext.TextLength) -> str:
+    """What the composer's counter says (the page's script says the same, from the same translated words)."""
+    text = _("%(count)s of %(max)s characters") % {
+        "count": number_format(length.graphemes, force_grouping=True),
+        "max": number_format(richtext.MAX_GRAPHEMES, force_grouping=True),
+    }
+    if length.bytes >= BYTES_SHOWN_FROM or length.bytes > richtext.MAX_BYTES:
+        text += " · " + _("%(count)s of %(max)s bytes") % {
+            "count": number_format(length.bytes, force_grouping=True),
+            "max": number_format(richtext.MAX_BYTES, force_grouping=True),
+        }
+    return text
+
+
+def script_words() -> dict[str, str]:
+    """The words composer.js says, translated here so the page's script and `counter_text` share one catalogue."""
+    return {
+        "count": str(_("%(count)s of %(max)s characters")),
+        "bytes": str(_("%(count)s of %(max)s bytes")),
+        "too-long": str(_("Too long:")),
+        "approximate": str(_("(approximate: Preview shows the exact count)")),
+        "part": str(_("Part %(number)s:")),
+        "stale": str(_("Changed since this preview: choose Preview to see it again.")),
+        "added": str(_("Part %(number)s added.")),
+        "removed": str(_("Part %(number)s removed.")),
+    }
+
+
+# --- preview ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PartPreview:
+    html: SafeString
+    length: richtext.TextLength
+    images: list[tuple[Media, str]]
+
+    @property
+    def fits(self) -> bool:
+        return self.length.fits
+
+    @property
+    def counter(self) -> str:
+        return counter_text(self.length)
+
+
+def preview(text: str, attached: list[tuple[Media, str]] | None = None) -> PartPreview:
+    """The text as it will be sent (prepared, links shortened) with its links, mentions and tags marked up as
+    bsky.app shows them. Mentions are linked by handle here; one that does not resolve when publishing stays text."""
+    prepared = richtext.prepare_text(text)
+    sent, facets = richtext.shorten_links(prepared, richtext.detect_facets(prepared))
+    data = sent.encode("utf-8")
+    pieces: list[str] = []
+    cursor = 0
+    for facet in facets:
+        pieces.append(format_html("{}", data[cursor : facet.byte_start].decode("utf-8")))
+        visible = data[facet.byte_start : facet.byte_end].decode("utf-8")
+        pieces.append(format_html(_FACET_LINK, facet.kind, _facet_href(facet), visible))
+        cursor = facet.byte_end
+    pieces.append(format_html("{}", data[cursor:].decode("utf-8")))
+    return PartPreview(mark_safe("".join(pieces)), richtext.count(sent), list(attached or []))  # noqa: S308
+
+
+_FACET_LINK = '<a class="facet {}" href="{}" target="_blank" rel="noopener noreferrer nofollow">{}</a>'
+
+
+def _facet_href(facet: richtext.DetectedFacet) -> str:
+    if facet.kind == "link":
+        return facet.value
+    if facet.kind == "mention":
+        return f"https://bsky.app/profile/{quote(facet.value)}"
+    return f"https://bsky.app/hashtag/{quote(facet.value)}"
+
+
+def web_url(uri: str) -> str:
+    """A published record's bsky.app address (`at://did/app.bsky.feed.post/rkey` -> https://bsky.app/...)."""
+    if not uri:
+        return ""
+    did, _, rkey = uri.removeprefix("at://").partition("/app.bsky.feed.post/")
+    return f"https://bsky.app/profile/{did}/post/{rkey}"
