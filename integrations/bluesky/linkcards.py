@@ -87,7 +87,7 @@ def _to_cache(card: Card) -> dict:
     thumb = card.thumb
     entry: dict = {"title": card.title, "description": card.description, "thumb": None}
     if thumb is not None:
-        entry["thumb"] = (thumb.data, thumb.mime, thumb.width, thumb.height)  # at most THUMB_MAX_BYTES
+        entry["thumb"] = (thumb.data, thumb.mime, thumb.width, thumb.height, thumb.reencoded)  # ≤ THUMB_MAX_BYTES
     return entry
 
 
@@ -96,8 +96,7 @@ def _from_cache(url: str, entry: dict) -> CardResult:
         return CardResult(None, entry["reason"])
     thumb = None
     if entry["thumb"]:
-        data, mime, width, height = entry["thumb"]
-        thumb = images.PreparedImage(data, mime, width, height, reencoded=True)
+        thumb = images.PreparedImage(*entry["thumb"])
     return CardResult(Card(url, entry["title"], entry["description"], thumb))
 
 
