@@ -394,7 +394,8 @@ def accept(
 
     Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
     post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
-    invalid_reference, empty_post. Nothing is stored unless everything is right.
+    invalid_reference, empty_post. Nothing is stored unless everything is right. Link cards are fetched last and
+    never refuse a post: a part whose card cannot be built is stored without one and with the reason (`card_note`).
     """
     from integrations.bluesky import images, references, richtext
 
