@@ -103,6 +103,13 @@ SETTINGS: tuple[Setting, ...] = (
         (str,),
         "A post's language when its author names none (BCP 47, e.g. 'de'). Empty: the request's, else LANGUAGE_CODE.",
     ),
+    Setting(
+        "LINK_CARDS",
+        True,
+        (bool,),
+        "A post with a link and no images or quote gets a card built from the page's metadata; False: never.",
+    ),
+    Setting("LINK_CARD_TIMEOUT", 5.0, (int, float), "Seconds a link card's page or image may take to answer."),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

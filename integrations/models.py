@@ -265,6 +265,10 @@ class PostPart(models.Model):
     text = models.TextField()
     langs = models.JSONField(default=list)
     images = models.JSONField(default=list)  # [{"media": id, "alt": "..."}] as the user gave them
+    # The link card planned for this part: {"uri", "title", "description", "media": the thumbnail's id or None}.
+    card = models.JSONField(null=True, blank=True, default=None)
+    # Why the part has no link card (or no thumbnail) although it has a link, in the author's words.
+    card_note = models.CharField(max_length=300, blank=True, default="")
     rkey = models.CharField(max_length=20)
     record = models.JSONField()
     expected_cid = models.CharField(max_length=100)

@@ -130,10 +130,63 @@ class ImageInputSerializer(serializers.Serializer):
     alt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
 
 
+class LinkCardInputSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=2000, help_text="The page the card links to (http or https).")
+    title = serializers.CharField(
+        required=False, allow_blank=True, max_length=300, help_text="Missing: the page's title."
+    )
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text="Missing: the page's description."
+    )
+
+    def validate_url(self, value: str) -> str:
+        if not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("Enter an http or https address.", code="invalid")
+        return value
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["auto"]},
+            {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                    "title": {"type": "string", "maxLength": 300},
+                    "description": {"type": "string", "maxLength": 1000},
+                },
+                "required": ["url"],
+            },
+        ],
+        "nullable": True,
+        "default": "auto",
+        "description": '"auto" (a card from the first link), null (no card), or the card as the user edited it.',
+    }
+)
+class LinkCardField(serializers.Field):
+    """`"auto"`, null, or `{"url", "title"?, "description"?}`."""
+
+    default_error_messages = {"invalid": 'Expected "auto", null or an object with url, title and description.'}
+
+    def to_internal_value(self, data: Any) -> str | dict[str, str]:
+        if data == "auto":
+            return "auto"
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        card = LinkCardInputSerializer(data=data)
+        card.is_valid(raise_exception=True)
+        return dict(card.validated_data)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class PartInputSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=30_000)
     images = ImageInputSerializer(many=True, required=False, default=list)
     langs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+    link_card = LinkCardField(required=False, allow_null=True, default="auto")
 
 
 class PostInputSerializer(serializers.Serializer):
@@ -143,11 +196,35 @@ class PostInputSerializer(serializers.Serializer):
     quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
+class LinkCardSerializer(serializers.Serializer):
+    uri = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    thumb = serializers.BooleanField(help_text="Whether the card carries a thumbnail.")
+
+
 class PostPartSerializer(serializers.Serializer):
     text = serializers.CharField()
     uri = serializers.CharField(help_text="The record's at:// URI once published, else empty.")
     cid = serializers.CharField()
     url = serializers.SerializerMethodField(help_text="The post's bsky.app address once published, else empty.")
+    card = serializers.SerializerMethodField(help_text="The link card the record carries, or null.")
+    card_note = serializers.CharField(
+        help_text="Why the part has no link card (or no thumbnail) though it has a link; empty when nothing is amiss."
+    )
+
+    @extend_schema_field(LinkCardSerializer(allow_null=True))
+    def get_card(self, part: Any) -> dict[str, Any] | None:
+        embed = (part.record or {}).get("embed") or {}
+        if embed.get("$type") != "app.bsky.embed.external":
+            return None
+        external = embed["external"]
+        return {
+            "uri": external["uri"],
+            "title": external["title"],
+            "description": external["description"],
+            "thumb": "thumb" in external,
+        }
 
     def get_url(self, part: Any) -> str:
         if not part.uri:

@@ -198,6 +198,7 @@ class PostViewSet(
                     text=part["text"],
                     images=tuple(publishing.ImageRequest(i["media"], i["alt"]) for i in part["images"]),
                     langs=tuple(part["langs"]),
+                    link_card=part["link_card"],
                 )
                 for part in values["parts"]
             ],

@@ -100,22 +100,43 @@ class PlannedImage:
     alt: str
     media_id: int | None = None  # the upload it comes from (not part of the record)
 
+    def blob(self) -> dict[str, Any]:
+        return {"$type": "blob", "ref": {"$link": self.cid}, "mimeType": self.mime, "size": self.size}
+
     def as_record(self) -> dict[str, Any]:
         return {
             "alt": self.alt,
-            "image": {"$type": "blob", "ref": {"$link": self.cid}, "mimeType": self.mime, "size": self.size},
+            "image": self.blob(),
             "aspectRatio": {"width": self.width, "height": self.height},
         }
 
 
 @dataclass(frozen=True)
+class ExternalCard:
+    """A link card (app.bsky.embed.external): the link, its title and description, and its thumbnail's blob."""
+
+    uri: str
+    title: str
+    description: str
+    thumb: PlannedImage | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        external: dict[str, Any] = {"uri": self.uri, "title": self.title, "description": self.description}
+        if self.thumb is not None:
+            external["thumb"] = self.thumb.blob()
+        return {"$type": "app.bsky.embed.external", "external": external}
+
+
+@dataclass(frozen=True)
 class PartInput:
-    """What one part says: text (as it will be sent), facets in the record's shape, langs and images."""
+    """What one part says: text (as it will be sent), facets in the record's shape, langs, images and a link card
+    (shown only when the part has no images and no quote: a record has one embed)."""
 
     text: str
     facets: list[dict[str, Any]] = field(default_factory=list)
     langs: list[str] = field(default_factory=list)
     images: list[PlannedImage] = field(default_factory=list)
+    external: ExternalCard | None = None
 
 
 @dataclass(frozen=True)
@@ -126,12 +147,18 @@ class PlannedPart:
     cid: str
 
 
-def _embed(images: Sequence[PlannedImage], quote: StrongRef | None) -> dict[str, Any] | None:
+def _embed(
+    images: Sequence[PlannedImage], quote: StrongRef | None, external: ExternalCard | None = None
+) -> dict[str, Any] | None:
+    """The record's one embed: images and a quote together, or either; a link card only when there is neither
+    (what bsky.app does: attaching images or a quote replaces the card)."""
     media = {"$type": "app.bsky.embed.images", "images": [image.as_record() for image in images]} if images else None
     if quote and media:
         return {"$type": "app.bsky.embed.recordWithMedia", "record": {"record": quote.as_record()}, "media": media}
     if quote:
         return {"$type": "app.bsky.embed.record", "record": quote.as_record()}
+    if media is None and external is not None:
+        return external.as_record()
     return media
 
 
@@ -161,7 +188,7 @@ def plan_thread(
             record["langs"] = list(part.langs)
         if part.facets:
             record["facets"] = list(part.facets)
-        embed = _embed(part.images, quote if index == 0 else None)
+        embed = _embed(part.images, quote if index == 0 else None, part.external)
         if embed:
             record["embed"] = embed
         if parent is not None and root is not None:

@@ -31,6 +31,7 @@ from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.health import health_state
 from integrations.bluesky.plans import (
     POST_COLLECTION,
+    ExternalCard,
     PartInput,
     PlannedImage,
     StrongRef,
@@ -89,12 +90,13 @@ def create_post(
     quote_uri: str = "",
     max_parts: int = 25,
     claim: bool = False,
+    notes: Sequence[str] = (),
 ) -> Post:
     """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet.
 
     With `claim`, the post is stored already taken for its first attempt (one commit instead of two): call
     `publish(post.pk, claimed=post)` next. Should the process die in between, the lease runs out and
-    `publish_due` picks the post up.
+    `publish_due` picks the post up. `notes`: per part, why it has no link card (or no thumbnail), if anything.
     """
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
@@ -121,6 +123,8 @@ def create_post(
                 text=part.text,
                 langs=list(part.langs),
                 images=[{"media": image.media_id, "alt": image.alt} for image in part.images],
+                card=_card_json(part.external),
+                card_note=notes[index] if notes else "",
                 rkey=plan.rkey,
                 record=plan.record,
                 expected_cid=plan.cid,
@@ -128,6 +132,21 @@ def create_post(
             for index, (part, plan) in enumerate(zip(parts, planned, strict=True))
         )
     return post
+
+
+def _card_json(card: ExternalCard | None) -> dict[str, Any] | None:
+    if card is None:
+        return None
+    media = card.thumb.media_id if card.thumb else None
+    return {"uri": card.uri, "title": card.title, "description": card.description, "media": media}
+
+
+def media_ids(part: PostPart) -> list[int]:
+    """The uploads a part's record needs as blobs: its images, then its link card's thumbnail."""
+    ids = [image["media"] for image in part.images if image["media"]]
+    if part.card and part.card.get("media"):
+        ids.append(part.card["media"])
+    return ids
 
 
 def _claim(post_id: int, *, retry: bool) -> Post | None:
@@ -181,12 +200,13 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
 
 
 def _upload_blobs(channel: Channel, parts: Sequence[PostPart]) -> None:
-    """Upload every image of the post (the same bytes always give the same blob, so this is safe to repeat)."""
+    """Upload every image and card thumbnail of the post (the same bytes always give the same blob, so this is safe
+    to repeat)."""
     for part in parts:
         if part.uri:
             continue
-        for image in part.images:
-            media = Media.objects.filter(pk=image["media"]).first() if image["media"] else None
+        for media_id in media_ids(part):
+            media = Media.objects.filter(pk=media_id).first()
             if media is None:
                 continue  # published earlier and cleaned up: its blob is already in the repo
             with media.file.open("rb") as handle:
@@ -242,7 +262,7 @@ def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool
 
 
 def _published(post: Post, parts: Sequence[PostPart]) -> Post:
-    used_media = [image["media"] for part in parts for image in part.images]
+    used_media = [media_id for part in parts for media_id in media_ids(part)]
     with transaction.atomic():
         for part in parts:  # a thread is short: plain updates cost less than bulk_update's CASE expressions
             PostPart.objects.filter(pk=part.pk).update(uri=part.uri, cid=part.cid)
@@ -308,9 +328,9 @@ def delete(post: Post) -> None:
                 channel,
                 lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key),
             )
-    media_ids = [image["media"] for part in post.parts.all() for image in part.images]
+    used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
     post.delete()
-    for media in Media.objects.filter(pk__in=media_ids):
+    for media in Media.objects.filter(pk__in=used_media):
         media.file.delete(save=False)
         media.delete()
 
@@ -349,11 +369,15 @@ class ImageRequest:
 
 @dataclass(frozen=True)
 class PartRequest:
-    """One part as a user writes it: text, up to 4 images with alt text, and languages (empty: the default)."""
+    """One part as a user writes it: text, up to 4 images with alt text, languages (empty: the default) and the
+    link card: "auto" (built from the part's first link), None (no card), or the user's own
+    `{"url", "title"?, "description"?}` (a missing title or description is the page's; the thumbnail is always the
+    page's image, when it can be read)."""
 
     text: str
     images: tuple[ImageRequest, ...] = ()
     langs: tuple[str, ...] = ()
+    link_card: str | dict[str, str] | None = "auto"
 
 
 def accept(
@@ -370,7 +394,8 @@ def accept(
 
     Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
     post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
-    invalid_reference, empty_post. Nothing is stored unless everything is right.
+    invalid_reference, empty_post. Nothing is stored unless everything is right. Link cards are fetched last and
+    never refuse a post: a part whose card cannot be built is stored without one and with the reason (`card_note`).
     """
     from integrations.bluesky import images, references, richtext
 
@@ -387,7 +412,7 @@ def accept(
         except IntegrationError:
             return None  # the mention stays plain text
 
-    inputs = []
+    checked = []
     for part in parts:
         images.check_image_count(len(part.images))
         rich = richtext.build(part.text, resolve_handle)
@@ -395,7 +420,16 @@ def accept(
             raise EmptyPost()
         planned_images = [_planned_image(user, image, images) for image in part.images]
         langs = richtext.normalize_langs(list(part.langs), default_lang or richtext.default_lang(None))
-        inputs.append(PartInput(text=rich.text, facets=rich.facets, langs=langs, images=planned_images))
+        checked.append((part, rich, planned_images, langs))
+    # Cards last: pages are fetched only for a post that is otherwise right, so no thumbnail is stored for nothing.
+    inputs, notes = [], []
+    for index, (part, rich, planned_images, langs) in enumerate(checked):
+        has_embed = bool(planned_images) or (index == 0 and quoted is not None)
+        external, note = _link_card(user, part.link_card, rich.facets, has_embed=has_embed)
+        inputs.append(
+            PartInput(text=rich.text, facets=rich.facets, langs=langs, images=planned_images, external=external)
+        )
+        notes.append(note)
     return create_post(
         user,
         channel,
@@ -406,6 +440,69 @@ def accept(
         quote_uri=quoted.uri if quoted else "",
         max_parts=max_parts,
         claim=True,
+        notes=notes,
+    )
+
+
+def first_link(facets: Sequence[dict[str, Any]]) -> str | None:
+    """The URI of the first link in a part's facets (the full URI, however the text shortens it)."""
+    for facet in facets:
+        for feature in facet.get("features", ()):
+            if feature.get("$type") == "app.bsky.richtext.facet#link" and feature.get("uri"):
+                return str(feature["uri"])
+    return None
+
+
+def _link_card(
+    user: AbstractBaseUser, request: str | dict[str, str] | None, facets: Sequence[dict[str, Any]], *, has_embed: bool
+) -> tuple[ExternalCard | None, str]:
+    """The part's link card and, when it has none (or no thumbnail) though one was expected, why not.
+
+    A card that cannot be built never stops the post: it goes out without one, and the note says why.
+    """
+    from integrations.bluesky import linkcards
+
+    if request is None or not app_settings.LINK_CARDS:
+        return None, ""
+    if has_embed:  # a record has one embed: images or a quote take the card's place
+        explicit = isinstance(request, dict)
+        return None, "The images or the quoted post are shown instead of the link card." if explicit else ""
+    if isinstance(request, dict):
+        url = request["url"]
+        result = linkcards.fetch_card(url)
+        fetched = result.card
+        title = request.get("title")
+        description = request.get("description")
+        title = title if title is not None else (fetched.title if fetched else "")
+        description = description if description is not None else (fetched.description if fetched else "")
+        note = "" if fetched and fetched.thumb else f"No thumbnail: {result.reason or 'the page has no usable image.'}"
+    else:
+        url = first_link(facets)
+        if url is None:
+            return None, ""
+        result = linkcards.fetch_card(url)
+        if result.card is None:
+            return None, f"No link card: {result.reason}"
+        fetched, title, description, note = result.card, result.card.title, result.card.description, ""
+    thumb = _thumb_media(user, fetched.thumb) if fetched and fetched.thumb else None
+    return ExternalCard(uri=url, title=title, description=description, thumb=thumb), note
+
+
+def _thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage:
+    """Keep a card's thumbnail as an upload of the user's, so it is sent as a blob like an image."""
+    from django.core.files.base import ContentFile
+
+    media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
+    media.file.save("thumb", ContentFile(prepared.data), save=False)
+    media.save()
+    return PlannedImage(
+        cid=blob_cid(prepared.data),
+        mime=media.mime,
+        size=media.size,
+        width=media.width,
+        height=media.height,
+        alt="",
+        media_id=media.pk,
     )
 
 
@@ -436,7 +533,7 @@ def store_media(user: AbstractBaseUser, upload: Any) -> Media:
 
 def purge_unused_media(older_than: timedelta = timedelta(days=1)) -> int:
     """Delete uploads no post uses that are older than `older_than`; return how many."""
-    used = {image["media"] for images in PostPart.objects.values_list("images", flat=True) for image in images}
+    used = {media_id for part in PostPart.objects.only("images", "card") for media_id in media_ids(part)}
     stale = Media.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=used)
     count = 0
     for media in stale:

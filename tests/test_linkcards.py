@@ -1,0 +1,293 @@
+"""integrations.bluesky.linkcards: cards read from pages on a local HTTP server, and posts that carry them (against
+the real local PDS).
+
+The test settings allow insecure hosts, so the guard is off for pages on 127.0.0.1; the refusal case switches it
+on and lets a patched resolver take a second loopback address for a public one (as tests/test_outbound.py does).
+"""
+
+import contextlib
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from integrations import outbound
+from integrations.bluesky import images, linkcards
+from integrations.models import Media
+from tests.test_outbound import count_as_public, fake_dns  # noqa: F401 (a fixture)
+from tests.test_publishing import records
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def png(width: int = 120, height: int = 63) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (20, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def big_jpeg() -> bytes:
+    """A noisy photo-like JPEG of about 1.8 MB: over the thumbnail limit, under the image read limit."""
+    buffer = io.BytesIO()
+    Image.effect_noise((1600, 1200), 40).convert("RGB").save(buffer, "JPEG", quality=97)
+    data = buffer.getvalue()
+    assert images.THUMB_MAX_BYTES < len(data) < linkcards.IMAGE_MAX_BYTES
+    return data
+
+
+def html(head: str, charset: str = "utf-8") -> Answer:
+    return (
+        200,
+        {"Content-Type": f"text/html; charset={charset}"},
+        f"<html><head>{head}</head><body></body></html>".encode(),
+    )
+
+
+OG_PAGE = html(
+    '<meta property="og:title" content="Skyport &amp; friends">'
+    '<meta property="og:description" content="  Publishing\n to Bluesky, exactly once. ">'
+    '<meta property="og:image" content="/img/card.png">'
+    "<title>The HTML title loses</title>"
+)
+
+
+@dataclass
+class Site:
+    url: str
+    routes: dict[str, Callable[[], Answer] | Answer]
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """A stdlib HTTP server on 127.0.0.1 answering `site.routes[path]` (an answer, or a function giving one)."""
+    routes: dict = {}
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            route = routes.get(self.path, (404, {"Content-Type": "text/html"}, b"<title>Not found</title>"))
+            status, headers, body = route() if callable(route) else route
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client stopped reading (a page too large)
+                self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Site(f"http://127.0.0.1:{server.server_address[1]}", routes, requests)
+    server.shutdown()
+    server.server_close()
+
+
+# --- reading pages ------------------------------------------------------------------------------------------------
+def test_open_graph_tags_make_the_card_and_the_relative_image_its_thumbnail(site):
+    site.routes["/og"] = OG_PAGE
+    site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, png())
+    result = linkcards.fetch_card(f"{site.url}/og")
+    card = result.card
+    assert card is not None, result.reason
+    assert (card.url, card.title, card.description) == (
+        f"{site.url}/og",
+        "Skyport & friends",
+        "Publishing to Bluesky, exactly once.",
+    )
+    assert (
+        card.thumb is not None and card.thumb.mime == "image/png" and (card.thumb.width, card.thumb.height) == (120, 63)
+    )
+    assert site.requests == ["/og", "/img/card.png"]
+
+
+def test_twitter_tags_and_plain_html_are_the_fallbacks(site):
+    site.routes["/title"] = html("<title>  Only a\n title </title>")
+    site.routes["/twitter"] = html(
+        '<meta name="twitter:title" content="Tweety"><meta name="description" content="Plain description">'
+    )
+    only_title = linkcards.fetch_card(f"{site.url}/title").card
+    assert only_title and (only_title.title, only_title.description, only_title.thumb) == ("Only a title", "", None)
+    twitter = linkcards.fetch_card(f"{site.url}/twitter").card
+    assert twitter and (twitter.title, twitter.description) == ("Tweety", "Plain description")
+
+
+def test_the_pages_charset_is_honoured_from_the_header_or_its_meta_tag(site):
+    body = "<html><head><title>Café crème à Zürich</title></head></html>".encode("iso-8859-1")
+    site.routes["/header"] = (200, {"Content-Type": "text/html; charset=ISO-8859-1"}, body)
+    meta_body = '<html><head><meta charset="iso-8859-1"><title>Café</title></head></html>'.encode("iso-8859-1")
+    site.routes["/meta"] = (200, {"Content-Type": "text/html"}, meta_body)
+    site.routes["/none"] = (200, {"Content-Type": "text/html"}, "<title>Café \xff</title>".encode("iso-8859-1"))
+    assert linkcards.fetch_card(f"{site.url}/header").card.title == "Café crème à Zürich"
+    assert linkcards.fetch_card(f"{site.url}/meta").card.title == "Café"
+    assert linkcards.fetch_card(f"{site.url}/none").card.title == "Caf\ufffd \ufffd"  # UTF-8 with replacement
+
+
+def test_no_metadata_a_huge_page_a_slow_page_and_an_error_give_no_card_and_a_reason(site, settings):
+    site.routes["/empty"] = html("")
+    site.routes["/huge"] = html("<title>Huge</title>" + "x" * (linkcards.PAGE_MAX_BYTES + 10))
+    site.routes["/gone"] = (500, {"Content-Type": "text/html"}, b"<title>Oops</title>")
+    site.routes["/image"] = (200, {"Content-Type": "image/png"}, png())
+
+    def slow() -> Answer:
+        time.sleep(1.0)
+        return html("<title>Slow</title>")
+
+    site.routes["/slow"] = slow
+    settings.INTEGRATIONS_LINK_CARD_TIMEOUT = 0.3
+    reasons = {path: linkcards.fetch_card(f"{site.url}{path}") for path in ("/empty", "/huge", "/gone", "/image")}
+    reasons["/slow"] = linkcards.fetch_card(f"{site.url}/slow")
+    assert all(result.card is None for result in reasons.values())
+    assert reasons["/empty"].reason == "The page has no title or description."
+    assert reasons["/huge"].reason == "The page is larger than 1 MB."
+    assert reasons["/gone"].reason == "The page answered with HTTP status 500."
+    assert reasons["/image"].reason == "The link is not a web page."
+    assert reasons["/slow"].reason == "The page did not answer within 0.3 seconds."
+
+
+def test_an_image_over_the_thumbnail_limit_is_reencoded_within_it(site):
+    site.routes["/photo"] = html(
+        '<meta property="og:title" content="Photo"><meta property="og:image" content="/p.jpg">'
+    )
+    site.routes["/p.jpg"] = (200, {"Content-Type": "image/jpeg"}, big_jpeg())
+    thumb = linkcards.fetch_card(f"{site.url}/photo").card.thumb
+    assert thumb is not None and thumb.reencoded and thumb.mime == "image/jpeg"
+    assert len(thumb.data) <= images.THUMB_MAX_BYTES == 1_000_000
+
+
+def test_an_image_that_cannot_be_used_leaves_a_card_without_thumbnail(site):
+    site.routes["/bad"] = html('<meta property="og:title" content="Bad"><meta property="og:image" content="/x.png">')
+    site.routes["/x.png"] = (200, {"Content-Type": "image/png"}, b"<html>not an image</html>")
+    card = linkcards.fetch_card(f"{site.url}/bad").card
+    assert card is not None and card.title == "Bad" and card.thumb is None
+
+
+def test_a_redirect_to_a_loopback_address_is_refused_while_the_guard_is_on(site, settings, fake_dns, monkeypatch):  # noqa: F811
+    """news.example.com (really 127.0.0.1, taken for public) redirects to 127.0.0.2, which stays loopback."""
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    monkeypatch.setattr(outbound, "_check_scheme", lambda url: None)  # no TLS server here; the scheme has its test
+    count_as_public(monkeypatch, "127.0.0.1")
+    fake_dns.names["news.example.com"] = ["127.0.0.1"]
+    port = site.url.rsplit(":", 1)[1]
+    site.routes["/story"] = (302, {"Location": f"http://127.0.0.2:{port}/admin"}, b"")
+    result = linkcards.fetch_card(f"http://news.example.com:{port}/story")
+    assert result.card is None
+    assert result.reason == "The page may not be fetched (127.0.0.2: not a public address)."
+    assert site.requests == ["/story"]  # the loopback hop was never requested
+
+
+def test_cards_and_failures_are_cached_per_url(site):
+    site.routes["/og"] = OG_PAGE
+    site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, png())
+    first = linkcards.fetch_card(f"{site.url}/og")
+    second = linkcards.fetch_card(f"{site.url}/og")
+    assert second == first and second.card.thumb.data == first.card.thumb.data
+    assert site.requests == ["/og", "/img/card.png"]  # the second answer came from the cache
+    linkcards.fetch_card(f"{site.url}/missing")
+    linkcards.fetch_card(f"{site.url}/missing")
+    assert site.requests.count("/missing") == 1
+
+
+def test_link_cards_can_be_switched_off(site, settings):
+    settings.INTEGRATIONS_LINK_CARDS = False
+    site.routes["/og"] = OG_PAGE
+    assert linkcards.fetch_card(f"{site.url}/og") == linkcards.CardResult(None, "Link cards are switched off.")
+    assert site.requests == []
+
+
+# --- posts with cards, against the real PDS -----------------------------------------------------------------------
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def post(api, channel, text: str, **part) -> dict:
+    response = api.post("/api/v1/posts/", {"channel": channel.pk, "parts": [{"text": text, **part}]}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def stored_record(pds, account, uri: str) -> dict:
+    return {r["uri"]: r["value"] for r in records(pds, account.did)}[uri]
+
+
+@pytest.mark.pds
+@pytest.mark.django_db
+def test_a_post_with_a_link_carries_its_card_with_the_thumbnail_uploaded(api, channel, use_pds, account, site):
+    site.routes["/og"] = OG_PAGE
+    thumb = png()
+    site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, thumb)
+    answer = post(api, channel, f"Read this: {site.url}/og")
+    assert answer["status"] == "published", answer
+    [part] = answer["parts"]
+    assert part["card"] == {
+        "uri": f"{site.url}/og",
+        "title": "Skyport & friends",
+        "description": "Publishing to Bluesky, exactly once.",
+        "thumb": True,
+    }
+    assert part["card_note"] == ""
+    external = stored_record(use_pds, account, part["uri"])["embed"]
+    assert external["$type"] == "app.bsky.embed.external"
+    assert external["external"]["uri"] == f"{site.url}/og"
+    blob_ref = external["external"]["thumb"]
+    assert blob_ref["mimeType"] == "image/png" and blob_ref["size"] <= images.THUMB_MAX_BYTES
+    blob = use_pds.xrpc("GET", "com.atproto.sync.getBlob", params={"did": account.did, "cid": blob_ref["ref"]["$link"]})
+    assert blob.status_code == 200 and blob.content == images.prepare(thumb).data
+    assert not Media.objects.exists()  # the thumbnail's upload is gone once its blob is in the repo
+
+
+@pytest.mark.pds
+@pytest.mark.django_db
+def test_no_card_an_edited_card_and_a_card_beside_images(api, channel, use_pds, account, site):
+    site.routes["/og"] = OG_PAGE
+    site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, png())
+    without = post(api, channel, f"No card: {site.url}/og", link_card=None)
+    assert without["parts"][0]["card"] is None and without["parts"][0]["card_note"] == ""
+    assert "embed" not in stored_record(use_pds, account, without["parts"][0]["uri"])
+    edited = post(
+        api,
+        channel,
+        f"Edited: {site.url}/og",
+        link_card={"url": f"{site.url}/og", "title": "My title", "description": "My words"},
+    )
+    [part] = edited["parts"]
+    assert part["card"] == {"uri": f"{site.url}/og", "title": "My title", "description": "My words", "thumb": True}
+    external = stored_record(use_pds, account, part["uri"])["embed"]["external"]
+    assert (external["title"], external["description"]) == ("My title", "My words")
+
+
+@pytest.mark.pds
+@pytest.mark.django_db
+def test_a_broken_page_never_blocks_the_post_and_the_answer_says_why(api, channel, use_pds, account, site):
+    site.routes["/broken"] = (503, {"Content-Type": "text/html"}, b"<title>Down</title>")
+    answer = post(api, channel, f"Still posted: {site.url}/broken")
+    assert answer["status"] == "published"
+    [part] = answer["parts"]
+    assert part["card"] is None
+    assert part["card_note"] == "No link card: The page answered with HTTP status 503."
+    assert "embed" not in stored_record(use_pds, account, part["uri"])
+    assert api.get(f"/api/v1/posts/{answer['id']}/").json()["parts"][0]["card_note"] == part["card_note"]
+
+
+@pytest.mark.django_db
+def test_an_invalid_link_card_is_refused(api, channel):
+    response = api.post(
+        "/api/v1/posts/",
+        {"channel": channel.pk, "parts": [{"text": "hi", "link_card": {"url": "ftp://example.com/x"}}]},
+        format="json",
+    )
+    assert response.status_code == 400
