@@ -113,6 +113,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # In production WhiteNoise serves the files `collectstatic` wrote: compressed, with hashed names cached for a year.
 # In DEBUG, `runserver` serves them straight from the apps (no collectstatic needed).
+# Uploaded post images (private: served only through the app's owner-checked views, never from MEDIA_URL).
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -14,6 +14,11 @@ os.environ.setdefault("CACHE_URL", f"filecache://{tempfile.gettempdir()}/skyport
 from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests
+# Uploads of a test run go to a private temporary folder, never into the checkout.
+MEDIA_ROOT = tempfile.mkdtemp(prefix="skyport-test-media-")
+# No link card is fetched unless a test asks for one (tests/test_linkcards.py serves its pages on loopback):
+# a post text mentioning a public site must not make the suite reach out to it.
+INTEGRATIONS_LINK_CARDS = False
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

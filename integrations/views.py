@@ -199,7 +199,7 @@ class ComposeView(View):
             except IntegrationError as exc:
                 draft.form.add_error(None, describe(exc).message)
             else:
-                _tell_outcome(request, publishing.publish(post.pk))
+                _tell_outcome(request, publishing.publish(post.pk, claimed=post))
                 return redirect("integrations:post-list")
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
         return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)

@@ -58,6 +58,12 @@ OG_PAGE = html(
 )
 
 
+@pytest.fixture(autouse=True)
+def _cards_on(settings):
+    """The test settings switch link cards off so no test reaches out by accident; these tests are about them."""
+    settings.INTEGRATIONS_LINK_CARDS = True
+
+
 @dataclass
 class Site:
     url: str

@@ -199,10 +199,18 @@ def test_failed_and_waiting_posts_say_why_and_are_published_again(alice_client, 
     failed = publishing.accept(user, channel, [publishing.PartRequest("failed once")])
     waiting = publishing.accept(user, channel, [publishing.PartRequest("waiting")])
     Post.objects.filter(pk=failed.pk).update(
-        status=Post.Status.FAILED, attempts=1, error_code="channel_not_ready", error_message="It was suspended."
+        status=Post.Status.FAILED,
+        attempts=1,
+        lease_until=None,
+        error_code="channel_not_ready",
+        error_message="It was suspended.",
     )
     Post.objects.filter(pk=waiting.pk).update(
-        status=Post.Status.WAITING, attempts=1, error_code="pds_unavailable", error_message="Bluesky did not answer."
+        status=Post.Status.WAITING,
+        attempts=1,
+        lease_until=None,
+        error_code="pds_unavailable",
+        error_message="Bluesky did not answer.",
     )
     page = text_of(alice_client.get(POSTS))
     assert "Not published:" in page and "It was suspended." in page and "publish it again" in page
