@@ -56,6 +56,7 @@ _MESSAGES: dict[str, tuple[int, str]] = {
     "media_not_found": (400, _("That image is not one of your uploads (or it was already published).")),
     "post_busy": (409, _("This post is being published right now. Try again in {retry}.")),
     "post_not_retryable": (409, _("Only a failed or waiting post can be published again.")),
+    "invalid_cursor": (400, _("That page link is not valid. Start again from the newest posts.")),
 }
 _HEALTH_TEXTS: dict[str, tuple[str, str]] = {}
 _CONTEXT: dict[str, str] = {}

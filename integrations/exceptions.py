@@ -100,3 +100,9 @@ class PostNotRetryable(IntegrationError):
     """Only a failed or waiting post can be published again."""
 
     code = "post_not_retryable"
+
+
+class InvalidCursor(IntegrationError):
+    """A page cursor that is not one the server could have given (wrong characters or too long)."""
+
+    code = "invalid_cursor"

@@ -1,6 +1,9 @@
 """Channel and post pages for signed-in users. Thin: the work happens in `integrations.bluesky.services`,
 `publishing` and (for the composer's forms and preview) `composer`."""
 
+import logging
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -19,6 +22,8 @@ from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.exceptions import IntegrationError
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post
+
+logger = logging.getLogger(__name__)
 
 
 def _own_channel(request: HttpRequest, pk: int) -> Channel:
@@ -50,19 +55,29 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """One channel: profile, session times, health and its event log."""
+    """One channel: profile, session times, health, its recent posts and its event log."""
     channel = get_object_or_404(Channel.objects.without_tokens(), pk=pk, user=request.user)
     health = services.health(channel)
-    return render(
-        request,
-        "integrations/channel_detail.html",
-        {
-            "channel": channel,
-            "health": health,
-            "events": services.recent_events(channel),
-            "can_publish": bluesky_options.enabled() and health.state in publishing.READY_STATES,
-        },
-    )
+    context = {
+        "channel": channel,
+        "health": health,
+        "events": services.recent_events(channel),
+        "can_publish": bluesky_options.enabled() and health.state in publishing.READY_STATES,
+    }
+    context.update(_feed(request, channel))
+    return render(request, "integrations/channel_detail.html", context)
+
+
+def _feed(request: HttpRequest, channel: Channel) -> dict[str, Any]:
+    """The "Recent posts" part of the channel page: a page of posts, or why there is none (never an error page)."""
+    cursor = request.GET.get("cursor") or None
+    try:
+        # The page itself reads no token; the feed needs the session, so it loads the full row.
+        page = services.channel_feed(_own_channel(request, channel.pk), cursor)
+    except IntegrationError as exc:
+        logger.info("channel feed unavailable (%s) did=%s", exc.code, channel.did)
+        return {"feed": None, "feed_error": describe(exc).message, "feed_cursor": cursor}
+    return {"feed": page, "feed_error": "", "feed_cursor": cursor}
 
 
 @method_decorator(login_required, name="dispatch")

@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from integrations.bluesky import services
+from integrations.bluesky import feed, services
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.models import Channel, ChannelEvent
 
@@ -254,3 +254,32 @@ class PostSerializer(serializers.Serializer):
     @extend_schema_field(PostErrorSerializer(allow_null=True))
     def get_error(self, post: Any) -> dict[str, str] | None:
         return {"code": post.error_code, "message": post.error_message} if post.error_code else None
+
+
+# --- the channel's feed ---------------------------------------------------------------------------------------------
+class FeedQuerySerializer(serializers.Serializer):
+    # Checked by the feed itself (`invalid_cursor`), the same way for the API and the channel page.
+    cursor = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="The `cursor` of the previous page, as it was given; omit for the newest posts.",
+    )
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=feed.MAX_LIMIT, default=feed.DEFAULT_LIMIT)
+
+
+class FeedItemSerializer(serializers.Serializer):
+    uri = serializers.CharField(help_text="The record's at:// URI.")
+    cid = serializers.CharField()
+    text = serializers.CharField()
+    created_at = serializers.DateTimeField(allow_null=True, help_text="Null when the record's time is unreadable.")
+    is_reply = serializers.BooleanField()
+    is_quote = serializers.BooleanField()
+    has_images = serializers.BooleanField()
+    url = serializers.CharField(help_text="The post's bsky.app address (empty when its URI is not a post's).")
+    published_by_skyport = serializers.BooleanField()
+
+
+class FeedPageSerializer(serializers.Serializer):
+    posts = FeedItemSerializer(many=True, source="items")
+    cursor = serializers.CharField(allow_null=True, help_text="Pass as `?cursor=` for older posts; null at the end.")

@@ -27,6 +27,8 @@ from integrations.api.serializers import (
     ChannelSerializer,
     ConnectBlueskySerializer,
     ErrorSerializer,
+    FeedPageSerializer,
+    FeedQuerySerializer,
     MediaSerializer,
     MediaUploadSerializer,
     PostInputSerializer,
@@ -118,6 +120,22 @@ class ChannelViewSet(
     def events(self, request: Request, pk: str | None = None) -> Response:
         channel = self.get_object()
         return Response(ChannelEventSerializer(services.recent_events(channel), many=True).data)
+
+    @documented(
+        summary="The account's recent posts (newest first)",
+        description="Read from the account's own repository (`com.atproto.repo.listRecords`), so posts written "
+        "elsewhere are listed too; `published_by_skyport` marks the ones published here. Pass `cursor` back for "
+        "older posts. A channel without a session is refused (409).",
+        parameters=[FeedQuerySerializer],
+        responses={200: FeedPageSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def posts(self, request: Request, pk: str | None = None) -> Response:
+        channel = self.get_object()  # another user's channel is a 404 whatever the query says
+        query = FeedQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = services.channel_feed(channel, query.validated_data.get("cursor"), query.validated_data["limit"])
+        return Response(FeedPageSerializer(page).data)
 
     @documented(
         summary="Remove a disconnected channel",

@@ -416,6 +416,31 @@ class PdsClient:
             raise errors.InvalidResponse("The PDS answered getRecord without a CID.")
         return content["cid"], content.get("value")
 
+    @sensitive_variables()
+    def list_records(
+        self, access_jwt: str | None, repo: str, collection: str, limit: int, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a collection (`com.atproto.repo.listRecords`), newest first, and the PDS's cursor (if any).
+
+        Read as raw JSON (no SDK models), so a record that does not follow its lexicon is listed as it is: callers
+        check each value. Entries that are not objects are dropped; a cursor that is not a string is None.
+        """
+        params = models.ComAtprotoRepoListRecords.Params(repo=repo, collection=collection, limit=limit, cursor=cursor)
+        headers = _bearer(access_jwt) if access_jwt else {}
+        response = self._call(
+            lambda: self._raw.invoke_query(
+                "com.atproto.repo.listRecords", params=params, headers=headers, output_encoding="application/json"
+            )
+        )
+        content = response.content
+        if not isinstance(content, dict) or not isinstance(content.get("records"), list):
+            raise errors.InvalidResponse("The PDS answered listRecords without a list of records.")
+        next_cursor = content.get("cursor")
+        return (
+            [record for record in content["records"] if isinstance(record, dict)],
+            next_cursor if isinstance(next_cursor, str) else None,
+        )
+
     def record_cid(self, access_jwt: str, repo: str, collection: str, rkey: str) -> str | None:
         """The CID of a record, or None when there is none under that key."""
         found = self.get_record(access_jwt, repo, collection, rkey)

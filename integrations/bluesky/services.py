@@ -14,6 +14,7 @@ from django.views.decorators.debug import sensitive_variables
 from integrations.bluesky import errors, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription
+from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
 from integrations.bluesky.health import (  # noqa: F401  (services is what views, API and admin use)
     PROBLEM_STATES,
     Health,
