@@ -286,3 +286,28 @@ def test_uploads_are_removed_once_published_or_after_a_day_unused(use_pds, chann
     Media.objects.filter(pk=unused.pk).update(created_at=timezone.now() - timedelta(days=2))
     assert publishing.purge_unused_media() == 1
     assert list(Media.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+def test_writing_a_planned_key_that_is_already_there_is_reconciled_not_repeated(use_pds, channel, user, account):
+    """The reference PDS answers a create on a used key with a 500: that answer is reconciled like a lost one."""
+    from integrations.bluesky import errors
+
+    post = publishing.create_post(user, channel, thread("already there"))
+    assert publishing.publish(post.pk).post.status == Post.Status.PUBLISHED
+    parts = list(Post.objects.get(pk=post.pk).parts.all())
+    for part in parts:  # as if the answer had been lost: nothing known locally
+        part.uri = part.cid = ""
+    with pytest.raises(errors.TemporaryError) as refused:
+        publishing._write(channel, parts, reconcile_first=False)
+    assert refused.value.status_code == 500  # what the PDS says to a second create under the same key
+    assert publishing._reconcile(channel, parts)  # ...and what publish() does next: finds it, writes nothing
+    assert len(records(use_pds, account.did)) == 1
+
+
+def test_a_rate_limit_delays_a_post_however_long_and_never_fails_it():
+    from integrations.bluesky import errors
+
+    limited = errors.RateLimited(retry_after=3600)
+    assert publishing.retry_delay(1, limited) == 3600
+    assert publishing.retry_delay(50, limited) == 3600  # long after other faults would have given up
+    assert publishing.retry_delay(50, errors.PdsServerError()) is None

@@ -280,7 +280,13 @@ def _published(post: Post, parts: Sequence[PostPart]) -> Post:
 
 
 def retry_delay(attempts: int, error: IntegrationError) -> int | None:
-    """Seconds until the next attempt after a temporary fault, or None when the post should fail for good."""
+    """Seconds until the next attempt after a temporary fault, or None when the post should fail for good.
+
+    A rate limit (Bluesky's write budget: 5,000 points an hour, 35,000 a day) delays a post as long as it says,
+    however often: it never fails one. Other faults get about an hour of attempts.
+    """
+    if isinstance(error, errors.RateLimited):
+        return max(error.retry_after or 0, RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
     if attempts > len(RETRY_DELAYS):
         return None
     return max(error.retry_after or 0, RETRY_DELAYS[attempts - 1])
