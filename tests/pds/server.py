@@ -70,10 +70,11 @@ class LocalPds:
         self.node = ensure_installed()
         self.data_dir = Path(tempfile.mkdtemp(prefix="skyport-pds-"))
         self.port = _free_port()
+        self.plc_port = _free_port()
         env = {
             **os.environ,
             "PDS_PORT": str(self.port),
-            "PLC_PORT": str(_free_port()),
+            "PLC_PORT": str(self.plc_port),
             "PDS_DATA_DIR": str(self.data_dir),
             "PDS_ADMIN_PASSWORD": self.admin_password,
             "LOG_ENABLED": "false",
