@@ -466,18 +466,20 @@ def seed_posts(user, channel):
         channel,
         [publishing.PartRequest("A published thread, part one #skyport"), publishing.PartRequest("and part two")],
     )
-    publishing.publish(thread.pk)
+    publishing.publish(thread.pk, claimed=thread)
     failed = publishing.accept(user, channel, [publishing.PartRequest("This one failed " + "long words " * 12)])
     Post.objects.filter(pk=failed.pk).update(
         status="failed",
         attempts=1,
+        lease_until=None,
         error_code="channel_not_ready",
-        error_message="This channel cannot publish right now: it is needs reconnection.",
+        error_message="This channel cannot publish right now: @alice.test: Needs reconnection.",
     )
     waiting = publishing.accept(user, channel, [publishing.PartRequest("This one waits for the PDS")])
     Post.objects.filter(pk=waiting.pk).update(
         status="waiting",
         attempts=2,
+        lease_until=None,
         error_code="pds_unavailable",
         error_message="Bluesky did not answer in time. Nothing is lost.",
         next_attempt_at=timezone.now() + timedelta(minutes=5),

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.adapter import describe
+from integrations.adapter import describe, get_adapter
 from integrations.bluesky import errors, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.health import health_state
@@ -75,8 +75,8 @@ def ensure_can_publish(channel: Channel) -> None:
         raise IntegrationDisabled()
     state = health_state(channel)
     if state not in READY_STATES:
-        label = dict(Channel.Status.choices).get(channel.status, state)
-        raise ChannelNotReady(f"it is {str(label).lower()}.")
+        label, _ = get_adapter().describe_health(state)
+        raise ChannelNotReady(f"@{channel.handle}: {label}.")
 
 
 def create_post(
