@@ -86,6 +86,12 @@ SETTINGS: tuple[Setting, ...] = (
         "The PLC directory did:plc documents are read from (the demo project reads BLUESKY_PLC_URL).",
     ),
     Setting(
+        "DNS_NAMESERVERS",
+        [],
+        (list, tuple),
+        "DNS servers for handle TXT lookups, as 'host' or 'host:port'. Empty: the system's resolver.",
+    ),
+    Setting(
         "POST_ALT_TEXT_REQUIRED",
         True,
         (bool,),
