@@ -276,3 +276,110 @@ def test_a_failure_is_cached_briefly_too(zone, web):
     queries, hits = len(zone.queries), len(web.hits)
     assert isinstance(identity.resolve_identity("gone.example"), identity.Failure)
     assert (len(zone.queries), len(web.hits)) == (queries, hits)
+
+
+# --- where an account signs in --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("service_url", "pds", "expected"),
+    [
+        ("https://bsky.social", "https://morel.us-east.host.bsky.network", True),
+        ("https://bsky.social", "https://pds.example.com", False),
+        ("https://pds.example.com", "https://pds.example.com/", True),
+        ("https://pds.example.com", "https://morel.us-east.host.bsky.network", False),
+        ("http://127.0.0.1:2583", "http://127.0.0.1:2584", False),
+        ("http://127.0.0.1:2583", "http://localhost:2583", True),
+    ],
+)
+def test_which_pds_signs_in_through_which_service_url(service_url, pds, expected):
+    assert identity.signs_in_through(service_url, pds) is expected
+
+
+# --- the connect diagnosis ------------------------------------------------------------------------------------------
+@pytest.fixture
+def refusing_server(settings, monkeypatch) -> Iterator[str]:
+    """A server that refuses every sign-in the way a PDS does (401 AuthenticationRequired), set as the Service URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, error: str) -> None:
+            body = json.dumps({"error": error, "message": "Invalid identifier or password"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer(400, "InvalidRequest")  # resolveHandle: this server knows no one
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(401, "AuthenticationRequired")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    from django.conf import settings as django_settings
+
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", url)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def connect_page(client, identifier, password):
+    from django.urls import reverse
+
+    return client.post(reverse("integrations:connect-bluesky"), {"identifier": identifier, "app_password": password})
+
+
+@pytest.mark.django_db
+def test_an_account_hosted_elsewhere_is_told_where_and_nothing_is_stored(
+    zone, plc, at_pds, refusing_server, alice_client, account
+):
+    from integrations.models import Channel
+
+    response = connect_page(alice_client, account.handle, account.app_passwords[0])
+    text = " ".join(response.content.decode().split())
+    hosted = f"http://localhost:{plc.port}"  # as the account's DID document names its PDS
+    expected = (
+        f"@{account.handle} is hosted on {hosted}, but this site signs in through {refusing_server}. "
+        f"Ask your administrator to allow accounts on other servers, or to set {hosted} as the Service URL."
+    )
+    assert expected in text
+    assert Channel.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_diagnosis_goes_on_the_event_log_of_the_users_channel_for_that_account(
+    zone, plc, at_pds, channel, user, account, refusing_server
+):
+    from integrations.bluesky import errors, services
+    from integrations.models import ChannelEvent
+
+    with pytest.raises(errors.HostedElsewhere) as refused:
+        services.connect(user, account.did, account.app_passwords[0])
+    assert refused.value.handle == account.handle and refused.value.url == refusing_server
+    event = channel.events.first()
+    assert (event.kind, event.error_code) == (ChannelEvent.Kind.CONNECT_REFUSED, "hosted_elsewhere")
+    assert account.handle in event.detail and refusing_server in event.detail
+
+
+@pytest.mark.django_db
+def test_a_handle_that_does_not_resolve_keeps_the_servers_refusal(zone, plc, at_pds, refusing_server, user):
+    from integrations.bluesky import errors, services
+
+    with pytest.raises(errors.InvalidCredentials):
+        services.connect(user, "nobody-here.test", "abcd-efgh-ijkl-mnop")
+    with pytest.raises(errors.InvalidCredentials):
+        services.connect(user, "someone@example.com", "abcd-efgh-ijkl-mnop")  # emails are not resolved
+
+
+@pytest.mark.django_db
+def test_an_account_on_the_service_urls_own_server_keeps_the_servers_refusal(zone, plc, at_pds, use_pds, user, account):
+    from integrations.bluesky import errors, services
+
+    with pytest.raises(errors.InvalidCredentials):
+        services.connect(user, account.handle, "wrong-pass-word-here")

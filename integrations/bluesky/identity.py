@@ -18,6 +18,7 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import dns.exception
 import dns.nameserver
@@ -263,3 +264,25 @@ def _resolve_identity(handle_or_did: str) -> Identity | Failure:
     if isinstance(document, Failure):
         return document
     return Identity(did=did, handle=handle, handle_verified=handle in document.handles, pds=document.pds)
+
+
+# --- where an account signs in --------------------------------------------------------------------------------------
+BLUESKY_ENTRYWAY = "bsky.social"
+BLUESKY_PDS_SUFFIX = ".bsky.network"
+
+
+def _server(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "::1"):  # one machine, however a local PDS names itself (development and tests)
+        host = "127.0.0.1"
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def signs_in_through(service_url: str, pds: str) -> bool:
+    """Whether an account hosted on `pds` signs in through `service_url`: the same server, or one of Bluesky's own
+    PDS hosts (`*.bsky.network`) behind the `bsky.social` entryway."""
+    service, hosted = _server(service_url), _server(pds)
+    if service == hosted:
+        return True
+    return service == (BLUESKY_ENTRYWAY, 443) and hosted[0].endswith(BLUESKY_PDS_SUFFIX)

@@ -11,7 +11,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.bluesky import errors, lifecycle
+from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription
 from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
@@ -71,7 +71,13 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     hit_connect_attempt(user_id=user.pk, ip=ip)
     client = PdsClient(url)
     hit_connect_attempt(account=account_key(client, identifier))
-    session = client.create_session(identifier, app_password)
+    try:
+        session = client.create_session(identifier, app_password)
+    except errors.InvalidCredentials as exc:
+        elsewhere = hosted_elsewhere(user, identifier, url)
+        if elsewhere is None:
+            raise
+        raise elsewhere from exc
     scope = session.access_claims.get("scope")
     if scope not in APP_PASSWORD_SCOPES:
         lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
@@ -91,6 +97,27 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         lifecycle.revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
     update_profile(channel)
     return channel
+
+
+def hosted_elsewhere(user: AbstractBaseUser, identifier: str, url: str) -> errors.HostedElsewhere | None:
+    """Why `url` refused the credentials when the account lives on another PDS: that diagnosis (logged, and on the
+    event log of the user's channel for that account when there is one), else None. Emails cannot be resolved, and
+    a resolution failure is no diagnosis: the refusal stays as the server gave it."""
+    if "@" in identifier:
+        return None
+    found = identity.resolve_identity(identifier)
+    if isinstance(found, identity.Failure):
+        logger.info("no diagnosis for a refused sign-in: %s", found)
+        return None
+    if not found.pds or identity.signs_in_through(url, found.pds):
+        return None
+    handle = identifier if not identifier.startswith("did:") else (found.handle or identifier)
+    error = errors.HostedElsewhere(handle, found.pds, url)
+    logger.info("refused sign-in: did=%s is hosted on %s, this site signs in through %s", found.did, found.pds, url)
+    channel = Channel.objects.filter(user=user, provider=Channel.Provider.BLUESKY, did=found.did).first()
+    if channel is not None:
+        channel.record_event(ChannelEvent.Kind.CONNECT_REFUSED, detail=str(error), error_code=error.code)
+    return error
 
 
 HANDLE_DID_CACHE_SECONDS = 300
