@@ -51,7 +51,9 @@ class BlueskySettingsView:
             form = BlueskySettingsForm(request.POST, initial=initial)
             if form.is_valid():
                 if "_test" in request.POST:
-                    test_result = self._test(form.cleaned_data["service_url"] or self._effective_url())
+                    test_result = self._test(
+                        form.cleaned_data["service_url"] or self._effective_url(), form.cleaned_data["test_account"]
+                    )
                 elif not self._save_unless_changed_since(request, form, request.POST.get("version", "")):
                     form.add_error(
                         None,
@@ -116,12 +118,13 @@ class BlueskySettingsView:
         }
 
     @staticmethod
-    def _test(url: str) -> dict[str, Any]:
+    def _test(url: str, account: str = "") -> dict[str, Any]:
+        checked = services.check_account(account, url) if account.strip() else None
         try:
             description = services.test_connection(url)
         except IntegrationError as exc:
-            return {"ok": False, "url": url, "message": describe(exc).message}
-        return {"ok": True, "url": url, "description": description}
+            return {"ok": False, "url": url, "message": describe(exc).message, "account": checked}
+        return {"ok": True, "url": url, "description": description, "account": checked}
 
     @staticmethod
     def _save_unless_changed_since(request: HttpRequest, form: BlueskySettingsForm, seen_version: str) -> bool:

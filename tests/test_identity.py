@@ -383,3 +383,49 @@ def test_an_account_on_the_service_urls_own_server_keeps_the_servers_refusal(zon
 
     with pytest.raises(errors.InvalidCredentials):
         services.connect(user, account.handle, "wrong-pass-word-here")
+
+
+# --- the admin's Test connection with an account ---------------------------------------------------------------------
+@pytest.fixture
+def admin_client_(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def run_test_connection(client, service_url: str, account: str) -> str:
+    response = client.post(
+        "/admin/api-integration/bluesky",
+        {"service_url": service_url, "status": "enabled", "test_account": account, "_test": "Test"},
+    )
+    assert response.status_code == 200
+    return " ".join(response.content.decode().split())
+
+
+@pytest.mark.django_db
+def test_test_connection_shows_an_accounts_did_pds_verification_and_whether_it_can_sign_in(
+    zone, plc, at_pds, admin_client_, account, refusing_server
+):
+    from integrations.models import IntegrationOption
+
+    text = run_test_connection(admin_client_, plc.url, f"@{account.handle}")
+    assert f'<code id="account-did">{account.did}</code>' in text
+    assert f'<code id="account-pds">http://localhost:{plc.port}</code>' in text
+    assert '<strong id="account-verified">verified</strong>' in text
+    assert '<strong id="account-can-sign-in">yes</strong>' in text
+
+    text = run_test_connection(admin_client_, refusing_server, account.did)
+    assert '<strong id="account-can-sign-in">no</strong>' in text
+    assert f"this site signs in through {refusing_server}, the account is hosted on http://localhost:{plc.port}" in text
+    assert not IntegrationOption.objects.filter(value=account.handle).exists()  # testing saves nothing
+
+
+@pytest.mark.django_db
+def test_test_connection_says_when_an_account_does_not_resolve(zone, plc, at_pds, admin_client_):
+    text = run_test_connection(admin_client_, plc.url, "nobody-here.test")
+    assert 'id="account-problem">Could not be resolved: nobody-here.test: unresolved' in text
+    assert '<strong id="account-can-sign-in">no</strong>' in text
+
+
+@pytest.mark.django_db
+def test_test_connection_without_an_account_shows_no_account_section(admin_client_, plc):
+    assert 'id="account-check"' not in run_test_connection(admin_client_, plc.url, "")

@@ -20,6 +20,16 @@ class BlueskySettingsForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "https://bsky.social", "size": 50}),
     )
     status = forms.ChoiceField(label=_("Status"), choices=bluesky_options.STATUS.choices)
+    test_account = forms.CharField(
+        label=_("Account to test"),
+        required=False,
+        max_length=2048,
+        help_text=_(
+            "Optional, for Test connection (never saved): a handle or DID. Shows its DID, its PDS, whether the handle "
+            "is verified, and whether this site can sign that account in with these settings."
+        ),
+        widget=forms.TextInput(attrs={"placeholder": "alice.example.com", "size": 50}),
+    )
 
     def clean_service_url(self) -> str:
         value = self.cleaned_data["service_url"].strip()

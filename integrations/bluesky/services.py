@@ -3,6 +3,7 @@ test a server, and a channel's health. None of them talk HTTP themselves."""
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -55,6 +56,27 @@ def test_connection(url: str) -> ServerDescription:
     except ValidationError as exc:
         raise errors.ServiceMisconfigured("; ".join(exc.messages)) from exc
     return PdsClient(url).describe_server()
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    """What the admin's Test connection finds about one account: its identity (or why it could not be resolved)
+    and whether it signs in through the Service URL tested."""
+
+    subject: str
+    identity: identity.Identity | None
+    problem: str  # why it could not be resolved ("" when it was)
+    can_sign_in: bool
+
+
+def check_account(handle_or_did: str, url: str) -> AccountCheck:
+    """Resolve an account for the admin, before any user tries to connect it through `url`."""
+    subject = handle_or_did.strip().lstrip("@")
+    found = identity.resolve_identity(subject)
+    if isinstance(found, identity.Failure):
+        return AccountCheck(subject=subject, identity=None, problem=str(found), can_sign_in=False)
+    can_sign_in = bool(found.pds) and identity.signs_in_through(url, found.pds)
+    return AccountCheck(subject=subject, identity=found, problem="", can_sign_in=can_sign_in)
 
 
 @sensitive_variables("app_password", "session", "replaced_refresh_jwt")
