@@ -44,6 +44,7 @@ class BlueskySettingsView:
         initial = {
             "service_url": stored.get(bluesky_options.SERVICE_URL.key, ""),
             "status": options.resolve(bluesky_options.STATUS.key).value,
+            "other_servers": stored.get(bluesky_options.OTHER_SERVERS.key, ""),
         }
         test_result: dict[str, Any] | None = None
         fingerprint = options.stored_fingerprint()
@@ -137,6 +138,7 @@ class BlueskySettingsView:
         values = {
             bluesky_options.SERVICE_URL.key: form.cleaned_data["service_url"],
             bluesky_options.STATUS.key: form.cleaned_data["status"],
+            bluesky_options.OTHER_SERVERS.key: form.cleaned_data["other_servers"],
         }
         with transaction.atomic():
             # Rows to lock must exist: an empty value means "not overridden", so creating them changes nothing.

@@ -49,6 +49,12 @@ SETTINGS: tuple[Setting, ...] = (
         (str,),
         "The PDS URL used when the admin page sets none (the demo project reads it from BLUESKY_SERVICE_URL).",
     ),
+    Setting(
+        "BLUESKY_OTHER_SERVERS",
+        "",
+        (str,),
+        "'allow' or 'refuse' accounts hosted on another PDS when the admin page sets none (BLUESKY_OTHER_SERVERS).",
+    ),
     Setting("HTTP_TIMEOUT", 10.0, (int, float), "Seconds before an outbound call gives up."),
     Setting("REFRESH_MARGIN", 300, (int,), "Refresh an access token this many seconds before it ends."),
     Setting(

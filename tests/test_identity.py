@@ -8,6 +8,7 @@ Handles on the local PDS end in `.test`; their names are made to resolve to 127.
 
 import ipaddress
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -429,3 +430,53 @@ def test_test_connection_says_when_an_account_does_not_resolve(zone, plc, at_pds
 @pytest.mark.django_db
 def test_test_connection_without_an_account_shows_no_account_section(admin_client_, plc):
     assert 'id="account-check"' not in run_test_connection(admin_client_, plc.url, "")
+
+
+# --- accounts on other servers: allow -----------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_with_other_servers_allowed_an_account_signs_in_on_its_own_pds(
+    zone, plc, at_pds, refusing_server, alice_client, account, settings
+):
+    from integrations.models import Channel
+
+    settings.INTEGRATIONS_BLUESKY_OTHER_SERVERS = "allow"
+    response = connect_page(alice_client, account.handle, account.app_passwords[0])
+    assert response.status_code == 302
+    channel = Channel.objects.get()
+    assert channel.did == account.did
+    assert channel.service_url == f"http://localhost:{plc.port}"  # refreshes go to the account's own PDS
+    assert plc.session_count(account.did) >= 1
+
+
+@pytest.mark.django_db
+def test_with_other_servers_allowed_an_unverified_handle_is_still_only_told(
+    zone, plc, at_pds, refusing_server, user, account, settings
+):
+    from integrations.bluesky import errors, services
+    from integrations.models import Channel
+
+    settings.INTEGRATIONS_BLUESKY_OTHER_SERVERS = "allow"
+    other = plc.create_account()
+    zone.txt[f"_atproto.{account.handle}"] = [f"did={other.did}"]  # this handle's DNS names someone else
+    with pytest.raises(errors.HostedElsewhere):
+        services.connect(user, account.handle, account.app_passwords[0])
+    assert not Channel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_page_sets_other_servers_and_test_connection_follows_it(
+    zone, plc, at_pds, admin_client_, account, refusing_server
+):
+    from integrations.bluesky import options as bluesky_options
+
+    page = admin_client_.get("/admin/api-integration/bluesky").content.decode()
+    assert 'name="other_servers"' in page
+    version = re.search(r'name="version" value="([0-9a-f]*)"', page)[1]
+    response = admin_client_.post(
+        "/admin/api-integration/bluesky",
+        {"service_url": "", "status": "enabled", "other_servers": "allow", "version": version, "_save": "Save"},
+    )
+    assert response.status_code == 302
+    assert bluesky_options.other_servers_allowed()
+    text = run_test_connection(admin_client_, refusing_server, account.handle)
+    assert '<strong id="account-can-sign-in">yes</strong>' in text

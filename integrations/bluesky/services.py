@@ -75,7 +75,10 @@ def check_account(handle_or_did: str, url: str) -> AccountCheck:
     found = identity.resolve_identity(subject)
     if isinstance(found, identity.Failure):
         return AccountCheck(subject=subject, identity=None, problem=str(found), can_sign_in=False)
-    can_sign_in = bool(found.pds) and identity.signs_in_through(url, found.pds)
+    can_sign_in = bool(found.pds) and (
+        identity.signs_in_through(url, found.pds)
+        or (bluesky_options.other_servers_allowed() and (found.handle_verified or subject.startswith("did:")))
+    )
     return AccountCheck(subject=subject, identity=found, problem="", can_sign_in=can_sign_in)
 
 
@@ -96,10 +99,17 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     try:
         session = client.create_session(identifier, app_password)
     except errors.InvalidCredentials as exc:
-        elsewhere = hosted_elsewhere(user, identifier, url)
-        if elsewhere is None:
+        hosted = hosted_elsewhere(identifier, url)
+        if hosted is None:
             raise
-        raise elsewhere from exc
+        if not (bluesky_options.other_servers_allowed() and (hosted.handle_verified or identifier.startswith("did:"))):
+            raise refuse_elsewhere(user, identifier, url, hosted) from exc
+        assert hosted.pds is not None
+        url, client = hosted.pds, PdsClient(hosted.pds)  # the account's own PDS, as its DID document names it
+        session = client.create_session(identifier, app_password)
+        if session.did != hosted.did:
+            lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+            raise errors.AccountMismatch(f"{url} signed in {session.did}, not {hosted.did}.") from exc
     scope = session.access_claims.get("scope")
     if scope not in APP_PASSWORD_SCOPES:
         lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
@@ -121,10 +131,10 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     return channel
 
 
-def hosted_elsewhere(user: AbstractBaseUser, identifier: str, url: str) -> errors.HostedElsewhere | None:
-    """Why `url` refused the credentials when the account lives on another PDS: that diagnosis (logged, and on the
-    event log of the user's channel for that account when there is one), else None. Emails cannot be resolved, and
-    a resolution failure is no diagnosis: the refusal stays as the server gave it."""
+def hosted_elsewhere(identifier: str, url: str) -> identity.Identity | None:
+    """The identity of an account `url` refused when its DID document names a PDS that does not sign in through
+    `url`; else None. Emails cannot be resolved, and a resolution failure is no diagnosis: the refusal stays as the
+    server gave it."""
     if "@" in identifier:
         return None
     found = identity.resolve_identity(identifier)
@@ -133,10 +143,19 @@ def hosted_elsewhere(user: AbstractBaseUser, identifier: str, url: str) -> error
         return None
     if not found.pds or identity.signs_in_through(url, found.pds):
         return None
-    handle = identifier if not identifier.startswith("did:") else (found.handle or identifier)
-    error = errors.HostedElsewhere(handle, found.pds, url)
-    logger.info("refused sign-in: did=%s is hosted on %s, this site signs in through %s", found.did, found.pds, url)
-    channel = Channel.objects.filter(user=user, provider=Channel.Provider.BLUESKY, did=found.did).first()
+    return found
+
+
+def refuse_elsewhere(
+    user: AbstractBaseUser, identifier: str, url: str, hosted: identity.Identity
+) -> errors.HostedElsewhere:
+    """The error for an account hosted on another PDS, logged and put on the event log of the user's channel for
+    that account when there is one."""
+    assert hosted.pds is not None
+    handle = identifier if not identifier.startswith("did:") else (hosted.handle or identifier)
+    error = errors.HostedElsewhere(handle, hosted.pds, url)
+    logger.info("refused sign-in: did=%s is hosted on %s, this site signs in through %s", hosted.did, hosted.pds, url)
+    channel = Channel.objects.filter(user=user, provider=Channel.Provider.BLUESKY, did=hosted.did).first()
     if channel is not None:
         channel.record_event(ChannelEvent.Kind.CONNECT_REFUSED, detail=str(error), error_code=error.code)
     return error
