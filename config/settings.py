@@ -156,6 +156,8 @@ LOGOUT_REDIRECT_URL = "login"
 INTEGRATIONS_ENCRYPTION_KEYS = env.list("INTEGRATIONS_ENCRYPTION_KEYS", default=[])
 # The PDS to sign in against when the admin page sets none (then https://bsky.social).
 INTEGRATIONS_BLUESKY_SERVICE_URL = env("BLUESKY_SERVICE_URL", default="")
+# Accounts whose own PDS is not the Service URL: "refuse" (tell them, the default) or "allow" (sign in there).
+INTEGRATIONS_BLUESKY_OTHER_SERVERS = env("BLUESKY_OTHER_SERVERS", default="")
 # Allow http:// and loopback/private PDS hosts (local demo and tests only).
 INTEGRATIONS_ALLOW_INSECURE_PDS = env.bool("INTEGRATIONS_ALLOW_INSECURE_PDS", default=DEBUG)
 INTEGRATIONS_HTTP_TIMEOUT = env.float("INTEGRATIONS_HTTP_TIMEOUT", default=10.0)

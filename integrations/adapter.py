@@ -150,7 +150,7 @@ class IntegrationsAdapter:
             host=(urlsplit(service_url).hostname or service_url) if service_url else nowhere,
             retry=humanize_seconds(error.retry_after),
             detail=error.detail or error.code,
-            **_CONTEXT,
+            **{**_CONTEXT, **error.placeholders()},
         )
         return UserError(code=error.code, message=message, http_status=status, retry_after=error.retry_after)
 

@@ -44,6 +44,7 @@ class BlueskySettingsView:
         initial = {
             "service_url": stored.get(bluesky_options.SERVICE_URL.key, ""),
             "status": options.resolve(bluesky_options.STATUS.key).value,
+            "other_servers": stored.get(bluesky_options.OTHER_SERVERS.key, ""),
         }
         test_result: dict[str, Any] | None = None
         fingerprint = options.stored_fingerprint()
@@ -51,7 +52,9 @@ class BlueskySettingsView:
             form = BlueskySettingsForm(request.POST, initial=initial)
             if form.is_valid():
                 if "_test" in request.POST:
-                    test_result = self._test(form.cleaned_data["service_url"] or self._effective_url())
+                    test_result = self._test(
+                        form.cleaned_data["service_url"] or self._effective_url(), form.cleaned_data["test_account"]
+                    )
                 elif not self._save_unless_changed_since(request, form, request.POST.get("version", "")):
                     form.add_error(
                         None,
@@ -116,12 +119,13 @@ class BlueskySettingsView:
         }
 
     @staticmethod
-    def _test(url: str) -> dict[str, Any]:
+    def _test(url: str, account: str = "") -> dict[str, Any]:
+        checked = services.check_account(account, url) if account.strip() else None
         try:
             description = services.test_connection(url)
         except IntegrationError as exc:
-            return {"ok": False, "url": url, "message": describe(exc).message}
-        return {"ok": True, "url": url, "description": description}
+            return {"ok": False, "url": url, "message": describe(exc).message, "account": checked}
+        return {"ok": True, "url": url, "description": description, "account": checked}
 
     @staticmethod
     def _save_unless_changed_since(request: HttpRequest, form: BlueskySettingsForm, seen_version: str) -> bool:
@@ -134,6 +138,7 @@ class BlueskySettingsView:
         values = {
             bluesky_options.SERVICE_URL.key: form.cleaned_data["service_url"],
             bluesky_options.STATUS.key: form.cleaned_data["status"],
+            bluesky_options.OTHER_SERVERS.key: form.cleaned_data["other_servers"],
         }
         with transaction.atomic():
             # Rows to lock must exist: an empty value means "not overridden", so creating them changes nothing.

@@ -49,6 +49,12 @@ SETTINGS: tuple[Setting, ...] = (
         (str,),
         "The PDS URL used when the admin page sets none (the demo project reads it from BLUESKY_SERVICE_URL).",
     ),
+    Setting(
+        "BLUESKY_OTHER_SERVERS",
+        "",
+        (str,),
+        "'allow' or 'refuse' accounts hosted on another PDS when the admin page sets none (BLUESKY_OTHER_SERVERS).",
+    ),
     Setting("HTTP_TIMEOUT", 10.0, (int, float), "Seconds before an outbound call gives up."),
     Setting("REFRESH_MARGIN", 300, (int,), "Refresh an access token this many seconds before it ends."),
     Setting(
@@ -84,6 +90,12 @@ SETTINGS: tuple[Setting, ...] = (
         "https://plc.directory",
         (str,),
         "The PLC directory did:plc documents are read from (the demo project reads BLUESKY_PLC_URL).",
+    ),
+    Setting(
+        "DNS_NAMESERVERS",
+        [],
+        (list, tuple),
+        "DNS servers for handle TXT lookups, as 'host' or 'host:port'. Empty: the system's resolver.",
     ),
     Setting(
         "POST_ALT_TEXT_REQUIRED",

@@ -30,6 +30,10 @@ class IntegrationError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, status={self.status_code}, upstream={self.upstream_error!r})"
 
+    def placeholders(self) -> dict[str, str]:
+        """Values an error adds to the placeholders of its words (beyond {service_url}, {detail}, …)."""
+        return {}
+
 
 class IntegrationDisabled(IntegrationError):
     """The administrator has switched the integration off."""

@@ -179,6 +179,7 @@ class ChannelEvent(models.Model):
         NEEDS_RECONNECTION = "needs_reconnection", "Needs reconnection"
         PROFILE_UPDATED = "profile_updated", "Profile updated"
         DISCONNECTED = "disconnected", "Disconnected"
+        CONNECT_REFUSED = "connect_refused", "Connection refused"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -28,6 +28,19 @@ class InvalidCredentials(BlueskyError):
     code = "invalid_credentials"
 
 
+class HostedElsewhere(BlueskyError):
+    """The Service URL refused the credentials of an account whose DID document names another PDS."""
+
+    code = "hosted_elsewhere"
+
+    def __init__(self, handle: str = "", pds: str = "", service_url: str | None = None) -> None:
+        super().__init__(f"@{handle} is hosted on {pds}, not on {service_url}." if handle else "")
+        self.handle, self.pds, self.url = handle, pds, service_url
+
+    def placeholders(self) -> dict[str, str]:
+        return {"handle": self.handle, "pds": self.pds}
+
+
 class MainPasswordRefused(BlueskyError):
     code = "main_password_refused"
 

@@ -20,6 +20,25 @@ class BlueskySettingsForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "https://bsky.social", "size": 50}),
     )
     status = forms.ChoiceField(label=_("Status"), choices=bluesky_options.STATUS.choices)
+    other_servers = forms.ChoiceField(
+        label=_("Accounts on other servers"),
+        required=False,
+        choices=(("", _("Not set here (BLUESKY_OTHER_SERVERS, else refuse)")), *bluesky_options.OTHER_SERVERS.choices),
+        help_text=_(
+            "When the Service URL refuses an account whose DID document names another PDS: refuse tells the user "
+            "where the account is hosted; allow signs the account in on that PDS (only for a verified handle or a DID)."
+        ),
+    )
+    test_account = forms.CharField(
+        label=_("Account to test"),
+        required=False,
+        max_length=2048,
+        help_text=_(
+            "Optional, for Test connection (never saved): a handle or DID. Shows its DID, its PDS, whether the handle "
+            "is verified, and whether this site can sign that account in with these settings."
+        ),
+        widget=forms.TextInput(attrs={"placeholder": "alice.example.com", "size": 50}),
+    )
 
     def clean_service_url(self) -> str:
         value = self.cleaned_data["service_url"].strip()

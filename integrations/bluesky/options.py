@@ -1,4 +1,5 @@
-"""Bluesky's options in the generic registry: Service URL and Status, and how the app reads them."""
+"""Bluesky's options in the generic registry: Service URL, Status and accounts on other servers, and how the app
+reads them."""
 
 from integrations import options
 from integrations.options import OptionDef, ResolvedOption, Source
@@ -22,6 +23,16 @@ STATUS = options.register(
         choices=(("enabled", "Enabled"), ("disabled", "Disabled")),
     )
 )
+OTHER_SERVERS = options.register(
+    OptionDef(
+        key="bluesky_other_servers",
+        label="Accounts on other servers",
+        default="refuse",
+        setting="BLUESKY_OTHER_SERVERS",
+        env_var="BLUESKY_OTHER_SERVERS",
+        choices=(("refuse", "Refuse"), ("allow", "Allow")),
+    )
+)
 
 
 def service_url() -> ResolvedOption:
@@ -36,3 +47,8 @@ def service_url() -> ResolvedOption:
 def enabled() -> bool:
     """Whether the administrator has the Bluesky integration switched on."""
     return options.resolve(STATUS.key).value != "disabled"
+
+
+def other_servers_allowed() -> bool:
+    """Whether accounts hosted on another PDS than the Service URL sign in on their own PDS (else they are told)."""
+    return options.resolve(OTHER_SERVERS.key).value.lower() == "allow"

@@ -5,16 +5,13 @@ works without an AppView): the channel's own PDS when it hosts it, else the PDS 
 document, fetched through the outbound guard (`integrations.outbound`).
 """
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from integrations import outbound
-from integrations.bluesky import errors, lifecycle
+from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky.client import PdsClient
 from integrations.bluesky.plans import POST_COLLECTION, StrongRef
-from integrations.conf import app_settings
 from integrations.models import Channel
 
 _BSKY_APP = re.compile(
@@ -73,25 +70,13 @@ def _read(channel: Channel, did: str, rkey: str) -> tuple[str, Any] | None:
 
 
 def _pds_of(did: str) -> str | None:
-    """The `#atproto_pds` endpoint of a DID document (did:plc from the PLC directory, did:web from its domain)."""
-    if did.startswith("did:plc:"):
-        url = f"{app_settings.PLC_URL.rstrip('/')}/{did}"
-    elif did.startswith("did:web:"):
-        url = f"https://{did.removeprefix('did:web:')}/.well-known/did.json"
-    else:
-        return None
-    try:
-        response = outbound.get(url, max_bytes=64 * 1024)
-        document = json.loads(response.content) if response.status_code == 200 else None
-    except (outbound.OutboundRefused, outbound.ResponseTooLarge, ValueError, OSError) as exc:
-        raise errors.InvalidReference(f"The account {did} could not be looked up ({exc}).") from exc
-    except Exception as exc:  # httpx errors: unreachable, timeout, too many redirects
-        raise errors.InvalidReference(f"The account {did} could not be looked up.") from exc
-    for service in (document or {}).get("service") or []:
-        if isinstance(service, dict) and str(service.get("id", "")).endswith("#atproto_pds"):
-            endpoint = service.get("serviceEndpoint")
-            return endpoint if isinstance(endpoint, str) else None
-    return None
+    """The PDS that hosts `did`'s repository, from its DID document (`identity.resolve_did`)."""
+    document = identity.resolve_did(did)
+    if isinstance(document, identity.Failure):
+        if document.kind == "unresolved":  # no document to be found: no post to be found either
+            return None
+        raise errors.InvalidReference(f"The account {did} could not be looked up ({document.kind}).")
+    return document.pds
 
 
 def _root_of(value: Any) -> StrongRef | None:

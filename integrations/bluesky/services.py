@@ -3,6 +3,7 @@ test a server, and a channel's health. None of them talk HTTP themselves."""
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -11,7 +12,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.bluesky import errors, lifecycle
+from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription
 from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
@@ -57,6 +58,30 @@ def test_connection(url: str) -> ServerDescription:
     return PdsClient(url).describe_server()
 
 
+@dataclass(frozen=True)
+class AccountCheck:
+    """What the admin's Test connection finds about one account: its identity (or why it could not be resolved)
+    and whether it signs in through the Service URL tested."""
+
+    subject: str
+    identity: identity.Identity | None
+    problem: str  # why it could not be resolved ("" when it was)
+    can_sign_in: bool
+
+
+def check_account(handle_or_did: str, url: str) -> AccountCheck:
+    """Resolve an account for the admin, before any user tries to connect it through `url`."""
+    subject = handle_or_did.strip().lstrip("@")
+    found = identity.resolve_identity(subject)
+    if isinstance(found, identity.Failure):
+        return AccountCheck(subject=subject, identity=None, problem=str(found), can_sign_in=False)
+    can_sign_in = bool(found.pds) and (
+        identity.signs_in_through(url, found.pds)
+        or (bluesky_options.other_servers_allowed() and (found.handle_verified or subject.startswith("did:")))
+    )
+    return AccountCheck(subject=subject, identity=found, problem="", can_sign_in=can_sign_in)
+
+
 @sensitive_variables("app_password", "session", "replaced_refresh_jwt")
 def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: str | None = None) -> Channel:
     """Open an app-password session for `identifier` and store it as the user's channel (created or updated).
@@ -71,7 +96,20 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     hit_connect_attempt(user_id=user.pk, ip=ip)
     client = PdsClient(url)
     hit_connect_attempt(account=account_key(client, identifier))
-    session = client.create_session(identifier, app_password)
+    try:
+        session = client.create_session(identifier, app_password)
+    except errors.InvalidCredentials as exc:
+        hosted = hosted_elsewhere(identifier, url)
+        if hosted is None:
+            raise
+        if not (bluesky_options.other_servers_allowed() and (hosted.handle_verified or identifier.startswith("did:"))):
+            raise refuse_elsewhere(user, identifier, url, hosted) from exc
+        assert hosted.pds is not None
+        url, client = hosted.pds, PdsClient(hosted.pds)  # the account's own PDS, as its DID document names it
+        session = client.create_session(identifier, app_password)
+        if session.did != hosted.did:
+            lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+            raise errors.AccountMismatch(f"{url} signed in {session.did}, not {hosted.did}.") from exc
     scope = session.access_claims.get("scope")
     if scope not in APP_PASSWORD_SCOPES:
         lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
@@ -91,6 +129,36 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         lifecycle.revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
     update_profile(channel)
     return channel
+
+
+def hosted_elsewhere(identifier: str, url: str) -> identity.Identity | None:
+    """The identity of an account `url` refused when its DID document names a PDS that does not sign in through
+    `url`; else None. Emails cannot be resolved, and a resolution failure is no diagnosis: the refusal stays as the
+    server gave it."""
+    if "@" in identifier:
+        return None
+    found = identity.resolve_identity(identifier)
+    if isinstance(found, identity.Failure):
+        logger.info("no diagnosis for a refused sign-in: %s", found)
+        return None
+    if not found.pds or identity.signs_in_through(url, found.pds):
+        return None
+    return found
+
+
+def refuse_elsewhere(
+    user: AbstractBaseUser, identifier: str, url: str, hosted: identity.Identity
+) -> errors.HostedElsewhere:
+    """The error for an account hosted on another PDS, logged and put on the event log of the user's channel for
+    that account when there is one."""
+    assert hosted.pds is not None
+    handle = identifier if not identifier.startswith("did:") else (hosted.handle or identifier)
+    error = errors.HostedElsewhere(handle, hosted.pds, url)
+    logger.info("refused sign-in: did=%s is hosted on %s, this site signs in through %s", hosted.did, hosted.pds, url)
+    channel = Channel.objects.filter(user=user, provider=Channel.Provider.BLUESKY, did=hosted.did).first()
+    if channel is not None:
+        channel.record_event(ChannelEvent.Kind.CONNECT_REFUSED, detail=str(error), error_code=error.code)
+    return error
 
 
 HANDLE_DID_CACHE_SECONDS = 300

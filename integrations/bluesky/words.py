@@ -20,6 +20,13 @@ MESSAGES: dict[str, tuple[int, str]] = {
             "password, and that the app password has not been revoked."
         ),
     ),
+    "hosted_elsewhere": (
+        400,
+        _(
+            "@{handle} is hosted on {pds}, but this site signs in through {service_url}. Ask your administrator to "
+            "allow accounts on other servers, or to set {pds} as the Service URL."
+        ),
+    ),
     "main_password_refused": (
         400,
         _(

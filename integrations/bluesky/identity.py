@@ -1,0 +1,288 @@
+"""Identity resolution: handle → DID → DID document → the account's PDS, for connect, references and the admin.
+
+- A handle resolves by DNS (TXT `_atproto.<handle>`, `did=<DID>`), then over HTTPS
+  (`https://<handle>/.well-known/atproto-did`), as the atproto handle spec says. Two different DIDs in the TXT
+  records are a conflict: unresolved.
+- A `did:plc` document comes from the PLC directory (`INTEGRATIONS_PLC_URL`), a `did:web` one from
+  `https://<domain>/.well-known/did.json`. A document is only used when its `id` is the DID asked for.
+- A handle is verified only when the DID's document names it back in `alsoKnownAs`.
+
+Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a short timeout and a size cap.
+Results are cached in the shared cache (documents for an hour, handles for minutes, failures for a minute). Nothing
+here raises: a failure is a `Failure` (unresolved, refused or invalid) that callers can show or ignore.
+"""
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import dns.exception
+import dns.nameserver
+import dns.resolver
+import httpx
+
+from integrations import outbound
+from integrations.bluesky.client import _pds_endpoint
+from integrations.conf import app_settings
+from integrations.throttling import shared_cache
+
+logger = logging.getLogger(__name__)
+
+DOCUMENT_CACHE_SECONDS = 3600
+HANDLE_CACHE_SECONDS = 300
+FAILURE_CACHE_SECONDS = 60
+TIMEOUT = 5.0
+DNS_LIFETIME = 3.0
+MAX_DOCUMENT_BYTES = 64 * 1024
+MAX_WELL_KNOWN_BYTES = 2 * 1024
+MAX_REDIRECTS = 2
+# Where a host's well-known files are: https per the specs (tests serve them over http on a loopback port).
+WEB_BASE = "https://{host}"
+
+_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}$")
+_HANDLE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DID_WEB_HOST = re.compile(r"^[a-z0-9.-]+(%3a[0-9]{1,5})?$")
+
+Kind = Literal["unresolved", "refused", "invalid"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why something could not be resolved: `unresolved` (no answer, not found, unreachable), `refused` (the
+    outbound guard would not call the host) or `invalid` (an answer that is not a usable document or DID)."""
+
+    kind: Kind
+    subject: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class DidDocument:
+    did: str
+    handles: list[str]  # the `at://` names of `alsoKnownAs`, lower-cased, in the document's order
+    pds: str | None  # the `#atproto_pds` service endpoint, normalised; None when it names none
+
+
+@dataclass(frozen=True)
+class Identity:
+    did: str
+    handle: str | None  # the handle asked about, else the document's first one
+    handle_verified: bool  # the handle resolves to the DID and the document names the handle back
+    pds: str | None
+
+
+def is_handle(value: str) -> bool:
+    return bool(_HANDLE.match(value))
+
+
+def _cache_key(kind: str, subject: str) -> str:
+    guard = "g" if outbound.guard_enabled() else "o"  # a refusal under the guard says nothing without it
+    return f"integrations:identity:{kind}:{guard}:" + hashlib.sha256(subject.encode()).hexdigest()[:32]
+
+
+# --- handle → DID ---------------------------------------------------------------------------------------------
+def resolver() -> dns.resolver.Resolver:
+    """The DNS resolver for TXT lookups: the system's, or `INTEGRATIONS_DNS_NAMESERVERS` ("host" or "host:port")."""
+    configured = app_settings.DNS_NAMESERVERS
+    if not configured:
+        res = dns.resolver.Resolver()
+    else:
+        res = dns.resolver.Resolver(configure=False)
+        servers: list[str | dns.nameserver.Nameserver] = []
+        for entry in configured:
+            host, _, port = str(entry).rpartition(":") if str(entry).count(":") == 1 else (str(entry), "", "")
+            servers.append(dns.nameserver.Do53Nameserver(host, int(port) if port else 53))
+        res.nameservers = servers
+    res.lifetime = DNS_LIFETIME
+    return res
+
+
+def _dns_did(handle: str) -> str | Failure:
+    try:
+        answer = resolver().resolve(f"_atproto.{handle}", "TXT")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+        return Failure("unresolved", handle, "no _atproto TXT record")
+    except dns.exception.DNSException as exc:
+        return Failure("unresolved", handle, f"DNS: {type(exc).__name__}")
+    dids = set()
+    for record in answer:
+        text = b"".join(record.strings).decode("utf-8", "replace")
+        if text.startswith("did="):
+            dids.add(text.removeprefix("did="))
+    if not dids:
+        return Failure("unresolved", handle, "no did= TXT record")
+    if len(dids) > 1:
+        return Failure("invalid", handle, "TXT records name different DIDs")
+    did = dids.pop()
+    return did if _DID.match(did) else Failure("invalid", handle, "the TXT record is not a DID")
+
+
+def _fetch(url: str, max_bytes: int, subject: str) -> httpx.Response | Failure:
+    try:
+        return outbound.get(url, max_redirects=MAX_REDIRECTS, max_bytes=max_bytes, timeout=TIMEOUT)
+    except outbound.OutboundRefused as exc:
+        return Failure("refused", subject, f"{exc.host}: {exc.reason}")
+    except outbound.ResponseTooLarge:
+        return Failure("invalid", subject, "the answer is too large")
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        return Failure("unresolved", subject, f"{type(exc).__name__}")
+
+
+def _well_known_did(handle: str) -> str | Failure:
+    response = _fetch(WEB_BASE.format(host=handle) + "/.well-known/atproto-did", MAX_WELL_KNOWN_BYTES, handle)
+    if isinstance(response, Failure):
+        return response
+    if response.status_code != 200:
+        return Failure("unresolved", handle, f"well-known answered {response.status_code}")
+    did = response.content.decode("utf-8", "replace").strip()
+    return did if _DID.match(did) else Failure("invalid", handle, "the well-known answer is not a DID")
+
+
+def lookup_handle(handle: str) -> str | Failure:
+    """The DID a handle names (DNS first, then HTTPS), or why not. Cached."""
+    handle = handle.strip().lower().lstrip("@")
+    if not is_handle(handle):
+        return Failure("invalid", handle, "not a handle")
+    cache = shared_cache()
+    key = _cache_key("handle", handle)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached["did"] if cached.get("did") else Failure(cached["kind"], handle, cached.get("detail", ""))
+    found = _dns_did(handle)
+    if isinstance(found, Failure) and found.kind == "unresolved":
+        found = _well_known_did(handle)
+    if isinstance(found, Failure):
+        logger.info("handle not resolved: %s", found)
+        cache.set(key, {"kind": found.kind, "detail": found.detail}, FAILURE_CACHE_SECONDS)
+    else:
+        cache.set(key, {"did": found}, HANDLE_CACHE_SECONDS)
+    return found
+
+
+def resolve_handle(handle: str) -> str | None:
+    """The DID a handle names, or None when it cannot be resolved (for any reason)."""
+    found = lookup_handle(handle)
+    return None if isinstance(found, Failure) else found
+
+
+# --- DID → document ---------------------------------------------------------------------------------------------
+def _document_url(did: str) -> str | None:
+    if did.startswith("did:plc:"):
+        return f"{app_settings.PLC_URL.rstrip('/')}/{did}"
+    if did.startswith("did:web:"):
+        host = did.removeprefix("did:web:").lower()
+        if not _DID_WEB_HOST.match(host):  # atproto's did:web names a host only (no path)
+            return None
+        return WEB_BASE.format(host=host.replace("%3a", ":")) + "/.well-known/did.json"
+    return None
+
+
+def parse_document(did: str, data: Any) -> DidDocument | Failure:
+    """A document's handles and PDS, when it is a document about `did`."""
+    if not isinstance(data, dict) or data.get("id") != did:
+        return Failure("invalid", did, "the document is not about this DID")
+    aka = data.get("alsoKnownAs") or []
+    handles = [
+        name.removeprefix("at://").lower()
+        for name in (aka if isinstance(aka, list) else [])
+        if isinstance(name, str) and name.startswith("at://")
+    ]
+    return DidDocument(did=did, handles=handles, pds=_pds_endpoint(data))
+
+
+def resolve_did(did: str) -> DidDocument | Failure:
+    """The DID's document (did:plc or did:web), or why not. Cached."""
+    url = _document_url(did) if _DID.match(did) else None
+    if url is None:
+        return Failure("invalid", did, "not a did:plc or did:web DID")
+    cache = shared_cache()
+    key = _cache_key("did", did)
+    cached = cache.get(key)
+    if cached is not None:
+        if "kind" in cached:
+            return Failure(cached["kind"], did, cached.get("detail", ""))
+        return DidDocument(did=did, handles=list(cached["handles"]), pds=cached["pds"])
+    found = _fetch_document(did, url)
+    if isinstance(found, Failure):
+        logger.info("DID document not resolved: %s", found)
+        cache.set(key, {"kind": found.kind, "detail": found.detail}, FAILURE_CACHE_SECONDS)
+    else:
+        cache.set(key, {"handles": found.handles, "pds": found.pds}, DOCUMENT_CACHE_SECONDS)
+    return found
+
+
+def _fetch_document(did: str, url: str) -> DidDocument | Failure:
+    response = _fetch(url, MAX_DOCUMENT_BYTES, did)
+    if isinstance(response, Failure):
+        return response
+    if response.status_code != 200:
+        return Failure("unresolved", did, f"the document's server answered {response.status_code}")
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return Failure("invalid", did, "the document is not JSON")
+    return parse_document(did, data)
+
+
+# --- both ------------------------------------------------------------------------------------------------------
+def resolve_identity(handle_or_did: str) -> Identity | Failure:
+    """The DID, handle (and whether it is verified) and PDS of a handle or a DID, or why not.
+
+    A PDS endpoint the outbound guard would not call (not https, or not at a public address) is refused."""
+    found = _resolve_identity(handle_or_did)
+    if isinstance(found, Identity) and found.pds:
+        try:
+            outbound.check_url(found.pds)
+        except outbound.OutboundRefused as exc:
+            return Failure("refused", found.did, f"its PDS {exc.host}: {exc.reason}")
+        except OSError:
+            pass  # a PDS host that does not resolve now is still the one the document names
+    return found
+
+
+def _resolve_identity(handle_or_did: str) -> Identity | Failure:
+    subject = handle_or_did.strip().lstrip("@")
+    if subject.startswith("did:"):
+        document = resolve_did(subject)
+        if isinstance(document, Failure):
+            return document
+        handle = document.handles[0] if document.handles else None
+        verified = handle is not None and resolve_handle(handle) == subject
+        return Identity(did=subject, handle=handle, handle_verified=verified, pds=document.pds)
+    handle = subject.lower()
+    did = lookup_handle(handle)
+    if isinstance(did, Failure):
+        return did
+    document = resolve_did(did)
+    if isinstance(document, Failure):
+        return document
+    return Identity(did=did, handle=handle, handle_verified=handle in document.handles, pds=document.pds)
+
+
+# --- where an account signs in --------------------------------------------------------------------------------------
+BLUESKY_ENTRYWAY = "bsky.social"
+BLUESKY_PDS_SUFFIX = ".bsky.network"
+
+
+def _server(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "::1"):  # one machine, however a local PDS names itself (development and tests)
+        host = "127.0.0.1"
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def signs_in_through(service_url: str, pds: str) -> bool:
+    """Whether an account hosted on `pds` signs in through `service_url`: the same server, or one of Bluesky's own
+    PDS hosts (`*.bsky.network`) behind the `bsky.social` entryway."""
+    service, hosted = _server(service_url), _server(pds)
+    if service == hosted:
+        return True
+    return service == (BLUESKY_ENTRYWAY, 443) and hosted[0].endswith(BLUESKY_PDS_SUFFIX)
