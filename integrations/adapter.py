@@ -56,6 +56,15 @@ _MESSAGES: dict[str, tuple[int, str]] = {
     "media_not_found": (400, _("That image is not one of your uploads (or it was already published).")),
     "post_busy": (409, _("This post is being published right now. Try again in {retry}.")),
     "post_not_retryable": (409, _("Only a failed or waiting post can be published again.")),
+    "scheduled_in_the_past": (400, _("That time has already passed (or is only seconds away). Choose a later time.")),
+    "post_not_scheduled": (
+        409,
+        _("Only a scheduled post that has not started publishing can be changed or cancelled."),
+    ),
+    "missed": (
+        409,
+        _("Not published: it was due at {detail} and could not go out in time. Publish it now or delete it."),
+    ),
     "invalid_cursor": (400, _("That page link is not valid. Start again from the newest posts.")),
 }
 _HEALTH_TEXTS: dict[str, tuple[str, str]] = {}

@@ -121,6 +121,13 @@ SETTINGS: tuple[Setting, ...] = (
         (bool,),
         "A post with a link and no images or quote gets a card built from the page's metadata; False: never.",
     ),
+    Setting(
+        "SCHEDULE_MISSED_AFTER",
+        24 * 3600,
+        (int,),
+        "A scheduled post that cannot go out within this many seconds of its time fails as missed.",
+    ),
+    Setting("SCHEDULE_INTERVAL", 30, (int,), "Seconds between two runs of the task that publishes due posts."),
     Setting("LINK_CARD_TIMEOUT", 5.0, (int, float), "Seconds a link card's page or image may take to answer."),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -106,6 +106,24 @@ class PostNotRetryable(IntegrationError):
     code = "post_not_retryable"
 
 
+class ScheduledInThePast(IntegrationError):
+    """A scheduled time that is already past (or only a moment away)."""
+
+    code = "scheduled_in_the_past"
+
+
+class PostNotScheduled(IntegrationError):
+    """Only a scheduled post that has not started publishing can be changed or cancelled."""
+
+    code = "post_not_scheduled"
+
+
+class ScheduleMissed(IntegrationError):
+    """A scheduled post could not go out within `INTEGRATIONS_SCHEDULE_MISSED_AFTER` of its time: its owner decides."""
+
+    code = "missed"
+
+
 class InvalidCursor(IntegrationError):
     """A page cursor that is not one the server could have given (wrong characters or too long)."""
 

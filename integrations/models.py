@@ -229,6 +229,7 @@ class Post(models.Model):
     """
 
     class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
         PUBLISHING = "publishing", "Publishing"
         WAITING = "waiting", "Waiting to retry"
         PUBLISHED = "published", "Published"
@@ -241,6 +242,8 @@ class Post(models.Model):
     quote_uri = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    # When a scheduled post is due (UTC); it waits as `scheduled` until then and can be changed until it starts.
+    scheduled_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # While a worker publishes, no other may start (a dead worker's lease runs out; its successor reconciles).

@@ -8,6 +8,13 @@
 - After an ambiguous failure (timeout, reset, a 5xx: the write may have landed), and before every later attempt,
   the planned keys are read back (`getRecord`): a record with the planned CID is published; the rest are written.
   The reference PDS answers an already-used key with a 500, which is reconciled the same way, never blindly retried.
+- A scheduled post (`scheduled_at`) is stored `scheduled`, not claimed; its plan carries its time as createdAt.
+  Until its first attempt it can be cancelled, rescheduled or edited (its plan recomputed: nothing was ever sent,
+  so a new plan cannot publish twice). `publish_due` claims due posts in batches: on PostgreSQL with
+  `select_for_update(skip_locked=True)` (two workers never take the same row, nor wait for each other), on SQLite
+  under the write lock (`transaction_mode=IMMEDIATE`), each with a lease. A scheduled post whose channel cannot
+  publish when it falls due waits with the reason and goes out when the channel (or the integration) is back,
+  unless it is more than `INTEGRATIONS_SCHEDULE_MISSED_AFTER` late: then it fails as `missed`.
 - Temporary faults are retried by a background task with backoff (about an hour in all; a 429's Retry-After is
   honoured); permanent refusals fail the post with the PDS's reason; a channel that needs reconnection fails it
   with that reason and a retry after reconnecting publishes the same plan.
@@ -21,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -35,9 +42,12 @@ from integrations.bluesky.plans import (
     PartInput,
     PlannedImage,
     StrongRef,
+    at_uri,
     blob_cid,
+    iso_time,
     part_keys,
     plan_thread,
+    record_cid,
 )
 from integrations.conf import app_settings
 from integrations.exceptions import (
@@ -48,6 +58,9 @@ from integrations.exceptions import (
     MediaNotFound,
     PostBusy,
     PostNotRetryable,
+    PostNotScheduled,
+    ScheduledInThePast,
+    ScheduleMissed,
     TooManyParts,
 )
 from integrations.models import Channel, Media, Post, PostPart
@@ -59,6 +72,12 @@ LEASE = timedelta(minutes=2)
 # Waits between attempts after temporary faults: about an hour in all before the post fails for good.
 RETRY_DELAYS = (15, 30, 60, 120, 300, 600, 900, 1200)
 READY_STATES = frozenset({"active", "expiring", "degraded"})
+# A scheduled time must be at least this far ahead when it is set.
+SCHEDULE_MIN_LEAD = timedelta(seconds=1)
+# A due scheduled post whose channel cannot publish is looked at again after this long.
+BLOCKED_RECHECK = timedelta(seconds=60)
+# How many due posts a worker claims in one transaction.
+CLAIM_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -91,8 +110,13 @@ def create_post(
     max_parts: int = 25,
     claim: bool = False,
     notes: Sequence[str] = (),
+    scheduled_at: datetime | None = None,
+    replacing: Post | None = None,
 ) -> Post:
     """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet.
+
+    With `scheduled_at`, the post is stored `scheduled` (never claimed) and its records carry that time as
+    createdAt. `replacing`: a scheduled post held for an edit (`edit`): its plan is replaced, keeping its id.
 
     With `claim`, the post is stored already taken for its first attempt (one commit instead of two): call
     `publish(post.pk, claimed=post)` next. Should the process die in between, the lease runs out and
@@ -101,20 +125,31 @@ def create_post(
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
     created_at = timezone.now()
+    claim = claim and scheduled_at is None  # a scheduled post is published by the worker at its time
+    fields = {
+        "user": user,
+        "channel": channel,
+        "created_at": created_at,
+        "reply_to_uri": reply_to_uri,
+        "quote_uri": quote_uri,
+        "scheduled_at": scheduled_at,
+        "status": Post.Status.SCHEDULED if scheduled_at else Post.Status.PUBLISHING,
+        "attempts": 1 if claim else 0,
+        "lease_until": created_at + LEASE if claim else None,
+    }
     with transaction.atomic():
-        post = Post.objects.create(
-            user=user,
-            channel=channel,
-            created_at=created_at,
-            reply_to_uri=reply_to_uri,
-            quote_uri=quote_uri,
-            status=Post.Status.PUBLISHING,
-            attempts=1 if claim else 0,
-            lease_until=created_at + LEASE if claim else None,
-        )
-        keys = part_keys(post.pk, created_at, len(parts))
+        if replacing is not None:
+            post = _locked_scheduled(replacing.pk, held=True)
+            for name, value in fields.items():
+                setattr(post, name, value)
+            post.save()
+            post.parts.all().delete()
+        else:
+            post = Post.objects.create(**fields)
+        record_time = scheduled_at or created_at
+        keys = part_keys(post.pk, record_time, len(parts))
         planned = plan_thread(
-            did=channel.did, keys=keys, created_at=created_at, parts=parts, reply_to=reply_to, quote=quote
+            did=channel.did, keys=keys, created_at=record_time, parts=parts, reply_to=reply_to, quote=quote
         )
         post.planned_parts = PostPart.objects.bulk_create(
             PostPart(
@@ -179,11 +214,13 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
     if post is None:
         return Outcome(Post.objects.get(pk=post_id))
     channel = post.channel
-    # A post just accepted carries its parts (and was just checked): no second read of either.
+    # A post just accepted carries its parts (and was just checked): no second read of either. One `claim_due`
+    # took carries neither.
     parts = getattr(post, "planned_parts", None) if fresh else None
+    checked = parts is not None
     parts = parts if parts is not None else list(post.parts.all())
     try:
-        if not fresh:
+        if not checked:
             ensure_can_publish(channel)
         _upload_blobs(channel, parts)
         _write(channel, parts, reconcile_first=post.attempts > 1)
@@ -294,6 +331,8 @@ def retry_delay(attempts: int, error: IntegrationError) -> int | None:
 
 def _failed_attempt(post: Post, error: IntegrationError) -> Post:
     """Store what the attempt's failure means for the post: waiting for a retry, or failed with the reason."""
+    if post.scheduled_at and isinstance(error, ChannelNotReady | IntegrationDisabled):
+        return _blocked(post, error)
     message = describe(error).message
     now = timezone.now()
     delay = retry_delay(post.attempts, error) if error.temporary else None
@@ -316,6 +355,40 @@ def _failed_attempt(post: Post, error: IntegrationError) -> Post:
     return post
 
 
+def _blocked(post: Post, error: IntegrationError) -> Post:
+    """A scheduled post fell due while its channel cannot publish (or the integration is off): it waits with the
+    reason, looked at again by `publish_due`, unless it is already too late (then it fails as missed). Nothing was
+    sent, so the attempt does not count."""
+    if _too_late(post):
+        return _missed(post)
+    post.attempts = max(post.attempts - 1, 0)
+    post.lease_until = None
+    post.status = Post.Status.WAITING
+    post.next_attempt_at = timezone.now() + BLOCKED_RECHECK
+    post.error_code, post.error_message = error.code, describe(error).message
+    post.save(update_fields=["attempts", "status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    logger.info("scheduled post %s is due but waits (%s)", post.pk, error.code)
+    return post
+
+
+def _too_late(post: Post, now: datetime | None = None) -> bool:
+    limit = timedelta(seconds=int(app_settings.SCHEDULE_MISSED_AFTER))
+    return post.scheduled_at is not None and (now or timezone.now()) - post.scheduled_at > limit
+
+
+def _missed(post: Post) -> Post:
+    """Fail a scheduled post that could not go out in time; its owner decides (publish it now, or delete it)."""
+    error = ScheduleMissed(timezone.localtime(post.scheduled_at).strftime("%Y-%m-%d %H:%M %Z"))
+    message = describe(error).message
+    post.lease_until = post.next_attempt_at = None
+    post.status = Post.Status.FAILED
+    post.error_code, post.error_message = error.code, message
+    post.save(update_fields=["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    send_on_commit(post_failed, Post, post=post, error_code=error.code, message=message)
+    logger.info("scheduled post %s missed its time (%s)", post.pk, post.scheduled_at)
+    return post
+
+
 def schedule_retry(post: Post) -> None:
     """Enqueue the next attempt for when the post is due (Django's Tasks framework)."""
     from integrations.tasks import publish_post
@@ -324,7 +397,11 @@ def schedule_retry(post: Post) -> None:
 
 
 def delete(post: Post) -> None:
-    """Delete a post; a published one (or one whose records may have landed) first from Bluesky."""
+    """Delete a post; a published one (or one whose records may have landed) first from Bluesky. A scheduled post
+    is cancelled (nothing was sent)."""
+    if post.status == Post.Status.SCHEDULED:
+        cancel(post)
+        return
     channel = post.channel
     if post.lease_until and post.lease_until > timezone.now():
         raise PostBusy(retry_after=int((post.lease_until - timezone.now()).total_seconds()) + 1)
@@ -341,24 +418,67 @@ def delete(post: Post) -> None:
         media.delete()
 
 
-def due_posts(now: datetime | None = None) -> list[int]:
-    """Posts whose next attempt is due: waiting past their retry time, or taken by a worker whose lease ran out
-    (it died mid-publish: the next attempt reconciles first, so nothing is written twice)."""
-    now = now or timezone.now()
+def _due(now: datetime) -> Q:
+    scheduled = Q(status=Post.Status.SCHEDULED, scheduled_at__lte=now) & (
+        Q(lease_until__isnull=True) | Q(lease_until__lte=now)  # a lease here: held for an edit
+    )
     waiting = Q(status=Post.Status.WAITING, next_attempt_at__lte=now)
     abandoned = Q(status=Post.Status.PUBLISHING, lease_until__lte=now)
-    return list(Post.objects.filter(waiting | abandoned).order_by("pk").values_list("pk", flat=True))
+    return scheduled | waiting | abandoned
+
+
+def due_posts(now: datetime | None = None) -> list[int]:
+    """Posts whose next attempt is due: scheduled for now or earlier, waiting past their retry time, or taken by a
+    worker whose lease ran out (it died mid-publish: the next attempt reconciles first, so nothing is written
+    twice)."""
+    now = now or timezone.now()
+    return list(Post.objects.filter(_due(now)).order_by("pk").values_list("pk", flat=True))
+
+
+def claim_due(now: datetime | None = None, *, limit: int = CLAIM_BATCH, skip: Sequence[int] = ()) -> list[Post]:
+    """Take up to `limit` due posts for one attempt each, in one short transaction, with a lease.
+
+    On PostgreSQL, rows another worker is claiming are skipped (`skip_locked`): workers never take the same post nor
+    wait for each other. On SQLite the write lock taken at BEGIN (`transaction_mode=IMMEDIATE`) serialises claims.
+    A scheduled post found more than `SCHEDULE_MISSED_AFTER` late (no worker ran) fails as missed instead: it is
+    returned `failed`, not taken.
+    """
+    now = now or timezone.now()
+    features = connection.features
+    with transaction.atomic():
+        queryset = Post.objects.filter(_due(now)).exclude(pk__in=list(skip)).select_related("channel").order_by("pk")
+        if features.has_select_for_update:
+            queryset = queryset.select_for_update(
+                skip_locked=features.has_select_for_update_skip_locked,
+                of=("self",) if features.has_select_for_update_of else (),
+            )
+        claimed = []
+        for post in queryset[:limit]:
+            if post.status == Post.Status.SCHEDULED and _too_late(post, now):
+                claimed.append(_missed(post))
+                continue
+            post.status = Post.Status.PUBLISHING
+            post.lease_until = timezone.now() + LEASE
+            post.attempts += 1
+            post.next_attempt_at = None
+            post.save(update_fields=["status", "lease_until", "attempts", "next_attempt_at"])
+            claimed.append(post)
+    return claimed
 
 
 def publish_due(now: datetime | None = None) -> Counter:
-    """One attempt at every due post; what happened, counted by the posts' new status."""
+    """One attempt at every due post, claimed a batch at a time (several workers may run this at once); what
+    happened, counted by the posts' new status."""
     outcome: Counter = Counter()
-    for post_id in due_posts(now):
-        try:
-            outcome[publish(post_id, retry=True).post.status] += 1
-        except PostBusy:
-            outcome["busy"] += 1
-    return outcome
+    seen: list[int] = []
+    while True:
+        batch = claim_due(now, skip=seen)
+        if not batch:
+            return outcome
+        for post in batch:
+            seen.append(post.pk)
+            missed = post.status == Post.Status.FAILED
+            outcome[post.status if missed else publish(post.pk, claimed=post).post.status] += 1
 
 
 def as_reference(post: Post) -> list[dict[str, Any]]:
@@ -394,17 +514,22 @@ def accept(
     reply_to: str = "",
     quote: str = "",
     default_lang: str = "",
+    scheduled_at: datetime | None = None,
+    replacing: Post | None = None,
 ) -> Post:
     """Check what a user wants to publish and store it with its fixed plan, taken for its first attempt (then call
-    `publish(post.pk, claimed=post)`).
+    `publish(post.pk, claimed=post)`); with `scheduled_at`, stored `scheduled` for the worker instead (not taken).
 
     Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
     post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
-    invalid_reference, empty_post. Nothing is stored unless everything is right. Link cards are fetched last and
-    never refuse a post: a part whose card cannot be built is stored without one and with the reason (`card_note`).
+    invalid_reference, empty_post, scheduled_in_the_past. Nothing is stored unless everything is right. Link cards
+    are fetched last and never refuse a post: a part whose card cannot be built is stored without one and with the
+    reason (`card_note`).
     """
     from integrations.bluesky import images, references, richtext
 
+    if scheduled_at is not None:
+        check_schedule(scheduled_at)
     ensure_can_publish(channel)
     max_parts = int(app_settings.POST_MAX_PARTS)
     if not 1 <= len(parts) <= max_parts:
@@ -447,7 +572,107 @@ def accept(
         max_parts=max_parts,
         claim=True,
         notes=notes,
+        scheduled_at=scheduled_at,
+        replacing=replacing,
     )
+
+
+# --- scheduled posts ---------------------------------------------------------------------------------------------
+def check_schedule(when: datetime) -> None:
+    """Refuse a time that has passed or is only a moment away (`scheduled_in_the_past`)."""
+    if when <= timezone.now() + SCHEDULE_MIN_LEAD:
+        raise ScheduledInThePast()
+
+
+def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
+    """The post under its row lock (call inside a transaction), if it is still scheduled and never attempted.
+
+    `held`: the caller holds it for an edit (its lease); otherwise a running lease means a worker has it."""
+    post = Post.objects.select_for_update().select_related("channel").get(pk=post_id)
+    if post.status != Post.Status.SCHEDULED or post.attempts:
+        raise PostNotScheduled()
+    now = timezone.now()
+    if not held and post.lease_until and post.lease_until > now:
+        raise PostBusy(retry_after=int((post.lease_until - now).total_seconds()) + 1)
+    return post
+
+
+def cancel(post: Post) -> None:
+    """Delete a scheduled post that has not started publishing (nothing was sent, so nothing is deleted upstream)."""
+    with transaction.atomic():
+        post = _locked_scheduled(post.pk)
+        used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
+        post.delete()
+    for media in Media.objects.filter(pk__in=used_media):
+        media.file.delete(save=False)
+        media.delete()
+    logger.info("scheduled post cancelled")
+
+
+def reschedule(post: Post, when: datetime) -> Post:
+    """Move a scheduled post to another time; its plan is recomputed for it (keys and createdAt).
+
+    A post's plan may be recomputed only while it has never been attempted: nothing of it can be on Bluesky, so
+    the new plan cannot publish twice. The row lock makes sure no worker starts it meanwhile.
+    """
+    check_schedule(when)
+    with transaction.atomic():
+        post = _locked_scheduled(post.pk)
+        _replan(post, when)
+        post.scheduled_at = when
+        post.save(update_fields=["scheduled_at"])
+    return post
+
+
+def _replan(post: Post, when: datetime) -> None:
+    """The same records planned for another time: new keys and createdAt, the thread's replies (and CIDs) anew."""
+    parts = list(post.parts.order_by("index"))
+    keys = part_keys(post.pk, when, len(parts))
+    outer = parts[0].record.get("reply") if parts else None  # the post this one replies to: unchanged
+    root = parent = None
+    for index, (part, key) in enumerate(zip(parts, keys, strict=True)):
+        record = dict(part.record)
+        record["createdAt"] = iso_time(when + timedelta(milliseconds=index))
+        if index:
+            record["reply"] = {"root": root, "parent": parent}
+        part.rkey, part.record, part.expected_cid = key, record, record_cid(record)
+        parent = {"uri": at_uri(post.channel.did, key), "cid": part.expected_cid}
+        root = root or (outer["root"] if outer else parent)
+    PostPart.objects.bulk_update(parts, ["rkey", "record", "expected_cid"])
+
+
+def edit(
+    post: Post,
+    parts: Sequence[PartRequest],
+    *,
+    scheduled_at: datetime | None = None,
+    reply_to: str = "",
+    quote: str = "",
+    default_lang: str = "",
+) -> Post:
+    """Replace a scheduled post's content (and time, if given), checked as `accept` checks a new post.
+
+    The post is held with a lease while the new content is checked (link cards are fetched), so no worker starts it
+    meanwhile; its plan is replaced only because it was never attempted (see `reschedule`).
+    """
+    with transaction.atomic():
+        held = _locked_scheduled(post.pk)
+        held.lease_until = timezone.now() + LEASE
+        held.save(update_fields=["lease_until"])
+    try:
+        return accept(
+            held.user,
+            held.channel,
+            parts,
+            reply_to=reply_to,
+            quote=quote,
+            default_lang=default_lang,
+            scheduled_at=scheduled_at or held.scheduled_at,
+            replacing=held,
+        )
+    except BaseException:
+        Post.objects.filter(pk=held.pk, status=Post.Status.SCHEDULED).update(lease_until=None)
+        raise
 
 
 def first_link(facets: Sequence[dict[str, Any]]) -> str | None:

@@ -1,0 +1,177 @@
+"""Scheduled posts against the real local PDS: stored `scheduled`, changed or cancelled until they start, published
+once by whichever worker claims them at their time, waiting (or missed) while their channel cannot publish."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from integrations.bluesky import publishing
+from integrations.bluesky.publishing import PartRequest
+from integrations.exceptions import PostNotScheduled, ScheduledInThePast
+from integrations.models import Channel, IntegrationOption, Post
+from tests.test_publishing import records
+
+pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
+
+
+def schedule(user, channel, *texts: str, seconds: float = 3600) -> Post:
+    when = timezone.now() + timedelta(seconds=seconds)
+    return publishing.accept(user, channel, [PartRequest(text=t, link_card=None) for t in texts], scheduled_at=when)
+
+
+def make_due(*posts: Post) -> None:
+    Post.objects.filter(pk__in=[p.pk for p in posts]).update(scheduled_at=timezone.now() - timedelta(seconds=1))
+
+
+@pytest.mark.parametrize("seconds", [-60, 0, 0.5])
+def test_a_time_past_or_only_a_moment_away_is_refused_and_nothing_is_stored(seconds, user, channel):
+    with pytest.raises(ScheduledInThePast):
+        schedule(user, channel, "too late", seconds=seconds)
+    assert not Post.objects.exists()
+
+
+def test_a_scheduled_post_waits_unclaimed_with_its_time_as_createdAt(user, channel):
+    post = schedule(user, channel, "later", "and a reply")
+    stored = Post.objects.get(pk=post.pk)
+    assert stored.status == Post.Status.SCHEDULED
+    assert stored.attempts == 0 and stored.lease_until is None
+    first = stored.parts.get(index=0)
+    assert first.record["createdAt"].startswith(stored.scheduled_at.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert publishing.due_posts() == []
+    assert publishing.publish_due() == {}
+
+
+def test_a_post_scheduled_seconds_ahead_goes_out_at_its_time_and_only_once(use_pds, user, channel, account):
+    post = schedule(user, channel, "right on time", "second part", seconds=3)
+    assert publishing.publish_due() == {}  # not before its time
+    assert records(use_pds, account.did) == []
+    time.sleep(max(0.0, (post.scheduled_at - timezone.now()).total_seconds()) + 0.2)
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publishing.publish_due() == {}
+    stored = {r["uri"]: r for r in records(use_pds, account.did)}
+    parts = list(Post.objects.get(pk=post.pk).parts.all())
+    assert sorted(stored) == sorted(p.uri for p in parts)
+    assert [stored[p.uri]["cid"] for p in parts] == [p.expected_cid for p in parts]
+
+
+def test_a_cancelled_post_is_never_published(use_pds, user, channel, account):
+    post = schedule(user, channel, "never mind")
+    publishing.cancel(post)
+    assert not Post.objects.filter(pk=post.pk).exists()
+    assert publishing.publish_due(timezone.now() + timedelta(days=1)) == {}
+    assert records(use_pds, account.did) == []
+
+
+def test_a_post_that_started_cannot_be_cancelled_rescheduled_or_edited(user, channel):
+    post = schedule(user, channel, "started")
+    make_due(post)
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.PUBLISHING, attempts=1)
+    with pytest.raises(PostNotScheduled):
+        publishing.cancel(post)
+    with pytest.raises(PostNotScheduled):
+        publishing.reschedule(post, timezone.now() + timedelta(hours=1))
+    with pytest.raises(PostNotScheduled):
+        publishing.edit(post, [PartRequest(text="changed", link_card=None)])
+
+
+def test_a_rescheduled_thread_is_replanned_for_its_new_time(use_pds, user, channel, account):
+    post = schedule(user, channel, "one", "two", "three")
+    keys = [p.rkey for p in post.parts.all()]
+    publishing.reschedule(post, timezone.now() + timedelta(hours=2))
+    parts = list(Post.objects.get(pk=post.pk).parts.all())
+    assert [p.rkey for p in parts] != keys
+    assert publishing.publish_due() == {}  # not due yet
+    make_due(post)
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    stored = {r["uri"]: r for r in records(use_pds, account.did)}
+    parts = list(Post.objects.get(pk=post.pk).parts.all())
+    assert [stored[p.uri]["cid"] for p in parts] == [p.expected_cid for p in parts]  # the new plan, as computed
+    assert stored[parts[2].uri]["value"]["reply"]["parent"]["uri"] == parts[1].uri
+    assert stored[parts[2].uri]["value"]["reply"]["root"]["uri"] == parts[0].uri
+
+
+def test_an_edited_post_keeps_its_id_and_goes_out_with_the_new_text(use_pds, user, channel, account):
+    post = schedule(user, channel, "draft")
+    edited = publishing.edit(post, [PartRequest(text="final", link_card=None)])
+    assert edited.pk == post.pk and edited.status == Post.Status.SCHEDULED and edited.lease_until is None
+    assert edited.scheduled_at == post.scheduled_at
+    make_due(post)
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["final"]
+
+
+def test_two_workers_and_a_hundred_due_posts_give_exactly_a_hundred_records(use_pds, user, channel, account):
+    posts = [schedule(user, channel, f"post {n}") for n in range(100)]
+    make_due(*posts)
+    barrier = threading.Barrier(2)
+    results: list = []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(publishing.publish_due())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert sum(r[Post.Status.PUBLISHED] for r in results) == 100
+    assert Post.objects.filter(status=Post.Status.PUBLISHED).count() == 100
+    texts = sorted(r["value"]["text"] for r in records(use_pds, account.did))
+    assert texts == sorted(f"post {n}" for n in range(100))  # each once
+
+
+def test_a_post_due_while_its_channel_needs_reconnection_waits_and_goes_out_after(use_pds, user, channel, account):
+    from integrations.bluesky import services
+
+    post = schedule(user, channel, "patient")
+    make_due(post)
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
+    assert publishing.publish_due() == {Post.Status.WAITING: 1}
+    waiting = Post.objects.get(pk=post.pk)
+    assert waiting.error_code == "channel_not_ready" and "Reconnect" in waiting.error_message
+    assert waiting.attempts == 0  # nothing was sent
+    services.connect(user, account.handle, account.app_passwords[0])
+    assert publishing.publish_due() == {}  # looked at again when due again
+    Post.objects.filter(pk=post.pk).update(next_attempt_at=timezone.now())
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert len(records(use_pds, account.did)) == 1
+
+
+def test_a_post_due_while_the_integration_is_off_waits_for_it(use_pds, user, channel, account):
+    post = schedule(user, channel, "switched off")
+    make_due(post)
+    switch = IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
+    assert publishing.publish_due() == {Post.Status.WAITING: 1}
+    assert Post.objects.get(pk=post.pk).error_code == "integration_disabled"
+    switch.value = "enabled"
+    switch.save()
+    Post.objects.filter(pk=post.pk).update(next_attempt_at=timezone.now())
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+
+
+def test_a_post_more_than_a_day_late_fails_as_missed_and_its_owner_decides(use_pds, user, channel, account, settings):
+    late = schedule(user, channel, "late")
+    blocked = schedule(user, channel, "blocked too long")
+    Post.objects.filter(pk=late.pk).update(scheduled_at=timezone.now() - timedelta(hours=25))  # no worker ran
+    Post.objects.filter(pk=blocked.pk).update(scheduled_at=timezone.now() - timedelta(hours=2))
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
+    assert publishing.publish_due() == {Post.Status.FAILED: 1, Post.Status.WAITING: 1}
+    settings.INTEGRATIONS_SCHEDULE_MISSED_AFTER = 3600  # the blocked one is too late now
+    Post.objects.filter(pk=blocked.pk).update(next_attempt_at=timezone.now())
+    assert publishing.publish_due() == {Post.Status.FAILED: 1}
+    for post in (late, blocked):
+        missed = Post.objects.get(pk=post.pk)
+        assert (missed.status, missed.error_code) == (Post.Status.FAILED, "missed")
+        assert "Publish it now or delete it" in missed.error_message
+    assert records(use_pds, account.did) == []
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
+    assert publishing.publish(late.pk, retry=True).post.status == Post.Status.PUBLISHED  # the owner decided
+    assert len(records(use_pds, account.did)) == 1
