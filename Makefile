@@ -10,7 +10,7 @@ help:
 	@echo "make run    - set up .venv, install, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   - set up everything the tests need (local PDS, Chromium) and run pytest"
 	@echo "make serve  - serve the production way (gunicorn, WhiteNoise, DEBUG=false) on http://127.0.0.1:8000"
-	@echo "make worker - run the background task worker (session keep-alive) beside 'make run' or 'make serve'"
+	@echo "make worker - run the background task worker (session keep-alive, scheduled posts) beside 'make run' or 'make serve'"
 	@echo "make smoke  - build the wheel, install it outside the checkout, run the smoke suite in another project"
 	@echo "make bench  - benchmarks against the local PDS; prints a table"
 	@echo "make lint   - ruff check and ruff format --check (CI runs it first)"
@@ -67,13 +67,15 @@ serve: install
 	echo "" && echo "Skyport (production settings) runs at http://$${GUNICORN_BIND:-127.0.0.1:8000}/  (background worker: DEBUG=false make worker)" && \
 	exec $(VENV)/bin/gunicorn --config gunicorn.conf.py
 
-# The keep-alive worker: enqueue the first sweep, then run the task worker. With DEBUG=false it uses the same
+# The background worker: enqueue the first keep-alive sweep and the first run that publishes due (scheduled) posts,
+# then run the task worker. With DEBUG=false it uses the same
 # settings and local keys as `make serve`.
 worker: install
 	@case "$${DEBUG:-true}" in true|True|1|yes|on) ;; *) $(LOCAL_SECRETS);; esac; \
 	export DEBUG=$${DEBUG:-true}; \
 	$(PY) manage.py migrate --no-input && \
 	$(PY) manage.py bluesky_keepalive --schedule && \
+	$(PY) manage.py bluesky_publish_due --schedule && \
 	exec $(PY) manage.py db_worker
 
 # The reference PDS (Node 22 + @atproto/pds), cached under ~/.cache/skyport/, keyed by its lock file.

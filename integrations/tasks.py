@@ -1,6 +1,7 @@
 """Background tasks (Django's Tasks framework; the project uses the django-tasks-db backend)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
@@ -9,25 +10,39 @@ from integrations.bluesky import keepalive
 from integrations.conf import app_settings
 
 TASK_PATH = "integrations.tasks.keepalive_sweep"
+PUBLISH_DUE_PATH = "integrations.tasks.publish_due_posts"
 
 
 def _interval() -> timedelta:
     return timedelta(seconds=int(app_settings.KEEPALIVE_INTERVAL))
 
 
-def schedule_keepalive(delay: timedelta | None = None) -> bool:
-    """Enqueue the next sweep unless one is already waiting; True when one was enqueued."""
+def _enqueue_once(task_obj: Any, task_path: str, run_after: datetime) -> bool:
+    """Enqueue a chained task unless one of its runs is already waiting; True when one was enqueued."""
     try:
         from django_tasks_db.models import DBTaskResult
     except ImportError:  # another backend: let it deduplicate
         DBTaskResult = None
-    # Any sweep still waiting, due now or later (`ready()` would miss one scheduled for later).
-    waiting = DBTaskResult and DBTaskResult.objects.filter(status=TaskResultStatus.READY, task_path=TASK_PATH)
+    # Any run still waiting, due now or later (`ready()` would miss one scheduled for later).
+    waiting = DBTaskResult and DBTaskResult.objects.filter(status=TaskResultStatus.READY, task_path=task_path)
     if waiting and waiting.exists():
         return False
-    run_after = timezone.now() + (delay if delay is not None else _interval())
-    keepalive_sweep.using(run_after=run_after).enqueue()
+    task_obj.using(run_after=run_after).enqueue()
     return True
+
+
+def schedule_keepalive(delay: timedelta | None = None) -> bool:
+    """Enqueue the next sweep unless one is already waiting; True when one was enqueued."""
+    return _enqueue_once(keepalive_sweep, TASK_PATH, timezone.now() + (delay if delay is not None else _interval()))
+
+
+def schedule_publishing(delay: timedelta | None = None) -> bool:
+    """Enqueue the next run of `publish_due_posts` unless one is already waiting; True when one was enqueued.
+
+    Two workers starting at once may enqueue two runs; the chains merge, since a run schedules the next one only
+    when none is waiting."""
+    delay = delay if delay is not None else timedelta(seconds=int(app_settings.SCHEDULE_INTERVAL))
+    return _enqueue_once(publish_due_posts, PUBLISH_DUE_PATH, timezone.now() + delay)
 
 
 @task()
@@ -58,3 +73,24 @@ def publish_post(post_id: int) -> str:
     except PostBusy:
         return "busy"  # another worker holds it; that one schedules what comes next
     return outcome.post.status
+
+
+@task()
+def publish_due_posts() -> dict:
+    """Publish every due post (scheduled, waiting to retry, or abandoned by a dead worker), then schedule the next
+    run in `INTEGRATIONS_SCHEDULE_INTERVAL` seconds. Any number of workers may run it: each post is claimed once."""
+    from integrations.bluesky import publishing
+
+    try:
+        return dict(publishing.publish_due())
+    finally:
+        schedule_publishing()  # even after a failed run, the chain goes on
+
+
+@task()
+def publish_scheduled_post(post_id: int) -> dict:
+    """Run at a scheduled post's time, so it goes out then rather than at the next `publish_due_posts`: publishes
+    whatever is due (the post was rescheduled or cancelled since? then it is not due, and nothing happens to it)."""
+    from integrations.bluesky import publishing
+
+    return dict(publishing.publish_due())

@@ -175,3 +175,48 @@ def test_a_post_more_than_a_day_late_fails_as_missed_and_its_owner_decides(use_p
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
     assert publishing.publish(late.pk, retry=True).post.status == Post.Status.PUBLISHED  # the owner decided
     assert len(records(use_pds, account.did)) == 1
+
+
+# --- the background worker ---------------------------------------------------------------------------------------
+def run_worker() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0.1", stdout=StringIO())
+
+
+def test_the_worker_publishes_a_post_scheduled_seconds_ahead_at_its_time(use_pds, user, channel, account):
+    post = schedule(user, channel, "from the worker", seconds=3)
+    run_worker()  # nothing is due yet
+    assert Post.objects.get(pk=post.pk).status == Post.Status.SCHEDULED
+    time.sleep(max(0.0, (post.scheduled_at - timezone.now()).total_seconds()))
+    run_worker()
+    published = Post.objects.get(pk=post.pk)
+    assert published.status == Post.Status.PUBLISHED
+    assert published.published_at - published.scheduled_at < timedelta(seconds=5)
+    assert len(records(use_pds, account.did)) == 1
+
+
+def test_the_recurring_task_publishes_due_posts_and_schedules_its_next_run(use_pds, user, channel, account, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django_tasks_db.models import DBTaskResult
+
+    from integrations.tasks import PUBLISH_DUE_PATH, publish_due_posts
+
+    settings.INTEGRATIONS_SCHEDULE_INTERVAL = 600
+    post = schedule(user, channel, "picked up")
+    make_due(post)
+    call_command("bluesky_publish_due", "--schedule", stdout=StringIO())
+    call_command("bluesky_publish_due", "--schedule", stdout=StringIO())  # once is enough
+    assert DBTaskResult.objects.filter(status="READY", task_path=PUBLISH_DUE_PATH).count() == 1
+    run_worker()
+    finished = DBTaskResult.objects.filter(task_path=PUBLISH_DUE_PATH).exclude(finished_at=None).get()
+    assert finished.return_value == {"published": 1}
+    assert Post.objects.get(pk=post.pk).status == Post.Status.PUBLISHED
+    pending = DBTaskResult.objects.filter(status="READY", task_path=PUBLISH_DUE_PATH).get()
+    assert pending.run_after > timezone.now() + timedelta(minutes=5)
+    assert publish_due_posts.name == "publish_due_posts"
+    assert len(records(use_pds, account.did)) == 1

@@ -151,6 +151,8 @@ def create_post(
         planned = plan_thread(
             did=channel.did, keys=keys, created_at=record_time, parts=parts, reply_to=reply_to, quote=quote
         )
+        if scheduled_at is not None:
+            _wake_at(post)
         post.planned_parts = PostPart.objects.bulk_create(
             PostPart(
                 post=post,
@@ -621,7 +623,16 @@ def reschedule(post: Post, when: datetime) -> Post:
         _replan(post, when)
         post.scheduled_at = when
         post.save(update_fields=["scheduled_at"])
+        _wake_at(post)
     return post
+
+
+def _wake_at(post: Post) -> None:
+    """Have a worker look for due posts at this post's time, once the post is committed."""
+    from integrations.tasks import publish_scheduled_post
+
+    when = post.scheduled_at
+    transaction.on_commit(lambda: publish_scheduled_post.using(run_after=when).enqueue(post.pk))
 
 
 def _replan(post: Post, when: datetime) -> None:
