@@ -112,6 +112,12 @@ class ScheduledInThePast(IntegrationError):
     code = "scheduled_in_the_past"
 
 
+class ScheduledTooFar(IntegrationError):
+    """A scheduled time more than a year ahead."""
+
+    code = "scheduled_too_far"
+
+
 class PostNotScheduled(IntegrationError):
     """Only a scheduled post that has not started publishing can be changed or cancelled."""
 

@@ -220,3 +220,71 @@ def test_the_recurring_task_publishes_due_posts_and_schedules_its_next_run(use_p
     assert pending.run_after > timezone.now() + timedelta(minutes=5)
     assert publish_due_posts.name == "publish_due_posts"
     assert len(records(use_pds, account.did)) == 1
+
+
+# --- the API -----------------------------------------------------------------------------------------------------
+POSTS = "/api/v1/posts/"
+
+
+@pytest.fixture
+def api(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def iso(seconds: float) -> str:
+    return (timezone.now() + timedelta(seconds=seconds)).isoformat()
+
+
+def test_the_api_schedules_edits_reschedules_and_cancels(api, use_pds, channel, account):
+    from tests.test_api import assert_error
+
+    body = {"channel": channel.pk, "parts": [{"text": "at noon", "link_card": None}], "scheduled_at": iso(3600)}
+    created = api.post(POSTS, body, format="json")
+    assert created.status_code == 201, created.content
+    post = created.json()
+    assert post["status"] == "scheduled" and post["attempts"] == 0 and post["parts"][0]["uri"] == ""
+    assert post["scheduled_at"] is not None
+    url = f"{POSTS}{post['id']}/"
+
+    moved = api.patch(url, {"scheduled_at": iso(7200)}, format="json")
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["scheduled_at"] > post["scheduled_at"]
+    edited = api.patch(url, {"parts": [{"text": "at two", "link_card": None}]}, format="json")
+    assert edited.status_code == 200, edited.content
+    assert edited.json()["id"] == post["id"] and edited.json()["parts"][0]["text"] == "at two"
+    assert edited.json()["scheduled_at"] == moved.json()["scheduled_at"]
+    assert_error(api.patch(url, {"scheduled_at": iso(-60)}, format="json"), 400, "scheduled_in_the_past")
+    assert_error(api.patch(url, {"scheduled_at": "2300-01-01T12:00:00Z"}, format="json"), 400, "scheduled_too_far")
+    naive = api.patch(url, {"scheduled_at": "2099-01-01T12:00:00"}, format="json")
+    assert_error(naive, 400, "invalid")
+
+    assert api.post(f"{url}cancel/").status_code == 204
+    assert api.get(url).status_code == 404
+    assert records(use_pds, account.did) == []
+
+
+def test_the_api_refuses_a_past_time_and_changes_to_a_post_that_started(api, use_pds, channel):
+    from tests.test_api import assert_error
+
+    body = {"channel": channel.pk, "parts": [{"text": "yesterday"}], "scheduled_at": iso(-86400)}
+    assert_error(api.post(POSTS, body, format="json"), 400, "scheduled_in_the_past")
+    assert not Post.objects.exists()
+    now = api.post(POSTS, {"channel": channel.pk, "parts": [{"text": "now", "link_card": None}]}, format="json")
+    assert now.json()["status"] == "published" and now.json()["scheduled_at"] is None
+    url = f"{POSTS}{now.json()['id']}/"
+    assert_error(api.patch(url, {"scheduled_at": iso(3600)}, format="json"), 409, "post_not_scheduled")
+    assert_error(api.post(f"{url}cancel/"), 409, "post_not_scheduled")
+
+
+def test_deleting_a_scheduled_post_through_the_api_just_removes_it(api, use_pds, channel, account):
+    body = {"channel": channel.pk, "parts": [{"text": "gone", "link_card": None}], "scheduled_at": iso(600)}
+    post = api.post(POSTS, body, format="json").json()
+    assert api.delete(f"{POSTS}{post['id']}/").status_code == 204
+    assert not Post.objects.exists()
+    assert publishing.publish_due(timezone.now() + timedelta(hours=1)) == {}
+    assert records(use_pds, account.did) == []

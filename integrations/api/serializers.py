@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -189,11 +191,35 @@ class PartInputSerializer(serializers.Serializer):
     link_card = LinkCardField(required=False, allow_null=True, default="auto")
 
 
+class AwareDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with its time zone (`Z` or an offset): a bare local time would be read in the server's zone."""
+
+    default_error_messages = {"naive": "Give the time zone too, e.g. 2026-11-23T18:00:00+01:00 or ...T17:00:00Z."}
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, str) and (parsed := parse_datetime(value)) is not None and timezone.is_naive(parsed):
+            self.fail("naive")
+        return super().to_internal_value(value)
+
+
+SCHEDULED_AT_HELP = "Publish at this time (ISO 8601 with time zone, at least a few seconds ahead) instead of now."
+
+
 class PostInputSerializer(serializers.Serializer):
     channel = serializers.IntegerField(min_value=1)
     parts = PartInputSerializer(many=True, allow_empty=False)
     reply_to = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
     quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    scheduled_at = AwareDateTimeField(required=False, allow_null=True, default=None, help_text=SCHEDULED_AT_HELP)
+
+
+class PostUpdateSerializer(serializers.Serializer):
+    """A scheduled post's new time and/or content; what is left out stays as it was."""
+
+    parts = PartInputSerializer(many=True, allow_empty=False, required=False)
+    reply_to = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    quote = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    scheduled_at = AwareDateTimeField(required=False, help_text="The new time (ISO 8601 with time zone).")
 
 
 class LinkCardSerializer(serializers.Serializer):
@@ -241,7 +267,7 @@ class PostErrorSerializer(serializers.Serializer):
 class PostSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     channel = serializers.IntegerField(source="channel_id")
-    status = serializers.ChoiceField(choices=["publishing", "waiting", "published", "failed"])
+    status = serializers.ChoiceField(choices=["scheduled", "publishing", "waiting", "published", "failed"])
     parts = PostPartSerializer(many=True)
     reply_to = serializers.CharField(source="reply_to_uri")
     quote = serializers.CharField(source="quote_uri")
@@ -249,6 +275,7 @@ class PostSerializer(serializers.Serializer):
     attempts = serializers.IntegerField()
     next_attempt_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
+    scheduled_at = serializers.DateTimeField(allow_null=True, help_text="When a scheduled post is (was) due.")
     published_at = serializers.DateTimeField(allow_null=True)
 
     @extend_schema_field(PostErrorSerializer(allow_null=True))

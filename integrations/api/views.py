@@ -33,8 +33,10 @@ from integrations.api.serializers import (
     MediaUploadSerializer,
     PostInputSerializer,
     PostSerializer,
+    PostUpdateSerializer,
 )
 from integrations.bluesky import publishing, richtext, services
+from integrations.exceptions import PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Post
 
@@ -173,17 +175,25 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
     list=documented(summary="Your posts, newest first", responses={200: PostSerializer(many=True), **ERRORS}),
     retrieve=documented(summary="One of your posts", responses={200: PostSerializer, **ERRORS}),
     create=documented(
-        summary="Publish a post (or a thread)",
+        summary="Publish a post (or a thread), now or at a scheduled time",
         description="The post's records are planned when it is accepted and published once: a retry never posts "
         "twice. 201 with status `published`, or `waiting` (a temporary fault; it is retried in the background) or "
-        "`failed` with the reason.",
+        "`failed` with the reason. With `scheduled_at`, 201 with status `scheduled`: the background worker publishes "
+        "it at that time (a time already past is refused with `scheduled_in_the_past`).",
         request=PostInputSerializer,
         responses={201: PostSerializer, **ERRORS},
     ),
     destroy=documented(
         summary="Delete a post",
-        description="A published post's records are deleted from Bluesky first.",
+        description="A published post's records are deleted from Bluesky first; a scheduled one is just cancelled.",
         responses={204: None, **ERRORS},
+    ),
+    partial_update=documented(
+        summary="Edit or reschedule a scheduled post",
+        description="Only while it is `scheduled` (it has not started publishing; else `post_not_scheduled`, 409). "
+        "New `parts` are checked as a new post's are; `scheduled_at` alone moves it.",
+        request=PostUpdateSerializer,
+        responses={200: PostSerializer, **ERRORS},
     ),
 )
 class PostViewSet(
@@ -211,27 +221,53 @@ class PostViewSet(
         post = publishing.accept(
             request.user,
             channel,
-            [
-                publishing.PartRequest(
-                    text=part["text"],
-                    images=tuple(publishing.ImageRequest(i["media"], i["alt"]) for i in part["images"]),
-                    langs=tuple(part["langs"]),
-                    link_card=part["link_card"],
-                )
-                for part in values["parts"]
-            ],
+            _part_requests(values["parts"]),
             reply_to=values["reply_to"],
             quote=values["quote"],
             default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
+            scheduled_at=values["scheduled_at"],
         )
-        outcome = publishing.publish(post.pk, claimed=post)
-        return Response(PostSerializer(self._fresh(outcome.post.pk)).data, status=status.HTTP_201_CREATED)
+        if post.status != Post.Status.SCHEDULED:
+            publishing.publish(post.pk, claimed=post)
+        return Response(PostSerializer(self._fresh(post.pk)).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        post = self.get_object()
+        data = PostUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if "parts" in values:
+            publishing.edit(
+                post,
+                _part_requests(values["parts"]),
+                scheduled_at=values.get("scheduled_at"),
+                reply_to=values.get("reply_to", post.reply_to_uri),
+                quote=values.get("quote", post.quote_uri),
+                default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
+            )
+        elif "scheduled_at" in values:
+            publishing.reschedule(post, values["scheduled_at"])
+        elif post.status != Post.Status.SCHEDULED:
+            raise PostNotScheduled()
+        return Response(PostSerializer(self._fresh(post.pk)).data)
 
     def _fresh(self, pk: int) -> Post:
         return self.get_queryset().get(pk=pk)
 
     def perform_destroy(self, instance: Post) -> None:
         publishing.delete(instance)
+
+    @documented(
+        summary="Cancel a scheduled post",
+        description="Removes a post that is still `scheduled` (nothing was sent); once it has started publishing, "
+        "`post_not_scheduled` (409).",
+        request=None,
+        responses={204: None, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        publishing.cancel(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @documented(
         summary="Publish a failed or waiting post again",
@@ -244,3 +280,15 @@ class PostViewSet(
         post = self.get_object()
         outcome = publishing.publish(post.pk, retry=True)
         return Response(PostSerializer(self._fresh(outcome.post.pk)).data)
+
+
+def _part_requests(parts: list[dict[str, Any]]) -> list[publishing.PartRequest]:
+    return [
+        publishing.PartRequest(
+            text=part["text"],
+            images=tuple(publishing.ImageRequest(i["media"], i["alt"]) for i in part["images"]),
+            langs=tuple(part["langs"]),
+            link_card=part["link_card"],
+        )
+        for part in parts
+    ]

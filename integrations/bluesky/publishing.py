@@ -60,6 +60,7 @@ from integrations.exceptions import (
     PostNotRetryable,
     PostNotScheduled,
     ScheduledInThePast,
+    ScheduledTooFar,
     ScheduleMissed,
     TooManyParts,
 )
@@ -74,6 +75,8 @@ RETRY_DELAYS = (15, 30, 60, 120, 300, 600, 900, 1200)
 READY_STATES = frozenset({"active", "expiring", "degraded"})
 # A scheduled time must be at least this far ahead when it is set.
 SCHEDULE_MIN_LEAD = timedelta(seconds=1)
+# ...and at most this far (record keys are TIDs, which end in 2255; a year is plenty).
+SCHEDULE_MAX_AHEAD = timedelta(days=366)
 # A due scheduled post whose channel cannot publish is looked at again after this long.
 BLOCKED_RECHECK = timedelta(seconds=60)
 # How many due posts a worker claims in one transaction.
@@ -524,9 +527,9 @@ def accept(
 
     Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
     post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
-    invalid_reference, empty_post, scheduled_in_the_past. Nothing is stored unless everything is right. Link cards
-    are fetched last and never refuse a post: a part whose card cannot be built is stored without one and with the
-    reason (`card_note`).
+    invalid_reference, empty_post, scheduled_in_the_past, scheduled_too_far. Nothing is stored unless everything is
+    right. Link cards are fetched last and never refuse a post: a part whose card cannot be built is stored without
+    one and with the reason (`card_note`).
     """
     from integrations.bluesky import images, references, richtext
 
@@ -581,9 +584,13 @@ def accept(
 
 # --- scheduled posts ---------------------------------------------------------------------------------------------
 def check_schedule(when: datetime) -> None:
-    """Refuse a time that has passed or is only a moment away (`scheduled_in_the_past`)."""
-    if when <= timezone.now() + SCHEDULE_MIN_LEAD:
+    """Refuse a time that has passed or is only a moment away (`scheduled_in_the_past`), or is more than a year
+    ahead (`scheduled_too_far`)."""
+    now = timezone.now()
+    if when <= now + SCHEDULE_MIN_LEAD:
         raise ScheduledInThePast()
+    if when > now + SCHEDULE_MAX_AHEAD:
+        raise ScheduledTooFar()
 
 
 def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
