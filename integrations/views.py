@@ -64,8 +64,32 @@ def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "events": services.recent_events(channel),
         "can_publish": bluesky_options.enabled() and health.state in publishing.READY_STATES,
     }
+    context.update(_schedule_of(request, channel))
     context.update(_feed(request, channel))
     return render(request, "integrations/channel_detail.html", context)
+
+
+TIME_ZONE_KEY = "integrations_time_zone"
+
+
+def _zone_name(request: HttpRequest) -> str:
+    """The time zone the user's browser last reported through the composer ("" before it ever did)."""
+    return str(request.session.get(TIME_ZONE_KEY, ""))
+
+
+def _schedule_of(request: HttpRequest, channel: Channel) -> dict[str, Any]:
+    """The channel's next scheduled post (its time on the user's clock), and the scheduled posts that fell due
+    but wait for the channel (or the integration) to be able to publish."""
+    zone = _zone_name(request)
+    upcoming = channel.posts.filter(status=Post.Status.SCHEDULED).order_by("scheduled_at", "pk")
+    next_post = upcoming.prefetch_related("parts").first()
+    held = channel.posts.filter(status=Post.Status.WAITING, scheduled_at__isnull=False).order_by("scheduled_at")
+    return {
+        "next_scheduled": next_post,
+        "next_scheduled_at": composer.local_time(next_post.scheduled_at, zone) if next_post else None,
+        "scheduled_count": upcoming.count(),
+        "held_posts": list(held),
+    }
 
 
 def _feed(request: HttpRequest, channel: Channel) -> dict[str, Any]:
@@ -196,6 +220,7 @@ class ComposeView(View):
         wanted = request.GET.get("channel", "")
         chosen = int(wanted) if wanted.isdigit() and int(wanted) in ready else (ready[0] if len(ready) == 1 else None)
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
+        initial["time_zone"] = _zone_name(request)
         form = composer.ComposerForm(initial=initial, options=options)
         parts = composer.part_formset()(prefix="parts", form_kwargs={"user": request.user})
         return self._render(request, form, parts)
@@ -203,6 +228,8 @@ class ComposeView(View):
     def post(self, request: HttpRequest) -> HttpResponse:
         draft = composer.Draft(request.user, request.POST, request.FILES, composer.channel_options(request.user))
         valid = draft.checked and draft.is_valid()
+        if valid and draft.form.cleaned_data.get("time_zone"):
+            request.session[TIME_ZONE_KEY] = draft.form.cleaned_data["time_zone"]
         if valid and draft.action == "publish":
             try:
                 post = publishing.accept(
@@ -210,11 +237,20 @@ class ComposeView(View):
                     draft.form.chosen_channel,
                     draft.requests(),
                     default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
+                    scheduled_at=draft.form.cleaned_data.get("scheduled_at"),
                 )
             except IntegrationError as exc:
                 draft.form.add_error(None, describe(exc).message)
             else:
-                _tell_outcome(request, publishing.publish(post.pk, claimed=post))
+                if post.status == Post.Status.SCHEDULED:
+                    when = composer.local_time(post.scheduled_at, _zone_name(request))
+                    messages.success(
+                        request,
+                        _("Scheduled on @%(handle)s for %(when)s.")
+                        % {"handle": post.channel.handle, "when": f"{when:%Y-%m-%d %H:%M} {when.tzname()}"},
+                    )
+                else:
+                    _tell_outcome(request, publishing.publish(post.pk, claimed=post))
                 return redirect("integrations:post-list")
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
         return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
@@ -263,7 +299,8 @@ def _tell_outcome(request: HttpRequest, outcome: publishing.Outcome) -> None:
 def post_list(request: HttpRequest) -> HttpResponse:
     """The user's posts, newest first, with their status, their bsky.app links, and what can be done with each."""
     posts = Post.objects.filter(user=request.user).select_related("channel").prefetch_related("parts")
-    page = Paginator(posts, POSTS_PER_PAGE).get_page(request.GET.get("page"))
+    scheduled = posts.filter(status=Post.Status.SCHEDULED).order_by("scheduled_at", "pk")
+    page = Paginator(posts.exclude(status=Post.Status.SCHEDULED), POSTS_PER_PAGE).get_page(request.GET.get("page"))
     healths: dict[int, services.Health] = {}
     rows = []
     for post in page:
@@ -271,7 +308,19 @@ def post_list(request: HttpRequest) -> HttpResponse:
             healths[post.channel_id] = services.health(post.channel)
         parts = [(part, composer.web_url(part.uri)) for part in post.parts.all()]
         rows.append({"post": post, "parts": parts, "health": healths[post.channel_id]})
-    return render(request, "integrations/post_list.html", {"rows": rows, "page": page})
+    days = _by_day(scheduled, _zone_name(request)) if page.number == 1 else []
+    return render(request, "integrations/post_list.html", {"rows": rows, "page": page, "scheduled_days": days})
+
+
+def _by_day(posts: Any, zone: str) -> list[dict[str, Any]]:
+    """Scheduled posts grouped by their day on the user's clock, soonest first: [{day, posts: [(post, time)]}]."""
+    days: list[dict[str, Any]] = []
+    for post in posts:
+        when = composer.local_time(post.scheduled_at, zone)
+        if not days or days[-1]["day"] != when.date():
+            days.append({"day": when.date(), "zone": when.tzname(), "posts": []})
+        days[-1]["posts"].append({"post": post, "time": when, "parts": list(post.parts.all())})
+    return days
 
 
 def _own_post(request: HttpRequest, pk: int) -> Post:

@@ -288,3 +288,62 @@ def test_deleting_a_scheduled_post_through_the_api_just_removes_it(api, use_pds,
     assert not Post.objects.exists()
     assert publishing.publish_due(timezone.now() + timedelta(hours=1)) == {}
     assert records(use_pds, account.did) == []
+
+
+# --- the web pages -----------------------------------------------------------------------------------------------
+def test_the_composer_schedules_on_the_users_clock_and_refuses_a_past_time(alice_client, channel, use_pds, account):
+    from zoneinfo import ZoneInfo
+
+    from django.urls import reverse
+
+    from tests.test_posts_web import body, errors_of
+
+    berlin = ZoneInfo("Europe/Berlin")
+    clock = (timezone.now() + timedelta(days=2)).astimezone(berlin).replace(second=0, microsecond=0, tzinfo=None)
+    data = body(channel, "see you then", scheduled_at=f"{clock:%Y-%m-%dT%H:%M}", time_zone="Europe/Berlin")
+    response = alice_client.post(reverse("integrations:compose"), data)
+    assert response.status_code == 302, errors_of(response)
+    post = Post.objects.get()
+    assert post.status == Post.Status.SCHEDULED
+    assert post.scheduled_at == clock.replace(tzinfo=berlin)  # stored in UTC, meant in Berlin
+    assert records(use_pds, account.did) == []
+
+    listing = alice_client.get(reverse("integrations:post-list")).content.decode()
+    assert "Scheduled on @" in listing
+    assert f'data-scheduled-day="{clock:%Y-%m-%d}"' in listing and f"{clock:%H:%M} CE" in listing  # CET or CEST
+
+    page = alice_client.get(reverse("integrations:channel-detail", args=[channel.pk])).content.decode()
+    assert f'data-next-scheduled="{post.pk}"' in page and "see you then" in page
+
+    past = (timezone.now() - timedelta(hours=1)).astimezone(berlin)
+    data = body(channel, "too late", scheduled_at=f"{past:%Y-%m-%dT%H:%M}", time_zone="Europe/Berlin")
+    refused = alice_client.post(reverse("integrations:compose"), data)
+    assert refused.status_code == 400
+    assert "already passed" in errors_of(refused)
+    assert Post.objects.count() == 1
+
+
+def test_the_post_list_groups_scheduled_posts_by_day_and_cancels_them(alice_client, user, channel):
+    from django.urls import reverse
+
+    soon = schedule(user, channel, "tomorrow", seconds=86400)
+    later = schedule(user, channel, "in 3 days", seconds=3 * 86400)
+    listing = alice_client.get(reverse("integrations:post-list")).content.decode()
+    assert listing.count("data-scheduled-day=") == 2
+    assert listing.index("tomorrow") < listing.index("in 3 days")  # soonest first
+    response = alice_client.post(reverse("integrations:post-delete", args=[soon.pk]))
+    assert response.status_code == 302
+    assert list(Post.objects.values_list("pk", flat=True)) == [later.pk]
+
+
+def test_the_owner_is_told_on_both_pages_when_a_due_post_waits_for_the_channel(alice_client, user, channel):
+    from django.urls import reverse
+
+    post = schedule(user, channel, "held back")
+    make_due(post)
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
+    assert publishing.publish_due() == {Post.Status.WAITING: 1}
+    page = alice_client.get(reverse("integrations:channel-detail", args=[channel.pk])).content.decode()
+    assert f'data-held="{post.pk}"' in page and "Reconnect" in page
+    listing = alice_client.get(reverse("integrations:post-list")).content.decode()
+    assert "held back" in listing and "cannot publish right now" in listing

@@ -10,8 +10,10 @@ picks a file twice; the preview shows them through the owner-only media view.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +21,7 @@ from django import forms
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.forms.utils import ErrorDict
+from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -80,6 +83,16 @@ class ComposerForm(forms.Form):
         help_text=_("Up to 3 language tags, separated by commas (for example: en, pt-BR)."),
         widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false", "size": 20}),
     )
+    # A date and time as the user reads their clock (no zone), and the zone it is in: the browser's, filled in by
+    # the page's script, else the one this user last used (else the site's).
+    scheduled_at = forms.DateTimeField(
+        label=_("Publish later"),
+        required=False,
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        help_text=_("Leave empty to publish now. In your time zone."),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput(attrs={"data-time-zone": ""}))
 
     def __init__(self, *args: Any, options: list[ChannelOption], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -95,9 +108,42 @@ class ComposerForm(forms.Form):
         except IntegrationError as exc:
             raise ValidationError(describe(exc).message) from None
 
+    def clean_time_zone(self) -> str:
+        name = self.cleaned_data["time_zone"]
+        return name if zone_named(name) is not None else ""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        when = cleaned.get("scheduled_at")
+        if when is not None:
+            # The field read the clock time in the active zone; it was meant in the user's.
+            zone = zone_named(cleaned.get("time_zone", "")) or timezone.get_current_timezone()
+            when = timezone.make_aware(timezone.make_naive(when), zone)
+            cleaned["scheduled_at"] = when
+            try:
+                publishing.check_schedule(when)
+            except IntegrationError as exc:
+                self.add_error("scheduled_at", describe(exc).message)
+        return cleaned
+
     @property
     def chosen_channel(self) -> Channel:
         return next(o.channel for o in self.options if o.channel.pk == self.cleaned_data["channel"])
+
+
+def zone_named(name: str) -> tzinfo | None:
+    """The IANA time zone of that name, or None when there is none."""
+    if not name or len(name) > 64:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def local_time(moment: datetime, zone_name: str) -> datetime:
+    """`moment` on the clock of that zone (the site's when the name is not a zone)."""
+    return timezone.localtime(moment, zone_named(zone_name) or timezone.get_current_timezone())
 
 
 class PartForm(forms.Form):

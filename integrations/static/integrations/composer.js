@@ -185,6 +185,11 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("input[data-time-zone]").forEach(function (input) {
+      try {  // "Publish later" is read on the browser's clock
+        input.value = Intl.DateTimeFormat().resolvedOptions().timeZone || input.value;
+      } catch (e) { /* the zone the user last used, or the site's */ }
+    });
     document.querySelectorAll("form[data-composer]").forEach(init);
   });
 
