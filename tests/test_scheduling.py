@@ -259,6 +259,7 @@ def test_the_api_schedules_edits_reschedules_and_cancels(api, use_pds, channel, 
     assert edited.json()["id"] == post["id"] and edited.json()["parts"][0]["text"] == "at two"
     assert edited.json()["scheduled_at"] == moved.json()["scheduled_at"]
     assert_error(api.patch(url, {"scheduled_at": iso(-60)}, format="json"), 400, "scheduled_in_the_past")
+    assert_error(api.patch(url, {"quote": "at://x/y/z"}, format="json"), 400, "invalid")
     assert_error(api.patch(url, {"scheduled_at": "2300-01-01T12:00:00Z"}, format="json"), 400, "scheduled_too_far")
     naive = api.patch(url, {"scheduled_at": "2099-01-01T12:00:00"}, format="json")
     assert_error(naive, 400, "invalid")

@@ -214,7 +214,8 @@ class PostInputSerializer(serializers.Serializer):
 
 
 class PostUpdateSerializer(serializers.Serializer):
-    """A scheduled post's new time and/or content; what is left out stays as it was."""
+    """A scheduled post's new time and/or content; what is left out stays as it was (`reply_to` and `quote` only
+    with `parts`: the content is checked as a whole)."""
 
     parts = PartInputSerializer(many=True, allow_empty=False, required=False)
     reply_to = serializers.CharField(required=False, allow_blank=True, max_length=1000)

@@ -245,6 +245,8 @@ class PostViewSet(
                 quote=values.get("quote", post.quote_uri),
                 default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
             )
+        elif "reply_to" in values or "quote" in values:
+            raise ValidationError({"parts": ["Give the parts too when changing reply_to or quote."]}, code="required")
         elif "scheduled_at" in values:
             publishing.reschedule(post, values["scheduled_at"])
         elif post.status != Post.Status.SCHEDULED:

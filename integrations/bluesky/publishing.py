@@ -608,14 +608,15 @@ def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
 
 def cancel(post: Post) -> None:
     """Delete a scheduled post that has not started publishing (nothing was sent, so nothing is deleted upstream)."""
+    post_id = post.pk
     with transaction.atomic():
-        post = _locked_scheduled(post.pk)
+        post = _locked_scheduled(post_id)
         used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
         post.delete()
     for media in Media.objects.filter(pk__in=used_media):
         media.file.delete(save=False)
         media.delete()
-    logger.info("scheduled post cancelled")
+    logger.info("scheduled post %s cancelled", post_id)
 
 
 def reschedule(post: Post, when: datetime) -> Post:
