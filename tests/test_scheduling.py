@@ -123,6 +123,7 @@ def test_two_workers_and_a_hundred_due_posts_give_exactly_a_hundred_records(use_
     for t in threads:
         t.join(timeout=300)
     assert sum(r[Post.Status.PUBLISHED] for r in results) == 100
+    assert all(r[Post.Status.PUBLISHED] for r in results)  # both workers really took a share
     assert Post.objects.filter(status=Post.Status.PUBLISHED).count() == 100
     texts = sorted(r["value"]["text"] for r in records(use_pds, account.did))
     assert texts == sorted(f"post {n}" for n in range(100))  # each once
