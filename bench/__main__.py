@@ -254,6 +254,8 @@ def bench_pds(*, quick: bool, sections: set[str]) -> None:
             publishing_benchmarks.bench_fault_run(
                 pds, connected_channels(pds, 1, "faults")[0], row, 60 if quick else 300
             )
+            many = connected_channels(pds, 10 if quick else 50, "scheduled", per_account=1)
+            publishing_benchmarks.bench_scheduled(pds, many, row, 100 if quick else 1000)
     finally:
         pds.stop()
         connections.close_all()

@@ -37,12 +37,20 @@ def tid_time(key: str) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value >> 10)
 
 
+# Posts share a timestamp when they are scheduled for the same moment: the post's id then keeps their keys apart.
+# Its low 10 bits are the TID's clock id; the rest moves the timestamp by a millisecond per 1,024 posts, past any
+# thread's parts (at most 1,000), so no two posts of one repository can ever plan the same key.
+_ID_STRIDE_MICROSECONDS = 1000
+
+
 def part_keys(post_id: int, created_at: datetime, count: int) -> list[str]:
     """The record keys of a post's parts, derived from the post and its createdAt: the same on every attempt,
-    increasing in the thread's order, and different for every post (the clock id comes from the post's id)."""
+    increasing in the thread's order, and different for every post even when posts share a createdAt."""
+    if count > _ID_STRIDE_MICROSECONDS:
+        raise ValueError("a post has at most 1,000 parts")
     base = int((created_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
-    clock_id = int.from_bytes(hashlib.sha256(f"skyport-post:{post_id}".encode()).digest()[:2]) % 1024
-    return [tid(base + index, clock_id) for index in range(count)]
+    base += (post_id >> 10) * _ID_STRIDE_MICROSECONDS
+    return [tid(base + index, post_id & 1023) for index in range(count)]
 
 
 def _cid(codec: int, data: bytes) -> str:
