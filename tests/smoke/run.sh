@@ -8,14 +8,24 @@ python=${1:-$root/.venv/bin/python}
 work=$(mktemp -d "${TMPDIR:-/tmp}/skyport-smoke.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# Build from a copy of what the wheel is made of, so the checkout gets no build/ or *.egg-info.
+# Build from a copy of the whole project (its tracked and not-ignored files), so the packaging configuration decides
+# what goes in, and the checkout gets no build/ or *.egg-info.
 mkdir -p "$work/src"
-cp -r "$root/pyproject.toml" "$root/README.md" "$root/integrations" "$work/src/"
-find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+(cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$work/src" 2>/dev/null) \
+  || cp -r "$root/pyproject.toml" "$root/README.md" "$root/integrations" "$work/src/"
 "$python" -m pip wheel "$work/src" --no-deps --wheel-dir "$work/dist" --quiet 2>&1 | grep -v "^WARNING: Location" || true
 wheel=$(ls "$work"/dist/skyport-*.whl)
+"$python" -m zipfile -l "$wheel" | awk 'NR > 1 {print $1}' > "$work/contents"
 echo "smoke: built $(basename "$wheel"), which holds besides Python modules:"
-"$python" -m zipfile -l "$wheel" | awk 'NR > 1 {print $1}' | grep -Ev '\.py$' | sed 's/^/  /'
+grep -Ev '\.py$' "$work/contents" | sed 's/^/  /'
+for wanted in integrations/templates/integrations/base.html integrations/static/integrations/skyport.css \
+              integrations/migrations/0001_initial.py; do
+  grep -qx "$wanted" "$work/contents" || { echo "smoke: the wheel lacks $wanted" >&2; exit 1; }
+done
+if grep -Eq '^(config|tests|bench|templates)/' "$work/contents"; then
+  echo "smoke: the wheel holds files of the demo project:" >&2; grep -E '^(config|tests|bench|templates)/' "$work/contents" >&2
+  exit 1
+fi
 
 "$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check \
