@@ -19,6 +19,7 @@ from integrations.adapter import describe
 from integrations.bluesky import composer, publishing, richtext, services
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.forms import ConnectBlueskyForm
+from integrations.bluesky.plans import web_url
 from integrations.exceptions import IntegrationError
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post
@@ -306,7 +307,7 @@ def post_list(request: HttpRequest) -> HttpResponse:
     for post in page:
         if post.channel_id not in healths:
             healths[post.channel_id] = services.health(post.channel)
-        parts = [(part, composer.web_url(part.uri)) for part in post.parts.all()]
+        parts = [(part, web_url(part.uri)) for part in post.parts.all()]
         rows.append({"post": post, "parts": parts, "health": healths[post.channel_id]})
     days = _by_day(scheduled, _zone_name(request)) if page.number == 1 else []
     return render(request, "integrations/post_list.html", {"rows": rows, "page": page, "scheduled_days": days})

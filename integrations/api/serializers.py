@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from integrations.bluesky import feed, services
 from integrations.bluesky.forms import ConnectBlueskyForm
+from integrations.bluesky.plans import web_url
 from integrations.models import Channel, ChannelEvent
 
 
@@ -254,10 +255,7 @@ class PostPartSerializer(serializers.Serializer):
         }
 
     def get_url(self, part: Any) -> str:
-        if not part.uri:
-            return ""
-        did, _, rkey = part.uri.removeprefix("at://").partition("/app.bsky.feed.post/")
-        return f"https://bsky.app/profile/{did}/post/{rkey}"
+        return web_url(part.uri)
 
 
 class PostErrorSerializer(serializers.Serializer):

@@ -464,11 +464,3 @@ def _facet_href(facet: richtext.DetectedFacet) -> str:
     if facet.kind == "mention":
         return f"https://bsky.app/profile/{quote(facet.value)}"
     return f"https://bsky.app/hashtag/{quote(facet.value)}"
-
-
-def web_url(uri: str) -> str:
-    """A published record's bsky.app address (`at://did/app.bsky.feed.post/rkey` -> https://bsky.app/...)."""
-    if not uri:
-        return ""
-    did, _, rkey = uri.removeprefix("at://").partition("/app.bsky.feed.post/")
-    return f"https://bsky.app/profile/{did}/post/{rkey}"

@@ -82,6 +82,14 @@ def at_uri(did: str, rkey: str, collection: str = POST_COLLECTION) -> str:
     return f"at://{did}/{collection}/{rkey}"
 
 
+def web_url(uri: str) -> str:
+    """A published post's bsky.app address (`at://did/app.bsky.feed.post/rkey` -> https://bsky.app/...), or ""."""
+    if not uri:
+        return ""
+    did, _, rkey = uri.removeprefix("at://").partition(f"/{POST_COLLECTION}/")
+    return f"https://bsky.app/profile/{did}/post/{rkey}"
+
+
 def iso_time(moment: datetime) -> str:
     """`createdAt` as the lexicon wants it: UTC, milliseconds, `Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
