@@ -16,7 +16,7 @@ from atproto_client.request import Response
 from integrations import outbound
 from integrations.adapter import IntegrationsAdapter, get_adapter, registered_codes
 from integrations.bluesky import errors
-from integrations.bluesky.client import _pds_endpoint, _usable_pds_endpoint, jwt_claims, translate
+from integrations.bluesky.client import pds_endpoint_of, _usable_pds_endpoint, jwt_claims, translate
 from integrations.bluesky.words import APP_PASSWORDS_URL
 
 
@@ -382,7 +382,7 @@ def test_jwt_claims_refuses_a_non_jwt(token):
         jwt_claims(token)
 
 
-# --- _pds_endpoint ------------------------------------------------------------------------------------------------
+# --- pds_endpoint_of ------------------------------------------------------------------------------------------------
 def did_doc(*services) -> dict:
     return {"id": "did:plc:abc", "service": list(services)}
 
@@ -392,12 +392,12 @@ def test_pds_endpoint_is_picked_from_the_did_document():
         {"id": "#atproto_labeler", "type": "AtprotoLabeler", "serviceEndpoint": "https://labeler.example.com"},
         {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": "https://PDS.Example.com/"},
     )
-    assert _pds_endpoint(doc) == "https://pds.example.com"
+    assert pds_endpoint_of(doc) == "https://pds.example.com"
 
 
 def test_pds_endpoint_accepts_a_fully_qualified_service_id():
     doc = did_doc({"id": "did:plc:abc#atproto_pds", "serviceEndpoint": "https://pds.example.com"})
-    assert _pds_endpoint(doc) == "https://pds.example.com"
+    assert pds_endpoint_of(doc) == "https://pds.example.com"
 
 
 @pytest.mark.parametrize(
@@ -416,7 +416,7 @@ def test_pds_endpoint_accepts_a_fully_qualified_service_id():
     ],
 )
 def test_pds_endpoint_is_none_when_missing_or_invalid(doc):
-    assert _pds_endpoint(doc) is None
+    assert pds_endpoint_of(doc) is None
 
 
 def pds_doc(endpoint: str) -> dict:

@@ -120,7 +120,7 @@ def claim_time(claims: dict[str, Any], name: str = "exp") -> datetime | None:
     return when
 
 
-def _pds_endpoint(did_doc: Any) -> str | None:
+def pds_endpoint_of(did_doc: Any) -> str | None:
     """The `#atproto_pds` service endpoint of a DID document, when it is a valid URL (see `_usable_pds_endpoint`
     for whether calls may go there)."""
     if hasattr(did_doc, "to_dict"):  # the SDK hands unknown objects over as a DotDict
@@ -143,7 +143,7 @@ def _usable_pds_endpoint(did_doc: Any) -> tuple[str | None, str]:
     resolve to public addresses only before it is stored and called with the account's tokens. Resolved once per
     createSession/refreshSession, which is a network round trip anyway.
     """
-    endpoint = _pds_endpoint(did_doc)
+    endpoint = pds_endpoint_of(did_doc)
     if endpoint is None:
         return None, ""
     try:
@@ -290,7 +290,7 @@ _CID_RE = re.compile(r"[a-zA-Z0-9]{8,128}")  # a base32/base58 multibase CID str
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _clean_text(value: Any) -> str:
+def clean_text(value: Any) -> str:
     """A text value from a record, without NUL and other control characters (PostgreSQL refuses NUL)."""
     return _CONTROL_CHARS_RE.sub("", value) if isinstance(value, str) else ""
 
@@ -465,10 +465,10 @@ class PdsClient:
             value = result.value
             avatar = _field(value, "avatar")
             return Profile(
-                display_name=_clean_text(_field(value, "displayName") or _field(value, "display_name"))[
+                display_name=clean_text(_field(value, "displayName") or _field(value, "display_name"))[
                     :MAX_DISPLAY_NAME_LENGTH
                 ],
-                description=_clean_text(_field(value, "description"))[:MAX_DESCRIPTION_LENGTH],
+                description=clean_text(_field(value, "description"))[:MAX_DESCRIPTION_LENGTH],
                 avatar_url=self._blob_url(did, avatar) if avatar else "",
             )
         except Exception as exc:  # whatever shape the record has, it is "profile unavailable", never a crash

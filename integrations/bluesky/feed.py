@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from integrations.bluesky import lifecycle
-from integrations.bluesky.client import _clean_text
+from integrations.bluesky.client import clean_text
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel, PostPart
 
@@ -87,7 +87,7 @@ def _item(did: str, record: dict[str, Any]) -> FeedItem:
     return FeedItem(
         uri=uri,
         cid=_string(record.get("cid"), MAX_CID_LENGTH),
-        text=_clean_text(value.get("text"))[:MAX_TEXT_LENGTH],
+        text=clean_text(value.get("text"))[:MAX_TEXT_LENGTH],
         created_at=parse_time(value.get("createdAt")),
         is_reply=isinstance(value.get("reply"), dict),
         is_quote=embed_type in QUOTE_EMBEDS,

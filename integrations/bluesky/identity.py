@@ -26,7 +26,7 @@ import dns.resolver
 import httpx
 
 from integrations import outbound
-from integrations.bluesky.client import _pds_endpoint
+from integrations.bluesky.client import pds_endpoint_of
 from integrations.conf import app_settings
 from integrations.throttling import shared_cache
 
@@ -194,7 +194,7 @@ def parse_document(did: str, data: Any) -> DidDocument | Failure:
         for name in (aka if isinstance(aka, list) else [])
         if isinstance(name, str) and name.startswith("at://")
     ]
-    return DidDocument(did=did, handles=handles, pds=_pds_endpoint(data))
+    return DidDocument(did=did, handles=handles, pds=pds_endpoint_of(data))
 
 
 def resolve_did(did: str) -> DidDocument | Failure:
