@@ -62,19 +62,24 @@ def ensure_installed() -> Path:
 
 
 class LocalPds:
-    """A running PDS + PLC directory on loopback, with a fresh data directory."""
+    """A running PDS + PLC directory on loopback, with a fresh data directory. With `plc_url`, no PLC directory of
+    its own: the PDS registers its accounts' DIDs in that one (a second PDS beside the first)."""
 
     admin_password = "admin-pass"
 
-    def __init__(self) -> None:
+    def __init__(self, plc_url: str | None = None) -> None:
         self.node = ensure_installed()
         self.data_dir = Path(tempfile.mkdtemp(prefix="skyport-pds-"))
         self.port = _free_port()
         self.plc_port = _free_port()
+        self.plc_url = plc_url or f"http://127.0.0.1:{self.plc_port}"
+        self.dns_zone = None  # the tests' loopback DNS zone, when they set one up
         env = {
             **os.environ,
             "PDS_PORT": str(self.port),
             "PLC_PORT": str(self.plc_port),
+            # The PDS's fetcher refuses IP-address hosts: it names the PLC directory by name.
+            **({"PLC_URL": plc_url.replace("127.0.0.1", "localhost")} if plc_url else {}),
             "PDS_DATA_DIR": str(self.data_dir),
             "PDS_ADMIN_PASSWORD": self.admin_password,
             "LOG_ENABLED": "false",
@@ -120,7 +125,7 @@ class LocalPds:
 
     # --- accounts ---------------------------------------------------------------------------------------------
     def xrpc(self, method: str, nsid: str, *, token: str | None = None, **kwargs) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {**kwargs.pop("headers", {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         return self.http.request(method, f"/xrpc/{nsid}", headers=headers, **kwargs)
 
     def create_account(self, handle: str | None = None) -> Account:
@@ -188,3 +193,66 @@ class LocalPds:
         with sqlite3.connect(self.data_dir / "account.sqlite") as db:
             (count,) = db.execute("SELECT count(*) FROM refresh_token WHERE did = ?", (did,)).fetchone()
         return count
+
+    # --- identity ---------------------------------------------------------------------------------------------
+    def email_token(self, did: str, purpose: str) -> str:
+        """The latest code the PDS would have e-mailed to an account (it sends no mail here)."""
+        with sqlite3.connect(self.data_dir / "account.sqlite") as db:
+            (token,) = db.execute(
+                "SELECT token FROM email_token WHERE did = ? AND purpose = ? ORDER BY requestedAt DESC LIMIT 1",
+                (did, purpose),
+            ).fetchone()
+        return token
+
+    def migrate(self, account: Account, to: "LocalPds") -> Account:
+        """Move an account to another PDS sharing this one's PLC directory, as atproto's account migration does:
+        the account is created there under its DID (with a service-auth token from here), its repository imported,
+        its DID document updated through a PLC operation signed here, then activated there and deactivated here.
+        Returns the account as the new PDS knows it (same DID, handle and password; new tokens)."""
+        server_did = to.xrpc("GET", "com.atproto.server.describeServer").raise_for_status().json()["did"]
+        service_auth = self.xrpc(
+            "GET",
+            "com.atproto.server.getServiceAuth",
+            token=account.access_jwt,
+            params={"aud": server_did, "lxm": "com.atproto.server.createAccount"},
+        ).raise_for_status()
+        created = to.xrpc(
+            "POST",
+            "com.atproto.server.createAccount",
+            token=service_auth.json()["token"],
+            json={"did": account.did, "handle": account.handle, "email": account.email, "password": account.password},
+        ).raise_for_status()
+        moved = Account(
+            account.handle,
+            account.email,
+            account.password,
+            account.did,
+            created.json()["accessJwt"],
+            created.json()["refreshJwt"],
+        )
+        repo = self.xrpc("GET", "com.atproto.sync.getRepo", params={"did": account.did}).raise_for_status()
+        to.xrpc(
+            "POST",
+            "com.atproto.repo.importRepo",
+            token=moved.access_jwt,
+            content=repo.content,
+            headers={"Content-Type": "application/vnd.ipld.car"},
+        ).raise_for_status()
+        credentials = to.xrpc(
+            "GET", "com.atproto.identity.getRecommendedDidCredentials", token=moved.access_jwt
+        ).raise_for_status()
+        self.xrpc(
+            "POST", "com.atproto.identity.requestPlcOperationSignature", token=account.access_jwt
+        ).raise_for_status()
+        signed = self.xrpc(
+            "POST",
+            "com.atproto.identity.signPlcOperation",
+            token=account.access_jwt,
+            json={"token": self.email_token(account.did, "plc_operation"), **credentials.json()},
+        ).raise_for_status()
+        to.xrpc(
+            "POST", "com.atproto.identity.submitPlcOperation", token=moved.access_jwt, json=signed.json()
+        ).raise_for_status()
+        to.xrpc("POST", "com.atproto.server.activateAccount", token=moved.access_jwt).raise_for_status()
+        self.deactivate(account)
+        return moved
