@@ -9,6 +9,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # A fixed, test-only Fernet key (not a secret: it protects nothing but test data).
 os.environ.setdefault("INTEGRATIONS_ENCRYPTION_KEYS", "pGkJ0c7mQ0y3wqg0mJ2a8yq9vY2m4pD7mXgkz0i5Z0E=")
 os.environ.setdefault("INTEGRATIONS_ALLOW_INSECURE_PDS", "true")
+# No DID document is read from the public PLC directory: the local PDS fixture points this at its own.
+os.environ.setdefault("BLUESKY_PLC_URL", "http://127.0.0.1:9")
 os.environ.setdefault("CACHE_URL", f"filecache://{tempfile.gettempdir()}/skyport-test-cache-{os.getuid()}")
 
 from config.settings import *  # noqa: F403

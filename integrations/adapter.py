@@ -131,14 +131,15 @@ class IntegrationsAdapter:
         return self.messages.get(code) or _MESSAGES.get(code) or self.fallback
 
     def describe_health(
-        self, state: str, *, ends_at: datetime | None = None, retry_at: datetime | None = None
+        self, state: str, *, ends_at: datetime | None = None, retry_at: datetime | None = None, **placeholders: str
     ) -> tuple[str, str]:
-        """The label and advice shown for a channel's health state."""
+        """The label and advice shown for a channel's health state (`placeholders`: the provider's own, such as
+        the channel's server)."""
         label, template = self.health_texts.get(state) or _HEALTH_TEXTS.get(state) or (state, "")
         advice = str(template).format(
             ends_at=f"{ends_at.astimezone(UTC):%Y-%m-%d}" if ends_at else _("soon"),
             retry_at=f" at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if retry_at else _(" soon"),
-            **_CONTEXT,
+            **{**_CONTEXT, **placeholders},
         )
         return str(label), advice
 

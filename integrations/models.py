@@ -79,6 +79,9 @@ class Channel(models.Model):
     provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.BLUESKY)
     did = models.CharField("DID", max_length=255)
     handle = models.CharField(max_length=255)
+    # Whether the DID document names the handle and the handle resolves back to the DID (None: not checked yet, or
+    # the identity could not be resolved); a handle that is not verified is shown as such, as Bluesky does.
+    handle_verified = models.BooleanField(null=True, blank=True)
     service_url = models.URLField("service URL", max_length=500)
     pds_endpoint = models.URLField("PDS endpoint", max_length=500, blank=True)
 
@@ -180,6 +183,7 @@ class ChannelEvent(models.Model):
         PROFILE_UPDATED = "profile_updated", "Profile updated"
         DISCONNECTED = "disconnected", "Disconnected"
         CONNECT_REFUSED = "connect_refused", "Connection refused"
+        IDENTITY_CHANGED = "identity_changed", "Handle or server changed"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -16,7 +16,7 @@ from atproto_client.request import Response
 from integrations import outbound
 from integrations.adapter import IntegrationsAdapter, get_adapter, registered_codes
 from integrations.bluesky import errors
-from integrations.bluesky.client import pds_endpoint_of, _usable_pds_endpoint, jwt_claims, translate
+from integrations.bluesky.client import _usable_pds_endpoint, jwt_claims, pds_endpoint_of, translate
 from integrations.bluesky.words import APP_PASSWORDS_URL
 
 

@@ -17,48 +17,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import respx
-from dnslib import QTYPE, RCODE, RR, TXT
-from dnslib.server import BaseResolver, DNSServer
 
 from integrations import outbound
 from integrations.bluesky import identity
+from tests.conftest import resolve_test_names_locally
+from tests.dnszone import Zone, serving_zone
 
 
 # --- a DNS server on loopback -----------------------------------------------------------------------------------
-@dataclass
-class Zone(BaseResolver):
-    """TXT records by name (without the trailing dot); every other name is NXDOMAIN. `queries` lists every name."""
-
-    txt: dict[str, list[str]] = field(default_factory=dict)
-    queries: list[str] = field(default_factory=list)
-
-    def resolve(self, request, handler):
-        reply = request.reply()
-        name = str(request.q.qname).rstrip(".").lower()
-        self.queries.append(name)
-        if name in self.txt:
-            if request.q.qtype == QTYPE.TXT:
-                for text in self.txt[name]:
-                    reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(text), ttl=60))
-        else:
-            reply.header.rcode = RCODE.NXDOMAIN
-        return reply
-
-
 @pytest.fixture
 def zone(settings) -> Iterator[Zone]:
-    resolver = Zone()
-    server = DNSServer(resolver, port=0, address="127.0.0.1", logger=_QuietLogger())
-    server.start_thread()
-    port = server.server.server_address[1]
-    settings.INTEGRATIONS_DNS_NAMESERVERS = [f"127.0.0.1:{port}"]
-    yield resolver
-    server.stop()
-
-
-class _QuietLogger:
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
+    with serving_zone() as served:
+        settings.INTEGRATIONS_DNS_NAMESERVERS = [served.address]
+        yield served
 
 
 # --- a web server on loopback for well-known files and did:web documents ------------------------------------------
@@ -98,19 +69,12 @@ def web(monkeypatch) -> Iterator[Web]:
 @pytest.fixture(autouse=True)
 def loopback_names(monkeypatch):
     """`*.test` and `*.example` names connect to 127.0.0.1 (the guard is off in these tests unless said)."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith((".test", ".example")):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    resolve_test_names_locally(monkeypatch)
 
 
 @pytest.fixture
 def plc(pds, settings):
-    settings.INTEGRATIONS_PLC_URL = f"http://127.0.0.1:{pds.plc_port}"
+    settings.INTEGRATIONS_PLC_URL = pds.plc_url
     return pds
 
 

@@ -319,7 +319,7 @@ def test_a_post_on_another_server_is_read_where_its_did_document_says(use_pds, c
     from integrations.bluesky import references
     from integrations.bluesky.client import PdsClient
 
-    settings.INTEGRATIONS_PLC_URL = f"http://127.0.0.1:{use_pds.plc_port}"
+    settings.INTEGRATIONS_PLC_URL = use_pds.plc_url
     other = use_pds.create_account()
     created = use_pds.xrpc(
         "POST",

@@ -29,6 +29,12 @@ class ChannelSerializer(serializers.ModelSerializer):
     # Empty when unknown, so plain strings rather than URIs in the schema.
     avatar_url = serializers.CharField(read_only=True)
     pds_endpoint = serializers.CharField(read_only=True)
+    handle_verified = serializers.BooleanField(
+        read_only=True,
+        allow_null=True,
+        help_text="Whether the account's DID document confirms the handle (false: show it as not verified; null: "
+        "not checked yet).",
+    )
 
     class Meta:
         model = Channel
@@ -37,6 +43,7 @@ class ChannelSerializer(serializers.ModelSerializer):
             "provider",
             "did",
             "handle",
+            "handle_verified",
             "display_name",
             "description",
             "avatar_url",

@@ -41,6 +41,20 @@ class HostedElsewhere(BlueskyError):
         return {"handle": self.handle, "pds": self.pds}
 
 
+class AccountMoved(BlueskyError):
+    """The account's DID document names a PDS that this channel's session does not sign in through: the account
+    moved (migrated) and needs signing in where it lives now."""
+
+    code = "account_moved"
+
+    def __init__(self, handle: str = "", pds: str = "") -> None:
+        super().__init__(f"@{handle} moved to {pds}." if handle else "")
+        self.handle, self.pds = handle, pds
+
+    def placeholders(self) -> dict[str, str]:
+        return {"handle": self.handle, "pds": self.pds}
+
+
 class MainPasswordRefused(BlueskyError):
     code = "main_password_refused"
 

@@ -65,8 +65,10 @@ def health(channel: Channel, now: datetime | None = None) -> Health:
     texts = state
     if state == "needs_reconnection" and session_unreadable(channel):
         texts = "session_unreadable"  # same state and action; the advice says why (a removed encryption key)
+    elif state == "needs_reconnection" and channel.last_error_code == errors.AccountMoved.code:
+        texts = "account_moved"  # the advice names the server the account moved to
     label, advice = get_adapter().describe_health(
-        texts, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at
+        texts, ends_at=channel.refresh_expires_at, retry_at=channel.next_retry_at, pds=channel.pds_url
     )
     return Health(state, label, advice, HEALTH_ACTIONS[state])
 

@@ -145,14 +145,14 @@ def _well_known_did(handle: str) -> str | Failure:
     return did if _DID.match(did) else Failure("invalid", handle, "the well-known answer is not a DID")
 
 
-def lookup_handle(handle: str) -> str | Failure:
-    """The DID a handle names (DNS first, then HTTPS), or why not. Cached."""
+def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
+    """The DID a handle names (DNS first, then HTTPS), or why not. Cached; `fresh` asks again (and caches that)."""
     handle = handle.strip().lower().lstrip("@")
     if not is_handle(handle):
         return Failure("invalid", handle, "not a handle")
     cache = shared_cache()
     key = _cache_key("handle", handle)
-    cached = cache.get(key)
+    cached = None if fresh else cache.get(key)
     if cached is not None:
         return cached["did"] if cached.get("did") else Failure(cached["kind"], handle, cached.get("detail", ""))
     found = _dns_did(handle)
@@ -166,9 +166,9 @@ def lookup_handle(handle: str) -> str | Failure:
     return found
 
 
-def resolve_handle(handle: str) -> str | None:
+def resolve_handle(handle: str, *, fresh: bool = False) -> str | None:
     """The DID a handle names, or None when it cannot be resolved (for any reason)."""
-    found = lookup_handle(handle)
+    found = lookup_handle(handle, fresh=fresh)
     return None if isinstance(found, Failure) else found
 
 
@@ -197,14 +197,14 @@ def parse_document(did: str, data: Any) -> DidDocument | Failure:
     return DidDocument(did=did, handles=handles, pds=pds_endpoint_of(data))
 
 
-def resolve_did(did: str) -> DidDocument | Failure:
-    """The DID's document (did:plc or did:web), or why not. Cached."""
+def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
+    """The DID's document (did:plc or did:web), or why not. Cached; `fresh` fetches it again (and caches that)."""
     url = _document_url(did) if _DID.match(did) else None
     if url is None:
         return Failure("invalid", did, "not a did:plc or did:web DID")
     cache = shared_cache()
     key = _cache_key("did", did)
-    cached = cache.get(key)
+    cached = None if fresh else cache.get(key)
     if cached is not None:
         if "kind" in cached:
             return Failure(cached["kind"], did, cached.get("detail", ""))
@@ -232,11 +232,12 @@ def _fetch_document(did: str, url: str) -> DidDocument | Failure:
 
 
 # --- both ------------------------------------------------------------------------------------------------------
-def resolve_identity(handle_or_did: str) -> Identity | Failure:
-    """The DID, handle (and whether it is verified) and PDS of a handle or a DID, or why not.
+def resolve_identity(handle_or_did: str, *, fresh: bool = False) -> Identity | Failure:
+    """The DID, handle (and whether it is verified) and PDS of a handle or a DID, or why not. `fresh` skips the
+    cache (a refresh must see a handle change or a move now, not within the hour).
 
     A PDS endpoint the outbound guard would not call (not https, or not at a public address) is refused."""
-    found = _resolve_identity(handle_or_did)
+    found = _resolve_identity(handle_or_did, fresh)
     if isinstance(found, Identity) and found.pds:
         try:
             outbound.check_url(found.pds)
@@ -247,20 +248,20 @@ def resolve_identity(handle_or_did: str) -> Identity | Failure:
     return found
 
 
-def _resolve_identity(handle_or_did: str) -> Identity | Failure:
+def _resolve_identity(handle_or_did: str, fresh: bool) -> Identity | Failure:
     subject = handle_or_did.strip().lstrip("@")
     if subject.startswith("did:"):
-        document = resolve_did(subject)
+        document = resolve_did(subject, fresh=fresh)
         if isinstance(document, Failure):
             return document
         handle = document.handles[0] if document.handles else None
-        verified = handle is not None and resolve_handle(handle) == subject
+        verified = handle is not None and resolve_handle(handle, fresh=fresh) == subject
         return Identity(did=subject, handle=handle, handle_verified=verified, pds=document.pds)
     handle = subject.lower()
-    did = lookup_handle(handle)
+    did = lookup_handle(handle, fresh=fresh)
     if isinstance(did, Failure):
         return did
-    document = resolve_did(did)
+    document = resolve_did(did, fresh=fresh)
     if isinstance(document, Failure):
         return document
     return Identity(did=did, handle=handle, handle_verified=handle in document.handles, pds=document.pds)
@@ -277,6 +278,11 @@ def _server(url: str) -> tuple[str, int]:
     if host in ("localhost", "::1"):  # one machine, however a local PDS names itself (development and tests)
         host = "127.0.0.1"
     return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def same_server(one: str, other: str) -> bool:
+    """Whether two URLs name the same server (scheme's default port and loopback spellings aside)."""
+    return _server(one) == _server(other)
 
 
 def signs_in_through(service_url: str, pds: str) -> bool:

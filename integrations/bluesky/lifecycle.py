@@ -10,6 +10,9 @@
   uses the tokens the winner stored.
 - Refresh failures are classified in one place (`_classify`): a dead refresh token wipes the session and asks for
   a reconnection; a temporary fault keeps every token as it was and marks the channel degraded with a retry time.
+- After a sign-in and every refresh that reached the server, the account's DID document is read again
+  (`follow_identity`): the handle shown is the one it verifies, and a PDS that moved is followed (or, when the
+  session cannot go there, the channel asks for a reconnection that says where the account lives now).
 """
 
 import logging
@@ -22,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.bluesky import errors
+from integrations.bluesky import errors, identity
 from integrations.bluesky.client import PdsClient, Session, claim_time
 from integrations.bluesky.health import health_state
 from integrations.conf import app_settings
@@ -147,7 +150,85 @@ def refresh(
             if current is not None and current.session_generation != seen_generation:
                 copy_session_state(current, channel)
                 return False
-        return _refresh_under_row_lock(channel, seen_generation, force, ignore_retry_time, unless_refreshed_within)
+        try:
+            refreshed = _refresh_under_row_lock(
+                channel, seen_generation, force, ignore_retry_time, unless_refreshed_within
+            )
+        except _SERVER_MAY_HAVE_MOVED as exc:
+            if moved := follow_identity(channel):
+                raise moved from exc
+            raise
+    if refreshed and (moved := follow_identity(channel)):
+        raise moved
+    return refreshed
+
+
+# Refresh failures after which the account's DID document may explain more than the old server does: a dead
+# session or a deactivated account (what an old PDS says after a migration) or a server that is gone.
+_SERVER_MAY_HAVE_MOVED = (
+    errors.SessionExpired,
+    errors.AccountDeactivated,
+    errors.PdsUnreachable,
+    errors.PdsTimeout,
+)
+
+
+def follow_identity(channel: Channel) -> errors.AccountMoved | None:
+    """Read the account's DID document again (not from the cache) and follow it; return the error to raise when
+    the account moved where this channel's session cannot follow.
+
+    - The handle becomes the document's, verified when it resolves back to the DID (else shown as not verified).
+    - A PDS the session still signs in through (the same server, or one behind the Service URL's entryway) becomes
+      the channel's PDS. Any other one means the account moved: the old session is signed out and removed, and the
+      channel needs a reconnection that names the new server.
+    A document that cannot be resolved (or names a PDS the outbound guard refuses) changes nothing: the server's
+    own answers stand.
+    """
+    found = identity.resolve_identity(channel.did, fresh=True)
+    if isinstance(found, identity.Failure):
+        logger.info("identity not followed: %s", found)
+        return None
+    moved_to = ""
+    refresh_jwt, old_url = "", ""
+    with transaction.atomic():
+        row = Channel.objects.select_for_update().get(pk=channel.pk)
+        old_state = health_state(row)
+        changes = []  # what the event log says (a handle confirmed as before is no news)
+        handle = found.handle or row.handle
+        dirty = (handle, found.handle_verified) != (row.handle, row.handle_verified)
+        if handle != row.handle:
+            changes.append(f"handle @{row.handle} is now @{handle}")
+        if not found.handle_verified and row.handle_verified is not False:
+            changes.append(f"@{handle} is not verified (it does not resolve to {row.did})")
+        row.handle, row.handle_verified = handle, found.handle_verified
+        if found.pds and not identity.same_server(found.pds, row.pds_url) and row.status != Channel.Status.DISCONNECTED:
+            if identity.signs_in_through(row.service_url, found.pds):
+                changes.append(f"its PDS is now {found.pds}")
+            else:
+                moved_to = found.pds
+                refresh_jwt, old_url = row.refresh_jwt, row.pds_url
+                changes.append(f"the account moved to {found.pds}; the session on {old_url} was signed out")
+                row.wipe_session()
+                row.status = Channel.Status.NEEDS_RECONNECTION
+                row.last_error_code = errors.AccountMoved.code
+                row.next_retry_at = None
+            row.pds_endpoint = found.pds
+            dirty = True
+        if not dirty:
+            return None
+        row.save()
+        if changes:
+            row.record_event(ChannelEvent.Kind.IDENTITY_CHANGED, detail="; ".join(changes)[:500])
+        if moved_to:
+            row.record_event(ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.AccountMoved.code)
+            logger.warning("account moved to %s; channel needs reconnection did=%s", moved_to, row.did)
+        announce_health(row, old_state)
+    copy_session_state(row, channel)
+    if not moved_to:
+        return None
+    if refresh_jwt:
+        revoke_quietly(PdsClient(old_url), refresh_jwt, row.did)
+    return errors.AccountMoved(row.handle, moved_to)
 
 
 @sensitive_variables()
@@ -388,6 +469,7 @@ _STATE_FIELDS = (
     "refresh_expires_at",
     "scope",
     "handle",
+    "handle_verified",
     "pds_endpoint",
     "session_generation",
     "status",

@@ -33,7 +33,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from integrations.adapter import describe, get_adapter
-from integrations.bluesky import errors, lifecycle
+from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.health import health_state
 from integrations.bluesky.plans import (
@@ -543,6 +543,10 @@ def accept(
     quoted = references.resolve(channel, quote).ref if quote else None
 
     def resolve_handle(handle: str) -> str | None:
+        # The handle's own DNS or well-known record (cached) first; the channel's PDS answers for the rest (a
+        # site whose network reaches no DNS or handle host still links mentions its PDS knows).
+        if did := identity.resolve_handle(handle):
+            return did
         try:
             return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
         except IntegrationError:

@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription
+from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
 from integrations.bluesky.health import (  # noqa: F401  (services is what views, API and admin use)
     PROBLEM_STATES,
@@ -87,7 +87,9 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     """Open an app-password session for `identifier` and store it as the user's channel (created or updated).
 
     Raises a BlueskyError (nothing stored) when the integration is off, the attempt is throttled, the PDS refuses,
-    the password is a main password, or the account is not active.
+    the password is a main password, or the account is not active. An account whose DID document places it on
+    another server is signed in there when the administrator allows it, else refused with that diagnosis. The
+    handle stored is the one the DID document verifies (`lifecycle.follow_identity`).
     """
     if not bluesky_options.enabled():
         raise errors.IntegrationDisabled()
@@ -102,14 +104,12 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         hosted = hosted_elsewhere(identifier, url)
         if hosted is None:
             raise
-        if not (bluesky_options.other_servers_allowed() and (hosted.handle_verified or identifier.startswith("did:"))):
-            raise refuse_elsewhere(user, identifier, url, hosted) from exc
-        assert hosted.pds is not None
-        url, client = hosted.pds, PdsClient(hosted.pds)  # the account's own PDS, as its DID document names it
-        session = client.create_session(identifier, app_password)
-        if session.did != hosted.did:
-            lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
-            raise errors.AccountMismatch(f"{url} signed in {session.did}, not {hosted.did}.") from exc
+        url, client, session = sign_in_where_hosted(user, identifier, app_password, url, hosted, exc)
+    if not session.active and (hosted := hosted_elsewhere(session.did, url)):
+        # The server still signs in a deactivated account that its DID document places elsewhere: what an old
+        # PDS does after a migration. The account lives on the other server now.
+        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+        url, client, session = sign_in_where_hosted(user, identifier, app_password, url, hosted, None)
     scope = session.access_claims.get("scope")
     if scope not in APP_PASSWORD_SCOPES:
         lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
@@ -127,8 +127,32 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         channel, replaced_refresh_jwt, replaced_endpoint = lifecycle.store_connection(user, session, url)
     if replaced_refresh_jwt:  # a reconnection: the old session should not linger on the PDS
         lifecycle.revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
+    if moved := lifecycle.follow_identity(channel):
+        raise moved
     update_profile(channel)
     return channel
+
+
+@sensitive_variables("app_password")
+def sign_in_where_hosted(
+    user: AbstractBaseUser,
+    identifier: str,
+    app_password: str,
+    url: str,
+    hosted: identity.Identity,
+    refusal: errors.InvalidCredentials | None,
+) -> tuple[str, PdsClient, Session]:
+    """Sign in on the account's own PDS when the administrator allows accounts on other servers (and the handle is
+    verified); else refuse with the diagnosis. Returns the PDS's URL, a client for it and the session."""
+    if not (bluesky_options.other_servers_allowed() and (hosted.handle_verified or identifier.startswith("did:"))):
+        raise refuse_elsewhere(user, identifier, url, hosted) from refusal
+    assert hosted.pds is not None
+    client = PdsClient(hosted.pds)
+    session = client.create_session(identifier, app_password)
+    if session.did != hosted.did:
+        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+        raise errors.AccountMismatch(f"{hosted.pds} signed in {session.did}, not {hosted.did}.") from refusal
+    return hosted.pds, client, session
 
 
 def hosted_elsewhere(identifier: str, url: str) -> identity.Identity | None:
@@ -152,7 +176,7 @@ def refuse_elsewhere(
     """The error for an account hosted on another PDS, logged and put on the event log of the user's channel for
     that account when there is one."""
     assert hosted.pds is not None
-    handle = identifier if not identifier.startswith("did:") else (hosted.handle or identifier)
+    handle = (hosted.handle or identifier) if identifier.startswith("did:") or "@" in identifier else identifier
     error = errors.HostedElsewhere(handle, hosted.pds, url)
     logger.info("refused sign-in: did=%s is hosted on %s, this site signs in through %s", hosted.did, hosted.pds, url)
     channel = Channel.objects.filter(user=user, provider=Channel.Provider.BLUESKY, did=hosted.did).first()

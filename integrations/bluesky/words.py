@@ -2,7 +2,8 @@
 
 The adapter (`integrations.adapter`) is generic; projects replace any of these by subclassing it (see there).
 Templates may use {service_url} (the server the failed call went to), {host} (its host name), {retry},
-{app_passwords_url}, {detail}; health advice may use {ends_at}, {retry_at}, {app_passwords_url}.
+{app_passwords_url}, {detail}; health advice may use {ends_at}, {retry_at}, {app_passwords_url}, {pds} (the
+channel's PDS).
 """
 
 from django.utils.translation import gettext_lazy as _
@@ -25,6 +26,13 @@ MESSAGES: dict[str, tuple[int, str]] = {
         _(
             "@{handle} is hosted on {pds}, but this site signs in through {service_url}. Ask your administrator to "
             "allow accounts on other servers, or to set {pds} as the Service URL."
+        ),
+    ),
+    "account_moved": (
+        409,
+        _(
+            "@{handle} has moved to another server, {pds}, so this channel's session no longer works. Create an "
+            "app password for the account and reconnect the channel."
         ),
     ),
     "main_password_refused": (
@@ -202,6 +210,14 @@ HEALTH_TEXTS: dict[str, tuple[str, str]] = {
         _(
             "This server can no longer read the stored session (the encryption key it was saved with has been "
             "removed). Create a new app password at {app_passwords_url} and reconnect."
+        ),
+    ),
+    # Shown instead of "needs_reconnection" when the account moved to another server ({pds}).
+    "account_moved": (
+        _("Needs reconnection"),
+        _(
+            "This account moved to {pds}; its old server's session cannot be used there. Create an app password "
+            "for the account and reconnect."
         ),
     ),
     "deactivated": (
