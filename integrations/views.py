@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
@@ -20,7 +20,8 @@ from integrations.bluesky import composer, publishing, richtext, services
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.bluesky.plans import web_url
-from integrations.exceptions import IntegrationError
+from integrations.conf import app_settings
+from integrations.exceptions import IntegrationError, PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post
 
@@ -210,8 +211,8 @@ POSTS_PER_PAGE = 20
 
 @method_decorator(login_required, name="dispatch")
 class ComposeView(View):
-    """Write a post or a thread and publish it. Works without JavaScript: "Preview", "Add part" and "Remove part"
-    are submit buttons that re-render the form (the page's script does the last two in place)."""
+    """Write a post or a thread and publish it. Works without JavaScript: "Preview", "Add part", "Remove part" and
+    the link card's "Remove card" are submit buttons that re-render the form (the page's script does them in place)."""
 
     template_name = "integrations/compose.html"
 
@@ -228,33 +229,37 @@ class ComposeView(View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         draft = composer.Draft(request.user, request.POST, request.FILES, composer.channel_options(request.user))
+        return self._submit(request, draft)
+
+    def _submit(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
         valid = draft.checked and draft.is_valid()
         if valid and draft.form.cleaned_data.get("time_zone"):
             request.session[TIME_ZONE_KEY] = draft.form.cleaned_data["time_zone"]
         if valid and draft.action == "publish":
             try:
-                post = publishing.accept(
-                    request.user,
-                    draft.form.chosen_channel,
-                    draft.requests(),
-                    default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
-                    scheduled_at=draft.form.cleaned_data.get("scheduled_at"),
-                )
+                return self._save(request, draft)
             except IntegrationError as exc:
                 draft.form.add_error(None, describe(exc).message)
-            else:
-                if post.status == Post.Status.SCHEDULED:
-                    when = composer.local_time(post.scheduled_at, _zone_name(request))
-                    messages.success(
-                        request,
-                        _("Scheduled on @%(handle)s for %(when)s.")
-                        % {"handle": post.channel.handle, "when": f"{when:%Y-%m-%d %H:%M} {when.tzname()}"},
-                    )
-                else:
-                    _tell_outcome(request, publishing.publish(post.pk, claimed=post))
-                return redirect("integrations:post-list")
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
         return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
+
+    def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
+        post = publishing.accept(
+            request.user,
+            draft.form.chosen_channel,
+            draft.requests(),
+            default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
+            scheduled_at=draft.form.cleaned_data.get("scheduled_at"),
+        )
+        if post.status == Post.Status.SCHEDULED:
+            messages.success(
+                request,
+                _("Scheduled on @%(handle)s for %(when)s.")
+                % {"handle": post.channel.handle, "when": _when(request, post)},
+            )
+        else:
+            _tell_outcome(request, publishing.publish(post.pk, claimed=post))
+        return redirect("integrations:post-list")
 
     def _render(
         self,
@@ -264,12 +269,15 @@ class ComposeView(View):
         *,
         preview: bool = False,
         status: int = 200,
+        editing: Post | None = None,
     ) -> HttpResponse:
         context = {
             "form": form,
             "parts": parts,
             "preview": preview,
+            "editing": editing,
             "bluesky_enabled": bluesky_options.enabled(),
+            "link_cards": bool(app_settings.LINK_CARDS),
             "max_graphemes": richtext.MAX_GRAPHEMES,
             "max_bytes": richtext.MAX_BYTES,
             "bytes_shown_from": composer.BYTES_SHOWN_FROM,
@@ -277,6 +285,79 @@ class ComposeView(View):
             "script_words": composer.script_words(),
         }
         return render(request, self.template_name, context, status=status)
+
+
+class EditPostView(ComposeView):
+    """Change a scheduled post (its parts, time and link cards) in the composer until it starts publishing; it
+    stays on its channel. Saved through `publishing.edit`, which refuses a post a worker has started meanwhile."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:  # type: ignore[override]
+        post = _own_post(request, pk)
+        if not composer.editable(post):
+            messages.error(request, describe(PostNotScheduled()).message)
+            return redirect("integrations:post-list")
+        draft = composer.Draft.for_post(post, composer.channel_options(request.user), _zone_name(request))
+        return self._render(request, draft.form, draft.parts, editing=post)
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:  # type: ignore[override]
+        post = _own_post(request, pk)
+        options = composer.channel_options(request.user)
+        self.post_object = post
+        draft = composer.Draft(request.user, request.POST, request.FILES, options, channel=post.channel)
+        return self._submit(request, draft)
+
+    def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
+        post = self.post_object
+        when = draft.form.cleaned_data["scheduled_at"]
+        zone = draft.form.cleaned_data.get("time_zone", "")
+        # The field shows minutes (seconds when the time has them): unchanged, the stored time is kept exactly.
+        if post.scheduled_at and composer.time_value(when, zone) == composer.time_value(post.scheduled_at, zone):
+            when = None
+        edited = publishing.edit(
+            post,
+            draft.requests(),
+            scheduled_at=when,
+            reply_to=post.reply_to_uri,
+            quote=post.quote_uri,
+            default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
+        )
+        messages.success(
+            request,
+            _("Saved the post scheduled on @%(handle)s for %(when)s.")
+            % {"handle": edited.channel.handle, "when": _when(request, edited)},
+        )
+        return redirect("integrations:post-list")
+
+    def _render(self, request: HttpRequest, form: composer.ComposerForm, parts: Any, **kwargs: Any) -> HttpResponse:
+        kwargs.setdefault("editing", getattr(self, "post_object", None))
+        return super()._render(request, form, parts, **kwargs)
+
+
+def _when(request: HttpRequest, post: Post) -> str:
+    when = composer.local_time(post.scheduled_at, _zone_name(request))
+    return f"{when:%Y-%m-%d %H:%M} {when.tzname()}"
+
+
+@login_required
+@require_POST
+def link_card(request: HttpRequest) -> JsonResponse:
+    """The link card a part with this text will carry, for the composer's script (the page's own fetch, cached)."""
+    text = request.POST.get("text", "")[: richtext.MAX_BYTES * 4]
+    return JsonResponse(composer.card_for(text).as_json())
+
+
+@login_required
+def link_card_image(request: HttpRequest) -> HttpResponse:
+    """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds)."""
+    url = request.GET.get("url", "")
+    card = composer.linkcards.fetch_card(url).card if url.startswith(("http://", "https://")) else None
+    if card is None or card.thumb is None:
+        raise Http404()
+    response = HttpResponse(card.thumb.data, content_type=card.thumb.mime)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'"
+    return response
 
 
 def _tell_outcome(request: HttpRequest, outcome: publishing.Outcome) -> None:

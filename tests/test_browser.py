@@ -16,6 +16,7 @@ from django.utils import timezone
 from integrations.bluesky import services
 from integrations.bluesky.feed import FeedItem, FeedPage
 from integrations.models import Channel, ChannelEvent, IntegrationOption
+from tests.test_linkcards import site  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -564,3 +565,84 @@ def test_the_composer_works_without_javascript(page, live_server, user, channel,
     assert "Published on @" in page.inner_text(".messages")
     assert len(records(use_pds, account.did)) == 2
     context.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_link_card_is_edited_removed_and_brought_back_in_the_composer(
+    page,
+    live_server,
+    axe_script,
+    viewport,
+    user,
+    channel,
+    use_pds,
+    account,
+    settings,
+    tmp_path,
+    site,  # noqa: F811
+):
+    from tests.test_linkcards import OG_PAGE, png
+    from tests.test_publishing import records
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.INTEGRATIONS_LINK_CARDS = True
+    site.routes["/og"] = OG_PAGE
+    site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, png(1200, 630))
+    page.set_viewport_size(VIEWPORTS[viewport])
+    log_in_browser(page, live_server, user)
+    problems = []
+
+    # The card appears as the link is typed (the script asks the server), and its title is edited.
+    page.goto(f"{live_server.url}/app/posts/new")
+    page.fill("#id_parts-0-text", f"Read this: {site.url}/og #skyport")
+    page.wait_for_selector("[data-card-box]", state="visible")
+    assert page.input_value("#id_parts-0-card_title") == "Skyport & friends"
+    assert page.input_value("#id_parts-0-card_description") == "Publishing to Bluesky, exactly once."
+    page.wait_for_function("document.querySelector('[data-card-thumb]').complete")
+    assert page.evaluate("document.querySelector('[data-card-thumb]').naturalWidth") > 0
+    problems += check_page(page, axe_script, "compose-card", viewport)
+    page.fill("#id_parts-0-card_title", "Edited in the browser")
+    assert page.input_value("input[name=parts-0-card]") == "edited"
+    page.click("button[value=publish]:not([tabindex])")
+    page.wait_for_url(f"{live_server.url}/app/posts")
+    assert "Published on @" in page.inner_text(".messages")
+    [record] = records(use_pds, account.did)
+    external = record["value"]["embed"]["external"]
+    assert (external["title"], external["description"]) == (
+        "Edited in the browser",
+        "Publishing to Bluesky, exactly once.",
+    )
+
+    # "Remove card" in place, then scheduled without it.
+    page.goto(f"{live_server.url}/app/posts/new")
+    page.fill("#id_parts-0-text", f"Later, without a card: {site.url}/og")
+    page.wait_for_selector("[data-card-box]", state="visible")
+    page.click("[data-card-remove]")
+    assert page.locator("[data-card-box]").is_hidden() and page.locator("[data-card-removed]").is_visible()
+    assert page.evaluate("document.activeElement.hasAttribute('data-card-restore')")
+    page.wait_for_function("document.querySelector('#composer-status').textContent === 'Link card removed.'")
+    page.fill("#id_scheduled_at", (timezone.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"))
+    page.click("button[value=publish]:not([tabindex])")
+    page.wait_for_url(f"{live_server.url}/app/posts")
+    assert "Scheduled on @" in page.inner_text(".messages")
+    problems += check_page(page, axe_script, "posts-scheduled", viewport)
+
+    # Edit it: the removed card stays removed until it is brought back; the card is saved with the new title.
+    page.click("a:has-text('Edit')")
+    page.wait_for_selector("h1:has-text('Edit a scheduled post')")
+    assert page.input_value("#id_parts-0-text") == f"Later, without a card: {site.url}/og"
+    assert page.locator("[data-card-removed]").is_visible()
+    problems += check_page(page, axe_script, "edit-scheduled", viewport)
+    page.click("[data-card-restore]")
+    page.wait_for_selector("[data-card-box]", state="visible")
+    page.wait_for_function("document.querySelector('#id_parts-0-card_title').value === 'Skyport & friends'")
+    problems += check_page(page, axe_script, "edit-scheduled-card", viewport)
+    page.fill("#id_parts-0-card_title", "Brought back, retitled")
+    page.click("button[value=publish]:not([tabindex])")
+    page.wait_for_url(f"{live_server.url}/app/posts")
+    assert "Saved the post scheduled on @" in page.inner_text(".messages")
+    from integrations.models import Post
+
+    scheduled = Post.objects.get(status=Post.Status.SCHEDULED)
+    assert scheduled.parts.get().card["title"] == "Brought back, retitled"
+    assert not problems, "\n".join(problems)

@@ -11,6 +11,7 @@ from django.urls import reverse
 from integrations.bluesky import publishing, richtext
 from integrations.models import Channel, IntegrationOption, Media, Post
 from tests.test_api_posts import png_bytes
+from tests.test_linkcards import site  # noqa: F401 (a fixture)
 from tests.test_publishing import records
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
@@ -296,3 +297,351 @@ def test_the_post_pages_speak_the_browsers_language(alice_client, channel, user,
         assert "Publié sur @" in listing and ">Publié</span>" in listing and ">Messages</a>" in listing
     finally:
         translation.activate(settings.LANGUAGE_CODE)
+
+
+# --- link cards in the composer ----------------------------------------------------------------------------------
+@pytest.fixture
+def cards_on(settings, site):  # noqa: F811
+    """Link cards switched on (the test settings switch them off) and a page with Open Graph tags and an image."""
+    from tests.test_linkcards import OG_PAGE, png
+
+    settings.INTEGRATIONS_LINK_CARDS = True
+    site.routes["/og"] = OG_PAGE
+    site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, png())
+    return site
+
+
+def card_fields(page: str, index: int = 0) -> dict[str, str]:
+    """The link card of part `index` as the page shows it: its hidden choice and URL, its title and description."""
+    prefix = f"parts-{index}-"
+    found = {}
+    for name in ("card", "card_url", "card_title"):
+        match = re.search(rf'name="{prefix}{name}" value="([^"]*)"', page) or re.search(
+            rf'name="{prefix}{name}"[^>]*value="([^"]*)"', page
+        )
+        found[name] = match[1] if match else None
+    match = re.search(rf'name="{prefix}card_description"[^>]*>\n(.*?)</textarea>', page, re.S)
+    found["card_description"] = match[1] if match else None
+    return found
+
+
+def external_of(use_pds, account, post) -> dict | None:
+    """The `app.bsky.embed.external` of the post's first record as the PDS holds it (None without an embed)."""
+    value = {r["uri"]: r["value"] for r in records(use_pds, account.did)}[post.parts.get(index=0).uri]
+    embed = value.get("embed")
+    if embed is None:
+        return None
+    assert embed["$type"] == "app.bsky.embed.external"
+    return embed["external"]
+
+
+def test_preview_shows_the_card_and_the_edited_title_and_description_are_published(
+    alice_client, channel, use_pds, account, cards_on
+):
+    link = f"{cards_on.url}/og"
+    page = text_of(alice_client.post(COMPOSE, body(channel, f"Read {link} now", action="preview")))
+    assert card_fields(page) == {
+        "card": "auto",
+        "card_url": link,
+        "card_title": "Skyport &amp; friends",
+        "card_description": "Publishing to Bluesky, exactly once.",
+    }
+    assert f'src="/app/posts/link-card/image?url={link.replace(":", "%3A").replace("/", "%2F")}"' in page
+    assert "Remove card" in page
+
+    # What the page's script sends once the title or description is typed in: "edited", with the card's link.
+    data = body(
+        channel,
+        f"Read {link} now",
+        **{
+            "parts-0-card": "edited",
+            "parts-0-card_url": link,
+            "parts-0-card_title": "My own title",
+            "parts-0-card_description": "My own words",
+        },
+    )
+    assert alice_client.post(COMPOSE, data).status_code == 302
+    post = Post.objects.get()
+    assert post.status == Post.Status.PUBLISHED
+    external = external_of(use_pds, account, post)
+    assert (external["uri"], external["title"], external["description"]) == (link, "My own title", "My own words")
+    assert external["thumb"]["mimeType"] == "image/png"  # the page's image, as for the page's own card
+
+
+def test_without_the_script_an_edited_card_is_noticed_and_an_untouched_one_stays_the_pages(
+    alice_client, channel, use_pds, account, cards_on
+):
+    link = f"{cards_on.url}/og"
+    fields = {"parts-0-card": "auto", "parts-0-card_url": link}
+    untouched = body(
+        channel,
+        f"As the page says {link}",
+        **fields,
+        **{
+            "parts-0-card_title": "Skyport & friends",
+            "parts-0-card_description": "Publishing to Bluesky, exactly once.",
+        },
+    )
+    assert alice_client.post(COMPOSE, untouched).status_code == 302
+    edited = body(
+        channel,
+        f"Edited in the form {link}",
+        **fields,
+        **{"parts-0-card_title": "Typed without a script", "parts-0-card_description": ""},
+    )
+    assert alice_client.post(COMPOSE, edited).status_code == 302
+    first, second = Post.objects.order_by("pk")
+    assert external_of(use_pds, account, first)["title"] == "Skyport & friends"
+    assert (external_of(use_pds, account, second)["title"], external_of(use_pds, account, second)["description"]) == (
+        "Typed without a script",
+        "",
+    )
+
+
+def test_an_edited_card_for_another_link_gives_way_to_the_new_links_card(alice_client, channel, use_pds, cards_on):
+    from integrations.bluesky import composer
+
+    cards_on.routes["/other"] = (200, {"Content-Type": "text/html"}, b"<title>The other page</title>")
+    form = composer.PartForm(
+        {
+            "parts-0-text": f"Now about {cards_on.url}/other",
+            "parts-0-card": "edited",
+            "parts-0-card_url": f"{cards_on.url}/og",
+            "parts-0-card_title": "Old words",
+            "parts-0-card_description": "",
+        },
+        prefix="parts-0",
+        user=channel.user,
+    )
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["link_card"] == "auto"
+    shown = form.card_view()
+    assert (shown.mode, shown.url, shown.title) == ("auto", f"{cards_on.url}/other", "The other page")
+
+
+def test_remove_card_sends_the_post_without_an_embed(alice_client, channel, use_pds, account, cards_on):
+    link = f"{cards_on.url}/og"
+    # Without the script, "Remove card" is a submit button: the page comes back with the card removed.
+    page = text_of(alice_client.post(COMPOSE, body(channel, f"No card for {link}", action="nocard-0")))
+    assert card_fields(page)["card"] == "none"
+    assert "No link card: you removed it." in page and "errorlist" not in page
+    assert re.search(r"data-card-box hidden", page)
+    back = text_of(
+        alice_client.post(COMPOSE, body(channel, f"No card for {link}", action="card-0", **{"parts-0-card": "none"}))
+    )
+    assert card_fields(back)["card"] == "auto" and card_fields(back)["card_title"] == "Skyport &amp; friends"
+
+    response = alice_client.post(COMPOSE, body(channel, f"No card for {link}", **{"parts-0-card": "none"}))
+    assert response.status_code == 302
+    post = Post.objects.get()
+    assert post.status == Post.Status.PUBLISHED
+    assert external_of(use_pds, account, post) is None
+    assert post.parts.get().card is None and post.parts.get().card_note == ""
+
+
+def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, cards_on):
+    from tests.test_linkcards import png
+
+    endpoint = reverse("integrations:link-card")
+    link = f"{cards_on.url}/og"
+    answer = alice_client.post(endpoint, {"text": f"see {link}, it is good"}).json()
+    assert answer == {
+        "link": link,
+        "url": link,
+        "title": "Skyport & friends",
+        "description": "Publishing to Bluesky, exactly once.",
+        "thumb": reverse("integrations:link-card-image") + "?url=" + link.replace(":", "%3A").replace("/", "%2F"),
+        "host": "127.0.0.1",
+        "note": "",
+    }
+    image = alice_client.get(answer["thumb"])
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    assert image.content == publishing_image(png())
+    assert image["X-Content-Type-Options"] == "nosniff"
+    assert alice_client.post(endpoint, {"text": "no link here"}).json()["link"] == ""
+    broken = alice_client.post(endpoint, {"text": f"{cards_on.url}/missing"}).json()
+    assert broken["url"] == "" and broken["note"] == "No link card: The page answered with HTTP status 404."
+    assert (
+        alice_client.get(reverse("integrations:link-card-image"), {"url": f"{cards_on.url}/missing"}).status_code == 404
+    )
+    assert alice_client.get(endpoint).status_code == 405
+    assert Client().post(endpoint, {"text": link}).status_code == 302  # signed-in users only
+    assert cards_on.requests.count("/og") == 1  # the image came from the card's cache
+
+
+def publishing_image(data: bytes) -> bytes:
+    from integrations.bluesky import images
+
+    return images.prepare(data, max_bytes=images.THUMB_MAX_BYTES).data
+
+
+def test_a_part_with_images_shows_no_card(alice_client, channel, cards_on):
+    data = body(channel, f"Pictures and {cards_on.url}/og", action="preview", **{"parts-0-alt_1": "A pink square"})
+    data["parts-0-image_1"] = image()
+    page = text_of(alice_client.post(COMPOSE, data))
+    assert re.search(r"data-card-box hidden", page)
+    assert re.search(r'<p class="small muted" data-card-covered>', page)
+    assert cards_on.requests == []  # no page is read for a card that cannot be sent
+
+
+# --- editing a scheduled post ------------------------------------------------------------------------------------
+def scheduled(alice_client, channel, *texts, hours=48, zone="Europe/Berlin", **extra):
+    """A post scheduled through the composer, `hours` ahead on the clock of `zone`; returns (post, clock)."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    clock = (timezone.now() + timedelta(hours=hours)).astimezone(ZoneInfo(zone)).replace(second=0, microsecond=0)
+    data = body(channel, *texts, scheduled_at=f"{clock:%Y-%m-%dT%H:%M}", time_zone=zone, **extra)
+    response = alice_client.post(COMPOSE, data)
+    assert response.status_code == 302, errors_of(response)
+    return Post.objects.order_by("-pk").first(), clock
+
+
+def edit_url(post) -> str:
+    return reverse("integrations:post-edit", args=[post.pk])
+
+
+def test_a_scheduled_post_opens_in_the_composer_and_saving_it_changes_text_and_time(
+    alice_client, channel, use_pds, account
+):
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    post, clock = scheduled(alice_client, channel, f"Draft with {LONG_LINK}", "second part", langs="de")
+    assert f'href="{edit_url(post)}"' in text_of(alice_client.get(POSTS))
+
+    page = text_of(alice_client.get(edit_url(post)))
+    assert "Edit a scheduled post" in page and "Save changes" in page
+    assert re.search(rf'name="parts-0-text"[^>]*>\nDraft with {re.escape(LONG_LINK)}</textarea>', page)  # as written
+    assert re.search(r'name="parts-1-text"[^>]*>\nsecond part</textarea>', page)
+    assert f'value="{clock:%Y-%m-%dT%H:%M}"' in page and 'value="Europe/Berlin"' in page  # the user's clock
+    assert f'data-instant="{post.scheduled_at.isoformat()}"' in page
+    assert 'name="langs" value="de"' in page
+    assert f"@{channel.handle}" in page and 'name="channel"' not in page  # it stays on its channel
+
+    later = clock + timedelta(days=1, hours=2)
+    data = body(
+        channel, "Final words", langs="de", scheduled_at=f"{later:%Y-%m-%dT%H:%M}", time_zone="America/New_York"
+    )
+    del data["channel"]
+    response = alice_client.post(edit_url(post), data)
+    assert response.status_code == 302, errors_of(response)
+    assert "Saved the post scheduled on @" in text_of(alice_client.get(POSTS))
+    edited = Post.objects.get()
+    assert edited.pk == post.pk and edited.status == Post.Status.SCHEDULED and edited.lease_until is None
+    assert edited.scheduled_at == later.replace(tzinfo=ZoneInfo("America/New_York"))  # read on the new clock
+    assert [part.text for part in edited.parts.all()] == ["Final words"]
+    assert edited.parts.get().record["createdAt"].startswith(f"{edited.scheduled_at:%Y-%m-%dT%H:%M}")
+    assert records(use_pds, account.did) == []
+
+
+def test_saving_an_unchanged_scheduled_post_keeps_its_records_and_exact_time(alice_client, channel, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    when = (timezone.now() + timedelta(hours=5)).replace(second=17, microsecond=123456)  # more than the field shows
+    post = publishing.accept(
+        user,
+        channel,
+        [publishing.PartRequest(f"See {LONG_LINK} and example.org/x @{channel.handle}")],
+        scheduled_at=when,
+    )
+    before = post.parts.get()
+    page = text_of(alice_client.get(edit_url(post)))
+    fields = {name: re.search(rf'name="{name}"[^>]*value="([^"]*)"', page)[1] for name in ("langs", "scheduled_at")}
+    assert fields["scheduled_at"].endswith(":17")
+    text = re.search(r'name="parts-0-text"[^>]*>\n(.*?)</textarea>', page, re.S)[1]
+    assert text == f"See {LONG_LINK} and example.org/x @{channel.handle}"
+    data = body(channel, text, langs=fields["langs"], scheduled_at=fields["scheduled_at"], time_zone="")
+    del data["channel"]
+    assert alice_client.post(edit_url(post), data).status_code == 302
+    after = Post.objects.get().parts.get()
+    assert Post.objects.get().scheduled_at == when
+    assert (after.record["text"], after.record["facets"]) == (before.record["text"], before.record["facets"])
+
+
+def test_an_edit_keeps_the_cards_choice_and_changes_it(alice_client, channel, use_pds, account, cards_on):
+    link = f"{cards_on.url}/og"
+    edited_card = {
+        "parts-0-card": "edited",
+        "parts-0-card_url": link,
+        "parts-0-card_title": "Scheduled title",
+        "parts-0-card_description": "Scheduled words",
+    }
+    post, clock = scheduled(alice_client, channel, f"Later: {link}", **edited_card)
+    removed, _ = scheduled(alice_client, channel, f"No card: {link}", **{"parts-0-card": "none"})
+    assert post.parts.get().card["title"] == "Scheduled title" and removed.parts.get().card is None
+
+    page = text_of(alice_client.get(edit_url(post)))
+    assert card_fields(page) == {
+        "card": "edited",
+        "card_url": link,
+        "card_title": "Scheduled title",
+        "card_description": "Scheduled words",
+    }
+    assert card_fields(text_of(alice_client.get(edit_url(removed))))["card"] == "none"
+
+    data = body(
+        channel,
+        f"Later: {link}",
+        scheduled_at=f"{clock:%Y-%m-%dT%H:%M}",
+        time_zone="Europe/Berlin",
+        **{**edited_card, "parts-0-card_title": "A better title"},
+    )
+    del data["channel"]
+    assert alice_client.post(edit_url(post), data).status_code == 302
+    assert Post.objects.get(pk=post.pk).parts.get().card["title"] == "A better title"
+    publishing.publish_due(Post.objects.get(pk=post.pk).scheduled_at)
+    assert external_of(use_pds, account, Post.objects.get(pk=post.pk))["title"] == "A better title"
+
+
+def test_a_post_that_started_publishing_or_a_past_time_is_refused_and_nothing_changes(alice_client, channel):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    post, clock = scheduled(alice_client, channel, "as planned")
+    stored = Post.objects.get(pk=post.pk)
+    plan = [(p.text, p.rkey, p.expected_cid) for p in stored.parts.all()]
+
+    def unchanged() -> bool:
+        now = Post.objects.get(pk=post.pk)
+        return [(p.text, p.rkey, p.expected_cid) for p in now.parts.all()] == plan and (
+            now.scheduled_at,
+            now.lease_until,
+        ) == (stored.scheduled_at, None)
+
+    past = (timezone.now() - timedelta(hours=1)).astimezone(clock.tzinfo)
+    data = body(channel, "changed", scheduled_at=f"{past:%Y-%m-%dT%H:%M}", time_zone="Europe/Berlin")
+    del data["channel"]
+    response = alice_client.post(edit_url(post), data)
+    assert response.status_code == 400 and "already passed" in errors_of(response)
+    assert unchanged()
+
+    # A worker starts it while the page is open: saving says so, and the post is left as the worker has it.
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.PUBLISHING, attempts=1)
+    data["scheduled_at"] = f"{clock + timedelta(hours=1):%Y-%m-%dT%H:%M}"
+    response = alice_client.post(edit_url(post), data)
+    assert response.status_code == 400
+    assert "Only a scheduled post that has not started publishing can be changed" in errors_of(response)
+    assert Post.objects.get(pk=post.pk).status == Post.Status.PUBLISHING
+    stored.status, stored.attempts = Post.Status.PUBLISHING, 1
+    assert [(p.text, p.rkey, p.expected_cid) for p in Post.objects.get(pk=post.pk).parts.all()] == plan
+    assert Post.objects.get(pk=post.pk).scheduled_at == stored.scheduled_at
+    # ...and the edit page is no longer offered.
+    response = alice_client.get(edit_url(post))
+    assert response.status_code == 302 and response.url == POSTS
+    assert "has not started publishing" in text_of(alice_client.get(POSTS))
+
+
+def test_another_users_scheduled_post_cannot_be_edited(alice_client, channel, other_user):
+    post, clock = scheduled(alice_client, channel, "mine")
+    bob = Client()
+    bob.force_login(other_user)
+    assert bob.get(edit_url(post)).status_code == 404
+    data = body(channel, "yours now", scheduled_at=f"{clock:%Y-%m-%dT%H:%M}", time_zone="Europe/Berlin")
+    assert bob.post(edit_url(post), data).status_code == 404
+    assert Post.objects.get().parts.get().text == "mine"

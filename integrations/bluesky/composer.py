@@ -5,6 +5,14 @@ A draft is one submission of the composer. Its parts use Django's formset naming
 buttons that re-render the form. Images uploaded with any submission are stored at once with
 `publishing.store_media` (all of them, or none when one is refused) and carried on as hidden media ids, so nobody
 picks a file twice; the preview shows them through the owner-only media view.
+
+A part with a link (and no images) shows the link card it will carry, read by `linkcards.fetch_card` (cached), with
+its title and description editable and "Remove card". The choice travels as `parts-N-card` ("auto", "edited" or
+"none") with the card's URL, title and description, and becomes the `link_card` of `publishing.PartRequest`, as the
+API's: "auto", `{"url", "title", "description"}` or None. The page's script asks `card_for` for the card while the
+user types; without it, the card is shown by Preview (an edit is noticed by comparing with the page's own words).
+
+`post_data` turns a scheduled post back into the fields of this form, for editing it (`publishing.edit`).
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 from django import forms
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.forms.utils import ErrorDict
+from django.http import QueryDict
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.html import format_html
@@ -28,16 +38,18 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from integrations.adapter import describe
-from integrations.bluesky import images, publishing, richtext
+from integrations.bluesky import images, linkcards, publishing, richtext
 from integrations.bluesky.health import Health, health
 from integrations.conf import app_settings
 from integrations.exceptions import EmptyPost, IntegrationDisabled, IntegrationError, MediaNotFound
-from integrations.models import Channel, Media
+from integrations.models import Channel, Media, Post
 
 SLOTS = range(1, images.MAX_IMAGES_PER_POST + 1)  # image slots of a part, numbered as people count
 _UPLOAD = re.compile(r"parts-(\d+)-image_(\d+)")
 _PART_KEY = re.compile(r"parts-(\d+)-(.+)")
 BYTES_SHOWN_FROM = 2700  # the byte count is shown once a text gets close to MAX_BYTES
+CARD_MODES = ("auto", "edited", "none")  # a part's link card: the page's, the user's own words, or none
+TIME_FORMAT = "%Y-%m-%dT%H:%M"  # what a datetime-local field shows (seconds only when a time has them)
 
 
 # --- channels --------------------------------------------------------------------------------------------------
@@ -94,9 +106,17 @@ class ComposerForm(forms.Form):
     )
     time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput(attrs={"data-time-zone": ""}))
 
-    def __init__(self, *args: Any, options: list[ChannelOption], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, options: list[ChannelOption], channel: Channel | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options = options
+        # Editing a scheduled post: it stays on its channel, and it keeps a time (it cannot become "now").
+        self.fixed_channel = channel
+        if channel is not None:
+            del self.fields["channel"]
+            self.fields["scheduled_at"].required = True
+            self.fields["scheduled_at"].label = _("Publish at")
+            self.fields["scheduled_at"].help_text = _("In your time zone.")
+            return
         # Only channels that can publish are valid choices; the others are shown disabled with their reason.
         self.fields["channel"].choices = [(o.channel.pk, f"@{o.channel.handle}") for o in options if o.ready]
         self.fields["channel"].error_messages["invalid_choice"] = _("Choose one of your channels that can publish.")
@@ -128,6 +148,8 @@ class ComposerForm(forms.Form):
 
     @property
     def chosen_channel(self) -> Channel:
+        if self.fixed_channel is not None:
+            return self.fixed_channel
         return next(o.channel for o in self.options if o.channel.pk == self.cleaned_data["channel"])
 
 
@@ -146,11 +168,32 @@ def local_time(moment: datetime, zone_name: str) -> datetime:
     return timezone.localtime(moment, zone_named(zone_name) or timezone.get_current_timezone())
 
 
+def time_value(moment: datetime, zone_name: str) -> str:
+    """`moment` as the "Publish later" field holds it on that zone's clock (with seconds only when it has any)."""
+    local = local_time(moment, zone_name)
+    return f"{local:{TIME_FORMAT}:%S}" if local.second else f"{local:{TIME_FORMAT}}"
+
+
 class PartForm(forms.Form):
     """One part of a thread: its text and up to four image slots (a new file, or an image already uploaded)."""
 
     text = forms.CharField(
         label=_("Text"), required=False, strip=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 40})
+    )
+    # The link card: the user's choice (CARD_MODES), and the card as shown (its URL tells which link it is for).
+    card = forms.CharField(required=False, widget=forms.HiddenInput(attrs={"data-card-mode": ""}))
+    card_url = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput(attrs={"data-card-url": ""}))
+    card_title = forms.CharField(
+        label=_("Card title"),
+        required=False,
+        max_length=linkcards.MAX_TITLE,
+        widget=forms.TextInput(attrs={"data-card-title": ""}),
+    )
+    card_description = forms.CharField(
+        label=_("Card description"),
+        required=False,
+        max_length=linkcards.MAX_DESCRIPTION,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40, "data-card-description": ""}),
     )
 
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
@@ -230,11 +273,57 @@ class PartForm(forms.Form):
         cleaned["images"] = attached
         if "text" in cleaned and not cleaned["text"].strip() and not attached and not self.errors:
             self.add_error("text", describe(EmptyPost()).message)
+        if not self.errors:
+            cleaned["link_card"] = self._link_card(cleaned)
         return cleaned
+
+    def clean_card(self) -> str:
+        mode = self.cleaned_data["card"]
+        return mode if mode in CARD_MODES else "auto"
+
+    def _link_card(self, cleaned: dict[str, Any]) -> str | dict[str, str] | None:
+        """The user's choice as `publishing.PartRequest.link_card` takes it. An edited card belongs to its link: once
+        the text links elsewhere, the new link's card is the page's again."""
+        mode = cleaned.get("card") or "auto"
+        if mode == "none":
+            return None
+        url = cleaned.get("card_url", "")
+        if not url or url != first_link(cleaned.get("text", "")):
+            return "auto"
+        edited = {"url": url, "title": cleaned["card_title"], "description": cleaned["card_description"]}
+        if mode == "edited":
+            return edited
+        # Without the page's script nothing marks an edit: the words differ from the page's (cached) own.
+        page = linkcards.fetch_card(url).card
+        if page is not None and (page.title, page.description) != (edited["title"], edited["description"]):
+            return edited
+        return "auto"
 
     def request(self, langs: list[str]) -> publishing.PartRequest:
         return publishing.PartRequest(
-            text=self.cleaned_data["text"], images=tuple(self.cleaned_data["images"]), langs=tuple(langs)
+            text=self.cleaned_data["text"],
+            images=tuple(self.cleaned_data["images"]),
+            langs=tuple(langs),
+            link_card=self.cleaned_data.get("link_card", "auto"),
+        )
+
+    def card_view(self) -> CardView:
+        """The link card this part will carry, as the page shows it (with the user's words, once edited)."""
+        if not self.is_bound:
+            return card_for("")
+
+        def field(name: str) -> str | None:
+            found = self.data.get(self.add_prefix(name))
+            return None if found is None else str(found)
+
+        mode = field("card") or "auto"
+        return card_for(
+            field("text") or "",
+            covered=bool(self.attached_media()),
+            mode=mode if mode in CARD_MODES else "auto",
+            url=field("card_url") or "",
+            title=field("card_title"),
+            description=field("card_description"),
         )
 
     def preview(self) -> PartPreview | None:
@@ -289,8 +378,12 @@ def part_formset(*, max_parts: int | None = None) -> type[forms.BaseFormSet]:
 
 # --- a submission ----------------------------------------------------------------------------------------------
 class Draft:
-    """One submission of the composer: its uploads stored (all or none), "Add part" / "Remove part" applied, and
-    the forms bound to the result. `action` is "publish", "preview", "add" or "remove"."""
+    """One submission of the composer: its uploads stored (all or none), "Add part" / "Remove part" / "Remove card"
+    / "Add the card back" applied, and the forms bound to the result. `action` is "publish", "preview", "add",
+    "remove", "nocard" or "card" (those four re-render what was written, unchecked), or "load" (a stored post
+    opened for editing: `for_post`). `channel`: the post being edited stays on its channel."""
+
+    ACTIONS = ("publish", "preview", "add", "remove", "nocard", "card")
 
     def __init__(
         self,
@@ -298,21 +391,26 @@ class Draft:
         data: Mapping[str, Any],
         files: Mapping[str, Any],
         options: list[ChannelOption],
+        *,
+        channel: Channel | None = None,
+        action: str | None = None,
     ) -> None:
         self.user = user
         self.data = data.copy()  # a QueryDict: mutable copy
         self.upload_errors: dict[tuple[int, int], str] = {}
-        self.action, _, remove_index = str(data.get("action", "preview")).partition("-")
-        if self.action not in ("publish", "preview", "add", "remove"):
+        self.action, _, index = (action or str(data.get("action", "preview"))).partition("-")
+        if self.action not in self.ACTIONS and action is None:
             self.action = "preview"
         self._store_uploads(files)
         self._drop_removed_images()
         total = self._total()
         if self.action == "add" and total < int(app_settings.POST_MAX_PARTS):
             self.data["parts-TOTAL_FORMS"] = str(total + 1)
-        elif self.action == "remove" and remove_index.isdigit() and total > 1:
-            self._remove_part(int(remove_index), total)
-        self.form = ComposerForm(self.data, options=options)
+        elif self.action == "remove" and index.isdigit() and total > 1:
+            self._remove_part(int(index), total)
+        elif self.action in ("nocard", "card") and index.isdigit() and int(index) < total:
+            self.data[f"parts-{index}-card"] = "none" if self.action == "nocard" else "auto"
+        self.form = ComposerForm(self.data, options=options, channel=channel)
         self.parts = part_formset()(self.data, prefix="parts", form_kwargs={"user": user})
         if not self.checked:
             self._quiet()
@@ -320,9 +418,17 @@ class Draft:
             if index < len(self.parts.forms):
                 self.parts.forms[index].add_error(f"image_{slot}", message)
 
+    @classmethod
+    def for_post(cls, post: Post, options: list[ChannelOption], zone_name: str) -> Draft:
+        """A scheduled post in the composer, as it would submit it: its parts, time and link cards."""
+        draft = cls(post.user, post_data(post, zone_name), {}, options, channel=post.channel, action="load")
+        # The page's script shows the time on the browser's clock, which may not be the one the server knows.
+        draft.form.fields["scheduled_at"].widget.attrs["data-instant"] = post.scheduled_at.isoformat()
+        return draft
+
     @property
     def checked(self) -> bool:
-        """Whether this submission is validated: "Add part" and "Remove part" only re-render what was written."""
+        """Whether this submission is validated: "Add part", "Remove part" and the card's buttons only re-render."""
         return self.action in ("publish", "preview")
 
     def _quiet(self) -> None:
@@ -419,7 +525,144 @@ def script_words() -> dict[str, str]:
         "stale": str(_("Changed since this preview: choose Preview to see it again.")),
         "added": str(_("Part %(number)s added.")),
         "removed": str(_("Part %(number)s removed.")),
+        "card-removed": str(_("Link card removed.")),
+        "card-restored": str(_("Link card added back.")),
     }
+
+
+def post_data(post: Post, zone_name: str) -> QueryDict:
+    """A scheduled post as the composer posts it, so editing it starts from what is stored: each part's text,
+    images with alt text and link card (the card as stored, so saving unchanged keeps its words), the languages
+    and the time on the user's clock."""
+    parts = list(post.parts.order_by("index"))
+    data = QueryDict(mutable=True)
+    fields: dict[str, Any] = {
+        "parts-TOTAL_FORMS": len(parts),
+        "parts-INITIAL_FORMS": 0,
+        "parts-MIN_NUM_FORMS": 1,
+        "parts-MAX_NUM_FORMS": app_settings.POST_MAX_PARTS,
+        "langs": ", ".join(parts[0].langs) if parts else "",
+        "scheduled_at": time_value(post.scheduled_at, zone_name) if post.scheduled_at else "",
+        "time_zone": zone_name,
+    }
+    for index, part in enumerate(parts):
+        prefix = f"parts-{index}-"
+        text = written_text(part.record) if part.record else part.text
+        fields[prefix + "text"] = text
+        for slot, image in zip(SLOTS, part.images, strict=False):
+            fields[f"{prefix}media_{slot}"] = image["media"]
+            fields[f"{prefix}alt_{slot}"] = image["alt"]
+        if part.card:
+            fields[prefix + "card"] = "edited"
+            fields[prefix + "card_url"] = part.card["uri"]
+            fields[prefix + "card_title"] = part.card["title"]
+            fields[prefix + "card_description"] = part.card["description"]
+        else:
+            embedded = bool(part.images) or (index == 0 and bool(post.quote_uri))
+            removed = not embedded and not part.card_note and first_link(text) is not None
+            fields[prefix + "card"] = "none" if removed else "auto"
+    for key, value in fields.items():
+        data[key] = str(value)
+    return data
+
+
+def written_text(record: dict[str, Any]) -> str:
+    """A planned record's text with its links as written, not as shortened for display, so that the composer
+    sends the same text and links again. A link's URI is what was written, except for a bare domain (`https://`
+    added): that one is sent as written, so it is kept as it is shown."""
+    data = str(record.get("text", "")).encode("utf-8")
+    links = []
+    for facet in record.get("facets") or ():
+        for feature in facet.get("features", ()):
+            if feature.get("$type") == "app.bsky.richtext.facet#link" and feature.get("uri"):
+                links.append((facet["index"]["byteStart"], facet["index"]["byteEnd"], str(feature["uri"])))
+    pieces, cursor = [], 0
+    for start, end, uri in sorted(links):
+        visible = data[start:end].decode("utf-8")
+        pieces.append(data[cursor:start].decode("utf-8"))
+        pieces.append(visible if uri == "https://" + visible else uri)
+        cursor = end
+    pieces.append(data[cursor:].decode("utf-8"))
+    return "".join(pieces)
+
+
+def editable(post: Post) -> bool:
+    """Whether the post can still be changed: scheduled and never attempted (`publishing.edit` checks it again
+    under the row lock)."""
+    return post.status == Post.Status.SCHEDULED and not post.attempts
+
+
+# --- link cards ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CardView:
+    """A part's link card as the composer shows it. `link`: the part's first link ("" when none: nothing shown);
+    `url`: the card's link when there is a card to show; `note`: why there is none."""
+
+    link: str = ""
+    mode: str = "auto"
+    url: str = ""
+    title: str = ""
+    description: str = ""
+    thumb: str = ""  # where the page shows the thumbnail from ("" when the card has none)
+    note: str = ""
+    covered: bool = False  # the part has images: they take the card's place
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.url) and self.mode != "none" and not self.covered
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "link": self.link,
+            "url": self.url,
+            "title": self.title,
+            "description": self.description,
+            "thumb": self.thumb,
+            "host": self.host,
+            "note": self.note,
+        }
+
+
+def first_link(text: str) -> str | None:
+    """The link a part's card is for: its first, as publishing finds it (a bare domain gets https://)."""
+    try:
+        facets = richtext.detect_facets(richtext.prepare_text(text))
+    except IntegrationError:
+        return None
+    return next((facet.value for facet in facets if facet.kind == "link"), None)
+
+
+def card_for(
+    text: str,
+    *,
+    covered: bool = False,
+    mode: str = "auto",
+    url: str = "",
+    title: str | None = None,
+    description: str | None = None,
+) -> CardView:
+    """The card a part with this text will carry: the page's (fetched through `linkcards`, cached), or the user's
+    words when `url` (the card they saw) is still the text's first link. No page is read while link cards are
+    switched off, for a part without a link, one whose images take the card's place, or one whose card is removed."""
+    link = first_link(text) if app_settings.LINK_CARDS else None
+    if link is None:
+        return CardView(mode=mode)
+    if covered or mode == "none":
+        return CardView(link=link, mode=mode, url=link, covered=covered)
+    if mode == "edited" and url != link:
+        mode = "auto"  # the text links elsewhere now: that page's card
+    result = linkcards.fetch_card(link)
+    page = result.card
+    thumb = f"{reverse('integrations:link-card-image')}?{urlencode({'url': link})}" if page and page.thumb else ""
+    if url == link and title is not None and description is not None:
+        return CardView(link, mode, link, title, description, thumb)
+    if page is None:
+        return CardView(link, mode, note=str(_("No link card: %(reason)s") % {"reason": result.reason}))
+    return CardView(link, mode, link, page.title, page.description, thumb)
 
 
 # --- preview ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,11 @@
  * The count is of the text as it will be sent, as integrations/bluesky/richtext.py `measure` counts it: the text
  * prepared (no leading blank lines, no trailing white space, at most one empty line in a row), each http(s) link
  * shown as bsky.app shortens it (host + the first 13 characters of the rest and "..."), graphemes counted with
- * Intl.Segmenter. Preview shows the server's count, which is the one that decides. */
+ * Intl.Segmenter. Preview shows the server's count, which is the one that decides.
+ *
+ * The link card: once a part's text has a link (and no images), the server is asked for the card it will carry
+ * (POST to data-card-endpoint, answered by integrations/bluesky/composer.py `card_for`); its title and description
+ * can be edited (the part's card becomes "edited") or the card removed ("none") and added back ("auto"). */
 (function () {
   "use strict";
 
@@ -69,6 +73,7 @@
     var total = form.querySelector("input[name='parts-TOTAL_FORMS']");
     var status = form.querySelector("[data-status]");
     var addButton = form.querySelector("[data-add-part]");
+    var csrf = form.querySelector("input[name=csrfmiddlewaretoken]");
     var timer = null;
 
     function parts() { return Array.prototype.slice.call(partsBox.querySelectorAll("[data-part]")); }
@@ -135,20 +140,122 @@
         });
         part.querySelectorAll(".part-number").forEach(function (el) { el.textContent = index + 1; });
         part.querySelector("[data-remove-part]").value = "remove-" + index;
+        var cardRemove = part.querySelector("[data-card-remove]"), cardRestore = part.querySelector("[data-card-restore]");
+        if (cardRemove) cardRemove.value = "nocard-" + index;
+        if (cardRestore) cardRestore.value = "card-" + index;
         part.querySelector("[data-part-actions]").hidden = all.length < 2;
       });
       total.value = all.length;
       if (addButton) addButton.hidden = all.length >= maxParts;
     }
 
+    function firstLink(text) {  // a link the server may make a card of (it decides which, and whether)
+      URL_RE.lastIndex = 0;
+      var match = URL_RE.exec(prepare(text));
+      return match ? stripLinkEnd(match[2]) : "";
+    }
+
+    function hasImages(part) {
+      return Array.prototype.some.call(part.querySelectorAll("[data-slot]"), function (slot) {
+        var file = slot.querySelector("input[type=file]");
+        var removed = slot.querySelector("input[type=checkbox]");
+        return file ? file.files.length > 0 : !(removed && removed.checked);
+      });
+    }
+
+    function wireCard(part) {  // returns what to call when the text or the images change
+      var box = part.querySelector("[data-card]");
+      if (!box || !d.cardEndpoint) return function () {};
+      var el = function (name) { return box.querySelector("[data-card-" + name + "]"); };
+      var mode = el("mode"), url = el("url"), title = el("title"), description = el("description");
+      var asked = url.value ? firstLink(part.querySelector("[data-text]").value) : null;
+      var latest = 0, waiting = null;
+      var link = box.dataset.link;  // the part's first link as the server last said ("" when none)
+      var note = el("note").textContent;
+
+      function show() {
+        var covered = hasImages(part);
+        box.hidden = !link;
+        el("box").hidden = !url.value || mode.value === "none" || covered;
+        el("removed").hidden = mode.value !== "none" || covered;
+        el("covered").hidden = !covered;
+        el("note").hidden = !note || mode.value === "none" || covered;
+        el("note").textContent = note;
+      }
+
+      function fill(card) {
+        link = card.link;
+        note = card.note;
+        if (card.url !== url.value || mode.value !== "edited") {
+          if (mode.value === "edited") mode.value = "auto";  // an edited card belongs to the link it was for
+          title.value = card.title;
+          description.value = card.description;
+        }
+        url.value = card.url;
+        el("host").textContent = card.host;
+        el("thumb").hidden = !card.thumb;
+        if (card.thumb) el("thumb").src = card.thumb; else el("thumb").removeAttribute("src");
+        show();
+      }
+
+      function ask(force) {
+        var text = part.querySelector("[data-text]").value;
+        var candidate = firstLink(text);
+        if (!candidate) {
+          asked = null;
+          fill({link: "", url: "", title: "", description: "", thumb: "", host: "", note: ""});
+          return;
+        }
+        if (candidate === asked && !force) return show();
+        asked = candidate;
+        var body = new FormData();
+        body.append("csrfmiddlewaretoken", csrf.value);
+        body.append("text", text);
+        var mine = ++latest;
+        fetch(d.cardEndpoint, {method: "POST", body: body, credentials: "same-origin", headers: {"Accept": "application/json"}})
+          .then(function (response) { return response.ok ? response.json() : null; })
+          .then(function (card) { if (card && mine === latest) fill(card); })
+          .catch(function () { /* the card stays as it was; Preview shows the server's */ });
+      }
+
+      [title, description].forEach(function (input) {
+        input.addEventListener("input", function () { if (mode.value !== "none") mode.value = "edited"; });
+      });
+      el("remove").addEventListener("click", function (event) {
+        event.preventDefault();
+        mode.value = "none";
+        show();
+        el("restore").focus();
+        announce(d.msgCardRemoved);
+      });
+      el("restore").addEventListener("click", function (event) {
+        event.preventDefault();
+        mode.value = "auto";
+        show();
+        ask(true);
+        title.focus();
+        announce(d.msgCardRestored);
+      });
+      show();
+      if (!url.value) ask(false);
+      return function (typed) {
+        window.clearTimeout(waiting);
+        if (typed) waiting = window.setTimeout(function () { ask(false); }, 700); else { show(); ask(false); }
+      };
+    }
+
     function wire(part) {
       var textarea = part.querySelector("[data-text]");
-      textarea.addEventListener("input", function () { update(part, true); markStale(part); });
+      var cardChanged = wireCard(part);
+      textarea.addEventListener("input", function () { update(part, true); markStale(part); cardChanged(true); });
       part.querySelectorAll("[data-slot] input, [data-slot] textarea").forEach(function (el) {
         el.addEventListener("change", function () { markStale(part); });
       });
       part.querySelectorAll("[data-slot] input[type=file], [data-slot] textarea").forEach(function (el) {
         el.addEventListener("change", function () { showSlots(part); });
+      });
+      part.querySelectorAll("[data-slot] input").forEach(function (el) {
+        el.addEventListener("change", function () { cardChanged(false); });
       });
       part.querySelector("[data-remove-part]").addEventListener("click", function (event) {
         event.preventDefault();
@@ -187,7 +294,18 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("input[data-time-zone]").forEach(function (input) {
       try {  // "Publish later" is read on the browser's clock
-        input.value = Intl.DateTimeFormat().resolvedOptions().timeZone || input.value;
+        var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+        if (!zone) return;
+        input.value = zone;
+        // A stored time (editing a scheduled post) was written on the server's idea of the user's clock:
+        // show it on the browser's, which is the zone it is now read in.
+        input.form.querySelectorAll("input[data-instant]").forEach(function (field) {
+          var at = new Date(field.dataset.instant);
+          if (isNaN(at)) return;
+          var pad = function (n) { return String(n).padStart(2, "0"); };
+          field.value = at.getFullYear() + "-" + pad(at.getMonth() + 1) + "-" + pad(at.getDate()) + "T" +
+            pad(at.getHours()) + ":" + pad(at.getMinutes()) + (at.getSeconds() ? ":" + pad(at.getSeconds()) : "");
+        });
       } catch (e) { /* the zone the user last used, or the site's */ }
     });
     document.querySelectorAll("form[data-composer]").forEach(init);
