@@ -251,6 +251,13 @@ def seed_channels(user):
         "deactivated": {"status": "deactivated"},
         "suspended": {"status": "suspended"},
         "disconnected": {"status": "disconnected", "refresh_jwt": "", "access_jwt": ""},
+        "moved": {
+            "status": "needs_reconnection",
+            "last_error_code": "account_moved",
+            "pds_endpoint": "https://pds.a-new-home-for-this-account.example.net",
+            "refresh_jwt": "",
+            "access_jwt": "",
+        },
     }
     channels = []
     for index, (name, fields) in enumerate(states.items()):
@@ -266,6 +273,7 @@ def seed_channels(user):
         handle = f"{name.replace('_', '-')}.test"
         if name == "active":
             handle = "a-rather-long-handle-that-keeps-going.on-a-self-hosted-pds.example.com"
+            values["handle_verified"] = False  # shown as such, with its explanation
         channels.append(
             Channel.objects.create(
                 user=user,
@@ -340,9 +348,13 @@ def test_every_page_is_accessible_and_fits_the_screen(
     problems += check_page(page, axe_script, "channels", viewport)
 
     page.goto(f"{live_server.url}/app/channels/{channels[0].pk}")
+    assert page.inner_text("#handle-unverified") == "handle not verified"
     problems += check_page(page, axe_script, "channel", viewport)
     page.goto(f"{live_server.url}/app/channels/{channels[3].pk}")  # needs reconnection: advice with a link
     problems += check_page(page, axe_script, "channel-reconnect", viewport)
+    page.goto(f"{live_server.url}/app/channels/{channels[-1].pk}")  # moved to another server: advice names it
+    assert "moved to https://pds.a-new-home-for-this-account.example.net" in page.inner_text(".advice")
+    problems += check_page(page, axe_script, "channel-moved", viewport)
 
     IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
     page.goto(f"{live_server.url}/app/channels")
