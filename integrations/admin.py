@@ -206,11 +206,14 @@ class ChannelAdmin(admin.ModelAdmin):
     """Read-only: tokens are never shown; health and events are; sessions can be refreshed."""
 
     list_display = ("handle", "did", "user", "health_label", "refresh_expires_at", "refreshed_at", "connected_at")
-    list_filter = ("status", "provider")
+    list_filter = ("status", "provider", "handle_verified")
     search_fields = ("handle", "did", "user__username")
     list_select_related = ("user",)
     fieldsets = (
-        ("Account", {"fields": ("user", "provider", "did", "handle", "display_name", "profile_status")}),
+        (
+            "Account",
+            {"fields": ("user", "provider", "did", "handle", "handle_verified", "display_name", "profile_status")},
+        ),
         ("Server", {"fields": ("service_url", "pds_endpoint", "scope")}),
         ("Health", {"fields": ("health_label", "status", "last_error_code", "next_retry_at")}),
         (
