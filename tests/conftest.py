@@ -1,39 +1,21 @@
-import socket
-
 import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 
-from tests.dnszone import serving_zone
+from tests.localidentity import identities_on
 from tests.pds.server import LocalPds
 
 
 @pytest.fixture(scope="session")
 def pds():
     """The local reference PDS, started once for the whole run, with identity resolution pointed at it: its PLC
-    directory for DID documents, its well-known endpoint for handles (`*.test` names connect to 127.0.0.1) and a
-    loopback DNS server that knows no name (tests add TXT records through `dns_zone`)."""
+    directory for DID documents, its well-known endpoint for handles and a loopback DNS server that knows no name
+    (tests add TXT records to `pds.dns_zone`)."""
     server = LocalPds()
-    with pytest.MonkeyPatch.context() as patch, serving_zone() as zone:
-        resolve_test_names_locally(patch)
-        patch.setattr(django_settings, "INTEGRATIONS_PLC_URL", server.plc_url)
-        patch.setattr(django_settings, "INTEGRATIONS_DNS_NAMESERVERS", [zone.address], raising=False)
-        patch.setattr("integrations.bluesky.identity.WEB_BASE", f"http://{{host}}:{server.port}")
+    with identities_on(server) as zone:
         server.dns_zone = zone
         yield server
     server.stop()
-
-
-def resolve_test_names_locally(patch: pytest.MonkeyPatch) -> None:
-    """`*.test` and `*.example` host names connect to 127.0.0.1 (handles on the local PDS end in `.test`)."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith((".test", ".example")):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    patch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ import respx
 
 from integrations import outbound
 from integrations.bluesky import identity
-from tests.conftest import resolve_test_names_locally
 from tests.dnszone import Zone, serving_zone
+from tests.localidentity import resolve_test_names_locally
 
 
 # --- a DNS server on loopback -----------------------------------------------------------------------------------
