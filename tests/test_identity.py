@@ -444,3 +444,47 @@ def test_the_admin_page_sets_other_servers_and_test_connection_follows_it(
     assert bluesky_options.other_servers_allowed()
     text = run_test_connection(admin_client_, refusing_server, account.handle)
     assert '<strong id="account-can-sign-in">yes</strong>' in text
+
+
+def test_a_document_handle_that_is_not_a_handle_is_never_taken(zone, web):
+    body = json.loads(document("did:web:carol.example", "carol.example"))
+    body["alsoKnownAs"] = ["at://" + "x" * 300 + ".example", "at://not a handle", "at://carol.example"]
+    web.files[("carol.example", "/.well-known/did.json")] = (200, json.dumps(body).encode())
+    web.files[("carol.example", "/.well-known/atproto-did")] = (200, b"did:web:carol.example")
+    found = identity.resolve_identity("did:web:carol.example")
+    assert isinstance(found, identity.Identity)
+    assert (found.handle, found.handle_verified) == ("carol.example", True)
+
+
+def test_a_handle_lookup_that_times_out_is_unknown_not_unverified(zone, web, monkeypatch):
+    web.files[("dave.example", "/.well-known/did.json")] = (200, document("did:web:dave.example", "dave.example"))
+    answering = identity._well_known_did
+    monkeypatch.setattr(
+        identity, "_well_known_did", lambda handle: identity.Failure("unresolved", handle, "ReadTimeout", True)
+    )
+    found = identity.resolve_identity("did:web:dave.example")
+    assert isinstance(found, identity.Identity) and found.handle_verified is None
+    monkeypatch.setattr(identity, "_well_known_did", answering)
+    web.files[("dave.example", "/.well-known/atproto-did")] = (404, b"")
+    found = identity.resolve_identity("did:web:dave.example", fresh=True)  # a 404 is an answer: not verified
+    assert isinstance(found, identity.Identity) and found.handle_verified is False
+
+
+def test_a_posts_mentions_are_looked_up_at_once_and_never_wait_past_the_deadline(zone, monkeypatch):
+    import threading
+    import time
+
+    started = threading.Barrier(3, timeout=5)  # all three lookups run at the same time, or this breaks
+
+    def slow_lookup(handle, fresh=False):
+        started.wait()
+        if handle == "never.example":
+            time.sleep(3)
+        return f"did:plc:{handle.split('.')[0]:a<24}"
+
+    monkeypatch.setattr(identity, "lookup_handle", slow_lookup)
+    begun = time.monotonic()
+    found = identity.lookup_handles(["one.example", "two.example", "never.example", "one.example"], deadline=1.0)
+    assert time.monotonic() - begun < 2.5
+    assert found["one.example"] == "did:plc:oneaaaaaaaaaaaaaaaaaaaaa" and found["two.example"].startswith("did:plc:two")
+    assert isinstance(found["never.example"], identity.Failure) and found["never.example"].transient

@@ -10,12 +10,13 @@ tests' loopback DNS zone (the way a custom-domain handle resolves).
 from collections.abc import Iterator
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
 
 from integrations.bluesky import errors, publishing, services
 from integrations.bluesky.plans import PartInput
 from integrations.exceptions import ChannelNotReady
-from integrations.models import Channel, Post
+from integrations.models import Channel, ChannelEvent, Post
 from tests.conftest import as_if_refreshed_long_ago, stored
 from tests.pds.server import Account, LocalPds
 
@@ -198,3 +199,106 @@ def test_a_mention_of_an_account_on_another_server_links_the_did_its_handle_name
         if feature["$type"] == "app.bsky.richtext.facet#mention"
     ]
     assert mentions == [elsewhere.did]  # the handle that resolves nowhere stays plain text
+
+
+# --- what must not happen ----------------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)  # the sweep refreshes in worker threads
+def test_the_keep_alive_follows_identity_too(use_pds, channel, account, zone):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.bluesky import keepalive
+
+    someone_else = use_pds.create_account()
+    zone.txt[f"_atproto.{account.handle}"] = [f"did={someone_else.did}"]
+    Channel.objects.filter(pk=channel.pk).update(refresh_expires_at=timezone.now() + timedelta(days=1))
+    assert keepalive.sweep().refreshed == 1
+    assert stored(channel).handle_verified is False
+
+
+def test_a_service_url_naming_the_pds_differently_than_its_document_is_no_move(use_pds, user, account, monkeypatch):
+    from django.conf import settings as django_settings
+
+    alias = use_pds.url.replace("127.0.0.1", "127.0.0.2")  # the same server, by another name than its document's
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", alias)
+    channel = services.connect(user, account.handle, account.app_passwords[0])
+    assert (channel.status, channel.service_url, channel.handle_verified) == (Channel.Status.ACTIVE, alias, True)
+    as_if_refreshed_long_ago(channel)
+    services.refresh_channel(channel)
+    row = stored(channel)
+    assert (row.status, row.pds_url, row.refresh_jwt != "") == (Channel.Status.ACTIVE, alias, True)
+    assert publish_text(user, row, "through the alias").status == Post.Status.PUBLISHED
+
+
+def test_a_handle_lookup_that_fails_for_now_leaves_the_verification_as_it_was(use_pds, channel, monkeypatch):
+    from integrations.bluesky import identity
+
+    monkeypatch.setattr(
+        identity, "_well_known_did", lambda handle: identity.Failure("unresolved", handle, "ConnectTimeout", True)
+    )
+    as_if_refreshed_long_ago(channel)
+    services.refresh_channel(channel)
+    assert stored(channel).handle_verified is True
+    assert not stored(channel).events.filter(kind=ChannelEvent.Kind.IDENTITY_CHANGED).exists()
+
+
+def test_a_stale_reading_of_the_document_never_undoes_a_session_stored_meanwhile(
+    use_pds, second_pds, channel, account, monkeypatch
+):
+    from integrations.bluesky import identity, lifecycle
+
+    real = identity.resolve_identity
+
+    def slow_resolution(subject, fresh=False):
+        found = real(subject, fresh=fresh)
+        # While this lookup ran, a reconnection stored a new session on the row.
+        Channel.objects.filter(pk=channel.pk).update(session_generation=F("session_generation") + 1)
+        return identity.Identity(found.did, found.handle, True, local_name(second_pds))
+
+    monkeypatch.setattr(identity, "resolve_identity", slow_resolution)
+    before = stored(channel)
+    assert lifecycle.follow_identity(channel, suspect_move=True) is None
+    after = stored(channel)
+    assert (after.status, after.refresh_jwt, after.pds_url) == (before.status, before.refresh_jwt, before.pds_url)
+    assert use_pds.refresh_with(before.refresh_jwt).status_code == 200  # never signed out
+
+
+def test_a_document_cached_before_a_migration_does_not_hide_where_the_account_went(
+    use_pds, second_pds, zone, user, settings
+):
+    from integrations.bluesky import identity
+
+    account = use_pds.create_account()
+    old_password = use_pds.create_app_password(account)
+    assert identity.resolve_identity(account.handle).pds == local_name(use_pds)  # cached for an hour
+    moved = use_pds.migrate(account, to=second_pds)
+    zone.txt[f"_atproto.{account.handle}"] = [f"did={account.did}"]
+    settings.INTEGRATIONS_BLUESKY_OTHER_SERVERS = "allow"
+    with pytest.raises(errors.AccountMoved):  # the old server's app password: said so, not "wrong password"
+        services.connect(user, account.handle, old_password)
+    channel = services.connect(user, account.handle, second_pds.create_app_password(moved))
+    assert (channel.service_url, channel.status) == (local_name(second_pds), Channel.Status.ACTIVE)
+
+
+def test_a_move_is_seen_even_when_the_old_server_hands_out_the_new_document(
+    use_pds, second_pds, zone, channel, account, monkeypatch
+):
+    """bsky.social returns the DID document with each session: after a migration, the old server's answer names
+    the new PDS. Its tokens are still the old server's, so the channel must not start sending them there."""
+    import dataclasses
+
+    from integrations.bluesky.client import PdsClient
+
+    use_pds.migrate(account, to=second_pds)
+    real = PdsClient.refresh_session
+
+    def with_document(self, refresh_jwt):
+        return dataclasses.replace(real(self, refresh_jwt), pds_endpoint=local_name(second_pds))
+
+    monkeypatch.setattr(PdsClient, "refresh_session", with_document)
+    as_if_refreshed_long_ago(channel)
+    with pytest.raises(errors.AccountMoved):
+        services.refresh_channel(channel)
+    row = stored(channel)
+    assert (row.status, row.refresh_jwt, row.pds_url) == (Channel.Status.NEEDS_RECONNECTION, "", local_name(second_pds))

@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -40,6 +42,8 @@ DNS_LIFETIME = 3.0
 MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_WELL_KNOWN_BYTES = 2 * 1024
 MAX_REDIRECTS = 2
+MAX_PARALLEL_LOOKUPS = 8
+MENTIONS_DEADLINE = 8.0  # seconds for all of a post's mentions together
 # Where a host's well-known files are: https per the specs (tests serve them over http on a loopback port).
 WEB_BASE = "https://{host}"
 
@@ -58,6 +62,9 @@ class Failure:
     kind: Kind
     subject: str
     detail: str = ""
+    # A timeout, an unreachable server, a 5xx or 429: asking again later may give another answer (a missing
+    # record or a 404 is an answer).
+    transient: bool = False
 
     def __str__(self) -> str:
         return f"{self.subject}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
@@ -74,7 +81,9 @@ class DidDocument:
 class Identity:
     did: str
     handle: str | None  # the handle asked about, else the document's first one
-    handle_verified: bool  # the handle resolves to the DID and the document names the handle back
+    # The handle resolves to the DID and the document names the handle back; None when whether it resolves could
+    # not be learnt just now (a timeout, an unreachable server).
+    handle_verified: bool | None
     pds: str | None
 
 
@@ -107,10 +116,10 @@ def resolver() -> dns.resolver.Resolver:
 def _dns_did(handle: str) -> str | Failure:
     try:
         answer = resolver().resolve(f"_atproto.{handle}", "TXT")
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return Failure("unresolved", handle, "no _atproto TXT record")
-    except dns.exception.DNSException as exc:
-        return Failure("unresolved", handle, f"DNS: {type(exc).__name__}")
+    except dns.exception.DNSException as exc:  # no server answered (or in time)
+        return Failure("unresolved", handle, f"DNS: {type(exc).__name__}", transient=True)
     dids = set()
     for record in answer:
         text = b"".join(record.strings).decode("utf-8", "replace")
@@ -132,7 +141,7 @@ def _fetch(url: str, max_bytes: int, subject: str) -> httpx.Response | Failure:
     except outbound.ResponseTooLarge:
         return Failure("invalid", subject, "the answer is too large")
     except (httpx.HTTPError, OSError, ValueError) as exc:
-        return Failure("unresolved", subject, f"{type(exc).__name__}")
+        return Failure("unresolved", subject, f"{type(exc).__name__}", transient=True)
 
 
 def _well_known_did(handle: str) -> str | Failure:
@@ -140,7 +149,8 @@ def _well_known_did(handle: str) -> str | Failure:
     if isinstance(response, Failure):
         return response
     if response.status_code != 200:
-        return Failure("unresolved", handle, f"well-known answered {response.status_code}")
+        transient = response.status_code >= 500 or response.status_code == 429
+        return Failure("unresolved", handle, f"well-known answered {response.status_code}", transient=transient)
     did = response.content.decode("utf-8", "replace").strip()
     return did if _DID.match(did) else Failure("invalid", handle, "the well-known answer is not a DID")
 
@@ -154,16 +164,43 @@ def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
     key = _cache_key("handle", handle)
     cached = None if fresh else cache.get(key)
     if cached is not None:
-        return cached["did"] if cached.get("did") else Failure(cached["kind"], handle, cached.get("detail", ""))
+        if cached.get("did"):
+            return cached["did"]
+        return Failure(cached["kind"], handle, cached.get("detail", ""), transient=cached.get("transient", False))
     found = _dns_did(handle)
     if isinstance(found, Failure) and found.kind == "unresolved":
+        by_dns = found
         found = _well_known_did(handle)
+        if isinstance(found, Failure) and by_dns.transient and not found.transient:
+            found = Failure(found.kind, handle, f"{found.detail}; {by_dns.detail}", transient=True)
     if isinstance(found, Failure):
         logger.info("handle not resolved: %s", found)
-        cache.set(key, {"kind": found.kind, "detail": found.detail}, FAILURE_CACHE_SECONDS)
+        cache.set(
+            key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
+        )
     else:
         cache.set(key, {"did": found}, HANDLE_CACHE_SECONDS)
     return found
+
+
+def lookup_handles(handles: Iterable[str], *, deadline: float = MENTIONS_DEADLINE) -> dict[str, str | Failure]:
+    """`lookup_handle` for several handles at once (a post's mentions), in parallel; a lookup still running after
+    `deadline` seconds is a transient failure (the post does not wait for a name server that never answers)."""
+    unique = list(dict.fromkeys(handles))
+    if len(unique) <= 1:
+        return {handle: lookup_handle(handle) for handle in unique}
+    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LOOKUPS, len(unique)), thread_name_prefix="handles")
+    try:
+        futures = {handle: pool.submit(lookup_handle, handle) for handle in unique}
+        wait(futures.values(), timeout=deadline)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return {
+        handle: future.result()
+        if future.done() and not future.cancelled()
+        else Failure("unresolved", handle, "no answer in time", transient=True)
+        for handle, future in futures.items()
+    }
 
 
 def resolve_handle(handle: str, *, fresh: bool = False) -> str | None:
@@ -207,12 +244,14 @@ def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
     cached = None if fresh else cache.get(key)
     if cached is not None:
         if "kind" in cached:
-            return Failure(cached["kind"], did, cached.get("detail", ""))
+            return Failure(cached["kind"], did, cached.get("detail", ""), transient=cached.get("transient", False))
         return DidDocument(did=did, handles=list(cached["handles"]), pds=cached["pds"])
     found = _fetch_document(did, url)
     if isinstance(found, Failure):
         logger.info("DID document not resolved: %s", found)
-        cache.set(key, {"kind": found.kind, "detail": found.detail}, FAILURE_CACHE_SECONDS)
+        cache.set(
+            key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
+        )
     else:
         cache.set(key, {"handles": found.handles, "pds": found.pds}, DOCUMENT_CACHE_SECONDS)
     return found
@@ -223,7 +262,8 @@ def _fetch_document(did: str, url: str) -> DidDocument | Failure:
     if isinstance(response, Failure):
         return response
     if response.status_code != 200:
-        return Failure("unresolved", did, f"the document's server answered {response.status_code}")
+        transient = response.status_code >= 500 or response.status_code == 429
+        return Failure("unresolved", did, f"the document's server answered {response.status_code}", transient=transient)
     try:
         data = json.loads(response.content)
     except ValueError:
@@ -248,15 +288,24 @@ def resolve_identity(handle_or_did: str, *, fresh: bool = False) -> Identity | F
     return found
 
 
+def _names(handle: str | None, did: str, fresh: bool) -> bool | None:
+    """Whether `handle` resolves to `did`; None when that could not be learnt just now."""
+    if handle is None:
+        return False
+    found = lookup_handle(handle, fresh=fresh)
+    if isinstance(found, Failure):
+        return None if found.transient else False
+    return found == did
+
+
 def _resolve_identity(handle_or_did: str, fresh: bool) -> Identity | Failure:
     subject = handle_or_did.strip().lstrip("@")
     if subject.startswith("did:"):
         document = resolve_did(subject, fresh=fresh)
         if isinstance(document, Failure):
             return document
-        handle = document.handles[0] if document.handles else None
-        verified = handle is not None and resolve_handle(handle, fresh=fresh) == subject
-        return Identity(did=subject, handle=handle, handle_verified=verified, pds=document.pds)
+        handle = next((name for name in document.handles if is_handle(name)), None)
+        return Identity(did=subject, handle=handle, handle_verified=_names(handle, subject, fresh), pds=document.pds)
     handle = subject.lower()
     did = lookup_handle(handle, fresh=fresh)
     if isinstance(did, Failure):
@@ -292,3 +341,8 @@ def signs_in_through(service_url: str, pds: str) -> bool:
     if service == hosted:
         return True
     return service == (BLUESKY_ENTRYWAY, 443) and hosted[0].endswith(BLUESKY_PDS_SUFFIX)
+
+
+def sign_in_url(pds: str) -> str:
+    """Where an account hosted on `pds` signs in: Bluesky's entryway for Bluesky's own PDS hosts, else the PDS."""
+    return f"https://{BLUESKY_ENTRYWAY}" if _server(pds)[0].endswith(BLUESKY_PDS_SUFFIX) else pds

@@ -18,6 +18,7 @@
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -26,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky import errors, identity
-from integrations.bluesky.client import PdsClient, Session, claim_time
+from integrations.bluesky.client import MAX_ENDPOINT_LENGTH, PdsClient, Session, claim_time
 from integrations.bluesky.health import health_state
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
@@ -150,21 +151,27 @@ def refresh(
             if current is not None and current.session_generation != seen_generation:
                 copy_session_state(current, channel)
                 return False
-        try:
-            refreshed = _refresh_under_row_lock(
-                channel, seen_generation, force, ignore_retry_time, unless_refreshed_within
-            )
-        except _SERVER_MAY_HAVE_MOVED as exc:
-            if moved := follow_identity(channel):
-                raise moved from exc
-            raise
-    if refreshed and (moved := follow_identity(channel)):
-        raise moved
-    return refreshed
+        outcome = _refresh_under_row_lock(channel, seen_generation, force, ignore_retry_time, unless_refreshed_within)
+    # Outside the thread lock: reading the DID document is network time that other channels should not wait for.
+    failure = outcome.failure
+    if outcome.reached_server and (failure is None or isinstance(failure, _SERVER_MAY_HAVE_MOVED)):
+        suspect_move = failure is not None or channel.status == Channel.Status.DEACTIVATED
+        if moved := follow_identity(channel, suspect_move=suspect_move):
+            raise moved from failure
+    if failure is not None:
+        raise failure
+    return outcome.refreshed
+
+
+@dataclass(frozen=True)
+class _RefreshOutcome:
+    refreshed: bool
+    failure: IntegrationError | None
+    reached_server: bool  # a refreshSession call was made (or failed to reach the server)
 
 
 # Refresh failures after which the account's DID document may explain more than the old server does: a dead
-# session or a deactivated account (what an old PDS says after a migration) or a server that is gone.
+# session, a deactivated account (what an old PDS says after a migration) or a server that is gone.
 _SERVER_MAY_HAVE_MOVED = (
     errors.SessionExpired,
     errors.AccountDeactivated,
@@ -173,18 +180,24 @@ _SERVER_MAY_HAVE_MOVED = (
 )
 
 
-def follow_identity(channel: Channel) -> errors.AccountMoved | None:
+def follow_identity(channel: Channel, *, suspect_move: bool = False) -> errors.AccountMoved | None:
     """Read the account's DID document again (not from the cache) and follow it; return the error to raise when
     the account moved where this channel's session cannot follow.
 
-    - The handle becomes the document's, verified when it resolves back to the DID (else shown as not verified).
-    - A PDS the session still signs in through (the same server, or one behind the Service URL's entryway) becomes
-      the channel's PDS. Any other one means the account moved: the old session is signed out and removed, and the
-      channel needs a reconnection that names the new server.
-    A document that cannot be resolved (or names a PDS the outbound guard refuses) changes nothing: the server's
-    own answers stand.
+    - The handle becomes the document's, verified when it resolves back to the DID, not verified when it does not
+      (a lookup that fails for now changes nothing).
+    - A PDS the channel's sign-in server covers (the same server, or one of Bluesky's hosts behind its entryway)
+      becomes the channel's PDS.
+    - Any other PDS is a move only when the server agrees something changed (`suspect_move`: it said the account
+      is deactivated, the session is dead, or it cannot be reached): then the old session is signed out and removed
+      and the channel needs a reconnection that names the new server. Otherwise (a Service URL that names the PDS
+      differently than its document does) nothing changes: a sign-in the server accepts is never undone.
+    Nothing changes when the channel's session changed meanwhile, or the document cannot be read.
     """
-    found = identity.resolve_identity(channel.did, fresh=True)
+    before = Channel.objects.filter(pk=channel.pk).values("did", "session_generation").first()
+    if before is None:
+        return None
+    found = identity.resolve_identity(before["did"], fresh=True)
     if isinstance(found, identity.Failure):
         logger.info("identity not followed: %s", found)
         return None
@@ -192,29 +205,37 @@ def follow_identity(channel: Channel) -> errors.AccountMoved | None:
     refresh_jwt, old_url = "", ""
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
+        if row.session_generation != before["session_generation"] or row.status == Channel.Status.DISCONNECTED:
+            copy_session_state(row, channel)
+            return None  # a reconnection, another refresh or a disconnection happened meanwhile: theirs stands
         old_state = health_state(row)
         changes = []  # what the event log says (a handle confirmed as before is no news)
+        verified = row.handle_verified if found.handle_verified is None else found.handle_verified
         handle = found.handle or row.handle
-        dirty = (handle, found.handle_verified) != (row.handle, row.handle_verified)
         if handle != row.handle:
             changes.append(f"handle @{row.handle} is now @{handle}")
-        if not found.handle_verified and row.handle_verified is not False:
+        if verified is False and row.handle_verified is not False:
             changes.append(f"@{handle} is not verified (it does not resolve to {row.did})")
-        row.handle, row.handle_verified = handle, found.handle_verified
-        if found.pds and not identity.same_server(found.pds, row.pds_url) and row.status != Channel.Status.DISCONNECTED:
-            if identity.signs_in_through(row.service_url, found.pds):
-                changes.append(f"its PDS is now {found.pds}")
-            else:
-                moved_to = found.pds
-                refresh_jwt, old_url = row.refresh_jwt, row.pds_url
-                changes.append(f"the account moved to {found.pds}; the session on {old_url} was signed out")
-                row.wipe_session()
-                row.status = Channel.Status.NEEDS_RECONNECTION
-                row.last_error_code = errors.AccountMoved.code
-                row.next_retry_at = None
-            row.pds_endpoint = found.pds
+        dirty = (handle, verified) != (row.handle, row.handle_verified)
+        row.handle, row.handle_verified = handle, verified
+        pds = found.pds if found.pds and len(found.pds) <= MAX_ENDPOINT_LENGTH else None
+        if pds and identity.signs_in_through(row.service_url, pds):
+            if not identity.same_server(pds, row.pds_url):
+                changes.append(f"its PDS is now {pds}")
+                row.pds_endpoint = pds
+                dirty = True
+        elif pds and suspect_move:
+            moved_to = pds
+            refresh_jwt, old_url = row.refresh_jwt, row.pds_url
+            changes.append(f"the account moved to {pds}; the session on {old_url} was signed out")
+            row.wipe_session()
+            row.pds_endpoint = pds
+            row.status = Channel.Status.NEEDS_RECONNECTION
+            row.last_error_code = errors.AccountMoved.code
+            row.next_retry_at = None
             dirty = True
         if not dirty:
+            copy_session_state(row, channel)
             return None
         row.save()
         if changes:
@@ -238,9 +259,9 @@ def _refresh_under_row_lock(
     force: bool,
     ignore_retry_time: bool,
     unless_refreshed_within: timedelta | None,
-) -> bool:
+) -> _RefreshOutcome:
     failure: IntegrationError | None = None
-    refreshed = False
+    refreshed = reached_server = False
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
         now = timezone.now()
@@ -267,6 +288,7 @@ def _refresh_under_row_lock(
             )
             failure.code = row.last_error_code or failure.code
         else:
+            reached_server = True
             try:
                 session = PdsClient(row.pds_url).refresh_session(row.refresh_jwt)
             except IntegrationError as exc:
@@ -282,9 +304,7 @@ def _refresh_under_row_lock(
                     refreshed = True
         announce_health(row, old_state)
     copy_session_state(row, channel)
-    if failure is not None:
-        raise failure
-    return refreshed
+    return _RefreshOutcome(refreshed, failure, reached_server)
 
 
 def _recently_refreshed(row: Channel, within: timedelta | None, now: datetime) -> bool:
@@ -321,7 +341,10 @@ def store_session(row: Channel, session: Session) -> None:
     row.access_expires_at = claim_time(access_claims)
     row.refresh_expires_at = claim_time(session.refresh_claims)
     row.scope = str(access_claims.get("scope", ""))[:100]
-    row.handle = session.handle or row.handle
+    if session.handle and session.handle != row.handle and row.handle_verified is not True:
+        # A handle the DID document verified stays until the document says otherwise (`follow_identity`); any other
+        # is the server's word, not checked yet.
+        row.handle, row.handle_verified = session.handle, None
     if session.pds_endpoint:
         row.pds_endpoint = session.pds_endpoint
     elif session.pds_endpoint_refused:
@@ -413,6 +436,7 @@ def store_connection(user: AbstractBaseUser, session: Session, url: str) -> tupl
             channel = Channel(user=user, provider=Channel.Provider.BLUESKY, did=session.did)
         channel.service_url = url
         channel.pds_endpoint = ""
+        channel.handle_verified = None  # checked again for this sign-in (`follow_identity`)
         store_session(channel, session)
         channel.connected_at = timezone.now()
         channel.refreshed_at = None

@@ -542,15 +542,18 @@ def accept(
     reply = references.resolve(channel, reply_to) if reply_to else None
     quoted = references.resolve(channel, quote).ref if quote else None
 
+    # Mentions: each handle's own DNS or well-known record, all of the post's at once (cached); the channel's PDS
+    # answers for the rest (`resolveHandle`: handles it hosts that no public name server knows, or a site whose
+    # network reaches no DNS).
+    mentioned = identity.lookup_handles(handle for part in parts for handle in richtext.mention_handles(part.text))
+
     def resolve_handle(handle: str) -> str | None:
-        # The handle's own DNS or well-known record (cached) first; the channel's PDS answers for the rest (a
-        # site whose network reaches no DNS or handle host still links mentions its PDS knows).
-        if did := identity.resolve_handle(handle):
-            return did
+        if isinstance(found := mentioned.get(handle), str):
+            return found
         try:
             return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
         except IntegrationError:
-            return None  # the mention stays plain text
+            return None
 
     checked = []
     for part in parts:

@@ -373,6 +373,11 @@ def _resolve(handle: str, resolve_handle: Callable[[str], str | None]) -> str | 
     return did
 
 
+def mention_handles(text: str) -> list[str]:
+    """The distinct handles `text` mentions, in order (as `build` will ask for them)."""
+    return list(dict.fromkeys(f.value for f in detect_facets(prepare_text(text)) if f.kind == "mention"))
+
+
 def build(text: str, resolve_handle: Callable[[str], str | None]) -> RichText:
     """The text and facets to send, as the official app builds them (prepare, detect, shorten links, resolve).
 

@@ -127,8 +127,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
         channel, replaced_refresh_jwt, replaced_endpoint = lifecycle.store_connection(user, session, url)
     if replaced_refresh_jwt:  # a reconnection: the old session should not linger on the PDS
         lifecycle.revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
-    if moved := lifecycle.follow_identity(channel):
-        raise moved
+    lifecycle.follow_identity(channel)  # the handle its DID document verifies
     update_profile(channel)
     return channel
 
@@ -147,12 +146,20 @@ def sign_in_where_hosted(
     if not (bluesky_options.other_servers_allowed() and (hosted.handle_verified or identifier.startswith("did:"))):
         raise refuse_elsewhere(user, identifier, url, hosted) from refusal
     assert hosted.pds is not None
-    client = PdsClient(hosted.pds)
-    session = client.create_session(identifier, app_password)
+    url = identity.sign_in_url(hosted.pds)
+    client = PdsClient(url)
+    try:
+        session = client.create_session(identifier, app_password)
+    except errors.InvalidCredentials as exc:
+        if refusal is not None:
+            raise
+        # The old server accepted this password for the deactivated account: it is an app password of the
+        # server the account left, which its new server does not know.
+        raise errors.AccountMoved(hosted.handle or identifier, hosted.pds) from exc
     if session.did != hosted.did:
         lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
-        raise errors.AccountMismatch(f"{hosted.pds} signed in {session.did}, not {hosted.did}.") from refusal
-    return hosted.pds, client, session
+        raise errors.AccountMismatch(f"{url} signed in {session.did}, not {hosted.did}.") from refusal
+    return url, client, session
 
 
 def hosted_elsewhere(identifier: str, url: str) -> identity.Identity | None:
@@ -161,7 +168,7 @@ def hosted_elsewhere(identifier: str, url: str) -> identity.Identity | None:
     server gave it."""
     if "@" in identifier:
         return None
-    found = identity.resolve_identity(identifier)
+    found = identity.resolve_identity(identifier, fresh=True)  # a document cached before a migration misleads
     if isinstance(found, identity.Failure):
         logger.info("no diagnosis for a refused sign-in: %s", found)
         return None

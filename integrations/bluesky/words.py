@@ -31,8 +31,8 @@ MESSAGES: dict[str, tuple[int, str]] = {
     "account_moved": (
         409,
         _(
-            "@{handle} has moved to another server, {pds}, so this channel's session no longer works. Create an "
-            "app password for the account and reconnect the channel."
+            "@{handle} has moved to another server, {pds}: sessions and app passwords of its old server do not "
+            "work there. Create an app password for the account on its new server and connect it again."
         ),
     ),
     "main_password_refused": (
