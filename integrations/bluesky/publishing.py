@@ -318,8 +318,7 @@ def _published(post: Post, parts: Sequence[PostPart]) -> Post:
         post.save(update_fields=["status", "published_at", "lease_until", "error_code", "error_message"])
         send_on_commit(post_published, Post, post=post)
     for media in Media.objects.filter(pk__in=used_media) if used_media else ():  # the blobs live in the repo now
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
     logger.info("post %s published: %s", post.pk, ", ".join(part.uri for part in parts))
     return post
 
@@ -422,8 +421,7 @@ def delete(post: Post) -> None:
     used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
     post.delete()
     for media in Media.objects.filter(pk__in=used_media):
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
 
 
 def _due(now: datetime) -> Q:
@@ -617,8 +615,7 @@ def cancel(post: Post) -> None:
         used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
         post.delete()
     for media in Media.objects.filter(pk__in=used_media):
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
     logger.info("scheduled post %s cancelled", post_id)
 
 
@@ -790,7 +787,6 @@ def purge_unused_media(older_than: timedelta = timedelta(days=1)) -> int:
     stale = Media.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=used)
     count = 0
     for media in stale:
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
         count += 1
     return count
