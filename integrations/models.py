@@ -224,6 +224,12 @@ class Media(models.Model):
     def __str__(self) -> str:
         return f"{self.mime} {self.width}x{self.height}"
 
+    def discard(self) -> None:
+        """Delete the stored file, then the row (the other way round, a failed file delete would leave a file that
+        nothing points to any more)."""
+        self.file.delete(save=False)
+        self.delete()
+
 
 class Post(models.Model):
     """Something a user publishes on a channel: one part, or several published as a thread in their order.

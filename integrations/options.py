@@ -88,9 +88,19 @@ def cached_values() -> dict[str, str] | None:
     return _cache().get(_values_key(_current_version()))
 
 
+# The values this process read last, with their version. Every save moves all processes to a new version, so
+# values are re-read only when it moves; the version itself is read from the shared cache on every call.
+_last_read: tuple[str, dict[str, str]] | None = None
+
+
 def stored_values() -> dict[str, str]:
-    """All option values stored in the database, from the cache when warm (one query when cold)."""
+    """All option values stored in the database: one cache read while the version stays (two when the version
+    moves, one query when the cache is cold)."""
+    global _last_read
     version = _current_version()
+    last = _last_read
+    if version and last is not None and last[0] == version:  # no version: a cache that keeps nothing (dummy)
+        return dict(last[1])
     values = _cache().get(_values_key(version))
     if values is None:
         option_model = apps.get_model("integrations", "IntegrationOption")  # models imports us, not the reverse
@@ -100,7 +110,8 @@ def stored_values() -> dict[str, str]:
             logger.warning("integration options table is not readable; using env and defaults")
             return {}
         _cache().set(_values_key(version), values, CACHE_TIMEOUT)
-    return values
+    _last_read = (version, values)
+    return dict(values)
 
 
 def fingerprint(values: dict[str, str]) -> str:

@@ -245,3 +245,16 @@ def test_unreadable_table_falls_back_to_env_and_default(monkeypatch, caplog):
     assert options.cached_values() is None
     assert options.resolve(URL_KEY).value == "https://db.example.com"
     assert bluesky_options.enabled() is False
+
+
+def test_a_warm_read_costs_one_cache_read_and_a_new_version_is_seen_at_once(monkeypatch):
+    store(URL_KEY, "https://one.example.com")
+    assert options.resolve(URL_KEY).value == "https://one.example.com"
+    reads = []
+    real_get = cache.get
+    monkeypatch.setattr(cache, "get", lambda key, *args: reads.append(key) or real_get(key, *args))
+    assert options.resolve(URL_KEY).value == "https://one.example.com"
+    assert reads == [options.VERSION_KEY]  # the values of an unchanged version are not read again
+    IntegrationOption.objects.filter(key=URL_KEY).update(value="https://two.example.com")
+    options.invalidate()  # what every save does, in whichever process
+    assert options.resolve(URL_KEY).value == "https://two.example.com"

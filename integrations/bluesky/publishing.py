@@ -50,6 +50,7 @@ from integrations.bluesky.plans import (
     record_cid,
 )
 from integrations.conf import app_settings
+from integrations.durability import unsynced_atomic
 from integrations.exceptions import (
     ChannelNotReady,
     EmptyPost,
@@ -305,7 +306,10 @@ def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool
 
 def _published(post: Post, parts: Sequence[PostPart]) -> Post:
     used_media = [media_id for part in parts for media_id in media_ids(part)]
-    with transaction.atomic():
+    # Not flushed before we go on: should a crash undo it, the post is `publishing` again and its next attempt finds
+    # the records under the planned keys (the plan itself was committed synchronously before the write). Unless its
+    # uploads are deleted next: a deleted file must not outlive an undone result (the next attempt uploads them).
+    with transaction.atomic() if used_media else unsynced_atomic():
         for part in parts:  # a thread is short: plain updates cost less than bulk_update's CASE expressions
             PostPart.objects.filter(pk=part.pk).update(uri=part.uri, cid=part.cid)
         post.status = Post.Status.PUBLISHED
@@ -315,8 +319,7 @@ def _published(post: Post, parts: Sequence[PostPart]) -> Post:
         post.save(update_fields=["status", "published_at", "lease_until", "error_code", "error_message"])
         send_on_commit(post_published, Post, post=post)
     for media in Media.objects.filter(pk__in=used_media) if used_media else ():  # the blobs live in the repo now
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
     logger.info("post %s published: %s", post.pk, ", ".join(part.uri for part in parts))
     return post
 
@@ -419,8 +422,7 @@ def delete(post: Post) -> None:
     used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
     post.delete()
     for media in Media.objects.filter(pk__in=used_media):
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
 
 
 def _due(now: datetime) -> Q:
@@ -621,8 +623,7 @@ def cancel(post: Post) -> None:
         used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
         post.delete()
     for media in Media.objects.filter(pk__in=used_media):
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
     logger.info("scheduled post %s cancelled", post_id)
 
 
@@ -794,7 +795,6 @@ def purge_unused_media(older_than: timedelta = timedelta(days=1)) -> int:
     stale = Media.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=used)
     count = 0
     for media in stale:
-        media.file.delete(save=False)
-        media.delete()
+        media.discard()
         count += 1
     return count
