@@ -39,10 +39,13 @@ def unsynced_atomic(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
             yield
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT journal_mode, synchronous FROM pragma_journal_mode, pragma_synchronous")
-        journal_mode, level = cursor.fetchone()
-        relax = str(journal_mode).lower() == "wal" and int(level) > _SQLITE_NORMAL
-        if relax:
+        cursor.execute("PRAGMA journal_mode")
+        wal = str(cursor.fetchone()[0]).lower() == "wal"
+        cursor.execute("PRAGMA synchronous")
+        level = int(cursor.fetchone()[0])
+    relax = wal and level > _SQLITE_NORMAL
+    if relax:
+        with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA synchronous = {_SQLITE_NORMAL}")
     try:
         with transaction.atomic(using=using):
@@ -50,4 +53,4 @@ def unsynced_atomic(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     finally:
         if relax:
             with connection.cursor() as cursor:
-                cursor.execute(f"PRAGMA synchronous = {int(level)}")
+                cursor.execute(f"PRAGMA synchronous = {level}")
