@@ -81,8 +81,7 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         # IMMEDIATE takes the write lock at BEGIN, so `select_for_update` sections (token refresh) serialise
-        # across threads and processes on SQLite as they do on PostgreSQL. WAL keeps commits in order, which lets
-        # publishing commit a post's result without a flush (integrations/durability.py; the plan is flushed).
+        # across threads and processes on SQLite as they do on PostgreSQL.
         {"transaction_mode": "IMMEDIATE", "timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
     )
     # A file (not :memory:) so tests can read its bytes and share it with worker processes.

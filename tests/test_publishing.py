@@ -210,33 +210,6 @@ def test_a_post_whose_worker_died_is_picked_up_once_its_lease_runs_out(proxy, us
     assert publishing.due_posts() == []
 
 
-def test_the_plan_is_committed_synchronously_and_a_lost_result_is_reconciled(proxy, use_pds, channel, user, account):
-    """The result is committed without waiting for the disk (`unsynced_atomic`): a machine crash may undo it, never
-    the plan. Undone, the post is as its worker left it before storing the result; its next attempt writes nothing."""
-    from datetime import timedelta
-
-    from django.test.utils import CaptureQueriesContext
-    from django.utils import timezone
-
-    from integrations.models import PostPart
-
-    with CaptureQueriesContext(connection) as plan:
-        post = publishing.accept(user, channel, [publishing.PartRequest(text="durable plan")])
-    assert not any("synchronous" in query["sql"].lower() for query in plan.captured_queries)
-    assert publishing.publish(post.pk, claimed=post).post.status == Post.Status.PUBLISHED
-
-    # The crash undid the result: back to `publishing`, parts not known to be written, the worker's lease run out.
-    PostPart.objects.filter(post=post).update(uri="", cid="")
-    Post.objects.filter(pk=post.pk).update(
-        status=Post.Status.PUBLISHING, published_at=None, lease_until=timezone.now() - timedelta(seconds=1)
-    )
-    writes = len([path for path in proxy.seen if "applyWrites" in path])
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
-    assert len([path for path in proxy.seen if "applyWrites" in path]) == writes  # read back, not written
-    assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["durable plan"]
-    assert PostPart.objects.get(post=post).cid == post.planned_parts[0].expected_cid
-
-
 def test_posts_wait_while_bluesky_is_switched_off_and_go_out_when_it_is_back(use_pds, channel, user, account):
     from datetime import timedelta
 

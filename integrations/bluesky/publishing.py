@@ -50,7 +50,6 @@ from integrations.bluesky.plans import (
     record_cid,
 )
 from integrations.conf import app_settings
-from integrations.durability import unsynced_atomic
 from integrations.exceptions import (
     ChannelNotReady,
     EmptyPost,
@@ -306,9 +305,7 @@ def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool
 
 def _published(post: Post, parts: Sequence[PostPart]) -> Post:
     used_media = [media_id for part in parts for media_id in media_ids(part)]
-    # Not flushed before we go on: should a crash undo it, the post is `publishing` again and its next attempt finds
-    # the records under the planned keys (the plan itself was committed synchronously before the write).
-    with unsynced_atomic():
+    with transaction.atomic():
         for part in parts:  # a thread is short: plain updates cost less than bulk_update's CASE expressions
             PostPart.objects.filter(pk=part.pk).update(uri=part.uri, cid=part.cid)
         post.status = Post.Status.PUBLISHED
