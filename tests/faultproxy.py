@@ -6,10 +6,14 @@ a given string, the next `times` are:
   closed without a byte: Skyport sees a reset and cannot know the write landed;
 - `drop_before`: the client's connection is closed before anything is forwarded (nothing happened);
 - `503`: answered `503 Service Unavailable` without forwarding.
+
+`latency` (seconds) delays every request on its way to the PDS and every answer on its way back, as a network
+between Skyport and a PDS elsewhere would (the benchmarks use it).
 """
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 
@@ -26,6 +30,7 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     applied: list[tuple[str, str]] = field(default_factory=list)
+    latency: float = 0.0
 
     def __post_init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -123,6 +128,7 @@ class FaultProxy:
                 return
             headers = [line for line in lines[1:] if not line.lower().startswith((b"connection:", b"keep-alive:"))]
             forwarded = b"\r\n".join([lines[0], *headers, b"Connection: close"]) + b"\r\n\r\n" + body
+            time.sleep(self.latency)
             with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
                 upstream.sendall(forwarded)
                 answer = b""
@@ -131,4 +137,5 @@ class FaultProxy:
             if mode == "drop_after":
                 client.shutdown(socket.SHUT_RDWR)  # the PDS has committed; the caller never hears of it
                 return
+            time.sleep(self.latency)
             client.sendall(answer)
