@@ -194,62 +194,77 @@ def follow_identity(channel: Channel, *, suspect_move: bool = False) -> errors.A
       differently than its document does) nothing changes: a sign-in the server accepts is never undone.
     Nothing changes when the channel's session changed meanwhile, or the document cannot be read.
     """
-    before = Channel.objects.filter(pk=channel.pk).values("did", "session_generation").first()
+    before = Channel.objects.filter(pk=channel.pk).first()
     if before is None:
         return None
-    found = identity.resolve_identity(before["did"], fresh=True)
+    found = identity.resolve_identity(before.did, fresh=True)
     if isinstance(found, identity.Failure):
         logger.info("identity not followed: %s", found)
         return None
-    moved_to = ""
-    refresh_jwt, old_url = "", ""
+    if _identity_plan(before, found, suspect_move) is None:
+        return None  # the usual case: nothing to write, no lock taken
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
-        if row.session_generation != before["session_generation"] or row.status == Channel.Status.DISCONNECTED:
+        plan = _identity_plan(row, found, suspect_move)
+        if row.session_generation != before.session_generation or row.status == Channel.Status.DISCONNECTED:
+            plan = None  # a reconnection, another refresh or a disconnection happened meanwhile: theirs stands
+        if plan is None:
             copy_session_state(row, channel)
-            return None  # a reconnection, another refresh or a disconnection happened meanwhile: theirs stands
+            return None
         old_state = health_state(row)
-        changes = []  # what the event log says (a handle confirmed as before is no news)
-        verified = row.handle_verified if found.handle_verified is None else found.handle_verified
-        handle = found.handle or row.handle
-        if handle != row.handle:
-            changes.append(f"handle @{row.handle} is now @{handle}")
-        if verified is False and row.handle_verified is not False:
-            changes.append(f"@{handle} is not verified (it does not resolve to {row.did})")
-        dirty = (handle, verified) != (row.handle, row.handle_verified)
-        row.handle, row.handle_verified = handle, verified
-        pds = found.pds if found.pds and len(found.pds) <= MAX_ENDPOINT_LENGTH else None
-        if pds and identity.signs_in_through(row.service_url, pds):
-            if not identity.same_server(pds, row.pds_url):
-                changes.append(f"its PDS is now {pds}")
-                row.pds_endpoint = pds
-                dirty = True
-        elif pds and suspect_move:
-            moved_to = pds
-            refresh_jwt, old_url = row.refresh_jwt, row.pds_url
-            changes.append(f"the account moved to {pds}; the session on {old_url} was signed out")
+        refresh_jwt, old_url = row.refresh_jwt, row.pds_url
+        row.handle, row.handle_verified, row.pds_endpoint = plan.handle, plan.handle_verified, plan.pds_endpoint
+        if plan.moved_to:
             row.wipe_session()
-            row.pds_endpoint = pds
             row.status = Channel.Status.NEEDS_RECONNECTION
             row.last_error_code = errors.AccountMoved.code
             row.next_retry_at = None
-            dirty = True
-        if not dirty:
-            copy_session_state(row, channel)
-            return None
         row.save()
-        if changes:
-            row.record_event(ChannelEvent.Kind.IDENTITY_CHANGED, detail="; ".join(changes)[:500])
-        if moved_to:
+        if plan.changes:
+            row.record_event(ChannelEvent.Kind.IDENTITY_CHANGED, detail="; ".join(plan.changes)[:500])
+        if plan.moved_to:
             row.record_event(ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.AccountMoved.code)
-            logger.warning("account moved to %s; channel needs reconnection did=%s", moved_to, row.did)
+            logger.warning("account moved to %s; channel needs reconnection did=%s", plan.moved_to, row.did)
         announce_health(row, old_state)
+    moved_to = plan.moved_to
     copy_session_state(row, channel)
     if not moved_to:
         return None
     if refresh_jwt:
         revoke_quietly(PdsClient(old_url), refresh_jwt, row.did)
     return errors.AccountMoved(row.handle, moved_to)
+
+
+@dataclass(frozen=True)
+class _IdentityPlan:
+    handle: str
+    handle_verified: bool | None
+    pds_endpoint: str
+    moved_to: str  # "" unless the account moved where the session cannot follow
+    changes: list[str]  # what the event log says (a handle confirmed as before is no news)
+
+
+def _identity_plan(row: Channel, found: identity.Identity, suspect_move: bool) -> _IdentityPlan | None:
+    """What following `found` changes on `row` (see `follow_identity`), or None when nothing."""
+    changes = []
+    verified = row.handle_verified if found.handle_verified is None else found.handle_verified
+    handle = found.handle or row.handle
+    if handle != row.handle:
+        changes.append(f"handle @{row.handle} is now @{handle}")
+    if verified is False and row.handle_verified is not False:
+        changes.append(f"@{handle} is not verified (it does not resolve to {row.did})")
+    pds_endpoint, moved_to = row.pds_endpoint, ""
+    pds = found.pds if found.pds and len(found.pds) <= MAX_ENDPOINT_LENGTH else None
+    if pds and identity.signs_in_through(row.service_url, pds):
+        if not identity.same_server(pds, row.pds_url):
+            changes.append(f"its PDS is now {pds}")
+            pds_endpoint = pds
+    elif pds and suspect_move and row.status != Channel.Status.DISCONNECTED:
+        moved_to = pds_endpoint = pds
+        changes.append(f"the account moved to {pds}; the session on {row.pds_url} was signed out")
+    if not moved_to and (handle, verified, pds_endpoint) == (row.handle, row.handle_verified, row.pds_endpoint):
+        return None
+    return _IdentityPlan(handle, verified, pds_endpoint, moved_to, changes)
 
 
 @sensitive_variables()
