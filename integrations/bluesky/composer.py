@@ -459,8 +459,7 @@ class Draft:
             self.data.pop(f"parts-{match[1]}-remove_{match[2]}", None)
         if self.upload_errors:
             for media in stored:
-                media.file.delete(save=False)
-                media.delete()
+                media.discard()
             for key in named:
                 del self.data[key]
 
