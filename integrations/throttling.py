@@ -37,7 +37,6 @@ def shared_cache() -> BaseCache:
 def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, account: str | None = None) -> None:
     """Count one connect attempt against each limit named; raise ConnectThrottled (with retry_after) when one is
     already used up. `account` is the account's canonical key (a DID where known), not the string typed."""
-    cache = shared_cache()
     now = time.time()
     account = hashlib.sha256(account.encode()).hexdigest()[:32] if account else None  # no handles in keys
     idents = {"user": user_id, "ip": ip, "account": account}
@@ -45,13 +44,24 @@ def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, ac
         ident = idents.get(scope.removesuffix("_day"))
         if ident in (None, ""):
             continue
-        window_start = int(now // window * window)
-        key = f"integrations:connect:{scope}:{ident}:{window_start}"
-        cache.add(key, 0, window + 5)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, window + 5)
-            count = 1
-        if count > limit:
-            raise ConnectThrottled(retry_after=max(1, int(window_start + window - now + 0.999)))
+        retry_after = over_rate(f"connect:{scope}", str(ident), limit, window, now=now)
+        if retry_after is not None:
+            raise ConnectThrottled(retry_after=retry_after)
+
+
+def over_rate(scope: str, ident: str, limit: int, window: int, *, now: float | None = None) -> int | None:
+    """Count one hit for `ident` in `scope` (fixed windows of `window` seconds, in the shared cache); the seconds to
+    wait when this hit is over `limit`, else None."""
+    cache = shared_cache()
+    now = time.time() if now is None else now
+    window_start = int(now // window * window)
+    key = f"integrations:{scope}:{ident}:{window_start}"
+    cache.add(key, 0, window + 5)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, window + 5)
+        count = 1
+    if count > limit:
+        return max(1, int(window_start + window - now + 0.999))
+    return None

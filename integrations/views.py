@@ -24,6 +24,7 @@ from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError, PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post
+from integrations.throttling import over_rate
 
 logger = logging.getLogger(__name__)
 
@@ -338,10 +339,26 @@ def _when(request: HttpRequest, post: Post) -> str:
     return f"{when:%Y-%m-%d %H:%M} {when.tzname()}"
 
 
+# Card previews make the server fetch pages: a user may ask for this many per window (typing pauses, not pages).
+CARD_PREVIEWS_PER_WINDOW = (120, 300)
+
+
+def _card_previews_left(request: HttpRequest) -> HttpResponse | None:
+    """A 429 answer when the user asked for too many card previews lately, else None."""
+    retry_after = over_rate("link-card-preview", str(request.user.pk), *CARD_PREVIEWS_PER_WINDOW)
+    if retry_after is None:
+        return None
+    response = JsonResponse({"error": "throttled", "retry_after": retry_after}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 @login_required
 @require_POST
-def link_card(request: HttpRequest) -> JsonResponse:
+def link_card(request: HttpRequest) -> HttpResponse:
     """The link card a part with this text will carry, for the composer's script (the page's own fetch, cached)."""
+    if throttled := _card_previews_left(request):
+        return throttled
     text = request.POST.get("text", "")[: richtext.MAX_BYTES * 4]
     return JsonResponse(composer.card_for(text).as_json())
 
@@ -349,6 +366,8 @@ def link_card(request: HttpRequest) -> JsonResponse:
 @login_required
 def link_card_image(request: HttpRequest) -> HttpResponse:
     """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds)."""
+    if throttled := _card_previews_left(request):
+        return throttled
     url = request.GET.get("url", "")
     card = composer.linkcards.fetch_card(url).card if url.startswith(("http://", "https://")) else None
     if card is None or card.thumb is None:

@@ -645,3 +645,20 @@ def test_another_users_scheduled_post_cannot_be_edited(alice_client, channel, ot
     data = body(channel, "yours now", scheduled_at=f"{clock:%Y-%m-%dT%H:%M}", time_zone="Europe/Berlin")
     assert bob.post(edit_url(post), data).status_code == 404
     assert Post.objects.get().parts.get().text == "mine"
+
+
+def test_card_previews_are_limited_per_user(alice_client, channel, cards_on, monkeypatch, django_user_model):
+    from integrations import views
+
+    monkeypatch.setattr(views, "CARD_PREVIEWS_PER_WINDOW", (2, 300))
+    endpoint = reverse("integrations:link-card")
+    for _ in range(2):
+        assert alice_client.post(endpoint, {"text": f"{cards_on.url}/og"}).status_code == 200
+    refused = alice_client.post(endpoint, {"text": f"{cards_on.url}/og"})
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 300
+    image = alice_client.get(reverse("integrations:link-card-image"), {"url": f"{cards_on.url}/og"})
+    assert image.status_code == 429
+    assert cards_on.requests.count("/og") == 1  # nothing was fetched for the refused ones
+    other = Client()
+    other.force_login(django_user_model.objects.create_user("carol", password="carol-password-123"))
+    assert other.post(endpoint, {"text": f"{cards_on.url}/og"}).status_code == 200  # per user
