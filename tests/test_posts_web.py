@@ -662,3 +662,14 @@ def test_card_previews_are_limited_per_user(alice_client, channel, cards_on, mon
     other = Client()
     other.force_login(django_user_model.objects.create_user("carol", password="carol-password-123"))
     assert other.post(endpoint, {"text": f"{cards_on.url}/og"}).status_code == 200  # per user
+
+
+def test_the_edit_page_says_what_a_scheduled_reply_or_quote_refers_to(alice_client, channel):
+    post, _ = scheduled(alice_client, channel, "A reply, later")
+    target = f"at://{channel.did}/app.bsky.feed.post/3kabcdefghij2"
+    Post.objects.filter(pk=post.pk).update(reply_to_uri=target, quote_uri=target)
+    page = text_of(alice_client.get(edit_url(post)))
+    assert f'data-replies-to>It replies to <span class="mono">{target}</span>' in page
+    assert f'data-quotes>It quotes <span class="mono">{target}</span>' in page
+    plain, _ = scheduled(alice_client, channel, "Not a reply")
+    assert "data-replies-to" not in text_of(alice_client.get(edit_url(plain)))
