@@ -540,31 +540,20 @@ def accept(
     reply = references.resolve(channel, reply_to) if reply_to else None
     quoted = references.resolve(channel, quote).ref if quote else None
 
-    # Mentions: each handle's own DNS or well-known record, all of the post's at once (cached); the channel's PDS
-    # answers for the rest (`resolveHandle`: handles it hosts that no public name server knows, or a site whose
-    # network reaches no DNS).
-    mentioned = identity.lookup_handles(handle for part in parts for handle in richtext.mention_handles(part.text))
-
-    def resolve_handle(handle: str) -> str | None:
-        if isinstance(found := mentioned.get(handle), str):
-            return found
-        try:
-            return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
-        except IntegrationError:
-            return None
-
-    checked = []
+    detected = []
     for part in parts:
         images.check_image_count(len(part.images))
-        rich = richtext.build(part.text, resolve_handle)
-        if not rich.text.strip() and not part.images:
+        text = richtext.detect(part.text)  # PostTooLong before any handle is resolved
+        if not text.text.strip() and not part.images:
             raise EmptyPost()
         planned_images = [_planned_image(user, image, images) for image in part.images]
         langs = richtext.normalize_langs(list(part.langs), default_lang or richtext.default_lang(None))
-        checked.append((part, rich, planned_images, langs))
+        detected.append((part, text, planned_images, langs))
+    dids = _mention_dids(channel, [handle for _, text, _, _ in detected for handle in text.mentions])
     # Cards last: pages are fetched only for a post that is otherwise right, so no thumbnail is stored for nothing.
     inputs, notes = [], []
-    for index, (part, rich, planned_images, langs) in enumerate(checked):
+    for index, (part, text, planned_images, langs) in enumerate(detected):
+        rich = text.resolved(dids)
         has_embed = bool(planned_images) or (index == 0 and quoted is not None)
         external, note = _link_card(user, part.link_card, rich.facets, has_embed=has_embed)
         inputs.append(
@@ -585,6 +574,25 @@ def accept(
         scheduled_at=scheduled_at,
         replacing=replacing,
     )
+
+
+def _mention_dids(channel: Channel, handles: list[str]) -> dict[str, str | None]:
+    """The DIDs a post's mentions name: each handle's own DNS or well-known record, all at once (cached); the
+    channel's PDS (`resolveHandle`) for the rest (handles it hosts that no public name server knows, or a site whose
+    network reaches no DNS). A mention without a DID stays plain text."""
+    from integrations.bluesky import richtext
+
+    found = identity.lookup_handles(handles)
+
+    def resolve_handle(handle: str) -> str | None:
+        if isinstance(did := found.get(handle), str):
+            return did
+        try:
+            return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
+        except IntegrationError:
+            return None
+
+    return richtext.resolve_mentions(handles, resolve_handle)
 
 
 # --- scheduled posts ---------------------------------------------------------------------------------------------

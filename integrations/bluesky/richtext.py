@@ -40,7 +40,7 @@ issue asks for more):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -373,9 +373,46 @@ def _resolve(handle: str, resolve_handle: Callable[[str], str | None]) -> str | 
     return did
 
 
-def mention_handles(text: str) -> list[str]:
-    """The distinct handles `text` mentions, in order (as `build` will ask for them)."""
-    return list(dict.fromkeys(f.value for f in detect_facets(prepare_text(text)) if f.kind == "mention"))
+@dataclass(frozen=True)
+class DetectedText:
+    """A text as it will be sent, checked for length, with its facets detected and its mentions not yet resolved
+    (what `build` does before it asks for any DID)."""
+
+    text: str
+    facets: list[DetectedFacet]
+    length: TextLength
+
+    @property
+    def mentions(self) -> list[str]:
+        """The distinct handles mentioned, in order."""
+        return list(dict.fromkeys(facet.value for facet in self.facets if facet.kind == "mention"))
+
+    def resolved(self, dids: Mapping[str, str | None]) -> RichText:
+        """The rich text with each mention's DID from `dids`; a mention without one stays plain text."""
+        records: list[dict] = []
+        unresolved: list[str] = []
+        for facet in self.facets:
+            if facet.kind != "mention":
+                records.append(facet.record())
+            elif did := dids.get(facet.value):
+                records.append(facet.record(did))
+            elif facet.value not in unresolved:
+                unresolved.append(facet.value)
+        return RichText(self.text, records, self.length, tuple(unresolved))
+
+
+def detect(text: str) -> DetectedText:
+    """Prepare, detect and shorten links as the official app does, and check the length as sent: raises
+    `PostTooLong` over the limits. Nothing is resolved yet."""
+    prepared = prepare_text(text)
+    sent, facets = shorten_links(prepared, detect_facets(prepared))
+    return DetectedText(sent, facets, check_length(sent))
+
+
+def resolve_mentions(handles: Iterable[str], resolve_handle: Callable[[str], str | None]) -> dict[str, str | None]:
+    """Each handle's DID through `resolve_handle`, or None when its call returns None, something that is not a DID,
+    or raises."""
+    return {handle: _resolve(handle, resolve_handle) for handle in dict.fromkeys(handles)}
 
 
 def build(text: str, resolve_handle: Callable[[str], str | None]) -> RichText:
@@ -385,23 +422,8 @@ def build(text: str, resolve_handle: Callable[[str], str | None]) -> RichText:
     handle is resolved once through `resolve_handle`; a mention whose call returns None, something that is not a
     DID, or raises stays plain text and is listed in `unresolved_mentions`. No facet is ever sent with an empty DID.
     """
-    prepared = prepare_text(text)
-    sent, facets = shorten_links(prepared, detect_facets(prepared))
-    length = check_length(sent)
-    dids: dict[str, str | None] = {}
-    records: list[dict] = []
-    unresolved: list[str] = []
-    for facet in facets:
-        if facet.kind != "mention":
-            records.append(facet.record())
-            continue
-        if facet.value not in dids:
-            dids[facet.value] = _resolve(facet.value, resolve_handle)
-        if did := dids[facet.value]:
-            records.append(facet.record(did))
-        elif facet.value not in unresolved:
-            unresolved.append(facet.value)
-    return RichText(sent, records, length, tuple(unresolved))
+    detected = detect(text)
+    return detected.resolved(resolve_mentions(detected.mentions, resolve_handle))
 
 
 def canonical_lang(tag: str) -> str:
