@@ -343,7 +343,7 @@ def _when(request: HttpRequest, post: Post) -> str:
 CARD_PREVIEWS_PER_WINDOW = (120, 300)
 
 
-def _card_previews_left(request: HttpRequest) -> HttpResponse | None:
+def _card_preview_throttled(request: HttpRequest) -> HttpResponse | None:
     """A 429 answer when the user asked for too many card previews lately, else None."""
     retry_after = over_rate("link-card-preview", str(request.user.pk), *CARD_PREVIEWS_PER_WINDOW)
     if retry_after is None:
@@ -357,7 +357,7 @@ def _card_previews_left(request: HttpRequest) -> HttpResponse | None:
 @require_POST
 def link_card(request: HttpRequest) -> HttpResponse:
     """The link card a part with this text will carry, for the composer's script (the page's own fetch, cached)."""
-    if throttled := _card_previews_left(request):
+    if throttled := _card_preview_throttled(request):
         return throttled
     text = request.POST.get("text", "")[: richtext.MAX_BYTES * 4]
     return JsonResponse(composer.card_for(text).as_json())
@@ -366,7 +366,7 @@ def link_card(request: HttpRequest) -> HttpResponse:
 @login_required
 def link_card_image(request: HttpRequest) -> HttpResponse:
     """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds)."""
-    if throttled := _card_previews_left(request):
+    if throttled := _card_preview_throttled(request):
         return throttled
     url = request.GET.get("url", "")
     card = composer.linkcards.fetch_card(url).card if url.startswith(("http://", "https://")) else None

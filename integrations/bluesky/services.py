@@ -76,8 +76,7 @@ def check_account(handle_or_did: str, url: str) -> AccountCheck:
     if isinstance(found, identity.Failure):
         return AccountCheck(subject=subject, identity=None, problem=str(found), can_sign_in=False)
     can_sign_in = bool(found.pds) and (
-        identity.signs_in_through(url, found.pds)
-        or (bluesky_options.other_servers_allowed() and (found.handle_verified or subject.startswith("did:")))
+        identity.signs_in_through(url, found.pds) or may_sign_in_elsewhere(found, subject)
     )
     return AccountCheck(subject=subject, identity=found, problem="", can_sign_in=can_sign_in)
 
@@ -132,6 +131,12 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     return channel
 
 
+def may_sign_in_elsewhere(found: identity.Identity, identifier: str) -> bool:
+    """Whether an account the Service URL does not host may sign in on its own PDS: the administrator allows
+    accounts on other servers, and the identifier is the DID itself or a handle its document verifies."""
+    return bluesky_options.other_servers_allowed() and bool(found.handle_verified or identifier.startswith("did:"))
+
+
 @sensitive_variables("app_password")
 def sign_in_where_hosted(
     user: AbstractBaseUser,
@@ -143,7 +148,7 @@ def sign_in_where_hosted(
 ) -> tuple[str, PdsClient, Session]:
     """Sign in on the account's own PDS when the administrator allows accounts on other servers (and the handle is
     verified); else refuse with the diagnosis. Returns the PDS's URL, a client for it and the session."""
-    if not (bluesky_options.other_servers_allowed() and (hosted.handle_verified or identifier.startswith("did:"))):
+    if not may_sign_in_elsewhere(hosted, identifier):
         raise refuse_elsewhere(user, identifier, url, hosted) from refusal
     assert hosted.pds is not None
     url = identity.sign_in_url(hosted.pds)
