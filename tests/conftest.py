@@ -52,6 +52,17 @@ def other_user(django_user_model):
 
 
 @pytest.fixture
+def api(user):
+    """An API client signed in with `user`'s token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
 def alice_client(client, user):
     client.force_login(user)
     return client

@@ -1,7 +1,6 @@
 """The publishing API (`/api/v1/posts/`, `/api/v1/media/`) against the real local PDS."""
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from integrations.models import Channel, IntegrationOption, Post
@@ -11,13 +10,6 @@ from tests.test_publishing import records
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
 POSTS = "/api/v1/posts/"
-
-
-@pytest.fixture
-def api(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
 
 
 def publish(api, channel, *texts, **extra):

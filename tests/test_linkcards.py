@@ -15,8 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from integrations import outbound
 from integrations.bluesky import images, linkcards
@@ -213,13 +211,6 @@ def test_link_cards_can_be_switched_off(site, settings):
 
 
 # --- posts with cards, against the real PDS -----------------------------------------------------------------------
-@pytest.fixture
-def api(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
 def post(api, channel, text: str, **part) -> dict:
     response = api.post("/api/v1/posts/", {"channel": channel.pk, "parts": [{"text": text, **part}]}, format="json")
     assert response.status_code == 201, response.content

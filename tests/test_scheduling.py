@@ -227,16 +227,6 @@ def test_the_recurring_task_publishes_due_posts_and_schedules_its_next_run(use_p
 POSTS = "/api/v1/posts/"
 
 
-@pytest.fixture
-def api(user):
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
 def iso(seconds: float) -> str:
     return (timezone.now() + timedelta(seconds=seconds)).isoformat()
 
