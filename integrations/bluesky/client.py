@@ -31,6 +31,7 @@ from integrations.bluesky import errors
 from integrations.conf import app_settings
 from integrations.crypto import Secret
 from integrations.exceptions import IntegrationError
+from integrations.text import clean_text
 from integrations.validators import normalize_identifier, normalize_service_url
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ MAX_ENDPOINT_LENGTH = 500
 MAX_DISPLAY_NAME_LENGTH = 640  # the lexicon's maxLength (bytes; 64 graphemes)
 MAX_DESCRIPTION_LENGTH = 2560
 MAX_AVATAR_URL_LENGTH = 1000
+MAX_UPSTREAM_CODE = 100  # an XRPC error name ("InvalidRequest"); anything longer is not one
+MAX_UPSTREAM_MESSAGE = 1000
 APP_PASSWORD_SCOPES = frozenset({"com.atproto.appPass", "com.atproto.appPassPrivileged"})
 T = TypeVar("T")
 
@@ -205,8 +208,10 @@ def translate(exc: Exception) -> errors.BlueskyError:
             return errors.PdsUnreachable("The PDS could not be reached.")
         status = response.status_code
         content = response.content
-        code = content.error if isinstance(content, XrpcError) else None
-        message = (content.message or "") if isinstance(content, XrpcError) else ""
+        # Upstream words end up stored (a post's error, a channel's event): nothing a database refuses.
+        xrpc = content if isinstance(content, XrpcError) else None
+        code = (clean_text(xrpc.error)[:MAX_UPSTREAM_CODE] or None) if xrpc else None
+        message = clean_text(xrpc.message)[:MAX_UPSTREAM_MESSAGE] if xrpc else ""
         kwargs = {"status_code": status, "upstream_error": code, "retry_after": _retry_after(response)}
         if status == 429:
             return errors.RateLimited("The PDS rate limit was hit.", **kwargs)
@@ -236,6 +241,8 @@ def translate(exc: Exception) -> errors.BlueskyError:
         return errors.RequestRejected(message or f"The PDS answered {status}.", **kwargs)
     if isinstance(exc, sdk_errors.ModelError | ValueError):
         return errors.InvalidResponse("The PDS answered with JSON of an unexpected shape.")
+    if isinstance(exc, httpx.DecodingError):  # a body over the cap, or in a coding we did not ask for
+        return errors.InvalidResponse(f"The PDS answered with a body that cannot be read ({clean_text(str(exc))}).")
     if isinstance(exc, httpx.HTTPError):
         return errors.PdsUnreachable("The PDS could not be reached.")
     raise exc
@@ -287,12 +294,6 @@ def _translated(url: str) -> Iterator[None]:
 
 
 _CID_RE = re.compile(r"[a-zA-Z0-9]{8,128}")  # a base32/base58 multibase CID string
-_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean_text(value: Any) -> str:
-    """A text value from a record, without NUL and other control characters (PostgreSQL refuses NUL)."""
-    return _CONTROL_CHARS_RE.sub("", value) if isinstance(value, str) else ""
 
 
 def _field(obj: Any, name: str) -> Any:
