@@ -7,11 +7,17 @@
   `https://<domain>/.well-known/did.json`. A document is only used when its `id` is the DID asked for.
 - A handle is verified only when the DID's document names it back in `alsoKnownAs`.
 
-Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a short timeout and a size cap.
-Results are cached in the shared cache (documents for an hour, handles for minutes, failures for a minute). Nothing
-here raises: a failure is a `Failure` (unresolved, refused or invalid) that callers can show or ignore.
+Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a size cap and a total deadline
+(`TIMEOUT`, connect to last byte). A handle's well-known file and a did:web document are at addresses a user names
+(`Reach.PUBLIC`: public https only, always); the PLC directory is configured (`Reach.SERVICE`). A DNS query ends
+within `DNS_LIFETIME`, and every lookup ends by the deadline in force (`outbound.deadline`): `lookup_handles` gives
+a post's mentions `MENTIONS_DEADLINE` in all, and its threads end with it (the work stops, not only the wait).
+Results are cached in the shared cache (documents for an hour, handles for minutes, failures for a minute; a
+lookup cut short by an enclosing deadline is not cached). Nothing here raises: a failure is a `Failure`
+(unresolved, refused or invalid) that callers can show or ignore.
 """
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -92,8 +98,14 @@ def is_handle(value: str) -> bool:
 
 
 def _cache_key(kind: str, subject: str) -> str:
-    guard = "g" if outbound.guard_enabled() else "o"  # a refusal under the guard says nothing without it
+    # A refusal under one rule of reach says nothing under another.
+    guard = ("g" if outbound.guard_enabled() else "o") + ("l" if outbound.public_urls_on_loopback() else "p")
     return f"integrations:identity:{kind}:{guard}:" + hashlib.sha256(subject.encode()).hexdigest()[:32]
+
+
+def _out_of_time() -> bool:
+    """Whether an enclosing deadline (`outbound.deadline`) has passed: then nothing more is asked, nor cached."""
+    return outbound.remaining() == 0
 
 
 # --- handle → DID ---------------------------------------------------------------------------------------------
@@ -114,8 +126,12 @@ def resolver() -> dns.resolver.Resolver:
 
 
 def _dns_did(handle: str) -> str | Failure:
+    left = outbound.remaining()
+    lifetime = DNS_LIFETIME if left is None else min(DNS_LIFETIME, left)
+    if lifetime <= 0:
+        return Failure("unresolved", handle, "no time left", transient=True)
     try:
-        answer = resolver().resolve(f"_atproto.{handle}", "TXT")
+        answer = resolver().resolve(f"_atproto.{handle}", "TXT", lifetime=lifetime)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return Failure("unresolved", handle, "no _atproto TXT record")
     except dns.exception.DNSException as exc:  # no server answered (or in time)
@@ -133,19 +149,22 @@ def _dns_did(handle: str) -> str | Failure:
     return did if _DID.match(did) else Failure("invalid", handle, "the TXT record is not a DID")
 
 
-def _fetch(url: str, max_bytes: int, subject: str) -> httpx.Response | Failure:
+def _fetch(url: str, max_bytes: int, subject: str, reach: outbound.Reach) -> httpx.Response | Failure:
     try:
-        return outbound.get(url, max_redirects=MAX_REDIRECTS, max_bytes=max_bytes, timeout=TIMEOUT)
+        return outbound.get(url, reach=reach, max_redirects=MAX_REDIRECTS, max_bytes=max_bytes, timeout=TIMEOUT)
     except outbound.OutboundRefused as exc:
         return Failure("refused", subject, f"{exc.host}: {exc.reason}")
     except outbound.ResponseTooLarge:
         return Failure("invalid", subject, "the answer is too large")
+    except httpx.DecodingError:
+        return Failure("invalid", subject, "the answer cannot be decoded")
     except (httpx.HTTPError, OSError, ValueError) as exc:
         return Failure("unresolved", subject, f"{type(exc).__name__}", transient=True)
 
 
 def _well_known_did(handle: str) -> str | Failure:
-    response = _fetch(WEB_BASE.format(host=handle) + "/.well-known/atproto-did", MAX_WELL_KNOWN_BYTES, handle)
+    url = WEB_BASE.format(host=handle) + "/.well-known/atproto-did"
+    response = _fetch(url, MAX_WELL_KNOWN_BYTES, handle, outbound.Reach.PUBLIC)
     if isinstance(response, Failure):
         return response
     if response.status_code != 200:
@@ -167,34 +186,40 @@ def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
         if cached.get("did"):
             return cached["did"]
         return Failure(cached["kind"], handle, cached.get("detail", ""), transient=cached.get("transient", False))
+    if _out_of_time():
+        return Failure("unresolved", handle, "no time left", transient=True)
     found = _dns_did(handle)
-    if isinstance(found, Failure) and found.kind == "unresolved":
+    if isinstance(found, Failure) and found.kind == "unresolved" and not _out_of_time():
         by_dns = found
         found = _well_known_did(handle)
         if isinstance(found, Failure) and by_dns.transient and not found.transient:
             found = Failure(found.kind, handle, f"{found.detail}; {by_dns.detail}", transient=True)
     if isinstance(found, Failure):
         logger.info("handle not resolved: %s", found)
-        cache.set(
-            key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
-        )
+        if not _out_of_time():
+            cache.set(
+                key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
+            )
     else:
         cache.set(key, {"did": found}, HANDLE_CACHE_SECONDS)
     return found
 
 
 def lookup_handles(handles: Iterable[str], *, deadline: float = MENTIONS_DEADLINE) -> dict[str, str | Failure]:
-    """`lookup_handle` for several handles at once (a post's mentions), in parallel; a lookup still running after
-    `deadline` seconds is a transient failure (the post does not wait for a name server that never answers)."""
+    """`lookup_handle` for several handles at once (a post's mentions), in parallel, all within `deadline` seconds
+    (and any enclosing deadline); a lookup not done by then is a transient failure. Every lookup runs under that
+    deadline itself, so its thread ends with it: nothing keeps working for a post that stopped waiting."""
     unique = list(dict.fromkeys(handles))
-    if len(unique) <= 1:
-        return {handle: lookup_handle(handle) for handle in unique}
-    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LOOKUPS, len(unique)), thread_name_prefix="handles")
-    try:
-        futures = {handle: pool.submit(lookup_handle, handle) for handle in unique}
-        wait(futures.values(), timeout=deadline)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    with outbound.deadline(deadline):
+        if len(unique) <= 1:
+            return {handle: lookup_handle(handle) for handle in unique}
+        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LOOKUPS, len(unique)), thread_name_prefix="handles")
+        try:
+            # Each thread runs in a copy of this context: the deadline goes with it.
+            futures = {handle: pool.submit(contextvars.copy_context().run, lookup_handle, handle) for handle in unique}
+            wait(futures.values(), timeout=outbound.remaining())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
     return {
         handle: future.result()
         if future.done() and not future.cancelled()
@@ -246,9 +271,13 @@ def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
         if "kind" in cached:
             return Failure(cached["kind"], did, cached.get("detail", ""), transient=cached.get("transient", False))
         return DidDocument(did=did, handles=list(cached["handles"]), pds=cached["pds"])
+    if _out_of_time():
+        return Failure("unresolved", did, "no time left", transient=True)
     found = _fetch_document(did, url)
     if isinstance(found, Failure):
         logger.info("DID document not resolved: %s", found)
+        if _out_of_time():
+            return found
         cache.set(
             key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
         )
@@ -258,7 +287,9 @@ def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
 
 
 def _fetch_document(did: str, url: str) -> DidDocument | Failure:
-    response = _fetch(url, MAX_DOCUMENT_BYTES, did)
+    # The PLC directory is configured; a did:web document lives wherever its DID says.
+    reach = outbound.Reach.SERVICE if did.startswith("did:plc:") else outbound.Reach.PUBLIC
+    response = _fetch(url, MAX_DOCUMENT_BYTES, did, reach)
     if isinstance(response, Failure):
         return response
     if response.status_code != 200:
