@@ -614,3 +614,20 @@ def test_the_xrpc_client_refuses_a_stacked_compression_too(serve, settings):
     with pytest.raises(errors.InvalidResponse) as raised:
         PdsClient(server.url).describe_server()
     assert "content coding 'gzip, gzip'" in str(raised.value)
+
+
+@pytest.mark.pds
+@pytest.mark.django_db
+def test_a_referenced_posts_own_pds_is_public_only_even_while_insecure_pds_hosts_are_allowed(
+    channel, public_only, monkeypatch, serve
+):
+    """Quoting or replying to a post on another server reads it from the PDS its DID document names: a server the
+    user's input leads to, so INTEGRATIONS_ALLOW_INSECURE_PDS (on here) does not let it be a local one."""
+    from integrations.bluesky import references
+
+    internal = serve(page(b"{}"))  # an internal service posing as that PDS: never asked
+    monkeypatch.setattr(references.lifecycle, "call", lambda channel, fn: None)  # "not on this PDS"
+    monkeypatch.setattr(references, "_pds_of", lambda did: internal.url)
+    with pytest.raises(errors.AddressRefused):
+        references.resolve(channel, "at://did:plc:aaaaaaaaaaaaaaaaaaaaaaaa/app.bsky.feed.post/3kabcdefghijk")
+    assert internal.requests == []

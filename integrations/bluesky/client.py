@@ -251,32 +251,34 @@ def translate(exc: Exception) -> errors.BlueskyError:
 class _GuardedRequest(Request):
     """The SDK's request handler on the app's guarded httpx client, which follows no redirect."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, reach: outbound.Reach = outbound.Reach.SERVICE) -> None:
         # Not Request.__init__: it builds its own client with follow_redirects=True.
         RequestBase.__init__(self)
-        self._client_kwargs = {"timeout": timeout}  # what the SDK's `_new_instance` passes back to __init__
-        self._client = outbound.make_client(timeout, user_agent=USER_AGENT)
+        # What the SDK's `_new_instance` passes back to __init__.
+        self._client_kwargs = {"timeout": timeout, "reach": reach}
+        self._client = outbound.make_client(timeout, user_agent=USER_AGENT, reach=reach)
 
 
-_requests: dict[float, Request] = {}
-_raw_clients: dict[tuple[str, float], ClientRaw] = {}
+_requests: dict[tuple[float, outbound.Reach], Request] = {}
+_raw_clients: dict[tuple[str, float, outbound.Reach], ClientRaw] = {}
 _raw_clients_lock = threading.Lock()
 
 
-def _raw_client(base_url: str) -> ClientRaw:
-    """One SDK client per PDS and timeout for the whole process, sharing one pooled httpx.Client (thread-safe).
+def _raw_client(base_url: str, reach: outbound.Reach) -> ClientRaw:
+    """One SDK client per PDS, timeout and reach for the whole process, sharing one pooled httpx.Client per timeout
+    and reach (thread-safe).
 
     The raw client keeps no session (tokens travel per call), so sharing it is safe; building one costs ~85 µs,
     which would otherwise be paid on every authenticated call.
     """
     timeout = float(app_settings.HTTP_TIMEOUT)
     with _raw_clients_lock:
-        if timeout not in _requests:
-            _requests[timeout] = _GuardedRequest(timeout)
-            _requests[timeout].add_additional_header("User-Agent", USER_AGENT)
-        if (base_url, timeout) not in _raw_clients:
-            _raw_clients[(base_url, timeout)] = ClientRaw(base_url, request=_requests[timeout])
-        return _raw_clients[(base_url, timeout)]
+        if (timeout, reach) not in _requests:
+            _requests[(timeout, reach)] = _GuardedRequest(timeout, reach)
+            _requests[(timeout, reach)].add_additional_header("User-Agent", USER_AGENT)
+        if (base_url, timeout, reach) not in _raw_clients:
+            _raw_clients[(base_url, timeout, reach)] = ClientRaw(base_url, request=_requests[(timeout, reach)])
+        return _raw_clients[(base_url, timeout, reach)]
 
 
 @contextmanager
@@ -306,11 +308,14 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 class PdsClient:
-    """XRPC calls against one PDS. Stateless: tokens are arguments."""
+    """XRPC calls against one PDS. Stateless: tokens are arguments.
 
-    def __init__(self, base_url: str) -> None:
+    `reach`: `SERVICE` for the configured PDS and a channel's own (what `INTEGRATIONS_ALLOW_INSECURE_PDS` may let be
+    local); `PUBLIC` for any other server a user's input leads to (another account's PDS): public https only."""
+
+    def __init__(self, base_url: str, *, reach: outbound.Reach = outbound.Reach.SERVICE) -> None:
         self.base_url = base_url.rstrip("/")
-        self._raw = _raw_client(self.base_url)
+        self._raw = _raw_client(self.base_url, reach)
 
     def __repr__(self) -> str:
         return f"PdsClient({self.base_url!r})"
