@@ -157,8 +157,8 @@ def test_no_metadata_a_huge_page_a_slow_page_and_an_error_give_no_card_and_a_rea
         return html("<title>Slow</title>")
 
     site.routes["/slow"] = slow
-    settings.INTEGRATIONS_LINK_CARD_TIMEOUT = 0.3
     reasons = {path: linkcards.fetch_card(f"{site.url}{path}") for path in ("/empty", "/huge", "/gone", "/image")}
+    settings.INTEGRATIONS_LINK_CARD_TIMEOUT = 0.3  # the card's whole time: only for the slow one
     reasons["/slow"] = linkcards.fetch_card(f"{site.url}/slow")
     assert all(result.card is None for result in reasons.values())
     assert reasons["/empty"].reason == "The page has no title or description."
