@@ -488,3 +488,12 @@ def test_a_posts_mentions_are_looked_up_at_once_and_never_wait_past_the_deadline
     assert time.monotonic() - begun < 2.5
     assert found["one.example"] == "did:plc:oneaaaaaaaaaaaaaaaaaaaaa" and found["two.example"].startswith("did:plc:two")
     assert isinstance(found["never.example"], identity.Failure) and found["never.example"].transient
+
+
+@pytest.mark.parametrize("did", ["did:plc:abc:", "did:plc:abc%"])
+def test_a_txt_record_or_well_known_answer_that_is_no_did_by_the_spec_is_invalid(zone, web, did):
+    zone.txt["_atproto.txt.example"] = [f"did={did}"]
+    web.files[("web.example", "/.well-known/atproto-did")] = (200, did.encode())
+    for handle in ("txt.example", "web.example"):
+        found = identity.lookup_handle(handle)
+        assert isinstance(found, identity.Failure) and found.kind == "invalid", (handle, found)

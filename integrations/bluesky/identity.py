@@ -15,7 +15,6 @@ here raises: a failure is a `Failure` (unresolved, refused or invalid) that call
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import dns.resolver
 import httpx
 
 from integrations import outbound
+from integrations.bluesky import identifiers
 from integrations.bluesky.client import pds_endpoint_of
 from integrations.conf import app_settings
 from integrations.throttling import shared_cache
@@ -47,9 +47,6 @@ MENTIONS_DEADLINE = 8.0  # seconds for all of a post's mentions together
 # Where a host's well-known files are: https per the specs (tests serve them over http on a loopback port).
 WEB_BASE = "https://{host}"
 
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}$")
-_HANDLE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DID_WEB_HOST = re.compile(r"^[a-z0-9.-]+(%3a[0-9]{1,5})?$")
 
 Kind = Literal["unresolved", "refused", "invalid"]
 
@@ -85,10 +82,6 @@ class Identity:
     # not be learnt just now (a timeout, an unreachable server).
     handle_verified: bool | None
     pds: str | None
-
-
-def is_handle(value: str) -> bool:
-    return bool(_HANDLE.match(value))
 
 
 def _cache_key(kind: str, subject: str) -> str:
@@ -130,7 +123,7 @@ def _dns_did(handle: str) -> str | Failure:
     if len(dids) > 1:
         return Failure("invalid", handle, "TXT records name different DIDs")
     did = dids.pop()
-    return did if _DID.match(did) else Failure("invalid", handle, "the TXT record is not a DID")
+    return did if identifiers.is_did(did) else Failure("invalid", handle, "the TXT record is not a DID")
 
 
 def _fetch(url: str, max_bytes: int, subject: str) -> httpx.Response | Failure:
@@ -152,13 +145,13 @@ def _well_known_did(handle: str) -> str | Failure:
         transient = response.status_code >= 500 or response.status_code == 429
         return Failure("unresolved", handle, f"well-known answered {response.status_code}", transient=transient)
     did = response.content.decode("utf-8", "replace").strip()
-    return did if _DID.match(did) else Failure("invalid", handle, "the well-known answer is not a DID")
+    return did if identifiers.is_did(did) else Failure("invalid", handle, "the well-known answer is not a DID")
 
 
 def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
     """The DID a handle names (DNS first, then HTTPS), or why not. Cached; `fresh` asks again (and caches that)."""
     handle = handle.strip().lower().lstrip("@")
-    if not is_handle(handle):
+    if not identifiers.is_handle(handle):
         return Failure("invalid", handle, "not a handle")
     cache = shared_cache()
     key = _cache_key("handle", handle)
@@ -213,12 +206,8 @@ def resolve_handle(handle: str, *, fresh: bool = False) -> str | None:
 def _document_url(did: str) -> str | None:
     if did.startswith("did:plc:"):
         return f"{app_settings.PLC_URL.rstrip('/')}/{did}"
-    if did.startswith("did:web:"):
-        host = did.removeprefix("did:web:").lower()
-        if not _DID_WEB_HOST.match(host):  # atproto's did:web names a host only (no path)
-            return None
-        return WEB_BASE.format(host=host.replace("%3a", ":")) + "/.well-known/did.json"
-    return None
+    host = identifiers.did_web_host(did)
+    return None if host is None else WEB_BASE.format(host=host) + "/.well-known/did.json"
 
 
 def parse_document(did: str, data: Any) -> DidDocument | Failure:
@@ -236,7 +225,7 @@ def parse_document(did: str, data: Any) -> DidDocument | Failure:
 
 def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
     """The DID's document (did:plc or did:web), or why not. Cached; `fresh` fetches it again (and caches that)."""
-    url = _document_url(did) if _DID.match(did) else None
+    url = _document_url(did) if identifiers.is_did(did) else None
     if url is None:
         return Failure("invalid", did, "not a did:plc or did:web DID")
     cache = shared_cache()
@@ -304,7 +293,7 @@ def _resolve_identity(handle_or_did: str, fresh: bool) -> Identity | Failure:
         document = resolve_did(subject, fresh=fresh)
         if isinstance(document, Failure):
             return document
-        handle = next((name for name in document.handles if is_handle(name)), None)
+        handle = next((name for name in document.handles if identifiers.is_handle(name)), None)
         return Identity(did=subject, handle=handle, handle_verified=_names(handle, subject, fresh), pds=document.pds)
     handle = subject.lower()
     did = lookup_handle(handle, fresh=fresh)

@@ -12,7 +12,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.bluesky import errors, identity, lifecycle
+from integrations.bluesky import errors, identifiers, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
@@ -28,7 +28,7 @@ from integrations.conf import app_settings
 from integrations.exceptions import ChannelConnected, IntegrationError
 from integrations.models import Channel, ChannelEvent
 from integrations.throttling import hit_connect_attempt, shared_cache
-from integrations.validators import normalize_identifier, normalize_service_url
+from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     if not bluesky_options.enabled():
         raise errors.IntegrationDisabled()
     url = service_url()
-    identifier = normalize_identifier(identifier)
+    identifier = identifiers.normalize_identifier(identifier)
     hit_connect_attempt(user_id=user.pk, ip=ip)
     client = PdsClient(url)
     hit_connect_attempt(account=account_key(client, identifier))
