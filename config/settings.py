@@ -178,6 +178,10 @@ INTEGRATIONS_NOTIFY_OWNERS = env.bool("INTEGRATIONS_NOTIFY_OWNERS", default=True
 # Behind a reverse proxy: the request header holding the client address, e.g. HTTP_X_FORWARDED_FOR.
 INTEGRATIONS_TRUSTED_PROXY_HEADER = env("INTEGRATIONS_TRUSTED_PROXY_HEADER", default=None)
 
+# The site's address as users reach it (scheme and host, e.g. https://skyport.example.com): the links in e-mails start
+# with it. `manage.py check` warns when it is missing with DEBUG off (integrations.W006).
+INTEGRATIONS_SITE_URL = env("SITE_URL", default="")
+
 # E-mail: channel owners are told once when a channel newly needs reconnection (INTEGRATIONS_NOTIFY_OWNERS).
 # EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587; by default printed to the console in DEBUG and
 # sent to the SMTP server on localhost otherwise (as Django's own default).
