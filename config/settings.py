@@ -170,6 +170,8 @@ INTEGRATIONS_KEEPALIVE_CONCURRENCY = env.int("INTEGRATIONS_KEEPALIVE_CONCURRENCY
 INTEGRATIONS_KEEPALIVE_INTERVAL = env.int("INTEGRATIONS_KEEPALIVE_INTERVAL", default=6 * 3600)
 # Where did:plc documents are read (accounts' own servers, posts replied to on other servers).
 INTEGRATIONS_PLC_URL = env("BLUESKY_PLC_URL", default="https://plc.directory")
+# DNS servers for handle lookups (TXT _atproto.<handle>), comma-separated "host" or "host:port"; empty: the system's.
+INTEGRATIONS_DNS_NAMESERVERS = env.list("BLUESKY_DNS_SERVERS", default=[])
 # A user's Refresh within this many seconds of the last rotation returns the current session.
 INTEGRATIONS_REFRESH_COALESCE = env.int("INTEGRATIONS_REFRESH_COALESCE", default=30)
 INTEGRATIONS_EVENTS_SHOWN = env.int("INTEGRATIONS_EVENTS_SHOWN", default=50)
