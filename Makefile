@@ -44,7 +44,8 @@ run: migrate
 
 # Production settings on this machine (`make serve`, `DEBUG=false make worker`): SECRET_KEY and
 # INTEGRATIONS_ENCRYPTION_KEYS come from the environment or .env; failing that, from var/ (generated once, readable
-# by this user only, git-ignored). A real deployment sets both in .env (README: Deploying).
+# by this user only, git-ignored). var/encryption_key is the one `make run` uses too (config/localkeys.py), so the
+# sessions it stored are read here. A real deployment sets both in .env (README: Deploying).
 LOCAL_SECRETS = umask 077; mkdir -p var; \
   if [ -z "$${SECRET_KEY:-}" ] && ! grep -qs '^SECRET_KEY=' .env; then \
     [ -s var/secret_key ] || $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key; \
@@ -54,6 +55,7 @@ LOCAL_SECRETS = umask 077; mkdir -p var; \
     [ -s var/encryption_key ] || \
       $(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > var/encryption_key; \
     export INTEGRATIONS_ENCRYPTION_KEYS="$$(cat var/encryption_key)"; \
+    echo "Encryption key: var/encryption_key, this checkout's own (make run uses it too); a deployment sets INTEGRATIONS_ENCRYPTION_KEYS"; \
   fi
 
 # gunicorn + WhiteNoise with DEBUG=false on the embedded defaults (SQLite, the file cache in var/cache), over plain
@@ -68,15 +70,15 @@ serve: install
 	exec $(VENV)/bin/gunicorn --config gunicorn.conf.py
 
 # The background worker: enqueue the first keep-alive sweep and the first run that publishes due (scheduled) posts,
-# then run the task worker. With DEBUG=false it uses the same
-# settings and local keys as `make serve`.
+# then run the task worker. With DEBUG=false it uses the same settings and local keys as `make serve`. The system
+# checks run once, with `migrate` (the other commands would print each warning again).
 worker: install
 	@case "$${DEBUG:-true}" in true|True|1|yes|on) ;; *) $(LOCAL_SECRETS);; esac; \
 	export DEBUG=$${DEBUG:-true}; \
 	$(PY) manage.py migrate --no-input && \
-	$(PY) manage.py bluesky_keepalive --schedule && \
-	$(PY) manage.py bluesky_publish_due --schedule && \
-	exec $(PY) manage.py db_worker
+	$(PY) manage.py bluesky_keepalive --schedule --skip-checks && \
+	$(PY) manage.py bluesky_publish_due --schedule --skip-checks && \
+	exec $(PY) manage.py db_worker --skip-checks
 
 # The reference PDS (Node 22 + @atproto/pds), cached under ~/.cache/skyport/, keyed by its lock file.
 pds: install-dev

@@ -154,6 +154,13 @@ LOGOUT_REDIRECT_URL = "login"
 # --- Skyport integrations -------------------------------------------------------------------------------------
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotate by prepending a new key).
 INTEGRATIONS_ENCRYPTION_KEYS = env.list("INTEGRATIONS_ENCRYPTION_KEYS", default=[])
+# Unset in development: this checkout's key, var/encryption_key (made once), which `make serve` uses too, so both
+# read the same sessions (config/localkeys.py). With DEBUG off it must be set (`make serve` exports that file).
+LOCAL_ENCRYPTION_KEY_FILE = BASE_DIR / "var" / "encryption_key"
+if DEBUG and not INTEGRATIONS_ENCRYPTION_KEYS:
+    from config.localkeys import development_keys
+
+    INTEGRATIONS_ENCRYPTION_KEYS = development_keys(LOCAL_ENCRYPTION_KEY_FILE, SECRET_KEY)
 # The PDS to sign in against when the admin page sets none (then https://bsky.social).
 INTEGRATIONS_BLUESKY_SERVICE_URL = env("BLUESKY_SERVICE_URL", default="")
 # Accounts whose own PDS is not the Service URL: "refuse" (tell them, the default) or "allow" (sign in there).
