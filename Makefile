@@ -4,9 +4,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help smoke run serve test install install-dev pds browser lint bench worker migrate
+.PHONY: help smoke run serve test install install-dev pds browser lint bench worker migrate demo demo-stop
 
 help:
+	@echo "make demo   - a local Bluesky server with two demo accounts, written into .env for make run (Ctrl-C stops it)"
 	@echo "make run    - set up .venv, install, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   - set up everything the tests need (local PDS, Chromium) and run pytest"
 	@echo "make serve  - serve the production way (gunicorn, WhiteNoise, DEBUG=false) on http://127.0.0.1:8000"
@@ -83,6 +84,16 @@ worker: install
 # The reference PDS (Node 22 + @atproto/pds), cached under ~/.cache/skyport/, keyed by its lock file.
 pds: install-dev
 	@$(PY) -c "from tests.pds.server import ensure_installed; ensure_installed()"
+
+# A local Bluesky server to try Skyport against (tests/pds/demo.py): the reference PDS and its PLC directory on
+# 127.0.0.1:2583 and :2582 (DEMO_PDS_PORT, DEMO_PLC_PORT), two demo accounts with app passwords, and what the app
+# needs written between marker lines into .env. It runs in the foreground: Ctrl-C, or `make demo-stop` from
+# another terminal, stops it and takes its lines out of .env again.
+demo: pds
+	@$(PY) -m tests.pds.demo
+
+demo-stop: install-dev
+	@$(PY) -m tests.pds.demo --stop
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download), and axe-core for their
 # accessibility audit (npm, cached under ~/.cache/skyport/ keyed by tests/axe/package-lock.json; no CDN).
