@@ -46,7 +46,8 @@ run: migrate
 # Production settings on this machine (`make serve`, `DEBUG=false make worker`): SECRET_KEY and
 # INTEGRATIONS_ENCRYPTION_KEYS come from the environment or .env; failing that, from var/ (generated once, readable
 # by this user only, git-ignored). var/encryption_key is the one `make run` uses too (config/localkeys.py), so the
-# sessions it stored are read here. A real deployment sets both in .env (README: Deploying).
+# sessions it stored are read here. SITE_URL (the links in e-mails) defaults to the address gunicorn serves. A real
+# deployment sets all three in .env (README: Deploying).
 LOCAL_SECRETS = umask 077; mkdir -p var; \
   if [ -z "$${SECRET_KEY:-}" ] && ! grep -qs '^SECRET_KEY=' .env; then \
     [ -s var/secret_key ] || $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key; \
@@ -57,6 +58,9 @@ LOCAL_SECRETS = umask 077; mkdir -p var; \
       $(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > var/encryption_key; \
     export INTEGRATIONS_ENCRYPTION_KEYS="$$(cat var/encryption_key)"; \
     echo "Encryption key: var/encryption_key, this checkout's own (make run uses it too); a deployment sets INTEGRATIONS_ENCRYPTION_KEYS"; \
+  fi; \
+  if [ -z "$${SITE_URL:-}" ] && ! grep -qs '^SITE_URL=' .env; then \
+    export SITE_URL="http://$${GUNICORN_BIND:-127.0.0.1:8000}"; \
   fi
 
 # gunicorn + WhiteNoise with DEBUG=false on the embedded defaults (SQLite, the file cache in var/cache), over plain

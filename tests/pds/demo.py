@@ -135,14 +135,17 @@ def create_accounts(server) -> list[DemoAccount]:
 
 def describe(accounts: list[DemoAccount], env_file: Path, values: dict[str, str]) -> str:
     """What the demo prints once it is ready: the accounts, what it wrote, what to do next."""
-    width = max(len(a.handle) for a in accounts) + 1
-    rows = "\n".join(f"  @{a.handle:<{width}} {a.app_password}   {a.password}   {a.did}" for a in accounts)
+    table = [("account", "app password", "main password (Skyport refuses it)", "DID")]
+    table += [(f"@{a.handle}", a.app_password, a.password, a.did) for a in accounts]
+    widths = [max(len(row[column]) for row in table) for column in range(3)]
+    rows = "\n".join(
+        "  " + "   ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "   " + row[3] for row in table
+    )
     keys = ", ".join(values)
     return f"""
 Skyport demo: a local Bluesky server (the reference PDS) at {values["BLUESKY_SERVICE_URL"]}, its PLC directory at
 {values["BLUESKY_PLC_URL"]}.
 
-  {"account":<{width + 1}} {"app password":<19}   {"main password (Skyport refuses it)":<34} DID
 {rows}
 
 {env_file} now points Skyport at it, between the "make demo" lines:
