@@ -131,6 +131,7 @@ def test_make_demo_gives_a_working_setup_and_ctrl_c_leaves_nothing_behind(
     live_server,
     settings,
     user,
+    django_user_model,
     monkeypatch,
 ):
     from playwright.sync_api import expect
@@ -180,6 +181,23 @@ def test_make_demo_gives_a_working_setup_and_ctrl_c_leaves_nothing_behind(
         from integrations.models import Channel
 
         assert Channel.objects.get(handle="alice.test").handle_verified is True  # checked, and it holds
+
+        # The admin's Test connection, as README's first steps suggest: the demo account, and one that is nowhere.
+        admin = django_user_model.objects.create_superuser("root", "root@example.com", "root-password-123")
+        log_in_browser(page, live_server, admin)
+        page.goto(f"{live_server.url}/admin/api-integration/bluesky")
+        page.fill("input[name=test_account]", "alice.test")
+        page.click("input[name=_test]")
+        expect(page.locator("#account-verified")).to_have_text("verified")
+        expect(page.locator("#account-can-sign-in")).to_have_text("yes")
+        page.fill("input[name=test_account]", "nobody.test")
+        page.click("input[name=_test]")
+        expect(page.locator("#account-problem")).to_contain_text(
+            f"the local server {values['BLUESKY_SERVICE_URL']} does not host it"
+        )
+        expect(page.locator("#account-problem")).not_to_contain_text("temporary")  # an answer, not a fault
+        expect(page.locator("#account-can-sign-in")).to_have_text("not known")
+        page.screenshot(path=SHOTS / "demo-admin-test-connection.png", full_page=True)
         page.screenshot(path=SHOTS / "demo-channel.png", full_page=True)
 
     running.process.send_signal(signal.SIGINT)  # Ctrl-C
