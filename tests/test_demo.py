@@ -122,6 +122,26 @@ class Demo:
         return self.output
 
 
+@pytest.fixture
+def start_demo(tmp_path):
+    """Start `make demo` processes; whatever a failing test leaves running is stopped (SIGTERM: it cleans up)."""
+    started: list[Demo] = []
+
+    def start(**kwargs) -> Demo:
+        started.append(Demo(tmp_path, **kwargs))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.process.terminate()
+            try:
+                running.process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+                running.process.communicate()
+
+
 @pytest.mark.pds
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
@@ -133,6 +153,7 @@ def test_make_demo_gives_a_working_setup_and_ctrl_c_leaves_nothing_behind(
     user,
     django_user_model,
     monkeypatch,
+    start_demo,
 ):
     from playwright.sync_api import expect
 
@@ -140,7 +161,7 @@ def test_make_demo_gives_a_working_setup_and_ctrl_c_leaves_nothing_behind(
     from tests.test_browser import SHOTS, log_in_browser
 
     (tmp_path / ".env").write_text(USERS_ENV)
-    running = Demo(tmp_path)
+    running = start_demo()
     output = running.wait_ready()
     accounts = running.accounts()
     assert set(accounts) == {"alice.test", "bob.test"}, output
@@ -210,8 +231,8 @@ def test_make_demo_gives_a_working_setup_and_ctrl_c_leaves_nothing_behind(
 
 
 @pytest.mark.pds
-def test_make_demo_stop_stops_it_from_another_terminal_and_a_users_key_stops_it_starting(tmp_path):
-    running = Demo(tmp_path)
+def test_make_demo_stop_stops_it_from_another_terminal_and_a_users_key_stops_it_starting(tmp_path, start_demo):
+    running = start_demo()
     running.wait_ready()
     again = subprocess.run(running.args, cwd=ROOT, env=running.env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already running" in again.stderr
