@@ -150,6 +150,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Per-user post limits to override, e.g. {'user': (60, 60), 'user_day': (5000, 86400)}: scope -> (posts "
         "accepted, window seconds), web and API together.",
     ),
+    Setting(
+        "SITE_URL",
+        "",
+        (str,),
+        "The site's address as its users reach it, e.g. https://skyport.example.com: e-mail links start with it "
+        "(the demo project reads SITE_URL).",
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
