@@ -46,6 +46,7 @@ _MESSAGES: dict[str, tuple[int, str]] = {
         _("Your administrator has switched this integration off for now. Try again later or ask your administrator."),
     ),
     "throttled": (429, _("Too many attempts in a short time. Try again in {retry}.")),
+    "posts_throttled": (429, _("You have sent many posts in a short time. Try again in {retry}.")),
     "no_session": (409, _("This channel is not connected. Reconnect it first.")),
     "session_unreadable": (409, _("This server can no longer read the channel's stored session. Reconnect it.")),
     "service_misconfigured": (503, _("The server configured for this site is invalid ({detail}).")),

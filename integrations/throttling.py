@@ -49,19 +49,21 @@ def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, ac
             raise ConnectThrottled(retry_after=retry_after)
 
 
-def over_rate(scope: str, ident: str, limit: int, window: int, *, now: float | None = None) -> int | None:
-    """Count one hit for `ident` in `scope` (fixed windows of `window` seconds, in the shared cache); the seconds to
-    wait when this hit is over `limit`, else None."""
+def over_rate(
+    scope: str, ident: str, limit: int, window: int, *, now: float | None = None, cost: int = 1
+) -> int | None:
+    """Count one hit (or `cost` units: bytes, say; 0 only looks) for `ident` in `scope` (fixed windows of `window`
+    seconds, in the shared cache); the seconds to wait when the count is now over `limit`, else None."""
     cache = shared_cache()
     now = time.time() if now is None else now
     window_start = int(now // window * window)
     key = f"integrations:{scope}:{ident}:{window_start}"
     cache.add(key, 0, window + 5)
     try:
-        count = cache.incr(key)
+        count = cache.incr(key, cost)
     except ValueError:  # evicted between add and incr
-        cache.set(key, 1, window + 5)
-        count = 1
+        cache.set(key, cost, window + 5)
+        count = cost
     if count > limit:
         return max(1, int(window_start + window - now + 0.999))
     return None

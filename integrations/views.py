@@ -236,13 +236,20 @@ class ComposeView(View):
         valid = draft.checked and draft.is_valid()
         if valid and draft.form.cleaned_data.get("time_zone"):
             request.session[TIME_ZONE_KEY] = draft.form.cleaned_data["time_zone"]
+        retry_after = None
         if valid and draft.action == "publish":
             try:
                 return self._save(request, draft)
             except IntegrationError as exc:
-                draft.form.add_error(None, describe(exc).message)
+                described = describe(exc)
+                draft.form.add_error(None, described.message)
+                retry_after = described.retry_after if described.http_status == 429 else None
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
-        return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
+        response = self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
+        if retry_after:  # too many posts lately: the form says when, and so does the answer
+            response.status_code = 429
+            response["Retry-After"] = str(retry_after)
+        return response
 
     def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
         post = publishing.accept(
@@ -360,7 +367,7 @@ def link_card(request: HttpRequest) -> HttpResponse:
     if throttled := _card_preview_throttled(request):
         return throttled
     text = request.POST.get("text", "")[: richtext.MAX_BYTES * 4]
-    return JsonResponse(composer.card_for(text).as_json())
+    return JsonResponse(composer.card_for(text, user_id=request.user.pk).as_json())
 
 
 @login_required
@@ -369,7 +376,10 @@ def link_card_image(request: HttpRequest) -> HttpResponse:
     if throttled := _card_preview_throttled(request):
         return throttled
     url = request.GET.get("url", "")
-    card = composer.linkcards.fetch_card(url).card if url.startswith(("http://", "https://")) else None
+    found = (
+        composer.linkcards.fetch_card(url, user_id=request.user.pk) if url.startswith(("http://", "https://")) else None
+    )
+    card = found.card if found else None
     if card is None or card.thumb is None:
         raise Http404()
     response = HttpResponse(card.thumb.data, content_type=card.thumb.mime)

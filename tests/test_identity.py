@@ -22,6 +22,7 @@ from integrations import outbound
 from integrations.bluesky import identity
 from tests.dnszone import Zone, serving_zone
 from tests.localidentity import resolve_test_names_locally
+from tests.test_outbound import drip  # noqa: F401 (a fixture)
 
 
 # --- a DNS server on loopback -----------------------------------------------------------------------------------
@@ -584,3 +585,59 @@ def test_a_failure_cached_under_old_settings_is_not_the_answer_under_fixed_ones(
         second.txt["_atproto.dns-only.example"] = [f"did={account.did}"]
         settings.INTEGRATIONS_DNS_NAMESERVERS = [second.address]
         assert identity.lookup_handle("dns-only.example") == account.did
+
+
+# --- deadlines: the work ends, not only the wait ----------------------------------------------------------------------
+@pytest.fixture
+def silent_dns() -> Iterator[str]:
+    """A name server on loopback that never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def lookup_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("handles")]
+
+
+def test_mention_lookups_past_their_deadline_leave_no_thread_behind(settings, monkeypatch, silent_dns, drip):  # noqa: F811
+    """A name server that never answers, then well-known files that drip a byte every two seconds: three posts'
+    worth of lookups end with their deadline, and so do their threads."""
+    import time
+
+    settings.INTEGRATIONS_DNS_NAMESERVERS = [silent_dns]
+    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
+    earlier = set(lookup_threads())  # another test's may still be sleeping
+
+    def ours() -> list[threading.Thread]:
+        return [thread for thread in lookup_threads() if thread not in earlier]
+
+    for _ in range(3):
+        found = identity.lookup_handles(["slow1.example", "slow2.example", "slow3.example"], deadline=1.0)
+        assert all(isinstance(answer, identity.Failure) and answer.transient for answer in found.values())
+    until = time.monotonic() + 1.5
+    while ours() and time.monotonic() < until:
+        time.sleep(0.05)
+    assert ours() == []
+
+
+def test_a_dripping_well_known_file_ends_within_the_lookups_deadline(zone, monkeypatch, drip):  # noqa: F811
+    import time
+
+    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
+    monkeypatch.setattr(identity, "TIMEOUT", 3.0)  # each byte comes sooner than this: only the total ends it
+    started = time.monotonic()
+    found = identity.lookup_handle("drip.example")
+    assert isinstance(found, identity.Failure) and found.transient
+    assert time.monotonic() - started < 9  # 3 s and a margin, far from the drip's 20
+
+
+def test_a_handles_well_known_file_is_public_only_even_while_insecure_pds_hosts_are_allowed(
+    zone, web, settings, public_only
+):
+    """A handle is a name a user types: INTEGRATIONS_ALLOW_INSECURE_PDS lets the configured PDS be local, never it."""
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
+    web.files[("alice.example", "/.well-known/atproto-did")] = (200, b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")
+    found = identity.lookup_handle("alice.example")
+    assert isinstance(found, identity.Failure) and found.kind == "refused"
+    assert web.hits == []

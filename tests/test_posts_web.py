@@ -673,3 +673,22 @@ def test_the_edit_page_says_what_a_scheduled_reply_or_quote_refers_to(alice_clie
     assert f'data-quotes>It quotes <span class="mono">{target}</span>' in page
     plain, _ = scheduled(alice_client, channel, "Not a reply")
     assert "data-replies-to" not in text_of(alice_client.get(edit_url(plain)))
+
+
+def test_posting_too_often_from_the_composer_says_when_to_try_again(alice_client, channel, use_pds, account, settings):
+    settings.INTEGRATIONS_POST_RATES = {"user": (1, 60)}
+    assert alice_client.post(COMPOSE, body(channel, "first")).status_code == 302
+    response = alice_client.post(COMPOSE, body(channel, "second"))
+    assert response.status_code == 429 and 1 <= int(response["Retry-After"]) <= 60
+    assert "You have sent many posts in a short time. Try again in " in errors_of(response)
+    assert re.search(r'name="parts-0-text"[^>]*>\nsecond</textarea>', text_of(response))  # nothing typed is lost
+    assert len(records(use_pds, account.did)) == 1
+
+
+def test_a_page_whose_charset_no_browser_reads_still_gives_a_card_in_the_composer(alice_client, channel, cards_on):
+    cards_on.routes["/odd"] = (200, {"Content-Type": "text/html; charset=base64"}, "<title>Café</title>".encode())
+    cards_on.routes["/odder"] = (200, {"Content-Type": "text/html"}, b'<meta charset="bz2"><title>Tea</title>')
+    answer = alice_client.post(reverse("integrations:link-card"), {"text": f"see {cards_on.url}/odd"})
+    assert answer.status_code == 200 and answer.json()["title"] == "Café"
+    page = alice_client.post(COMPOSE, body(channel, f"see {cards_on.url}/odder", action="preview"))
+    assert page.status_code == 200 and card_fields(text_of(page))["card_title"] == "Tea"

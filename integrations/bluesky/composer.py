@@ -294,7 +294,7 @@ class PartForm(forms.Form):
         if mode == "edited":
             return edited
         # Without the page's script nothing marks an edit: the words differ from the page's (cached) own.
-        page = linkcards.fetch_card(url).card
+        page = linkcards.fetch_card(url, user_id=self.user.pk).card
         if page is not None and (page.title, page.description) != (edited["title"], edited["description"]):
             return edited
         return "auto"
@@ -319,6 +319,7 @@ class PartForm(forms.Form):
         mode = field("card") or "auto"
         return card_for(
             field("text") or "",
+            user_id=self.user.pk,
             covered=bool(self.attached_media()),
             mode=mode if mode in CARD_MODES else "auto",
             url=field("card_url") or "",
@@ -551,11 +552,14 @@ def post_data(post: Post, zone_name: str) -> QueryDict:
         for slot, image in zip(SLOTS, part.images, strict=False):
             fields[f"{prefix}media_{slot}"] = image["media"]
             fields[f"{prefix}alt_{slot}"] = image["alt"]
-        if part.card:
+        card = part.card
+        if card and card.get("pending") and not card.get("explicit"):
+            fields[prefix + "card"] = "auto"  # still to be read from the page (`publishing.build_pending_cards`)
+        elif card:
             fields[prefix + "card"] = "edited"
-            fields[prefix + "card_url"] = part.card["uri"]
-            fields[prefix + "card_title"] = part.card["title"]
-            fields[prefix + "card_description"] = part.card["description"]
+            fields[prefix + "card_url"] = card["uri"]
+            fields[prefix + "card_title"] = card["title"] or ""
+            fields[prefix + "card_description"] = card["description"] or ""
         else:
             embedded = bool(part.images) or (index == 0 and bool(post.quote_uri))
             removed = not embedded and not part.card_note and first_link(text) is not None
@@ -643,10 +647,12 @@ def card_for(
     url: str = "",
     title: str | None = None,
     description: str | None = None,
+    user_id: int | None = None,
 ) -> CardView:
-    """The card a part with this text will carry: the page's (fetched through `linkcards`, cached), or the user's
-    words when `url` (the card they saw) is still the text's first link. No page is read while link cards are
-    switched off, for a part without a link, one whose images take the card's place, or one whose card is removed."""
+    """The card a part with this text will carry: the page's (fetched through `linkcards`, cached; a page read counts
+    against `user_id`'s link-card budget), or the user's words when `url` (the card they saw) is still the text's
+    first link. No page is read while link cards are switched off, for a part without a link, one whose images take
+    the card's place, or one whose card is removed."""
     link = first_link(text) if app_settings.LINK_CARDS else None
     if link is None:
         return CardView(mode=mode)
@@ -654,7 +660,7 @@ def card_for(
         return CardView(link=link, mode=mode, url=link, covered=covered)
     if mode == "edited" and url != link:
         mode = "auto"  # the text links elsewhere now: that page's card
-    result = linkcards.fetch_card(link)
+    result = linkcards.fetch_card(link, user_id=user_id)
     page = result.card
     thumb = f"{reverse('integrations:link-card-image')}?{urlencode({'url': link})}" if page and page.thumb else ""
     if url == link and title is not None and description is not None:

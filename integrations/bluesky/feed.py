@@ -12,9 +12,9 @@ from threading import Lock
 from typing import Any
 
 from integrations.bluesky import identifiers, lifecycle
-from integrations.bluesky.client import clean_text
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel, PostPart
+from integrations.text import clean_text
 
 POST_COLLECTION = "app.bsky.feed.post"
 DEFAULT_LIMIT = 25

@@ -11,13 +11,19 @@
   with the handle as Host: a local PDS answers for the handles it hosts, as it would at https://<handle>/ in
   production, so handles on a local PDS can be verified (they do not resolve in public DNS).
 
-Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a short timeout and a size cap.
-Results are cached in the shared cache (documents for an hour, handles for minutes, failures for a minute), keyed by
-the settings that shape them (PLC directory, DNS servers, the guard, the local server), so a fixed setting is never
-answered from before. Nothing here raises: a failure is a `Failure` (unresolved, refused or invalid) whose `detail`
-says in words what could not be checked, and whether asking again later may help (`transient`).
+Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a size cap and a total deadline
+(`TIMEOUT`, connect to last byte). A handle's well-known file and a did:web document are at addresses a user names
+(`Reach.PUBLIC`: public https only, always); the PLC directory and the local Service URL are configured
+(`Reach.SERVICE`). A DNS query ends within `DNS_LIFETIME`, and every lookup ends by the deadline in force
+(`outbound.deadline`): `lookup_handles` gives a post's mentions `MENTIONS_DEADLINE` in all, and its threads end with
+it (the work stops, not only the wait). Results are cached in the shared cache (documents for an hour, handles for
+minutes, failures for a minute; a lookup cut short by an enclosing deadline is not cached), keyed by the settings
+that shape them (PLC directory, DNS servers, the guard, the local server), so a fixed setting is never answered
+from before. Nothing here raises: a failure is a `Failure` (unresolved, refused or invalid) whose `detail` says in
+words what could not be checked, and whether asking again later may help (`transient`).
 """
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -98,7 +104,7 @@ def _cache_key(kind: str, subject: str) -> str:
     """The cache key of a lookup, made of what shapes its answer: a refusal under the guard says nothing without it,
     a document from one PLC directory nothing about another, a handle's DID depends on the DNS servers asked and the
     local server in development. A changed setting thus never gets an answer (or a failure) from before it."""
-    shaping = ["g" if outbound.guard_enabled() else "o", WEB_BASE]
+    shaping = ["g" if outbound.guard_enabled() else "o", "l" if outbound.public_urls_on_loopback() else "p", WEB_BASE]
     if kind == "did":
         shaping.append(str(app_settings.PLC_URL))
     else:
@@ -141,6 +147,11 @@ def _unreachable(url: str, exc: Exception) -> tuple[str, bool]:
     return f"{url} could not be reached", True
 
 
+def _out_of_time() -> bool:
+    """Whether an enclosing deadline (`outbound.deadline`) has passed: then nothing more is asked, nor cached."""
+    return outbound.remaining() == 0
+
+
 # --- handle → DID ---------------------------------------------------------------------------------------------
 def resolver() -> dns.resolver.Resolver:
     """The DNS resolver for TXT lookups: the system's, or `INTEGRATIONS_DNS_NAMESERVERS` ("host" or "host:port")."""
@@ -159,8 +170,12 @@ def resolver() -> dns.resolver.Resolver:
 
 
 def _dns_did(handle: str) -> str | Failure:
+    left = outbound.remaining()
+    lifetime = DNS_LIFETIME if left is None else min(DNS_LIFETIME, left)
+    if lifetime <= 0:
+        return Failure("unresolved", handle, "no time left", transient=True)
     try:
-        answer = resolver().resolve(f"_atproto.{handle}", "TXT")
+        answer = resolver().resolve(f"_atproto.{handle}", "TXT", lifetime=lifetime)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return Failure("unresolved", handle, f"DNS has no _atproto.{handle} TXT record")
     except dns.exception.Timeout:
@@ -182,13 +197,19 @@ def _dns_did(handle: str) -> str | Failure:
     return Failure("invalid", handle, f"the _atproto.{handle} TXT record holds no valid DID")
 
 
-def _fetch(url: str, max_bytes: int, subject: str, headers: dict[str, str] | None = None) -> httpx.Response | Failure:
+def _fetch(
+    url: str, max_bytes: int, subject: str, reach: outbound.Reach, headers: dict[str, str] | None = None
+) -> httpx.Response | Failure:
     try:
-        return outbound.get(url, max_redirects=MAX_REDIRECTS, max_bytes=max_bytes, timeout=TIMEOUT, headers=headers)
+        return outbound.get(
+            url, reach=reach, max_redirects=MAX_REDIRECTS, max_bytes=max_bytes, timeout=TIMEOUT, headers=headers
+        )
     except outbound.OutboundRefused as exc:
         return Failure("refused", subject, f"{exc.host} is not called: {exc.reason}")
     except outbound.ResponseTooLarge:
         return Failure("invalid", subject, f"{url} answered with too much")
+    except httpx.DecodingError:
+        return Failure("invalid", subject, f"{url} answered with a body that cannot be decoded")
     except (httpx.HTTPError, OSError, ValueError) as exc:
         words, transient = _unreachable(url, exc)
         return Failure("unresolved", subject, words, transient=transient)
@@ -199,10 +220,10 @@ WELL_KNOWN_PATH = "/.well-known/atproto-did"
 
 def _well_known_did(handle: str) -> str | Failure:
     url = WEB_BASE.format(host=handle) + WELL_KNOWN_PATH
-    response = _fetch(url, MAX_WELL_KNOWN_BYTES, handle)
+    response = _fetch(url, MAX_WELL_KNOWN_BYTES, handle, outbound.Reach.PUBLIC)  # a name a user typed
     if isinstance(response, Failure) and (local := local_server()):
-        # Development: a handle on the local PDS, asked of that server (it answers by the Host header).
-        asked = _fetch(local + WELL_KNOWN_PATH, MAX_WELL_KNOWN_BYTES, handle, headers={"Host": handle})
+        # Development: a handle on the local PDS, asked of that server (the configured one; it answers by Host).
+        asked = _fetch(local + WELL_KNOWN_PATH, MAX_WELL_KNOWN_BYTES, handle, outbound.Reach.SERVICE, {"Host": handle})
         if not isinstance(asked, Failure) and asked.status_code == 200:
             url, response = local + WELL_KNOWN_PATH, asked
         elif not isinstance(asked, Failure):
@@ -229,8 +250,10 @@ def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
         if cached.get("did"):
             return cached["did"]
         return Failure(cached["kind"], handle, cached.get("detail", ""), transient=cached.get("transient", False))
+    if _out_of_time():
+        return Failure("unresolved", handle, "no time left", transient=True)
     found = _dns_did(handle)
-    if isinstance(found, Failure) and found.kind == "unresolved":
+    if isinstance(found, Failure) and found.kind == "unresolved" and not _out_of_time():
         by_dns = found
         found = _well_known_did(handle)
         if isinstance(found, Failure):  # say both; a DNS server that did not answer may still know it
@@ -238,26 +261,30 @@ def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
             found = Failure(found.kind, handle, f"{by_dns.detail}; {found.detail}", transient=transient)
     if isinstance(found, Failure):
         logger.info("handle not resolved: %s", found)
-        cache.set(
-            key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
-        )
+        if not _out_of_time():
+            cache.set(
+                key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
+            )
     else:
         cache.set(key, {"did": found}, HANDLE_CACHE_SECONDS)
     return found
 
 
 def lookup_handles(handles: Iterable[str], *, deadline: float = MENTIONS_DEADLINE) -> dict[str, str | Failure]:
-    """`lookup_handle` for several handles at once (a post's mentions), in parallel; a lookup still running after
-    `deadline` seconds is a transient failure (the post does not wait for a name server that never answers)."""
+    """`lookup_handle` for several handles at once (a post's mentions), in parallel, all within `deadline` seconds
+    (and any enclosing deadline); a lookup not done by then is a transient failure. Every lookup runs under that
+    deadline itself, so its thread ends with it: nothing keeps working for a post that stopped waiting."""
     unique = list(dict.fromkeys(handles))
-    if len(unique) <= 1:
-        return {handle: lookup_handle(handle) for handle in unique}
-    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LOOKUPS, len(unique)), thread_name_prefix="handles")
-    try:
-        futures = {handle: pool.submit(lookup_handle, handle) for handle in unique}
-        wait(futures.values(), timeout=deadline)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    with outbound.deadline(deadline):
+        if len(unique) <= 1:
+            return {handle: lookup_handle(handle) for handle in unique}
+        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LOOKUPS, len(unique)), thread_name_prefix="handles")
+        try:
+            # Each thread runs in a copy of this context: the deadline goes with it.
+            futures = {handle: pool.submit(contextvars.copy_context().run, lookup_handle, handle) for handle in unique}
+            wait(futures.values(), timeout=outbound.remaining())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
     return {
         handle: future.result()
         if future.done() and not future.cancelled()
@@ -305,9 +332,13 @@ def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
         if "kind" in cached:
             return Failure(cached["kind"], did, cached.get("detail", ""), transient=cached.get("transient", False))
         return DidDocument(did=did, handles=list(cached["handles"]), pds=cached["pds"])
+    if _out_of_time():
+        return Failure("unresolved", did, "no time left", transient=True)
     found = _fetch_document(did, url)
     if isinstance(found, Failure):
         logger.info("DID document not resolved: %s", found)
+        if _out_of_time():
+            return found
         cache.set(
             key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
         )
@@ -317,7 +348,9 @@ def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
 
 
 def _fetch_document(did: str, url: str) -> DidDocument | Failure:
-    response = _fetch(url, MAX_DOCUMENT_BYTES, did)
+    # The PLC directory is configured; a did:web document lives wherever its DID says.
+    reach = outbound.Reach.SERVICE if did.startswith("did:plc:") else outbound.Reach.PUBLIC
+    response = _fetch(url, MAX_DOCUMENT_BYTES, did, reach)
     if isinstance(response, Failure):
         return response
     if response.status_code != 200:

@@ -15,12 +15,23 @@
   under the write lock (`transaction_mode=IMMEDIATE`), each with a lease. A scheduled post whose channel cannot
   publish when it falls due waits with the reason and goes out when the channel (or the integration) is back,
   unless it is more than `INTEGRATIONS_SCHEDULE_MISSED_AFTER` late: then it fails as `missed`.
+- A scheduled post's link cards are not read on the request that accepts it: its parts keep a pending card
+  (`card["pending"]`), planned without it, and a background task (`integrations.tasks.build_link_cards`, right after
+  the commit) reads the pages and replans the post with them, only while the post is still scheduled and was never
+  attempted. A card still pending when the post falls due is read then, on its first attempt, before anything is
+  sent (the new plan is stored first); on any later attempt it is dropped, and `card_note` says why. Either way the
+  plan never changes once anything may have been sent.
+- Accepting posts is limited per user (`INTEGRATIONS_POST_RATES`, web and API together: `posts_throttled`, 429).
+  A post's mentions are looked up within `identity.MENTIONS_DEADLINE` in all, and its link cards within
+  `CARDS_DEADLINE_FACTOR` times `INTEGRATIONS_LINK_CARD_TIMEOUT` (each card within one), so no request waits
+  long on pages or name servers.
 - Temporary faults are retried by a background task with backoff (about an hour in all; a 429's Retry-After is
   honoured); permanent refusals fail the post with the PDS's reason; a channel that needs reconnection fails it
   with that reason and a retry after reconnecting publishes the same plan.
 """
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +43,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations import outbound
 from integrations.adapter import describe, get_adapter
 from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
@@ -59,6 +71,7 @@ from integrations.exceptions import (
     PostBusy,
     PostNotRetryable,
     PostNotScheduled,
+    PostsThrottled,
     ScheduledInThePast,
     ScheduledTooFar,
     ScheduleMissed,
@@ -66,6 +79,7 @@ from integrations.exceptions import (
 )
 from integrations.models import Channel, Media, Post, PostPart
 from integrations.signals import post_failed, post_published, send_on_commit
+from integrations.throttling import over_rate
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +95,15 @@ SCHEDULE_MAX_AHEAD = timedelta(days=366)
 BLOCKED_RECHECK = timedelta(seconds=60)
 # How many due posts a worker claims in one transaction.
 CLAIM_BATCH = 10
+DAY = 24 * 60 * 60
+# Posts a user may have accepted (web and API together), per window: scope -> (posts, seconds).
+DEFAULT_POST_RATES = {"user": (60, 60), "user_day": (5000, DAY)}
+# A post's link cards are read within INTEGRATIONS_LINK_CARD_TIMEOUT each, and this many times that in all.
+CARDS_DEADLINE_FACTOR = 2
+CARD_PENDING_NOTE = "The link card is read from the page before the post's time."
+CARD_LATE_NOTE = "No link card: the page could not be read before the post's first attempt."
+NO_TIME_REASON = "The post's other link cards took all the time there was."
+MAX_CARD_NOTE = 300  # PostPart.card_note's length
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,7 @@ def create_post(
     notes: Sequence[str] = (),
     scheduled_at: datetime | None = None,
     replacing: Post | None = None,
+    pending: Sequence["WantedCard | None"] = (),
 ) -> Post:
     """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet.
 
@@ -124,9 +148,11 @@ def create_post(
     With `claim`, the post is stored already taken for its first attempt (one commit instead of two): call
     `publish(post.pk, claimed=post)` next. Should the process die in between, the lease runs out and
     `publish_due` picks the post up. `notes`: per part, why it has no link card (or no thumbnail), if anything.
+    `pending`: per part of a scheduled post, the link card still to be read (`build_pending_cards`), if any.
     """
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
+    pending_cards = list(pending) or [None] * len(parts)
     created_at = timezone.now()
     claim = claim and scheduled_at is None  # a scheduled post is published by the worker at its time
     fields = {
@@ -156,6 +182,8 @@ def create_post(
         )
         if scheduled_at is not None:
             _wake_at(post)
+        if any(pending_cards):
+            _build_cards_soon(post)
         post.planned_parts = PostPart.objects.bulk_create(
             PostPart(
                 post=post,
@@ -163,8 +191,8 @@ def create_post(
                 text=part.text,
                 langs=list(part.langs),
                 images=[{"media": image.media_id, "alt": image.alt} for image in part.images],
-                card=_card_json(part.external),
-                card_note=notes[index] if notes else "",
+                card=pending_cards[index].as_json() if pending_cards[index] else _card_json(part.external),
+                card_note=(notes[index] if notes else "")[:MAX_CARD_NOTE],
                 rkey=plan.rkey,
                 record=plan.record,
                 expected_cid=plan.cid,
@@ -227,6 +255,8 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
     try:
         if not checked:
             ensure_can_publish(channel)
+        if any(_is_pending(part) for part in parts):
+            parts = _settle_pending_cards(post, parts)
         _upload_blobs(channel, parts)
         _write(channel, parts, reconcile_first=post.attempts > 1)
     except IntegrationError as exc:
@@ -531,6 +561,7 @@ def accept(
     """
     from integrations.bluesky import images, references, richtext
 
+    _count_post(user)
     if scheduled_at is not None:
         check_schedule(scheduled_at)
     ensure_can_publish(channel)
@@ -550,16 +581,24 @@ def accept(
         langs = richtext.normalize_langs(list(part.langs), default_lang or richtext.default_lang(None))
         detected.append((part, text, planned_images, langs))
     dids = _mention_dids(channel, [handle for _, text, _, _ in detected for handle in text.mentions])
-    # Cards last: pages are fetched only for a post that is otherwise right, so no thumbnail is stored for nothing.
-    inputs, notes = [], []
-    for index, (part, text, planned_images, langs) in enumerate(detected):
-        rich = text.resolved(dids)
-        has_embed = bool(planned_images) or (index == 0 and quoted is not None)
-        external, note = _link_card(user, part.link_card, rich.facets, has_embed=has_embed)
-        inputs.append(
-            PartInput(text=rich.text, facets=rich.facets, langs=langs, images=planned_images, external=external)
-        )
-        notes.append(note)
+    # Cards last: pages are fetched only for a post that is otherwise right, so no thumbnail is stored for nothing;
+    # a scheduled post's are read by a background task instead (`build_pending_cards`).
+    inputs, notes, pending = [], [], []
+    with outbound.deadline(_cards_deadline()):
+        for index, (part, text, planned_images, langs) in enumerate(detected):
+            rich = text.resolved(dids)
+            has_embed = bool(planned_images) or (index == 0 and quoted is not None)
+            wanted, note = _wanted_card(part.link_card, rich.facets, has_embed=has_embed)
+            external = None
+            if wanted is not None and scheduled_at is not None:
+                note = CARD_PENDING_NOTE
+            elif wanted is not None:
+                external, note = _built_card(user, wanted)
+            inputs.append(
+                PartInput(text=rich.text, facets=rich.facets, langs=langs, images=planned_images, external=external)
+            )
+            notes.append(note)
+            pending.append(wanted if scheduled_at is not None else None)
     return create_post(
         user,
         channel,
@@ -573,7 +612,20 @@ def accept(
         notes=notes,
         scheduled_at=scheduled_at,
         replacing=replacing,
+        pending=pending,
     )
+
+
+def _count_post(user: AbstractBaseUser) -> None:
+    """Count one post for `user` against each limit; raise PostsThrottled (with retry_after) when one is used up."""
+    for scope, (limit, window) in {**DEFAULT_POST_RATES, **app_settings.POST_RATES}.items():
+        retry_after = over_rate(f"posts:{scope}", str(user.pk), limit, window)
+        if retry_after is not None:
+            raise PostsThrottled(retry_after=retry_after)
+
+
+def _cards_deadline() -> float:
+    return CARDS_DEADLINE_FACTOR * float(app_settings.LINK_CARD_TIMEOUT)
 
 
 def _mention_dids(channel: Channel, handles: list[str]) -> dict[str, str | None]:
@@ -582,13 +634,21 @@ def _mention_dids(channel: Channel, handles: list[str]) -> dict[str, str | None]
     network reaches no DNS). A mention without a DID stays plain text."""
     from integrations.bluesky import richtext
 
-    found = identity.lookup_handles(handles)
+    until = time.monotonic() + identity.MENTIONS_DEADLINE  # for all of them, the channel's PDS included
+    found = identity.lookup_handles(handles, deadline=identity.MENTIONS_DEADLINE)
+
+    def ask_pds(client: Any, handle: str) -> str | None:
+        # The deadline covers the question only: a session refresh `lifecycle.call` may need first is not cut short.
+        with outbound.deadline(until - time.monotonic()):
+            return client.resolve_handle(handle)
 
     def resolve_handle(handle: str) -> str | None:
         if isinstance(did := found.get(handle), str):
             return did
+        if until - time.monotonic() <= 0:
+            return None  # out of time: the mention stays text
         try:
-            return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
+            return lifecycle.call(channel, lambda client, token: ask_pds(client, handle))
         except IntegrationError:
             return None
 
@@ -715,39 +775,150 @@ def first_link(facets: Sequence[dict[str, Any]]) -> str | None:
     return None
 
 
-def _link_card(
-    user: AbstractBaseUser, request: str | dict[str, str] | None, facets: Sequence[dict[str, Any]], *, has_embed: bool
-) -> tuple[ExternalCard | None, str]:
-    """The part's link card and, when it has none (or no thumbnail) though one was expected, why not.
+@dataclass(frozen=True)
+class WantedCard:
+    """The link card a part asks for: its link, and the user's own words when they gave them (`explicit`: a card
+    they edited, kept even when the page cannot be read)."""
 
-    A card that cannot be built never stops the post: it goes out without one, and the note says why.
-    """
-    from integrations.bluesky import linkcards
+    url: str
+    title: str | None = None
+    description: str | None = None
+    explicit: bool = False
 
+    def as_json(self) -> dict[str, Any]:
+        """What a part keeps while its card is still to be read (`PostPart.card` with `pending`)."""
+        return {
+            "pending": True,
+            "uri": self.url,
+            "title": self.title,
+            "description": self.description,
+            "explicit": self.explicit,
+            "media": None,
+        }
+
+    @classmethod
+    def from_json(cls, card: dict[str, Any]) -> "WantedCard":
+        return cls(card["uri"], card.get("title"), card.get("description"), bool(card.get("explicit")))
+
+
+def _wanted_card(
+    request: str | dict[str, str] | None, facets: Sequence[dict[str, Any]], *, has_embed: bool
+) -> tuple[WantedCard | None, str]:
+    """The card a part asks for (None: none) and, when it asked for one it cannot have, why not."""
     if request is None or not app_settings.LINK_CARDS:
         return None, ""
     if has_embed:  # a record has one embed: images or a quote take the card's place
         explicit = isinstance(request, dict)
         return None, "The images or the quoted post are shown instead of the link card." if explicit else ""
     if isinstance(request, dict):
-        url = request["url"]
-        result = linkcards.fetch_card(url)
-        fetched = result.card
-        title = request.get("title")
-        description = request.get("description")
-        title = title if title is not None else (fetched.title if fetched else "")
-        description = description if description is not None else (fetched.description if fetched else "")
-        note = "" if fetched and fetched.thumb else f"No thumbnail: {result.reason or 'the page has no usable image.'}"
+        return WantedCard(request["url"], request.get("title"), request.get("description"), explicit=True), ""
+    url = first_link(facets)
+    return (WantedCard(url) if url else None), ""
+
+
+def _built_card(user: AbstractBaseUser, wanted: WantedCard) -> tuple[ExternalCard | None, str]:
+    """The card, read from its page now (within the deadline in force, on `user`'s budget), and, when it has none
+    (or no thumbnail) though one was expected, why not. A card that cannot be built never stops the post."""
+    from integrations.bluesky import linkcards
+
+    if not app_settings.LINK_CARDS:  # switched off since the post was accepted
+        return None, "No link card: link cards are switched off."
+    if outbound.remaining() == 0:
+        result = linkcards.CardResult(None, NO_TIME_REASON)
     else:
-        url = first_link(facets)
-        if url is None:
-            return None, ""
-        result = linkcards.fetch_card(url)
-        if result.card is None:
-            return None, f"No link card: {result.reason}"
-        fetched, title, description, note = result.card, result.card.title, result.card.description, ""
+        result = linkcards.fetch_card(wanted.url, user_id=user.pk)
+    fetched = result.card
+    if wanted.explicit:
+        title = wanted.title if wanted.title is not None else (fetched.title if fetched else "")
+        description = wanted.description if wanted.description is not None else (fetched.description if fetched else "")
+        note = "" if fetched and fetched.thumb else f"No thumbnail: {result.reason or 'the page has no usable image.'}"
+    elif fetched is None:
+        return None, f"No link card: {result.reason}"[:MAX_CARD_NOTE]
+    else:
+        title, description, note = fetched.title, fetched.description, ""
     thumb = _thumb_media(user, fetched.thumb) if fetched and fetched.thumb else None
-    return ExternalCard(uri=url, title=title, description=description, thumb=thumb), note
+    return ExternalCard(uri=wanted.url, title=title, description=description, thumb=thumb), note[:MAX_CARD_NOTE]
+
+
+def _is_pending(part: PostPart) -> bool:
+    return bool(part.card and part.card.get("pending"))
+
+
+def _build_cards_soon(post: Post) -> None:
+    """Have a worker read the post's pending link cards as soon as it can, once the post is committed."""
+    from integrations.tasks import build_link_cards
+
+    transaction.on_commit(lambda: build_link_cards.enqueue(post.pk))
+
+
+def _read_cards(user: AbstractBaseUser, parts: Sequence[PostPart]) -> dict[int, tuple[ExternalCard | None, str]]:
+    """Each pending part's card read now (network time: call outside any transaction), by part id."""
+    with outbound.deadline(_cards_deadline()):
+        return {part.pk: _built_card(user, WantedCard.from_json(part.card)) for part in parts}
+
+
+def _apply_cards(post: Post, cards: dict[int, tuple[ExternalCard | None, str]], read_for: dict[int, dict]) -> set[int]:
+    """Store the cards read for `post`'s parts (under its row lock) and replan it; the ids of the parts that took
+    theirs. A part whose pending card changed since it was read (an edit) keeps what it has now."""
+    taken: set[int] = set()
+    embedded = False
+    for part in post.parts.all():
+        if part.pk not in cards or part.card != read_for.get(part.pk):
+            continue
+        external, note = cards[part.pk]
+        part.card, part.card_note = _card_json(external), note
+        if external is not None:
+            part.record = {**part.record, "embed": external.as_record()}
+            embedded = True
+        part.save(update_fields=["card", "card_note", "record"])
+        taken.add(part.pk)
+    if embedded:  # the same keys and times; new CIDs down the thread
+        _replan(post, post.scheduled_at or post.created_at)
+    return taken
+
+
+def _discard_thumbs(cards: dict[int, tuple[ExternalCard | None, str]], taken: set[int]) -> None:
+    """Remove the thumbnails read for cards no part took."""
+    unused = [card.thumb.media_id for pk, (card, _) in cards.items() if pk not in taken and card and card.thumb]
+    for media in Media.objects.filter(pk__in=unused):
+        media.discard()
+
+
+def build_pending_cards(post_id: int) -> int:
+    """Read a scheduled post's pending link cards and replan it with them; how many parts took a card (or the
+    reason it has none). Nothing changes unless the post is still scheduled and was never attempted (see
+    `reschedule`): a post already on its way keeps its plan, and `publish` settles what is left."""
+    post = Post.objects.filter(pk=post_id).select_related("user").first()
+    if post is None or post.status != Post.Status.SCHEDULED or post.attempts:
+        return 0
+    pending = [part for part in post.parts.all() if _is_pending(part)]
+    if not pending:
+        return 0
+    cards = _read_cards(post.user, pending)
+    taken: set[int] = set()
+    try:
+        with transaction.atomic():
+            taken = _apply_cards(_locked_scheduled(post_id), cards, {part.pk: part.card for part in pending})
+    except (Post.DoesNotExist, PostNotScheduled, PostBusy):
+        logger.info("link cards of post %s not applied: it changed meanwhile", post_id)
+    _discard_thumbs(cards, taken)
+    return len(taken)
+
+
+def _settle_pending_cards(post: Post, parts: list[PostPart]) -> list[PostPart]:
+    """The parts of a post about to be sent, with no card pending: on its first attempt (nothing of it was ever
+    sent) the cards are read now and the new plan is stored before anything is written; on a later one a pending
+    card is dropped (the plan, planned without it, stays as it is) and the note says why."""
+    pending = [part for part in parts if _is_pending(part)]
+    first = post.attempts == 1 and not any(part.uri for part in parts)
+    cards = _read_cards(post.user, pending) if first else {part.pk: (None, CARD_LATE_NOTE) for part in pending}
+    taken: set[int] = set()
+    with transaction.atomic():
+        locked = Post.objects.select_for_update().get(pk=post.pk)
+        if locked.status == Post.Status.PUBLISHING and locked.attempts == post.attempts:  # still this attempt's
+            taken = _apply_cards(locked, cards, {part.pk: part.card for part in pending})
+    _discard_thumbs(cards, taken)
+    return list(post.parts.order_by("index"))
 
 
 def _thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage:

@@ -2,13 +2,15 @@
 
 The referenced record's CID comes from `com.atproto.repo.getRecord` on the PDS that hosts the repository (this
 works without an AppView): the channel's own PDS when it hosts it, else the PDS named by the repository's DID
-document, fetched through the outbound guard (`integrations.outbound`).
+document, fetched through the outbound guard (`integrations.outbound`) as a server the user's input leads to
+(`Reach.PUBLIC`: public https only, whatever `INTEGRATIONS_ALLOW_INSECURE_PDS` says).
 """
 
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from integrations import outbound
 from integrations.bluesky import errors, identifiers, identity, lifecycle
 from integrations.bluesky.client import PdsClient
 from integrations.bluesky.plans import POST_COLLECTION, StrongRef
@@ -68,7 +70,8 @@ def _read(channel: Channel, did: str, rkey: str) -> tuple[str, Any] | None:
     endpoint = _pds_of(did)
     if endpoint is None or endpoint.rstrip("/") == channel.pds_url.rstrip("/"):
         return None
-    return PdsClient(endpoint).get_record(None, did, POST_COLLECTION, rkey)  # public read on the repo's own PDS
+    # A public read on the repo's own PDS: a server the user's reference leads to, so public addresses only.
+    return PdsClient(endpoint, reach=outbound.Reach.PUBLIC).get_record(None, did, POST_COLLECTION, rkey)
 
 
 def _pds_of(did: str) -> str | None:
