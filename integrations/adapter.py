@@ -126,6 +126,11 @@ class IntegrationsAdapter:
         except NoReverseMatch:
             return ""
 
+    def user_time_zone(self, user: Any) -> str:
+        """The IANA time zone a user's profile names ("" when it names none: their browser's is used, else the
+        site's). By default a `time_zone` attribute of the user model; override to read your own profile."""
+        return str(getattr(user, "time_zone", "") or "")
+
     def message_for(self, code: str) -> tuple[int, str]:
         """The HTTP status and message template for an error code."""
         return self.messages.get(code) or _MESSAGES.get(code) or self.fallback

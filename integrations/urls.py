@@ -19,6 +19,7 @@ urlpatterns = [
     path("posts/link-card/image", views.link_card_image, name="link-card-image"),
     path("posts/<int:pk>/edit", views.EditPostView.as_view(), name="post-edit"),
     path("posts/<int:pk>/publish", views.post_publish, name="post-publish"),
+    path("posts/<int:pk>/cancel", views.post_cancel, name="post-cancel"),
     path("posts/<int:pk>/delete", views.post_delete, name="post-delete"),
     path("media/<int:pk>", views.media_file, name="media-file"),
 ]

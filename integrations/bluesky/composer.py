@@ -18,10 +18,9 @@ user types; without it, the card is shown by Preview (an edit is noticed by comp
 from __future__ import annotations
 
 import re
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -40,8 +39,9 @@ from django.utils.translation import gettext_lazy as _
 from integrations.adapter import describe
 from integrations.bluesky import images, linkcards, publishing, richtext
 from integrations.bluesky.health import Health, health
+from integrations.clock import zone_named
 from integrations.conf import app_settings
-from integrations.exceptions import EmptyPost, IntegrationDisabled, IntegrationError, MediaNotFound
+from integrations.exceptions import EmptyPost, IntegrationError, MediaNotFound
 from integrations.models import Channel, Media, Post
 
 SLOTS = range(1, images.MAX_IMAGES_PER_POST + 1)  # image slots of a part, numbered as people count
@@ -67,14 +67,13 @@ class ChannelOption:
 
 
 def channel_options(user: AbstractBaseUser) -> list[ChannelOption]:
-    """All the user's channels, those that can publish first (the others say why they cannot)."""
+    """All the user's channels, those that can publish first (the others say why they cannot). While the
+    administrator has the integration switched off, posts wait: that makes no channel unavailable."""
     options = []
     for channel in Channel.objects.filter(user=user).without_tokens():
         state = health(channel)
         try:
-            publishing.ensure_can_publish(channel)
-        except IntegrationDisabled as exc:
-            reason = describe(exc).message
+            publishing.ensure_channel_ready(channel)
         except IntegrationError:
             reason = state.advice or f"{state.label}."  # the label is on the badge next to it
         else:
@@ -95,13 +94,12 @@ class ComposerForm(forms.Form):
         help_text=_("Up to 3 language tags, separated by commas (for example: en, pt-BR)."),
         widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false", "size": 20}),
     )
-    # A date and time as the user reads their clock (no zone), and the zone it is in: the browser's, filled in by
-    # the page's script, else the one this user last used (else the site's).
+    # A date and time as the user reads their clock (no zone), and the zone it is read in: the one the page named
+    # (the user's, `integrations.clock`), so a page open across a change of zone still means what it showed.
     scheduled_at = forms.DateTimeField(
         label=_("Publish later"),
         required=False,
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
-        help_text=_("Leave empty to publish now. In your time zone."),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput(attrs={"data-time-zone": ""}))
@@ -109,13 +107,18 @@ class ComposerForm(forms.Form):
     def __init__(self, *args: Any, options: list[ChannelOption], channel: Channel | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options = options
+        given = self.data.get("time_zone") if self.is_bound else self.initial.get("time_zone")
+        self.zone_name = given if zone_named(str(given or "")) else timezone.get_current_timezone_name()
+        self.fields["scheduled_at"].help_text = _("Leave empty to publish now. Times are in %(zone)s.") % {
+            "zone": self.zone_name
+        }
         # Editing a scheduled post: it stays on its channel, and it keeps a time (it cannot become "now").
         self.fixed_channel = channel
         if channel is not None:
             del self.fields["channel"]
             self.fields["scheduled_at"].required = True
             self.fields["scheduled_at"].label = _("Publish at")
-            self.fields["scheduled_at"].help_text = _("In your time zone.")
+            self.fields["scheduled_at"].help_text = _("Times are in %(zone)s.") % {"zone": self.zone_name}
             return
         # Only channels that can publish are valid choices; the others are shown disabled with their reason.
         self.fields["channel"].choices = [(o.channel.pk, f"@{o.channel.handle}") for o in options if o.ready]
@@ -136,8 +139,8 @@ class ComposerForm(forms.Form):
         cleaned = super().clean()
         when = cleaned.get("scheduled_at")
         if when is not None:
-            # The field read the clock time in the active zone; it was meant in the user's.
-            zone = zone_named(cleaned.get("time_zone", "")) or timezone.get_current_timezone()
+            # The field read the clock time in the active zone; it was meant in the one the page named.
+            zone = zone_named(self.zone_name) or timezone.get_current_timezone()
             when = timezone.make_aware(timezone.make_naive(when), zone)
             cleaned["scheduled_at"] = when
             try:
@@ -153,22 +156,12 @@ class ComposerForm(forms.Form):
         return next(o.channel for o in self.options if o.channel.pk == self.cleaned_data["channel"])
 
 
-def zone_named(name: str) -> tzinfo | None:
-    """The IANA time zone of that name, or None when there is none."""
-    if not name or len(name) > 64:
-        return None
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def local_time(moment: datetime, zone_name: str) -> datetime:
-    """`moment` on the clock of that zone (the site's when the name is not a zone)."""
+def local_time(moment: datetime, zone_name: str = "") -> datetime:
+    """`moment` on the clock of that zone (the active one, the user's on their pages, when the name is not a zone)."""
     return timezone.localtime(moment, zone_named(zone_name) or timezone.get_current_timezone())
 
 
-def time_value(moment: datetime, zone_name: str) -> str:
+def time_value(moment: datetime, zone_name: str = "") -> str:
     """`moment` as the "Publish later" field holds it on that zone's clock (with seconds only when it has any)."""
     local = local_time(moment, zone_name)
     return f"{local:{TIME_FORMAT}:%S}" if local.second else f"{local:{TIME_FORMAT}}"
@@ -419,12 +412,10 @@ class Draft:
                 self.parts.forms[index].add_error(f"image_{slot}", message)
 
     @classmethod
-    def for_post(cls, post: Post, options: list[ChannelOption], zone_name: str) -> Draft:
-        """A scheduled post in the composer, as it would submit it: its parts, time and link cards."""
-        draft = cls(post.user, post_data(post, zone_name), {}, options, channel=post.channel, action="load")
-        # The page's script shows the time on the browser's clock, which may not be the one the server knows.
-        draft.form.fields["scheduled_at"].widget.attrs["data-instant"] = post.scheduled_at.isoformat()
-        return draft
+    def for_post(cls, post: Post, options: list[ChannelOption]) -> Draft:
+        """A scheduled post in the composer, as it would submit it: its parts, time (on the active clock) and link
+        cards."""
+        return cls(post.user, post_data(post), {}, options, channel=post.channel, action="load")
 
     @property
     def checked(self) -> bool:
@@ -529,7 +520,7 @@ def script_words() -> dict[str, str]:
     }
 
 
-def post_data(post: Post, zone_name: str) -> QueryDict:
+def post_data(post: Post, zone_name: str = "") -> QueryDict:
     """A scheduled post as the composer posts it, so editing it starts from what is stored: each part's text,
     images with alt text and link card (the card as stored, so saving unchanged keeps its words), the languages
     and the time on the user's clock."""
@@ -542,7 +533,7 @@ def post_data(post: Post, zone_name: str) -> QueryDict:
         "parts-MAX_NUM_FORMS": app_settings.POST_MAX_PARTS,
         "langs": ", ".join(parts[0].langs) if parts else "",
         "scheduled_at": time_value(post.scheduled_at, zone_name) if post.scheduled_at else "",
-        "time_zone": zone_name,
+        "time_zone": zone_name or timezone.get_current_timezone_name(),
     }
     for index, part in enumerate(parts):
         prefix = f"parts-{index}-"

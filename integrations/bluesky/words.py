@@ -49,11 +49,12 @@ MESSAGES: dict[str, tuple[int, str]] = {
             "password instead (app passwords need no code): create one at {app_passwords_url}."
         ),
     ),
+    # One wording wherever the switch shows: the channel pages, the composer, a refused connection, a waiting post.
     "integration_disabled": (
         403,
         _(
-            "Your administrator has switched off Bluesky connections for now. Channels already connected keep "
-            "working; try again later or ask your administrator."
+            "Your administrator has switched Bluesky off for now. Posts you publish or schedule wait and go out "
+            "when it is switched on again; new channels can be connected then."
         ),
     ),
     "throttled": (

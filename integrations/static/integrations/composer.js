@@ -292,22 +292,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("input[data-time-zone]").forEach(function (input) {
-      try {  // "Publish later" is read on the browser's clock
-        var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-        if (!zone) return;
-        input.value = zone;
-        // A stored time (editing a scheduled post) was written on the server's idea of the user's clock:
-        // show it on the browser's, which is the zone it is now read in.
-        input.form.querySelectorAll("input[data-instant]").forEach(function (field) {
-          var at = new Date(field.dataset.instant);
-          if (isNaN(at)) return;
-          var pad = function (n) { return String(n).padStart(2, "0"); };
-          field.value = at.getFullYear() + "-" + pad(at.getMonth() + 1) + "-" + pad(at.getDate()) + "T" +
-            pad(at.getHours()) + ":" + pad(at.getMinutes()) + (at.getSeconds() ? ":" + pad(at.getSeconds()) : "");
-        });
-      } catch (e) { /* the zone the user last used, or the site's */ }
-    });
     document.querySelectorAll("form[data-composer]").forEach(init);
   });
 
