@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from functools import wraps
 from typing import Any
+from urllib.parse import unquote
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -49,7 +50,7 @@ def users_clock(request: HttpRequest) -> UserClock:
         name = get_adapter().user_time_zone(user) or ""
         if (zone := zone_named(name)) is not None:
             return UserClock(zone, name, "profile")
-    name = request.COOKIES.get(BROWSER_ZONE_COOKIE, "")
+    name = unquote(request.COOKIES.get(BROWSER_ZONE_COOKIE, ""))
     if (zone := zone_named(name)) is not None:
         return UserClock(zone, name, "browser")
     site = timezone.get_default_timezone()

@@ -262,15 +262,24 @@ class ComposeView(View):
     template_name = "integrations/compose.html"
 
     def get(self, request: HttpRequest) -> HttpResponse:
+        """The empty composer; `?channel=`, `?reply_to=` and `?quote=` (the channel feed's Reply and Quote) fill
+        it in, and the post replied to or quoted is shown."""
         options = composer.channel_options(request.user)
-        ready = [o.channel.pk for o in options if o.ready]
-        wanted = request.GET.get("channel", "")
-        chosen = int(wanted) if wanted.isdigit() and int(wanted) in ready else (ready[0] if len(ready) == 1 else None)
+        chosen = composer.preselected_channel(request.user, options, request.GET.get("channel", ""))
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
         initial["time_zone"] = request.clock.name
+        channel = next((o.channel for o in options if o.channel.pk == chosen), None)
+        targets, notes = {}, {}
+        for name in composer.ComposerForm.REFERENCES:
+            address = request.GET.get(name, "").strip()[:600]
+            if address:
+                initial[name] = address
+                targets[name], notes[name] = composer.look_up_target(channel, address)
         form = composer.ComposerForm(initial=initial, options=options)
         parts = composer.part_formset()(prefix="parts", form_kwargs={"user": request.user})
-        return self._render(request, form, parts)
+        if parts.forms and initial.get("quote"):
+            parts.forms[0].quoting = True
+        return self._render(request, form, parts, targets=targets, target_notes=notes)
 
     def post(self, request: HttpRequest) -> HttpResponse:
         draft = composer.Draft(request.user, request.POST, request.FILES, composer.channel_options(request.user))
@@ -284,13 +293,16 @@ class ComposeView(View):
             except IntegrationError as exc:
                 draft.form.add_error(None, describe(exc).message)
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
-        return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
+        thread = composer.thread_preview(draft) if draft.checked else None
+        return self._render(request, draft.form, draft.parts, thread=thread, targets=draft.targets, status=status)
 
     def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
         post = publishing.accept(
             request.user,
             draft.form.chosen_channel,
             draft.requests(),
+            reply_to=draft.form.cleaned_data["reply_to"],
+            quote=draft.form.cleaned_data["quote"],
             default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
             scheduled_at=draft.form.cleaned_data.get("scheduled_at"),
         )
@@ -310,15 +322,21 @@ class ComposeView(View):
         form: composer.ComposerForm,
         parts: composer.forms.BaseFormSet,
         *,
-        preview: bool = False,
+        thread: composer.ThreadPreview | None = None,
+        targets: dict[str, Any] | None = None,
+        target_notes: dict[str, str] | None = None,
         status: int = 200,
         editing: Post | None = None,
     ) -> HttpResponse:
         context = {
             "form": form,
             "parts": parts,
-            "preview": preview,
+            "action_url": request.path,
+            "thread": thread,
+            "targets": targets or {},
+            "target_notes": target_notes or {},
             "editing": editing,
+            "alt_required": bool(app_settings.POST_ALT_TEXT_REQUIRED),
             "switched_off": _switched_off(),
             "link_cards": bool(app_settings.LINK_CARDS),
             "max_graphemes": richtext.MAX_GRAPHEMES,
@@ -340,7 +358,11 @@ class EditPostView(ComposeView):
             messages.error(request, describe(PostNotScheduled()).message)
             return redirect("integrations:post-list")
         draft = composer.Draft.for_post(post, composer.channel_options(request.user))
-        return self._render(request, draft.form, draft.parts, editing=post)
+        targets, notes = {}, {}
+        for name, address in (("reply_to", post.reply_to_uri), ("quote", post.quote_uri)):
+            if address:
+                targets[name], notes[name] = composer.look_up_target(post.channel, address)
+        return self._render(request, draft.form, draft.parts, editing=post, targets=targets, target_notes=notes)
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:  # type: ignore[override]
         post = _own_post(request, pk)
@@ -356,12 +378,16 @@ class EditPostView(ComposeView):
         # The field shows minutes (seconds when the time has them): unchanged, the stored time is kept exactly.
         if post.scheduled_at and composer.time_value(when, zone) == composer.time_value(post.scheduled_at, zone):
             when = None
+        # A form without the fields (a page from before they existed) keeps the targets as they are.
+        fields = {
+            name: draft.form.cleaned_data[name] if name in request.POST else None for name in ("reply_to", "quote")
+        }
         edited = publishing.edit(
             post,
             draft.requests(),
             scheduled_at=when,
-            reply_to=post.reply_to_uri,
-            quote=post.quote_uri,
+            reply_to=post.reply_to_uri if fields["reply_to"] is None else fields["reply_to"],
+            quote=post.quote_uri if fields["quote"] is None else fields["quote"],
             default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
         )
         messages.success(
@@ -403,6 +429,36 @@ def link_card(request: HttpRequest) -> HttpResponse:
         return throttled
     text = request.POST.get("text", "")[: richtext.MAX_BYTES * 4]
     return JsonResponse(composer.card_for(text).as_json())
+
+
+@login_required
+@require_POST
+@on_users_clock
+def post_reference(request: HttpRequest) -> HttpResponse:
+    """The post a "Reply to" or "Quote" field names, for the composer's script: its author, text and time (on the
+    user's clock), read through the channel chosen (else one that can publish) as publishing will read it."""
+    retry_after = over_rate("post-reference", str(request.user.pk), *CARD_PREVIEWS_PER_WINDOW)
+    if retry_after is not None:
+        response = JsonResponse({"error": "throttled", "retry_after": retry_after}, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+    options = composer.channel_options(request.user)
+    wanted = request.POST.get("channel", "")
+    ready = [o.channel for o in options if o.ready]
+    channel = next((c for c in ready if str(c.pk) == wanted), ready[0] if ready else None)
+    target, problem = composer.look_up_target(channel, request.POST.get("address", "").strip()[:600])
+    if target is None:
+        return JsonResponse({"found": False, "problem": problem or _("Choose a channel first.")})
+    return JsonResponse(
+        {
+            "found": True,
+            "handle": target.handle,
+            "did": target.did,
+            "text": target.text,
+            "time": f"{local(target.created_at):%Y-%m-%d %H:%M}" if target.created_at else "",
+            "has_images": target.has_images,
+        }
+    )
 
 
 @login_required

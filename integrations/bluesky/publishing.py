@@ -752,6 +752,7 @@ def _link_card(
     A card that cannot be built never stops the post: it goes out without one, and the note says why.
     """
     from integrations.bluesky import linkcards
+    from integrations.bluesky.words import mid_sentence
 
     if request is None or not app_settings.LINK_CARDS:
         return None, ""
@@ -766,14 +767,15 @@ def _link_card(
         description = request.get("description")
         title = title if title is not None else (fetched.title if fetched else "")
         description = description if description is not None else (fetched.description if fetched else "")
-        note = "" if fetched and fetched.thumb else f"No thumbnail: {result.reason or 'the page has no usable image.'}"
+        reason = mid_sentence(result.reason) if result.reason else "the page has no usable image."
+        note = "" if fetched and fetched.thumb else f"No thumbnail: {reason}"
     else:
         url = first_link(facets)
         if url is None:
             return None, ""
         result = linkcards.fetch_card(url)
         if result.card is None:
-            return None, f"No link card: {result.reason}"
+            return None, f"No link card: {mid_sentence(result.reason)}"
         fetched, title, description, note = result.card, result.card.title, result.card.description, ""
     thumb = _thumb_media(user, fetched.thumb) if fetched and fetched.thumb else None
     return ExternalCard(uri=url, title=title, description=description, thumb=thumb), note
@@ -809,13 +811,16 @@ def _planned_image(user: AbstractBaseUser, request: ImageRequest, images: Any) -
     )
 
 
-def store_media(user: AbstractBaseUser, upload: Any) -> Media:
-    """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner."""
+def store_media(user: AbstractBaseUser, upload: Any, *, first_frame: bool = False) -> Media:
+    """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner.
+
+    An animated image is refused (`animated_image`: its author chooses) unless `first_frame`: then its first frame
+    is kept as a still."""
     from django.core.files.base import ContentFile
 
     from integrations.bluesky import images
 
-    prepared = images.prepare(upload)
+    prepared = images.prepare(upload, first_frame=first_frame)
     media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
     media.file.save("image", ContentFile(prepared.data), save=False)
     media.save()

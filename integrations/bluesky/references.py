@@ -7,11 +7,13 @@ document, fetched through the outbound guard (`integrations.outbound`).
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from integrations.bluesky import errors, identity, lifecycle
-from integrations.bluesky.client import PdsClient
-from integrations.bluesky.plans import POST_COLLECTION, StrongRef
+from integrations.bluesky.client import PdsClient, clean_text
+from integrations.bluesky.feed import parse_time
+from integrations.bluesky.plans import POST_COLLECTION, StrongRef, web_url
 from integrations.models import Channel
 
 _BSKY_APP = re.compile(
@@ -39,17 +41,58 @@ def parse(address: str) -> tuple[str, str]:
     return match["actor"], match["rkey"]
 
 
+@dataclass(frozen=True)
+class Target:
+    """A post to reply to or quote as its author wrote it, for a preview: who (`handle` as the address or the DID
+    document names it, else ""), what (its text, whether it has images or quotes a post) and when."""
+
+    reference: Reference
+    did: str
+    handle: str
+    text: str
+    created_at: datetime | None
+    has_images: bool
+    is_reply: bool
+
+    @property
+    def url(self) -> str:
+        return web_url(self.reference.ref.uri)
+
+
 def resolve(channel: Channel, address: str) -> Reference:
     """The strong reference (and thread root) of the post at `address`. Raises InvalidReference."""
+    return look_up(channel, address).reference
+
+
+def look_up(channel: Channel, address: str) -> Target:
+    """The post at `address` with what a preview shows of it (its author, text and time), read as `resolve` reads
+    it. Raises InvalidReference."""
     actor, rkey = parse(address)
-    did = actor if _DID.match(actor) else _handle_did(channel, actor.lower().lstrip("@"))
+    handle = "" if _DID.match(actor) else actor.lower().lstrip("@")
+    did = _handle_did(channel, handle) if handle else actor
     found = _read(channel, did, rkey)
     if found is None:
         raise errors.InvalidReference(f"There is no post at {address[:200]!r}.")
     cid, value = found
     ref = StrongRef(f"at://{did}/{POST_COLLECTION}/{rkey}", cid)
-    root = _root_of(value) or ref
-    return Reference(ref=ref, root=root)
+    value = value if isinstance(value, dict) else {}
+    embed = value.get("embed") if isinstance(value.get("embed"), dict) else {}
+    media = embed.get("media") if isinstance(embed.get("media"), dict) else {}
+    return Target(
+        reference=Reference(ref=ref, root=_root_of(value) or ref),
+        did=did,
+        handle=handle or _handle_of(did),
+        text=clean_text(value.get("text"))[:3000],
+        created_at=parse_time(value.get("createdAt")),
+        has_images="app.bsky.embed.images" in (embed.get("$type"), media.get("$type")),
+        is_reply=isinstance(value.get("reply"), dict),
+    )
+
+
+def _handle_of(did: str) -> str:
+    """The handle a DID document names first ("" when it names none or cannot be read: the DID is shown)."""
+    document = identity.resolve_did(did)
+    return "" if isinstance(document, identity.Failure) or not document.handles else document.handles[0]
 
 
 def _handle_did(channel: Channel, handle: str) -> str:

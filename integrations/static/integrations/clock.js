@@ -5,8 +5,8 @@
   "use strict";
   try {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (!zone || zone.length > 64) return;
-    var value = encodeURIComponent(zone);
+    if (!zone || zone.length > 64 || !/^[A-Za-z0-9_+\/-]+$/.test(zone)) return;  // an IANA name: cookie-safe as it is
+    var value = zone;
     if (document.cookie.split("; ").indexOf("skyport_tz=" + value) !== -1) return;
     document.cookie = "skyport_tz=" + value + "; path=/; max-age=31536000; samesite=lax" +
       (location.protocol === "https:" ? "; secure" : "");
