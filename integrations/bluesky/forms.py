@@ -27,8 +27,8 @@ class BlueskySettingsForm(forms.Form):
         choices=(("", _("Not set here")), *bluesky_options.OTHER_SERVERS.choices),
         help_text=_(
             "When the Service URL refuses an account whose DID document names another PDS: refuse tells the user "
-            "where the account is hosted; allow signs the account in on that PDS (only for a verified handle or a DID). "
-            "Not set here: BLUESKY_OTHER_SERVERS from the environment, else refuse."
+            "where the account is hosted; allow signs the account in on that PDS (only for a verified handle or a "
+            "DID). Not set here: BLUESKY_OTHER_SERVERS from the environment, else refuse."
         ),
     )
     test_account = forms.CharField(
