@@ -8,6 +8,7 @@ Django's `date` filter, `localtime` and forms all read and write on that clock; 
 
 import zoneinfo
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from functools import wraps
@@ -22,6 +23,8 @@ from integrations.adapter import get_adapter
 # Set by static/integrations/clock.js from `Intl.DateTimeFormat().resolvedOptions().timeZone`.
 BROWSER_ZONE_COOKIE = "skyport_tz"
 MAX_ZONE_NAME = 64
+# True while a page on the user's clock is made: the page names the zone once, so a time in it does not.
+_ON_A_PAGE: ContextVar[bool] = ContextVar("integrations_on_users_clock", default=False)
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,15 @@ def on_users_clock(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         clock = users_clock(request)
         request.clock = clock  # type: ignore[attr-defined]
-        with timezone.override(clock.zone):
-            response = view(request, *args, **kwargs)
-            render = getattr(response, "render", None)
-            if callable(render) and not getattr(response, "is_rendered", True):
-                response.render()  # a TemplateResponse renders later: still on this clock
+        token = _ON_A_PAGE.set(True)
+        try:
+            with timezone.override(clock.zone):
+                response = view(request, *args, **kwargs)
+                render = getattr(response, "render", None)
+                if callable(render) and not getattr(response, "is_rendered", True):
+                    response.render()  # a TemplateResponse renders later: still on this clock
+        finally:
+            _ON_A_PAGE.reset(token)
         return response
 
     return wrapped
@@ -77,3 +84,10 @@ def on_users_clock(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 def local(moment: datetime) -> datetime:
     """`moment` on the active clock (the user's, inside `on_users_clock`)."""
     return timezone.localtime(moment)
+
+
+def shown(moment: datetime, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """`moment` in words on the active clock: bare on a user's page (which names the zone once), with the zone's
+    abbreviation anywhere else (an e-mail, the API, a worker's message)."""
+    at = local(moment)
+    return f"{at:{fmt}}" if _ON_A_PAGE.get() else f"{at:{fmt}} {at.tzname()}"

@@ -23,9 +23,9 @@ from integrations.bluesky import composer, publishing, richtext, services
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.bluesky.plans import web_url
-from integrations.clock import local, on_users_clock
+from integrations.clock import local, on_users_clock, shown
 from integrations.conf import app_settings
-from integrations.exceptions import IntegrationDisabled, IntegrationError, PostNotScheduled
+from integrations.exceptions import IntegrationDisabled, IntegrationError, PostNotScheduled, ScheduleMissed
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post
 from integrations.throttling import over_rate
@@ -112,6 +112,7 @@ def _feed(request: HttpRequest, channel: Channel) -> dict[str, Any]:
 
 @method_decorator(login_required, name="dispatch")
 @method_decorator(sensitive_post_parameters("app_password"), name="dispatch")
+@method_decorator(on_users_clock, name="dispatch")
 class ConnectBlueskyView(View):
     """Connect (or reconnect) a Bluesky account with a handle and an app password."""
 
@@ -193,6 +194,7 @@ def _confirm_page(request: HttpRequest, **context: Any) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@on_users_clock
 def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     """Revoke the session on the PDS (where it answers) and forget the tokens, once confirmed."""
     channel = _own_channel(request, pk)
@@ -227,6 +229,7 @@ def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@on_users_clock
 def channel_remove(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a disconnected channel and its history, once confirmed."""
     channel = _own_channel(request, pk)
@@ -516,7 +519,10 @@ def post_list(request: HttpRequest) -> HttpResponse:
         if post.channel_id not in healths:
             healths[post.channel_id] = services.health(post.channel)
         parts = [(part, web_url(part.uri)) for part in post.parts.all()]
-        rows.append({"post": post, "parts": parts, "health": healths[post.channel_id]})
+        reason = post.error_message
+        if post.error_code == ScheduleMissed.code and post.scheduled_at:  # its time, said on this page's clock
+            reason = describe(ScheduleMissed(shown(post.scheduled_at))).message
+        rows.append({"post": post, "parts": parts, "health": healths[post.channel_id], "reason": reason})
     days = _by_day(scheduled) if page.number == 1 else []
     context = {"rows": rows, "page": page, "scheduled_days": days, "switched_off": _switched_off()}
     return render(request, "integrations/post_list.html", context)
@@ -584,6 +590,7 @@ def post_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@on_users_clock
 def post_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a post, once confirmed: from Bluesky first when any of it may have been published."""
     post = _own_post(request, pk)

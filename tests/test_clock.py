@@ -116,3 +116,19 @@ def test_an_edit_keeps_when_a_post_was_written_and_the_history_is_sorted_by_when
     assert f"went out {went_out:%Y-%m-%d %H:%M}" in row and f"scheduled for {shown:%Y-%m-%d %H:%M}" in row
     row = listing.split(f'data-post="{direct.pk}"')[1].split("</li>")[0]
     assert "went out" in row and "scheduled for" not in row
+
+
+def test_a_channels_retry_time_and_a_missed_posts_time_are_said_on_the_same_clock(alice_client, user, channel):
+    retry = timezone.now() + timedelta(minutes=20)
+    Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.DEGRADED, next_retry_at=retry)
+    missed = publishing.accept(user, channel, [publishing.PartRequest("too late")], scheduled_at=tokyo_evening())
+    Post.objects.filter(pk=missed.pk).update(scheduled_at=timezone.now() - timedelta(days=2))
+    assert publishing.publish_due() == {Post.Status.FAILED: 1}
+    assert Post.objects.get(pk=missed.pk).error_message.count(" UTC") == 1  # stored as the worker said it
+    alice_client.cookies["skyport_tz"] = "Asia/Tokyo"
+
+    page = text_of(alice_client.get(reverse("integrations:channel-detail", args=[channel.pk])))
+    assert f"at {timezone.localtime(retry, TOKYO):%Y-%m-%d %H:%M}." in page and not ZONE_LABELS.search(page)
+    listing = text_of(alice_client.get(POSTS))
+    due = timezone.localtime(Post.objects.get(pk=missed.pk).scheduled_at, TOKYO)
+    assert f"it was due at {due:%Y-%m-%d %H:%M} and could not go out" in listing and not ZONE_LABELS.search(listing)

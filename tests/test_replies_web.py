@@ -168,3 +168,12 @@ def test_the_reference_endpoint_answers_the_composers_script(alice_client, chann
     assert refused["found"] is False and "is not the address of a Bluesky post" in refused["problem"]
     assert alice_client.get(endpoint).status_code == 405
     assert Client().post(endpoint, {"address": address}).status_code == 302  # signed-in users only
+
+
+def test_reference_lookups_are_limited_per_user(alice_client, channel, use_pds, target, monkeypatch):
+    from integrations import views
+
+    monkeypatch.setattr(views, "CARD_PREVIEWS_PER_WINDOW", (2, 300))  # each lookup makes the server read a post
+    endpoint = reverse("integrations:post-reference")
+    answers = [alice_client.post(endpoint, {"address": target[3]}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429] and int(answers[2]["Retry-After"]) > 0

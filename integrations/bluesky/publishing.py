@@ -49,6 +49,7 @@ from integrations.bluesky.plans import (
     plan_thread,
     record_cid,
 )
+from integrations.clock import shown
 from integrations.conf import app_settings
 from integrations.exceptions import (
     ChannelNotReady,
@@ -393,7 +394,7 @@ def _too_late(post: Post, now: datetime | None = None) -> bool:
 
 def _missed(post: Post) -> Post:
     """Fail a scheduled post that could not go out in time; its owner decides (publish it now, or delete it)."""
-    error = ScheduleMissed(timezone.localtime(post.scheduled_at).strftime("%Y-%m-%d %H:%M %Z"))
+    error = ScheduleMissed(shown(post.scheduled_at))
     message = describe(error).message
     post.lease_until = post.next_attempt_at = None
     post.status = Post.Status.FAILED

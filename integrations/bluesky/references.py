@@ -13,7 +13,7 @@ from typing import Any
 from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky.client import PdsClient, clean_text
 from integrations.bluesky.feed import parse_time
-from integrations.bluesky.plans import POST_COLLECTION, StrongRef, web_url
+from integrations.bluesky.plans import POST_COLLECTION, StrongRef
 from integrations.models import Channel
 
 _BSKY_APP = re.compile(
@@ -44,7 +44,7 @@ def parse(address: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Target:
     """A post to reply to or quote as its author wrote it, for a preview: who (`handle` as the address or the DID
-    document names it, else ""), what (its text, whether it has images or quotes a post) and when."""
+    document names it, else ""), what (its text, whether it has images) and when."""
 
     reference: Reference
     did: str
@@ -52,21 +52,32 @@ class Target:
     text: str
     created_at: datetime | None
     has_images: bool
-    is_reply: bool
-
-    @property
-    def url(self) -> str:
-        return web_url(self.reference.ref.uri)
 
 
 def resolve(channel: Channel, address: str) -> Reference:
     """The strong reference (and thread root) of the post at `address`. Raises InvalidReference."""
-    return look_up(channel, address).reference
+    return _find(channel, address)[0]
 
 
 def look_up(channel: Channel, address: str) -> Target:
     """The post at `address` with what a preview shows of it (its author, text and time), read as `resolve` reads
     it. Raises InvalidReference."""
+    reference, handle, value = _find(channel, address)
+    did = reference.ref.uri.removeprefix("at://").split("/", 1)[0]
+    embed = value.get("embed") if isinstance(value.get("embed"), dict) else {}
+    media = embed.get("media") if isinstance(embed.get("media"), dict) else {}
+    return Target(
+        reference=reference,
+        did=did,
+        handle=handle or _handle_of(did),
+        text=clean_text(value.get("text"))[:3000],
+        created_at=parse_time(value.get("createdAt")),
+        has_images="app.bsky.embed.images" in (embed.get("$type"), media.get("$type")),
+    )
+
+
+def _find(channel: Channel, address: str) -> tuple[Reference, str, dict[str, Any]]:
+    """The post at `address`: its reference, the handle the address named ("" for a DID) and its record."""
     actor, rkey = parse(address)
     handle = "" if _DID.match(actor) else actor.lower().lstrip("@")
     did = _handle_did(channel, handle) if handle else actor
@@ -76,17 +87,7 @@ def look_up(channel: Channel, address: str) -> Target:
     cid, value = found
     ref = StrongRef(f"at://{did}/{POST_COLLECTION}/{rkey}", cid)
     value = value if isinstance(value, dict) else {}
-    embed = value.get("embed") if isinstance(value.get("embed"), dict) else {}
-    media = embed.get("media") if isinstance(embed.get("media"), dict) else {}
-    return Target(
-        reference=Reference(ref=ref, root=_root_of(value) or ref),
-        did=did,
-        handle=handle or _handle_of(did),
-        text=clean_text(value.get("text"))[:3000],
-        created_at=parse_time(value.get("createdAt")),
-        has_images="app.bsky.embed.images" in (embed.get("$type"), media.get("$type")),
-        is_reply=isinstance(value.get("reply"), dict),
-    )
+    return Reference(ref=ref, root=_root_of(value) or ref), handle, value
 
 
 def _handle_of(did: str) -> str:
