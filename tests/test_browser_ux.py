@@ -111,6 +111,15 @@ def test_the_button_says_schedule_thumbnails_show_before_sending_and_alt_text_is
     expect(publish).to_have_text("Schedule")
     page.fill("#id_scheduled_at", "")
     expect(publish).to_have_text("Publish")
+    later = publishing.accept(
+        user,
+        channel,
+        [publishing.PartRequest("Later", link_card=None)],
+        scheduled_at=timezone.now() + timedelta(days=1),
+    )
+    page.goto(f"{live_server.url}/app/posts/{later.pk}/edit")
+    expect(page.locator("button[value=publish]")).to_have_text("Save changes")  # an edit saves, whatever its time
+    page.goto(f"{live_server.url}/app/posts/new")
 
     # All four slots can be reached with the keyboard at once; an image shows as soon as it is chosen.
     for slot in range(1, 5):
