@@ -449,9 +449,13 @@ def post_reference(request: HttpRequest) -> HttpResponse:
     wanted = request.POST.get("channel", "")
     ready = [o.channel for o in options if o.ready]
     channel = next((c for c in ready if str(c.pk) == wanted), ready[0] if ready else None)
-    target, problem = composer.look_up_target(channel, request.POST.get("address", "").strip()[:600])
+    address = request.POST.get("address", "").strip()[:600]
+    if not address or channel is None:
+        problem = _("Choose a channel that can publish first.") if address else ""
+        return JsonResponse({"found": False, "problem": problem})
+    target, problem = composer.look_up_target(channel, address)
     if target is None:
-        return JsonResponse({"found": False, "problem": problem or _("Choose a channel first.")})
+        return JsonResponse({"found": False, "problem": problem})
     return JsonResponse(
         {
             "found": True,

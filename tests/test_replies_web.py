@@ -164,6 +164,7 @@ def test_the_reference_endpoint_answers_the_composers_script(alice_client, chann
         "time": "2026-11-30 17:15",  # on the user's clock
         "has_images": False,
     }
+    assert alice_client.post(endpoint, {"address": ""}).json() == {"found": False, "problem": ""}
     refused = alice_client.post(endpoint, {"address": "not an address"}).json()
     assert refused["found"] is False and "is not the address of a Bluesky post" in refused["problem"]
     assert alice_client.get(endpoint).status_code == 405
