@@ -116,14 +116,21 @@ class IntegrationsAdapter:
         email = getattr(channel.user, channel.user.get_email_field_name(), "")
         return [email] if email else []
 
+    def absolute_url(self, path: str) -> str:
+        """`path` (a site-relative link such as `/app/posts`) behind `INTEGRATIONS_SITE_URL`: how every link in an
+        e-mail is written, since a mail reader has no page to be relative to. Unchanged while the setting is empty
+        (a system check warns about that in production)."""
+        base = str(app_settings.SITE_URL or "").rstrip("/")
+        return f"{base}{path}" if base and path.startswith("/") else path
+
     def channel_url(self, channel: Any) -> str:
-        """The link to a channel's page in e-mails. Relative by default: override to put your site's address first."""
-        return channel.get_absolute_url()
+        """The link to a channel's page in e-mails: `absolute_url` of its page."""
+        return self.absolute_url(channel.get_absolute_url())
 
     def posts_url(self, post: Any) -> str:
-        """The link to a user's posts in e-mails (relative by default, like `channel_url`)."""
+        """The link to a user's posts in e-mails: `absolute_url` of the posts page ("" when it is not routed)."""
         try:
-            return reverse("integrations:post-list")
+            return self.absolute_url(reverse("integrations:post-list"))
         except NoReverseMatch:
             return ""
 

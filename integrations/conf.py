@@ -129,6 +129,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("SCHEDULE_INTERVAL", 30, (int,), "Seconds between two runs of the task that publishes due posts."),
     Setting("LINK_CARD_TIMEOUT", 5.0, (int, float), "Seconds a link card's page or image may take to answer."),
+    Setting(
+        "SITE_URL",
+        "",
+        (str,),
+        "The site's address as its users reach it, e.g. https://skyport.example.com: e-mail links start with it "
+        "(the demo project reads SITE_URL).",
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

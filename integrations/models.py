@@ -184,6 +184,7 @@ class ChannelEvent(models.Model):
         DISCONNECTED = "disconnected", "Disconnected"
         CONNECT_REFUSED = "connect_refused", "Connection refused"
         IDENTITY_CHANGED = "identity_changed", "Handle or server changed"
+        CALL_REFUSED = "call_refused", "Refused by the account's server"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -27,11 +27,11 @@ from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations import outbound
-from integrations.bluesky import errors
+from integrations.bluesky import errors, identifiers
 from integrations.conf import app_settings
 from integrations.crypto import Secret
 from integrations.exceptions import IntegrationError
-from integrations.validators import normalize_identifier, normalize_service_url
+from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,6 @@ def _translated(url: str) -> Iterator[None]:
         raise error from exc
 
 
-_CID_RE = re.compile(r"[a-zA-Z0-9]{8,128}")  # a base32/base58 multibase CID string
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -332,7 +331,7 @@ class PdsClient:
         params = models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
         result = self._call(lambda: self._raw.com.atproto.identity.resolve_handle(params))
         did = str(result.did or "")
-        if not did.startswith("did:") or len(did) > MAX_DID_LENGTH:
+        if not identifiers.is_did(did) or len(did) > MAX_DID_LENGTH:
             raise errors.InvalidResponse("The PDS resolved the handle to something that is not a DID.")
         return did
 
@@ -481,7 +480,7 @@ class PdsClient:
         if not link:
             cid = _field(blob, "cid")
             link = str(cid) if cid else None
-        if not isinstance(link, str) or not _CID_RE.fullmatch(link):
+        if not identifiers.is_cid(link):
             return ""
         url = str(httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link}))
         return url if len(url) <= MAX_AVATAR_URL_LENGTH else ""
@@ -495,13 +494,9 @@ class PdsClient:
         if not result.access_jwt or not result.refresh_jwt:
             raise errors.InvalidResponse("The PDS returned a session without tokens.")
         did, handle = str(result.did or ""), str(result.handle or "")
-        try:
-            valid_did = did.startswith("did:") and len(did) <= MAX_DID_LENGTH and normalize_identifier(did) == did
-            handle = normalize_identifier(handle)
-        except ValidationError:
-            valid_did = False
-        if not valid_did or handle.startswith("did:") or "@" in handle:
+        if not (identifiers.is_did(did) and len(did) <= MAX_DID_LENGTH and identifiers.is_handle(handle)):
             raise errors.InvalidResponse("The PDS returned an account DID or handle that is not valid.")
+        handle = identifiers.normalize_handle(handle)
         endpoint, refused = _usable_pds_endpoint(result.did_doc)
         if endpoint and len(endpoint) > MAX_ENDPOINT_LENGTH:
             endpoint, refused = None, "the PDS endpoint in the DID document is too long; using the Service URL"

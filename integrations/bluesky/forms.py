@@ -4,8 +4,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from integrations.bluesky import identifiers
 from integrations.bluesky import options as bluesky_options
-from integrations.validators import normalize_identifier, normalize_service_url
+from integrations.validators import normalize_service_url
 
 
 class BlueskySettingsForm(forms.Form):
@@ -72,7 +73,7 @@ class ConnectBlueskyForm(forms.Form):
     )
 
     def clean_identifier(self) -> str:
-        return normalize_identifier(self.cleaned_data["identifier"])
+        return identifiers.normalize_identifier(self.cleaned_data["identifier"])
 
     def clean_app_password(self) -> str:
         value = self.cleaned_data["app_password"]

@@ -10,17 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from integrations.bluesky import errors, identity, lifecycle
+from integrations.bluesky import errors, identifiers, identity, lifecycle
 from integrations.bluesky.client import PdsClient, clean_text
 from integrations.bluesky.feed import parse_time
 from integrations.bluesky.plans import POST_COLLECTION, StrongRef
 from integrations.models import Channel
 
-_BSKY_APP = re.compile(
-    r"^https://(?:www\.)?bsky\.app/profile/(?P<actor>[^/?#]+)/post/(?P<rkey>[A-Za-z0-9._:~-]{1,512})/?$"
-)
-_AT_URI = re.compile(r"^at://(?P<actor>[^/?#]+)/(?P<collection>[a-zA-Z0-9.-]+)/(?P<rkey>[A-Za-z0-9._:~-]{1,512})$")
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]+$")
+# The address bsky.app shows for a post; its parts are checked with the atproto syntax rules (`identifiers`).
+_BSKY_APP = re.compile(r"https://(?:www\.)?bsky\.app/profile/(?P<actor>[^/?#]+)/post/(?P<rkey>[^/?#]+)/?")
 
 
 @dataclass(frozen=True)
@@ -35,10 +32,15 @@ def parse(address: str) -> tuple[str, str]:
     """(actor, rkey) of a post address: `https://bsky.app/profile/<handle or DID>/post/<rkey>` or
     `at://<DID or handle>/app.bsky.feed.post/<rkey>`. Raises InvalidReference."""
     address = (address or "").strip()
-    match = _BSKY_APP.match(address) or _AT_URI.match(address)
-    if not match or match.groupdict().get("collection", POST_COLLECTION) != POST_COLLECTION:
+    if match := _BSKY_APP.fullmatch(address):
+        actor, collection, rkey = match["actor"], POST_COLLECTION, match["rkey"]
+    elif uri := identifiers.parse_at_uri(address):
+        actor, collection, rkey = uri.authority, uri.collection, uri.rkey
+    else:
+        actor = collection = rkey = None
+    if collection != POST_COLLECTION or not identifiers.is_at_identifier(actor) or not identifiers.is_record_key(rkey):
         raise errors.InvalidReference(f"{address[:200]!r} is not the address of a Bluesky post.")
-    return match["actor"], match["rkey"]
+    return actor, rkey
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def look_up(channel: Channel, address: str) -> Target:
 def _find(channel: Channel, address: str) -> tuple[Reference, str, dict[str, Any]]:
     """The post at `address`: its reference, the handle the address named ("" for a DID) and its record."""
     actor, rkey = parse(address)
-    handle = "" if _DID.match(actor) else actor.lower().lstrip("@")
+    handle = "" if identifiers.is_did(actor) else identifiers.normalize_handle(actor)
     did = _handle_did(channel, handle) if handle else actor
     found = _read(channel, did, rkey)
     if found is None:

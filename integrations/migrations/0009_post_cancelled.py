@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0007_channel_handle_verified'),
+        ('integrations', '0008_channelevent_call_refused'),
     ]
 
     operations = [
