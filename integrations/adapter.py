@@ -6,12 +6,13 @@ the setting `INTEGRATIONS_ADAPTER`.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
@@ -134,6 +135,11 @@ class IntegrationsAdapter:
         except NoReverseMatch:
             return ""
 
+    def user_time_zone(self, user: Any) -> str:
+        """The IANA time zone a user's profile names ("" when it names none: their browser's is used, else the
+        site's). By default a `time_zone` attribute of the user model; override to read your own profile."""
+        return str(getattr(user, "time_zone", "") or "")
+
     def message_for(self, code: str) -> tuple[int, str]:
         """The HTTP status and message template for an error code."""
         return self.messages.get(code) or _MESSAGES.get(code) or self.fallback
@@ -144,9 +150,11 @@ class IntegrationsAdapter:
         """The label and advice shown for a channel's health state (`placeholders`: the provider's own, such as
         the channel's server)."""
         label, template = self.health_texts.get(state) or _HEALTH_TEXTS.get(state) or (state, "")
+        from integrations.clock import shown  # the clock asks the adapter for a profile's zone: imported late
+
         advice = str(template).format(
-            ends_at=f"{ends_at.astimezone(UTC):%Y-%m-%d}" if ends_at else _("soon"),
-            retry_at=f" at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if retry_at else _(" soon"),
+            ends_at=f"{timezone.localtime(ends_at):%Y-%m-%d}" if ends_at else _("soon"),
+            retry_at=f" at {shown(retry_at)}" if retry_at else _(" soon"),
             **{**_CONTEXT, **placeholders},
         )
         return str(label), advice

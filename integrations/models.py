@@ -245,16 +245,20 @@ class Post(models.Model):
         WAITING = "waiting", "Waiting to retry"
         PUBLISHED = "published", "Published"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="integration_posts")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="posts")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PUBLISHING, db_index=True)
     reply_to_uri = models.CharField(max_length=500, blank=True)
     quote_uri = models.CharField(max_length=500, blank=True)
+    # When it was written (an edit of a scheduled post keeps it), when it is due, when it went out, and when a
+    # scheduled post was cancelled (it stays in its owner's history).
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
     # When a scheduled post is due (UTC); it waits as `scheduled` until then and can be changed until it starts.
     scheduled_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # While a worker publishes, no other may start (a dead worker's lease runs out; its successor reconciles).

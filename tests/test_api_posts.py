@@ -79,13 +79,16 @@ def test_what_cannot_be_published_is_refused_with_a_code_and_nothing_is_stored(
     assert records(use_pds, account.did) == []
 
 
-def test_a_channel_that_cannot_publish_and_a_switched_off_integration_are_refused(api, channel, use_pds):
+def test_a_channel_that_cannot_publish_is_refused_and_a_post_waits_while_bluesky_is_off(api, channel, use_pds, account):
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
     assert_error(publish(api, channel, "hi"), 409, "channel_not_ready")
+    assert not Post.objects.exists()
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
     IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
-    assert_error(publish(api, channel, "hi"), 403, "integration_disabled")
-    assert not Post.objects.exists()
+    response = publish(api, channel, "hi")  # the same behaviour as the web: accepted, and it waits
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "waiting" and response.json()["error"]["code"] == "integration_disabled"
+    assert records(use_pds, account.did) == []
 
 
 def test_posts_are_private_to_their_owner(api, channel, use_pds, django_user_model):

@@ -2,6 +2,7 @@
 channel's health at once: its page, the API and the signal say so without anyone pressing Refresh, and a dead
 session shows no validity date."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -98,7 +99,9 @@ def test_the_channel_page_shows_a_failed_posts_reason_without_a_refresh(page, li
     log_in_browser(page, live_server, user)
     page.goto(f"{live_server.url}/app/channels/{channel.pk}")
     expect(page.locator(".badge.active")).to_have_text("Active")
-    expect(page.locator("#session-valid-until")).to_contain_text("UTC")
+    expect(page.locator("#session-valid-until")).to_have_text(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$")
+    )  # the page's clock
 
     use_pds.deactivate(account)
     page.goto(f"{live_server.url}/app/posts/new?channel={channel.pk}")

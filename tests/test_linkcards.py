@@ -409,7 +409,7 @@ def test_a_broken_page_never_blocks_the_post_and_the_answer_says_why(api, channe
     assert answer["status"] == "published"
     [part] = answer["parts"]
     assert part["card"] is None
-    assert part["card_note"] == "No link card: The page answered with HTTP status 503."
+    assert part["card_note"] == "No link card: the page answered with HTTP status 503."
     assert "embed" not in stored_record(use_pds, account, part["uri"])
     assert api.get(f"/api/v1/posts/{answer['id']}/").json()["parts"][0]["card_note"] == part["card_note"]
 

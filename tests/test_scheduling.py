@@ -1,6 +1,7 @@
 """Scheduled posts against the real local PDS: stored `scheduled`, changed or cancelled until they start, published
 once by whichever worker claims them at their time, waiting (or missed) while their channel cannot publish."""
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -62,7 +63,9 @@ def test_a_post_scheduled_seconds_ahead_goes_out_at_its_time_and_only_once(use_p
 def test_a_cancelled_post_is_never_published(use_pds, user, channel, account):
     post = schedule(user, channel, "never mind")
     publishing.cancel(post)
-    assert not Post.objects.filter(pk=post.pk).exists()
+    kept = Post.objects.get(pk=post.pk)  # in its owner's history
+    assert kept.status == Post.Status.CANCELLED and kept.cancelled_at is not None
+    assert kept.parts.get().text == "never mind"
     assert publishing.publish_due(timezone.now() + timedelta(days=1)) == {}
     assert records(use_pds, account.did) == []
 
@@ -97,12 +100,19 @@ def test_a_rescheduled_thread_is_replanned_for_its_new_time(use_pds, user, chann
 
 def test_an_edited_post_keeps_its_id_and_goes_out_with_the_new_text(use_pds, user, channel, account):
     post = schedule(user, channel, "draft")
+    written = timezone.now() - timedelta(days=2)
+    Post.objects.filter(pk=post.pk).update(created_at=written)
     edited = publishing.edit(post, [PartRequest(text="final", link_card=None)])
     assert edited.pk == post.pk and edited.status == Post.Status.SCHEDULED and edited.lease_until is None
     assert edited.scheduled_at == post.scheduled_at
+    assert Post.objects.get(pk=post.pk).created_at == written  # an edit is not a new post: when it was written stays
+    publishing.reschedule(edited, timezone.now() + timedelta(hours=3))
+    assert Post.objects.get(pk=post.pk).created_at == written
     make_due(post)
     assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
     assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["final"]
+    went_out = Post.objects.get(pk=post.pk)
+    assert went_out.created_at == written and went_out.published_at > went_out.scheduled_at
 
 
 def test_two_workers_and_a_hundred_due_posts_give_exactly_a_hundred_records(use_pds, user, channel, account, settings):
@@ -258,7 +268,8 @@ def test_the_api_schedules_edits_reschedules_and_cancels(api, use_pds, channel, 
     assert_error(naive, 400, "invalid")
 
     assert api.post(f"{url}cancel/").status_code == 204
-    assert api.get(url).status_code == 404
+    assert api.get(url).json()["status"] == "cancelled"  # kept in the history
+    assert_error(api.post(f"{url}cancel/"), 409, "post_not_scheduled")
     assert records(use_pds, account.did) == []
 
 
@@ -293,6 +304,7 @@ def test_the_composer_schedules_on_the_users_clock_and_refuses_a_past_time(alice
     from tests.test_posts_web import body, errors_of
 
     berlin = ZoneInfo("Europe/Berlin")
+    alice_client.cookies["skyport_tz"] = "Europe/Berlin"  # the browser's zone, as clock.js tells it
     clock = (timezone.now() + timedelta(days=2)).astimezone(berlin).replace(second=0, microsecond=0, tzinfo=None)
     data = body(channel, "see you then", scheduled_at=f"{clock:%Y-%m-%dT%H:%M}", time_zone="Europe/Berlin")
     response = alice_client.post(reverse("integrations:compose"), data)
@@ -304,7 +316,9 @@ def test_the_composer_schedules_on_the_users_clock_and_refuses_a_past_time(alice
 
     listing = alice_client.get(reverse("integrations:post-list")).content.decode()
     assert "Scheduled on @" in listing
-    assert f'data-scheduled-day="{clock:%Y-%m-%d}"' in listing and f"{clock:%H:%M} CE" in listing  # CET or CEST
+    assert f'data-scheduled-day="{clock:%Y-%m-%d}"' in listing and f"data-scheduled-time>{clock:%H:%M}<" in listing
+    assert listing.count("Europe/Berlin") == 1 and "Times in Europe/Berlin" in listing  # the zone is named once
+    assert not re.search(r"\b(CET|CEST|UTC)\b", listing)
 
     page = alice_client.get(reverse("integrations:channel-detail", args=[channel.pk])).content.decode()
     assert f'data-next-scheduled="{post.pk}"' in page and "see you then" in page
@@ -325,9 +339,16 @@ def test_the_post_list_groups_scheduled_posts_by_day_and_cancels_them(alice_clie
     listing = alice_client.get(reverse("integrations:post-list")).content.decode()
     assert listing.count("data-scheduled-day=") == 2
     assert listing.index("tomorrow") < listing.index("in 3 days")  # soonest first
-    response = alice_client.post(reverse("integrations:post-delete", args=[soon.pk]))
-    assert response.status_code == 302
-    assert list(Post.objects.values_list("pk", flat=True)) == [later.pk]
+    cancel = reverse("integrations:post-cancel", args=[soon.pk])
+    asked = alice_client.post(cancel)  # unconfirmed: the question
+    assert asked.status_code == 200 and "Cancel the post scheduled for" in asked.content.decode()
+    assert Post.objects.get(pk=soon.pk).status == Post.Status.SCHEDULED
+    response = alice_client.post(cancel, {"confirm": "yes"}, follow=True)
+    page = response.content.decode()
+    assert "Cancelled the post scheduled on @" in page and "Deleted" not in page
+    assert list(Post.objects.filter(status="scheduled").values_list("pk", flat=True)) == [later.pk]
+    history = page.split('id="history-heading"')[1]
+    assert f'data-post="{soon.pk}"' in history and "tomorrow" in history and ">Cancelled<" in history
 
 
 def test_the_owner_is_told_on_both_pages_when_a_due_post_waits_for_the_channel(alice_client, user, channel):

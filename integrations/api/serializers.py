@@ -273,7 +273,10 @@ class PostErrorSerializer(serializers.Serializer):
 class PostSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     channel = serializers.IntegerField(source="channel_id")
-    status = serializers.ChoiceField(choices=["scheduled", "publishing", "waiting", "published", "failed"])
+    status = serializers.ChoiceField(
+        choices=["scheduled", "publishing", "waiting", "published", "failed", "cancelled"],
+        help_text="`cancelled`: a scheduled post cancelled before it went out (kept in the history).",
+    )
     parts = PostPartSerializer(many=True)
     reply_to = serializers.CharField(source="reply_to_uri")
     quote = serializers.CharField(source="quote_uri")

@@ -24,10 +24,12 @@ class BlueskySettingsForm(forms.Form):
     other_servers = forms.ChoiceField(
         label=_("Accounts on other servers"),
         required=False,
-        choices=(("", _("Not set here (BLUESKY_OTHER_SERVERS, else refuse)")), *bluesky_options.OTHER_SERVERS.choices),
+        # Short labels: a select cannot wrap, and the admin shows it whole on a phone (375 px).
+        choices=(("", _("Not set here")), *bluesky_options.OTHER_SERVERS.choices),
         help_text=_(
             "When the Service URL refuses an account whose DID document names another PDS: refuse tells the user "
-            "where the account is hosted; allow signs the account in on that PDS (only for a verified handle or a DID)."
+            "where the account is hosted; allow signs the account in on that PDS (only for a verified handle or a "
+            "DID). Not set here: BLUESKY_OTHER_SERVERS from the environment, else refuse."
         ),
     )
     test_account = forms.CharField(

@@ -61,6 +61,7 @@ from integrations.bluesky.plans import (
     plan_thread,
     record_cid,
 )
+from integrations.clock import shown
 from integrations.conf import app_settings
 from integrations.exceptions import (
     ChannelNotReady,
@@ -118,6 +119,12 @@ def ensure_can_publish(channel: Channel) -> None:
     """Raise what stops `channel` from publishing now: the integration is off, or the channel needs attention."""
     if not bluesky_options.enabled():
         raise IntegrationDisabled()
+    ensure_channel_ready(channel)
+
+
+def ensure_channel_ready(channel: Channel) -> None:
+    """Raise ChannelNotReady when `channel` needs its owner's attention before it can publish (whether the
+    administrator has the integration switched on is another matter: posts wait for that)."""
     state = health_state(channel)
     if state not in READY_STATES:
         label, _ = get_adapter().describe_health(state)
@@ -143,7 +150,8 @@ def create_post(
     """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet.
 
     With `scheduled_at`, the post is stored `scheduled` (never claimed) and its records carry that time as
-    createdAt. `replacing`: a scheduled post held for an edit (`edit`): its plan is replaced, keeping its id.
+    createdAt. `replacing`: a scheduled post held for an edit (`edit`): its plan is replaced, keeping its id and
+    when it was written (`created_at`).
 
     With `claim`, the post is stored already taken for its first attempt (one commit instead of two): call
     `publish(post.pk, claimed=post)` next. Should the process die in between, the lease runs out and
@@ -169,8 +177,10 @@ def create_post(
     with transaction.atomic():
         if replacing is not None:
             post = _locked_scheduled(replacing.pk, held=True)
+            del fields["created_at"]  # an edit changes what is said and when, not when it was written
             for name, value in fields.items():
                 setattr(post, name, value)
+            created_at = post.created_at
             post.save()
             post.parts.all().delete()
         else:
@@ -243,6 +253,8 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
     `claimed`: the post as `create_post(..., claim=True)` or `accept` returned it, already taken for this attempt.
     """
     fresh = claimed is not None and claimed.pk == post_id
+    if fresh and claimed.status != Post.Status.PUBLISHING:
+        return Outcome(claimed)  # accepted to wait (the integration is switched off): nothing to attempt now
     post = claimed if fresh else _claim(post_id, retry=retry)
     if post is None:
         return Outcome(Post.objects.get(pk=post_id))
@@ -365,13 +377,13 @@ def retry_delay(attempts: int, error: IntegrationError) -> int | None:
 
 def _failed_attempt(post: Post, error: IntegrationError) -> Post:
     """Store what the attempt's failure means for the post: waiting for a retry, or failed with the reason."""
-    if post.scheduled_at and isinstance(error, ChannelNotReady | IntegrationDisabled):
+    # Waits, not fails, while the administrator has the integration switched off (or a scheduled post's channel
+    # cannot publish when it falls due).
+    if isinstance(error, IntegrationDisabled) or (post.scheduled_at and isinstance(error, ChannelNotReady)):
         return _blocked(post, error)
     message = describe(error).message
     now = timezone.now()
     delay = retry_delay(post.attempts, error) if error.temporary else None
-    if isinstance(error, IntegrationDisabled):
-        delay = max(delay or 0, 300)  # waits, not fails, while the administrator has it switched off
     post.lease_until = None
     post.error_code, post.error_message = error.code, message
     if delay is not None:
@@ -390,9 +402,9 @@ def _failed_attempt(post: Post, error: IntegrationError) -> Post:
 
 
 def _blocked(post: Post, error: IntegrationError) -> Post:
-    """A scheduled post fell due while its channel cannot publish (or the integration is off): it waits with the
-    reason, looked at again by `publish_due`, unless it is already too late (then it fails as missed). Nothing was
-    sent, so the attempt does not count."""
+    """A scheduled post fell due while its channel cannot publish (or the integration is off), or a post was written
+    while the integration is off: it waits with the reason, looked at again by `publish_due`, unless it is already
+    too late (then it fails as missed). Nothing was sent, so the attempt does not count."""
     if _too_late(post):
         return _missed(post)
     post.attempts = max(post.attempts - 1, 0)
@@ -412,7 +424,7 @@ def _too_late(post: Post, now: datetime | None = None) -> bool:
 
 def _missed(post: Post) -> Post:
     """Fail a scheduled post that could not go out in time; its owner decides (publish it now, or delete it)."""
-    error = ScheduleMissed(timezone.localtime(post.scheduled_at).strftime("%Y-%m-%d %H:%M %Z"))
+    error = ScheduleMissed(shown(post.scheduled_at))
     message = describe(error).message
     post.lease_until = post.next_attempt_at = None
     post.status = Post.Status.FAILED
@@ -432,9 +444,9 @@ def schedule_retry(post: Post) -> None:
 
 def delete(post: Post) -> None:
     """Delete a post; a published one (or one whose records may have landed) first from Bluesky. A scheduled post
-    is cancelled (nothing was sent)."""
+    is cancelled and deleted (nothing was sent)."""
     if post.status == Post.Status.SCHEDULED:
-        cancel(post)
+        cancel(post, keep=False)
         return
     channel = post.channel
     if post.lease_until and post.lease_until > timezone.now():
@@ -553,18 +565,23 @@ def accept(
     """Check what a user wants to publish and store it with its fixed plan, taken for its first attempt (then call
     `publish(post.pk, claimed=post)`); with `scheduled_at`, stored `scheduled` for the worker instead (not taken).
 
-    Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
-    post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
-    invalid_reference, empty_post, scheduled_in_the_past, scheduled_too_far. Nothing is stored unless everything is
-    right. Link cards are fetched last and never refuse a post: a part whose card cannot be built is stored without
-    one and with the reason (`card_note`).
+    While the administrator has the integration switched off, a post is still accepted: a scheduled one waits for
+    its time as usual, one to publish now is stored `waiting` with the reason (not taken; `publish` leaves it be),
+    and both go out once it is switched on again.
+
+    Raises the app's errors with codes a user can act on: channel_not_ready, too_many_parts, post_too_long (with
+    both counts), too_many_images, media_not_found, unsupported_image, alt_text_required, invalid_reference,
+    empty_post, scheduled_in_the_past, scheduled_too_far. Nothing is stored unless everything is right. Link cards
+    are fetched last and never refuse a post: a part whose card cannot be built is stored without one and with the
+    reason (`card_note`).
     """
     from integrations.bluesky import images, references, richtext
 
     _count_post(user)
     if scheduled_at is not None:
         check_schedule(scheduled_at)
-    ensure_can_publish(channel)
+    switched_on = bluesky_options.enabled()
+    ensure_channel_ready(channel)
     max_parts = int(app_settings.POST_MAX_PARTS)
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
@@ -599,7 +616,7 @@ def accept(
             )
             notes.append(note)
             pending.append(wanted if scheduled_at is not None else None)
-    return create_post(
+    post = create_post(
         user,
         channel,
         inputs,
@@ -608,12 +625,15 @@ def accept(
         reply_to_uri=reply.ref.uri if reply else "",
         quote_uri=quoted.uri if quoted else "",
         max_parts=max_parts,
-        claim=True,
+        claim=switched_on,
         notes=notes,
         scheduled_at=scheduled_at,
         replacing=replacing,
         pending=pending,
     )
+    if not switched_on and scheduled_at is None:
+        return _blocked(post, IntegrationDisabled())
+    return post
 
 
 def _count_post(user: AbstractBaseUser) -> None:
@@ -679,16 +699,26 @@ def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
     return post
 
 
-def cancel(post: Post) -> None:
-    """Delete a scheduled post that has not started publishing (nothing was sent, so nothing is deleted upstream)."""
+def cancel(post: Post, *, keep: bool = True) -> Post:
+    """Cancel a scheduled post that has not started publishing: nothing was sent, so nothing is deleted upstream.
+
+    It stays in its owner's history as `cancelled` (its text kept, its uploads deleted), or with `keep=False` it is
+    deleted altogether. Returns the post as stored (unsaved, without a key, when deleted)."""
     post_id = post.pk
     with transaction.atomic():
         post = _locked_scheduled(post_id)
         used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
-        post.delete()
+        if keep:
+            post.status = Post.Status.CANCELLED
+            post.cancelled_at = timezone.now()
+            post.lease_until = post.next_attempt_at = None
+            post.save(update_fields=["status", "cancelled_at", "lease_until", "next_attempt_at"])
+        else:
+            post.delete()
     for media in Media.objects.filter(pk__in=used_media):
         media.discard()
-    logger.info("scheduled post %s cancelled", post_id)
+    logger.info("scheduled post %s cancelled%s", post_id, "" if keep else " and deleted")
+    return post
 
 
 def reschedule(post: Post, when: datetime) -> Post:
@@ -820,6 +850,7 @@ def _built_card(user: AbstractBaseUser, wanted: WantedCard) -> tuple[ExternalCar
     """The card, read from its page now (within the deadline in force, on `user`'s budget), and, when it has none
     (or no thumbnail) though one was expected, why not. A card that cannot be built never stops the post."""
     from integrations.bluesky import linkcards
+    from integrations.bluesky.words import mid_sentence
 
     if not app_settings.LINK_CARDS:  # switched off since the post was accepted
         return None, "No link card: link cards are switched off."
@@ -831,9 +862,10 @@ def _built_card(user: AbstractBaseUser, wanted: WantedCard) -> tuple[ExternalCar
     if wanted.explicit:
         title = wanted.title if wanted.title is not None else (fetched.title if fetched else "")
         description = wanted.description if wanted.description is not None else (fetched.description if fetched else "")
-        note = "" if fetched and fetched.thumb else f"No thumbnail: {result.reason or 'the page has no usable image.'}"
+        reason = mid_sentence(result.reason) if result.reason else "the page has no usable image."
+        note = "" if fetched and fetched.thumb else f"No thumbnail: {reason}"
     elif fetched is None:
-        return None, f"No link card: {result.reason}"[:MAX_CARD_NOTE]
+        return None, f"No link card: {mid_sentence(result.reason)}"[:MAX_CARD_NOTE]
     else:
         title, description, note = fetched.title, fetched.description, ""
     thumb = _thumb_media(user, fetched.thumb) if fetched and fetched.thumb else None
@@ -951,13 +983,16 @@ def _planned_image(user: AbstractBaseUser, request: ImageRequest, images: Any) -
     )
 
 
-def store_media(user: AbstractBaseUser, upload: Any) -> Media:
-    """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner."""
+def store_media(user: AbstractBaseUser, upload: Any, *, first_frame: bool = False) -> Media:
+    """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner.
+
+    An animated image is refused (`animated_image`: its author chooses) unless `first_frame`: then its first frame
+    is kept as a still."""
     from django.core.files.base import ContentFile
 
     from integrations.bluesky import images
 
-    prepared = images.prepare(upload)
+    prepared = images.prepare(upload, first_frame=first_frame)
     media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
     media.file.save("image", ContentFile(prepared.data), save=False)
     media.save()

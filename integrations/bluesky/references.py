@@ -8,11 +8,13 @@ document, fetched through the outbound guard (`integrations.outbound`) as a serv
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from integrations import outbound
 from integrations.bluesky import errors, identifiers, identity, lifecycle
-from integrations.bluesky.client import PdsClient
+from integrations.bluesky.client import PdsClient, clean_text
+from integrations.bluesky.feed import parse_time
 from integrations.bluesky.plans import POST_COLLECTION, StrongRef
 from integrations.models import Channel
 
@@ -43,17 +45,59 @@ def parse(address: str) -> tuple[str, str]:
     return actor, rkey
 
 
+@dataclass(frozen=True)
+class Target:
+    """A post to reply to or quote as its author wrote it, for a preview: who (`handle` as the address or the DID
+    document names it, else ""), what (its text, whether it has images) and when."""
+
+    reference: Reference
+    did: str
+    handle: str
+    text: str
+    created_at: datetime | None
+    has_images: bool
+
+
 def resolve(channel: Channel, address: str) -> Reference:
     """The strong reference (and thread root) of the post at `address`. Raises InvalidReference."""
+    return _find(channel, address)[0]
+
+
+def look_up(channel: Channel, address: str) -> Target:
+    """The post at `address` with what a preview shows of it (its author, text and time), read as `resolve` reads
+    it. Raises InvalidReference."""
+    reference, handle, value = _find(channel, address)
+    did = reference.ref.uri.removeprefix("at://").split("/", 1)[0]
+    embed = value.get("embed") if isinstance(value.get("embed"), dict) else {}
+    media = embed.get("media") if isinstance(embed.get("media"), dict) else {}
+    return Target(
+        reference=reference,
+        did=did,
+        handle=handle or _handle_of(did),
+        text=clean_text(value.get("text"))[:3000],
+        created_at=parse_time(value.get("createdAt")),
+        has_images="app.bsky.embed.images" in (embed.get("$type"), media.get("$type")),
+    )
+
+
+def _find(channel: Channel, address: str) -> tuple[Reference, str, dict[str, Any]]:
+    """The post at `address`: its reference, the handle the address named ("" for a DID) and its record."""
     actor, rkey = parse(address)
-    did = actor if identifiers.is_did(actor) else _handle_did(channel, identifiers.normalize_handle(actor))
+    handle = "" if identifiers.is_did(actor) else identifiers.normalize_handle(actor)
+    did = _handle_did(channel, handle) if handle else actor
     found = _read(channel, did, rkey)
     if found is None:
         raise errors.InvalidReference(f"There is no post at {address[:200]!r}.")
     cid, value = found
     ref = StrongRef(f"at://{did}/{POST_COLLECTION}/{rkey}", cid)
-    root = _root_of(value) or ref
-    return Reference(ref=ref, root=root)
+    value = value if isinstance(value, dict) else {}
+    return Reference(ref=ref, root=_root_of(value) or ref), handle, value
+
+
+def _handle_of(did: str) -> str:
+    """The handle a DID document names first ("" when it names none or cannot be read: the DID is shown)."""
+    document = identity.resolve_did(did)
+    return "" if isinstance(document, identity.Failure) or not document.handles else document.handles[0]
 
 
 def _handle_did(channel: Channel, handle: str) -> str:
