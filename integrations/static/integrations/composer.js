@@ -287,8 +287,43 @@
         announce(format(d.msgAdded, {number: index + 1}));
       });
     }
+    function wireChannelSearch() {  // a user with many channels finds one by typing; the list changes in place
+      var search = form.querySelector("[data-channel-search]");
+      if (!search) return;
+      var choices = form.querySelector("[data-channel-choices]");
+      var latest = 0, waiting = null;
+      form.querySelector("[data-channel-find]").hidden = true;  // without this script, it submits the search
+
+      function find() {
+        var checked = choices.querySelector("input[type=radio]:checked");
+        var query = "?q=" + encodeURIComponent(search.value) + "&chosen=" + (checked ? checked.value : "");
+        var mine = ++latest;
+        fetch(search.dataset.channelSearch + query, {credentials: "same-origin", headers: {"Accept": "text/html"}})
+          .then(function (response) { return response.ok ? response.text() : null; })
+          .then(function (html) {
+            if (html === null || mine !== latest) return;
+            choices.innerHTML = html;
+            var count = choices.querySelector("[data-channel-count]");
+            announce(count ? count.textContent.trim() : "");
+          })
+          .catch(function () { /* the list stays as it was; "Find" without the script still works */ });
+      }
+
+      search.addEventListener("input", function () {
+        window.clearTimeout(waiting);
+        waiting = window.setTimeout(find, 300);
+      });
+      search.addEventListener("keydown", function (event) {
+        if (event.key !== "Enter") return;
+        event.preventDefault();  // Enter here searches; it never previews nor publishes
+        window.clearTimeout(waiting);
+        find();
+      });
+    }
+
     parts().forEach(wire);
     renumber();
+    wireChannelSearch();
   }
 
   document.addEventListener("DOMContentLoaded", function () {
