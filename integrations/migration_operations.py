@@ -28,8 +28,9 @@ class AddIndexConcurrently(AddIndex):
         if schema_editor.connection.vendor != "postgresql":
             schema_editor.add_index(model, self.index)
             return
-        self._ensure_not_in_transaction(schema_editor)
-        self._drop_if_invalid(schema_editor)
+        if not schema_editor.collect_sql:  # `sqlmigrate` only prints the statement
+            self._ensure_not_in_transaction(schema_editor)
+            self._drop_if_invalid(schema_editor)
         schema_editor.add_index(model, self.index, concurrently=True)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
@@ -39,7 +40,8 @@ class AddIndexConcurrently(AddIndex):
         if schema_editor.connection.vendor != "postgresql":
             schema_editor.remove_index(model, self.index)
             return
-        self._ensure_not_in_transaction(schema_editor)
+        if not schema_editor.collect_sql:
+            self._ensure_not_in_transaction(schema_editor)
         schema_editor.remove_index(model, self.index, concurrently=True)
 
     def _ensure_not_in_transaction(self, schema_editor: Any) -> None:

@@ -64,7 +64,7 @@ from integrations.exceptions import (
     ScheduleMissed,
     TooManyParts,
 )
-from integrations.models import UNFINISHED, Channel, Media, Post, PostPart, post_due_at
+from integrations.models import Channel, Media, Post, PostPart, post_due_at
 from integrations.signals import post_failed, post_published, send_on_commit
 
 logger = logging.getLogger(__name__)
@@ -434,12 +434,11 @@ def _due(now: datetime) -> Q:
 
 
 def _due_queryset(now: datetime) -> QuerySet[Post]:
-    """Due posts, those that fell due first first, through the index over unfinished posts (`integrations_post_due`):
-    its range `due_at <= now` holds only the posts that may be due, whatever the size of the table. (Walking the
-    posts in id order, or one partial index per state, made the planner read every post.)"""
+    """Due posts, those that fell due first first, through the index of due times (`integrations_post_due`): its
+    range `due_at <= now` holds only the posts that may be due, whatever the size of the table. (Walking the posts
+    in id order, or one partial index per state, made the planner read every post.)"""
     return (
-        Post.objects.filter(UNFINISHED)
-        .alias(due_at=post_due_at())
+        Post.objects.alias(due_at=post_due_at())
         .filter(due_at__lte=now)
         .filter(_due(now))
         .order_by("due_at", "pk")

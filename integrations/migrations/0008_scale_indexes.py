@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrently(
             model_name='post',
-            index=models.Index(models.Case(models.When(status='scheduled', then=models.F('scheduled_at')), models.When(status='waiting', then=models.F('next_attempt_at')), models.When(status='publishing', then=models.F('lease_until')), output_field=models.DateTimeField()), models.F('id'), condition=models.Q(('status__in', ('scheduled', 'waiting', 'publishing'))), name='integrations_post_due'),
+            index=models.Index(models.Case(models.When(status='scheduled', then=models.F('scheduled_at')), models.When(status='waiting', then=models.F('next_attempt_at')), models.When(status='publishing', then=models.F('lease_until')), output_field=models.DateTimeField()), models.F('id'), name='integrations_post_due'),
         ),
         AddIndexConcurrently(
             model_name='postpart',
