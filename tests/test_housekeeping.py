@@ -15,7 +15,14 @@ from integrations import retention
 from integrations.bluesky import keepalive, publishing
 from integrations.bluesky.publishing import PartRequest
 from integrations.models import ChannelEvent, Post
-from integrations.tasks import PUBLISH_POST_PATH, PUBLISH_SCHEDULED_PATH, TASK_PATH, publish_post
+from integrations.tasks import (
+    PUBLISH_DUE_PATH,
+    PUBLISH_POST_PATH,
+    PUBLISH_SCHEDULED_PATH,
+    TASK_PATH,
+    publish_post,
+    publish_scheduled_post,
+)
 from tests.test_pagination import make_channels
 
 
@@ -118,16 +125,22 @@ def test_finished_task_results_older_than_the_retention_are_pruned_and_waiting_o
     assert retention.prune_task_results() == 0
 
 
-# --- a post's wake-ups ---------------------------------------------------------------------------------------------
-def wake_ups(post) -> list:
+# --- a post's waiting runs -----------------------------------------------------------------------------------------
+def waiting_for(post) -> list:
     runs = DBTaskResult.objects.filter(
         status=TaskResultStatus.READY, task_path__in=[PUBLISH_SCHEDULED_PATH, PUBLISH_POST_PATH]
     )
     return sorted(r.run_after for r in runs if r.args_kwargs["args"] == [post.pk])
 
 
+def chain_runs() -> list:
+    runs = DBTaskResult.objects.filter(status=TaskResultStatus.READY, task_path=PUBLISH_DUE_PATH)
+    return list(runs.values_list("run_after", flat=True))
+
+
 @pytest.fixture
-def scheduling(user, django_capture_on_commit_callbacks):
+def scheduling(user, django_capture_on_commit_callbacks, settings):
+    settings.INTEGRATIONS_SCHEDULE_INTERVAL = 600
     channel = make_channels(user, 1)[0]
 
     def schedule(text: str, hours: float = 2) -> Post:
@@ -139,30 +152,45 @@ def scheduling(user, django_capture_on_commit_callbacks):
 
 
 @pytest.mark.django_db
-def test_a_scheduled_posts_wake_up_moves_with_it_and_goes_when_it_is_cancelled(
+def test_scheduled_posts_wait_in_no_task_of_their_own_and_the_recurring_run_comes_at_the_next_ones_time(
     scheduling, django_capture_on_commit_callbacks
 ):
-    post, other = scheduling("mine"), scheduling("another post", hours=3)
-    assert wake_ups(post) == [post.scheduled_at]
-    later = timezone.now() + timedelta(days=1)
+    """The worker reads every waiting task each time it looks for work: a task per scheduled post, waiting for
+    days, would make that grow with the posts. One waiting run of publish_due_posts serves them all."""
+    far = scheduling("in two hours", hours=2)
+    assert waiting_for(far) == []
+    [run] = chain_runs()  # started by the scheduling, since none was waiting: the interval comes first
+    assert timedelta(seconds=590) < run - timezone.now() <= timedelta(seconds=600)
+    near = scheduling("in three minutes", hours=0.05)
+    assert waiting_for(near) == [] and chain_runs() == [near.scheduled_at]  # brought forward to the next post
+    sooner = timezone.now() + timedelta(minutes=1)
     with django_capture_on_commit_callbacks(execute=True):
-        publishing.reschedule(post, later)
-    assert wake_ups(post) == [later]  # the one at the old time is gone
-    with django_capture_on_commit_callbacks(execute=True):
-        publishing.edit(post, [PartRequest(text="mine, edited", link_card=None)])
-    assert wake_ups(post) == [later]
-    publishing.cancel(post)
-    assert wake_ups(post) == []
-    assert wake_ups(other) == [other.scheduled_at]  # another post's wake-up stays
+        publishing.reschedule(far, sooner)
+    assert chain_runs() == [sooner]
 
 
 @pytest.mark.django_db
-def test_deleting_a_post_that_waits_for_a_retry_removes_its_retry(scheduling, django_capture_on_commit_callbacks):
+def test_a_waiting_run_left_for_a_post_goes_with_it(scheduling):
+    """Cancelling, rescheduling or deleting a post removes the runs still waiting for it alone: a wake-up an
+    earlier version enqueued at its time, or a retry."""
+    post, other = scheduling("mine"), scheduling("another post", hours=3)
+    for each in (post, other):  # as earlier versions did
+        publish_scheduled_post.using(run_after=each.scheduled_at).enqueue(each.pk)
+    later = timezone.now() + timedelta(days=1)
+    publishing.reschedule(post, later)
+    assert waiting_for(post) == []
+    publish_scheduled_post.using(run_after=later).enqueue(post.pk)
+    publishing.cancel(Post.objects.get(pk=post.pk))
+    assert waiting_for(post) == []
+    assert waiting_for(other) == [other.scheduled_at]  # another post's run stays
+
+
+@pytest.mark.django_db
+def test_deleting_a_post_that_waits_for_a_retry_removes_its_retry(scheduling):
     post = scheduling("waits")
     retry_at = timezone.now() + timedelta(minutes=5)
     Post.objects.filter(pk=post.pk).update(status=Post.Status.WAITING, next_attempt_at=retry_at)
-    DBTaskResult.objects.filter(task_path=PUBLISH_SCHEDULED_PATH).delete()  # it ran: the post fell due and waits
     publish_post.using(run_after=retry_at).enqueue(post.pk)
-    assert wake_ups(post) == [retry_at]
+    assert waiting_for(post) == [retry_at]
     publishing.delete(Post.objects.get(pk=post.pk))
-    assert wake_ups(post) == []
+    assert waiting_for(post) == []

@@ -437,12 +437,14 @@ def _due_queryset(now: datetime) -> QuerySet[Post]:
     """Due posts, those that fell due first first, through the index of due times (`integrations_post_due`): its
     range `due_at <= now` holds only the posts that may be due, whatever the size of the table. (Walking the posts
     in id order, or one partial index per state, made the planner read every post.)"""
-    return (
-        Post.objects.alias(due_at=post_due_at())
-        .filter(due_at__lte=now)
-        .filter(_due(now))
-        .order_by("due_at", "pk")
-    )
+    return Post.objects.alias(due_at=post_due_at()).filter(due_at__lte=now).filter(_due(now)).order_by("due_at", "pk")
+
+
+def next_due_at(after: datetime) -> datetime | None:
+    """When the next post falls due after `after` (its scheduled time, its retry time or its lease's end), read
+    from the index of due times; None when no post waits."""
+    later = Post.objects.annotate(due_at=post_due_at()).filter(due_at__gt=after).order_by("due_at")
+    return later.values_list("due_at", flat=True).first()
 
 
 def due_posts(now: datetime | None = None) -> list[int]:
@@ -665,11 +667,11 @@ def reschedule(post: Post, when: datetime) -> Post:
 
 
 def _wake_at(post: Post) -> None:
-    """Have a worker look for due posts at this post's time, once the post is committed."""
-    from integrations.tasks import publish_scheduled_post
+    """Have a worker look for due posts at this post's time, once the post is committed: the waiting run of
+    `publish_due_posts` is brought forward to it when it is the next post due (no task waits for this post alone)."""
+    from integrations.tasks import schedule_publishing
 
-    when = post.scheduled_at
-    transaction.on_commit(lambda: publish_scheduled_post.using(run_after=when).enqueue(post.pk))
+    transaction.on_commit(schedule_publishing)
 
 
 def _cancel_wake_ups(post: Post) -> None:
