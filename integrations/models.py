@@ -307,6 +307,8 @@ class Post(models.Model):
         indexes = [
             # A user's posts, newest first, a page at a time.
             models.Index(fields=["user", "created_at", "id"], name="integrations_post_user_created"),
+            # The admin's posts of one status, newest first (a rare status would otherwise walk every post's date).
+            models.Index(fields=["status", "created_at", "id"], name="integrations_post_status_new"),
             # A user's scheduled posts, soonest first.
             models.Index(
                 fields=["user", "scheduled_at", "id"],

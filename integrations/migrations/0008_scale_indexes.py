@@ -56,6 +56,10 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrently(
             model_name='post',
+            index=models.Index(fields=['status', 'created_at', 'id'], name='integrations_post_status_new'),
+        ),
+        AddIndexConcurrently(
+            model_name='post',
             index=models.Index(condition=models.Q(('status', 'scheduled')), fields=['user', 'scheduled_at', 'id'], name='integrations_post_user_sched'),
         ),
         AddIndexConcurrently(
