@@ -58,7 +58,7 @@ logging.getLogger("django.request").setLevel(logging.ERROR)
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction  # noqa: E402
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction  # noqa: E402
 from django.db.migrations.loader import MigrationLoader  # noqa: E402
 from django.db.utils import load_backend  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -129,7 +129,10 @@ def _stored_version(size: str) -> str | None:
         cursor.execute("SELECT to_regclass('bench_scale_build')")
         if cursor.fetchone()[0] is None:
             return None
-        cursor.execute("SELECT version, built_at > now() - %s FROM bench_scale_build", [MAX_AGE])
+        try:
+            cursor.execute("SELECT version, built_at > now() - %s FROM bench_scale_build", [MAX_AGE])
+        except DatabaseError:  # a marker from an earlier version of this script
+            return None
         row = cursor.fetchone()
     return row[0] if row and row[1] else None  # data older than MAX_AGE are built again
 
