@@ -73,7 +73,8 @@ def test_claiming_costs_one_query_whatever_else_is_stored_and_one_write_per_post
     assert len(full) == len(empty)
     assert len([q for q in full.captured_queries if "integrations_post" in q["sql"]]) == 1
 
-    older, newer = due_now(channel, 1, minutes_ago=5), due_now(channel, 2, minutes_ago=1)
+    newer = due_now(channel, 2, minutes_ago=1)
+    older = due_now(channel, 1, minutes_ago=5)  # written after, due before
     with CaptureQueriesContext(connection) as taking:
         claimed = publishing.claim_due()
     assert [post.pk for post in claimed] == [older[0].pk, *[p.pk for p in newer]]  # the longest due first
