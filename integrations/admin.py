@@ -203,6 +203,7 @@ EXACT_COUNT_BELOW = 10_000
 # A search resolves each field's matches to ids first, at most this many per field (a broader search is cut short,
 # and says so).
 SEARCH_MATCHES = 1000
+SEARCH_LENGTH = 500  # longer than any handle, DID or at:// URI
 
 
 class EstimatedCountPaginator(Paginator):
@@ -261,9 +262,10 @@ class BigTableAdmin(admin.ModelAdmin):
         raise NotImplementedError
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any], search_term: str) -> tuple[Any, bool]:
-        if not search_term.strip():
+        term = "".join(ch for ch in search_term if ch.isprintable()).strip()[:SEARCH_LENGTH]
+        if not term:
             return queryset, False
-        matches, cut = self.matching_ids(request, search_term.strip())
+        matches, cut = self.matching_ids(request, term)
         if cut:
             messages.info(
                 request,
@@ -427,7 +429,7 @@ class PostAdmin(BigTableAdmin):
         channel_ids, cut = matching_channel_ids(term)
         user_ids = _first_ids(get_user_model().objects.filter(username__startswith=term))
         matches = Q(channel_id__in=channel_ids) | Q(user_id__in=user_ids)
-        if term.removeprefix("#").isdigit():
+        if term.removeprefix("#").isdigit() and len(term) <= 18:
             matches |= Q(pk=int(term.removeprefix("#")))
         return matches, cut or len(user_ids) == SEARCH_MATCHES
 

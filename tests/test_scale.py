@@ -311,3 +311,12 @@ def test_without_the_script_find_keeps_the_draft_and_a_far_channel_can_be_chosen
     done = alice_client.post(COMPOSE, body(far, "on a far channel", scheduled_at=when, time_zone="UTC"))
     assert done.status_code == 302
     assert Post.objects.get().channel_id == far.pk
+
+
+@pytest.mark.parametrize("odd", ["\x00", "x\x00y", "9" * 40, "@" * 300])
+def test_odd_searches_find_nothing_and_never_fail(alice_client, admin_client, user, odd):
+    make_channels(user, 25)
+    assert alice_client.get("/app/posts/new/channels", {"q": odd, "chosen": odd}).status_code == 200
+    assert alice_client.get(COMPOSE, {"channel": odd}).status_code == 200
+    for url in (ADMIN_CHANNELS, ADMIN_POSTS):
+        assert admin_client.get(url, {"q": odd}).status_code == 200

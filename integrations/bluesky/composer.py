@@ -92,7 +92,7 @@ def channel_options(user: AbstractBaseUser, *, query: str = "", chosen: Any = No
     """The user's channels for the composer's picker (see ChannelOptions): `query` is part of a handle or a display
     name; `chosen` (an id, as the form sent it) is always among them when it is one of the user's channels."""
     channels = Channel.objects.filter(user=user).without_tokens()
-    query = str(query or "").strip().removeprefix("@")[:MAX_QUERY_LENGTH]
+    query = "".join(ch for ch in str(query or "") if ch.isprintable()).strip().removeprefix("@")[:MAX_QUERY_LENGTH]
     if query:
         channels_shown = channels.filter(Q(handle__icontains=query) | Q(display_name__icontains=query))
     else:
@@ -107,7 +107,7 @@ def channel_options(user: AbstractBaseUser, *, query: str = "", chosen: Any = No
     )
     total = len(first) if len(first) <= PICKER_SIZE and not query else channels.count()
     found = first[:PICKER_SIZE]
-    wanted = int(chosen) if str(chosen or "").isdigit() else None
+    wanted = int(chosen) if str(chosen or "").isdigit() and len(str(chosen)) <= 18 else None  # an id, never an overflow
     if wanted is not None and all(channel.pk != wanted for channel in found):
         found += list(channels.filter(pk=wanted))
     options = sorted((_option(channel) for channel in found), key=lambda o: (not o.ready, o.channel.handle))
