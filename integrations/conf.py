@@ -84,7 +84,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Dotted path of the adapter class: the words users read and who is told about a channel's problems.",
     ),
     Setting(
-        "EVENTS_SHOWN", 50, (int,), "How many of a channel's latest events its page and the API's first page list."
+        "EVENTS_SHOWN",
+        50,
+        (int,),
+        "How many of a channel's latest events its page and the API's first page list (at most 100).",
     ),
     Setting(
         "EVENTS_RETENTION_DAYS",
