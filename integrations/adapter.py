@@ -68,7 +68,7 @@ _MESSAGES: dict[str, tuple[int, str]] = {
         409,
         _("Not published: it was due at {detail} and could not go out in time. Publish it now or delete it."),
     ),
-    "invalid_cursor": (400, _("That page link is not valid. Start again from the newest posts.")),
+    "invalid_cursor": (400, _("That page link is not valid. Start again from the first page.")),
 }
 _HEALTH_TEXTS: dict[str, tuple[str, str]] = {}
 _CONTEXT: dict[str, str] = {}

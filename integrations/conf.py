@@ -85,7 +85,24 @@ SETTINGS: tuple[Setting, ...] = (
         (str,),
         "Dotted path of the adapter class: the words users read and who is told about a channel's problems.",
     ),
-    Setting("EVENTS_SHOWN", 50, (int,), "How many of a channel's latest events its page and the API list."),
+    Setting(
+        "EVENTS_SHOWN",
+        50,
+        (int,),
+        "How many of a channel's latest events its page and the API's first page list (at most 100).",
+    ),
+    Setting(
+        "EVENTS_RETENTION_DAYS",
+        90,
+        (int,),
+        "Channel events older than this many days are removed by the keep-alive sweep (0: kept forever).",
+    ),
+    Setting(
+        "TASK_RESULTS_RETENTION_DAYS",
+        7,
+        (int,),
+        "Finished background task results older than this many days are removed by the keep-alive sweep (0: kept).",
+    ),
     Setting("POST_MAX_PARTS", 25, (int,), "How many parts a thread may have."),
     Setting(
         "PLC_URL",

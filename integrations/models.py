@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models.functions import Cast
+from django.db.models import Case, F, Q, When
+from django.db.models.functions import Cast, Coalesce
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.urls import reverse
@@ -54,6 +55,16 @@ class ChannelQuerySet(models.QuerySet):
         return self.defer("access_jwt", "refresh_jwt").annotate(
             refresh_cipher=Cast("refresh_jwt", output_field=models.TextField())
         )
+
+
+def last_refreshed() -> Coalesce:
+    """When a channel's session was last rotated (its connection, before the first refresh)."""
+    return Coalesce("refreshed_at", "connected_at")
+
+
+# The channel states keep-alive refreshes (the others wait for their owner).
+KEEPALIVE_STATUSES = ("active", "degraded", "deactivated")
+KEEPALIVE_STATES = Q(status__in=KEEPALIVE_STATUSES)
 
 
 class Channel(models.Model):
@@ -115,6 +126,21 @@ class Channel(models.Model):
         ordering = ["handle", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["user", "provider", "did"], name="integrations_channel_unique_account")
+        ]
+        indexes = [
+            # A user's channels in their order (pages, API, composer), a page at a time.
+            models.Index(fields=["user", "handle", "id"], name="integrations_channel_user_hnd"),
+            # The admin's changelist order.
+            models.Index(fields=["handle", "id"], name="integrations_channel_handle"),
+            # The admin's search by the start of a handle or a DID (`LIKE 'x%'` needs a pattern index on
+            # PostgreSQL; other databases ignore the operator class).
+            models.Index(fields=["handle"], opclasses=["varchar_pattern_ops"], name="integrations_channel_hnd_like"),
+            models.Index(fields=["did"], opclasses=["varchar_pattern_ops"], name="integrations_channel_did_like"),
+            # Keep-alive: sessions that end soon, and sessions not refreshed for a while (`channels_due`).
+            models.Index(
+                fields=["refresh_expires_at"], condition=KEEPALIVE_STATES, name="integrations_channel_ka_ends"
+            ),
+            models.Index(last_refreshed(), condition=KEEPALIVE_STATES, name="integrations_channel_ka_stale"),
         ]
 
     def __str__(self) -> str:
@@ -194,6 +220,10 @@ class ChannelEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        indexes = [
+            # A channel's latest events, a page at a time.
+            models.Index(fields=["channel", "created_at", "id"], name="integrations_event_channel"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
@@ -232,6 +262,24 @@ class Media(models.Model):
         self.delete()
 
 
+def post_due_at() -> Case:
+    """When a post is next due: a scheduled post at its time, a waiting one at its retry time, one being published
+    when its worker's lease runs out (the worker died); a published or failed post never (NULL)."""
+    return Case(
+        When(status="scheduled", then=F("scheduled_at")),
+        When(status="waiting", then=F("next_attempt_at")),
+        When(status="publishing", then=F("lease_until")),
+        output_field=models.DateTimeField(),
+    )
+
+
+def post_history_at() -> Coalesce:
+    """Where a post sits in its owner's history (`/app/posts`, newest first): when it went out, was cancelled or was
+    due, else, for a post never scheduled that has not gone out, when it was written. Never NULL (every post has a
+    `created_at`), so it can order keyset pages."""
+    return Coalesce("published_at", "cancelled_at", "scheduled_at", "created_at")
+
+
 class Post(models.Model):
     """Something a user publishes on a channel: one part, or several published as a thread in their order.
 
@@ -268,6 +316,22 @@ class Post(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        indexes = [
+            # A user's posts, newest first, a page at a time.
+            models.Index(fields=["user", "created_at", "id"], name="integrations_post_user_created"),
+            # The admin's posts of one status, newest first (a rare status would otherwise walk every post's date).
+            models.Index(fields=["status", "created_at", "id"], name="integrations_post_status_new"),
+            # A user's scheduled posts, soonest first.
+            models.Index(
+                fields=["user", "scheduled_at", "id"],
+                condition=Q(status="scheduled"),
+                name="integrations_post_user_sched",
+            ),
+            # Claiming due posts in the order they fell due (`publishing.claim_due`): finished posts have no due time,
+            # so the range `due_at <= now` holds only the few that may be due. Not a partial index: PostgreSQL keeps
+            # no statistics of a partial index's expression, and without them it misjudged how few posts are due.
+            models.Index(post_due_at(), "id", name="integrations_post_due"),
+        ]
 
     # The parts as they were just planned, on a post `create_post` returns (saves its first attempt a read).
     planned_parts: list["PostPart"] | None = None
@@ -295,8 +359,13 @@ class PostPart(models.Model):
     cid = models.CharField(max_length=100, blank=True)
 
     class Meta:
-        ordering = ["post", "index"]
+        # By the column, not by "post": that would order by the post's own ordering, a join on every parts query.
+        ordering = ["post_id", "index"]
         constraints = [models.UniqueConstraint(fields=["post", "index"], name="integrations_postpart_unique_index")]
+        indexes = [
+            # Which records of a channel's feed were published here (`feed.channel_feed`).
+            models.Index(fields=["uri"], name="integrations_postpart_uri"),
+        ]
 
     def __str__(self) -> str:
         return f"part {self.index} of post {self.post_id}"

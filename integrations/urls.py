@@ -15,6 +15,7 @@ urlpatterns = [
     path("channels/<int:pk>/remove", views.channel_remove, name="channel-remove"),
     path("posts", views.post_list, name="post-list"),
     path("posts/new", views.ComposeView.as_view(), name="compose"),
+    path("posts/new/channels", views.compose_channels, name="compose-channels"),
     path("posts/link-card", views.link_card, name="link-card"),
     path("posts/link-card/image", views.link_card_image, name="link-card-image"),
     path("posts/reference", views.post_reference, name="post-reference"),

@@ -6,8 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -18,6 +17,7 @@ from django.views import View
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
+from integrations import pagination
 from integrations.adapter import describe
 from integrations.bluesky import composer, publishing, richtext, services
 from integrations.bluesky import options as bluesky_options
@@ -25,9 +25,15 @@ from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.bluesky.plans import web_url
 from integrations.clock import local, on_users_clock, shown
 from integrations.conf import app_settings
-from integrations.exceptions import IntegrationDisabled, IntegrationError, PostNotScheduled, ScheduleMissed
+from integrations.exceptions import (
+    IntegrationDisabled,
+    IntegrationError,
+    InvalidCursor,
+    PostNotScheduled,
+    ScheduleMissed,
+)
 from integrations.http import client_ip
-from integrations.models import Channel, Media, Post
+from integrations.models import Channel, Media, Post, post_history_at
 from integrations.throttling import over_rate
 
 logger = logging.getLogger(__name__)
@@ -37,13 +43,37 @@ def _own_channel(request: HttpRequest, pk: int) -> Channel:
     return get_object_or_404(Channel, pk=pk, user=request.user)
 
 
+CHANNELS_PER_PAGE = 50
+
+
 @login_required
 @on_users_clock
 def channel_list(request: HttpRequest) -> HttpResponse:
-    """The user's channels with their health and the action each one needs."""
-    channels = list(Channel.objects.filter(user=request.user).without_tokens())
-    rows = [(channel, services.health(channel)) for channel in channels]
-    for channel, health in services.take_owner_notices(rows):  # each new problem is told once
+    """The user's channels with their health and the action each one needs, a page at a time (connected ones and
+    disconnected ones each have their own pages: `?cursor=`, `?disconnected=`)."""
+    channels = Channel.objects.filter(user=request.user).without_tokens()
+    connected_cursor, disconnected_cursor = request.GET.get("cursor"), request.GET.get("disconnected")
+    try:
+        connected = None
+        if not disconnected_cursor:
+            listed = channels.exclude(status=Channel.Status.DISCONNECTED)
+            connected = pagination.page(listed, Channel._meta.ordering, connected_cursor, CHANNELS_PER_PAGE)
+        disconnected = None
+        if not connected_cursor:
+            listed = channels.filter(status=Channel.Status.DISCONNECTED)
+            disconnected = pagination.page(listed, Channel._meta.ordering, disconnected_cursor, CHANNELS_PER_PAGE)
+    except InvalidCursor as exc:
+        messages.error(request, describe(exc).message)
+        return redirect("integrations:channel-list")
+    shown_rows = {
+        channel.pk: (channel, services.health(channel))
+        for page in (connected, disconnected)
+        if page is not None
+        for channel in page.items
+    }
+    # Each new problem is told once, also for channels on other pages: those that may have one are few.
+    rows = {**{c.pk: (c, services.health(c)) for c in services.channels_with_problems(channels)}, **shown_rows}
+    for channel, health in services.take_owner_notices(list(rows.values())):
         messages.warning(
             request,
             _("@%(handle)s: %(label)s. %(advice)s")
@@ -53,8 +83,11 @@ def channel_list(request: HttpRequest) -> HttpResponse:
         request,
         "integrations/channel_list.html",
         {
-            "connected": [row for row in rows if row[1].state != "disconnected"],
-            "disconnected": [row for row in rows if row[1].state == "disconnected"],
+            "connected": [shown_rows[c.pk] for c in connected.items] if connected else [],
+            "connected_page": connected,
+            "disconnected": [shown_rows[c.pk] for c in disconnected.items] if disconnected else [],
+            "disconnected_page": disconnected,
+            "paged": bool(connected_cursor or disconnected_cursor),
             "bluesky_enabled": bluesky_options.enabled(),
             "switched_off": _switched_off(),
             "publish_states": publishing.READY_STATES,
@@ -267,8 +300,9 @@ class ComposeView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         """The empty composer; `?channel=`, `?reply_to=` and `?quote=` (the channel feed's Reply and Quote) fill
         it in, and the post replied to or quoted is shown."""
-        options = composer.channel_options(request.user)
-        chosen = composer.preselected_channel(request.user, options, request.GET.get("channel", ""))
+        wanted = request.GET.get("channel", "")
+        options = composer.channel_options(request.user, chosen=wanted)
+        chosen = composer.preselected_channel(request.user, options, wanted)
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
         initial["time_zone"] = request.clock.name
         channel = next((o.channel for o in options if o.channel.pk == chosen), None)
@@ -285,7 +319,10 @@ class ComposeView(View):
         return self._render(request, form, parts, targets=targets, target_notes=notes)
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        draft = composer.Draft(request.user, request.POST, request.FILES, composer.channel_options(request.user))
+        options = composer.channel_options(
+            request.user, query=request.POST.get("channel_query", ""), chosen=request.POST.get("channel")
+        )
+        draft = composer.Draft(request.user, request.POST, request.FILES, options)
         return self._submit(request, draft)
 
     def _submit(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
@@ -367,7 +404,7 @@ class EditPostView(ComposeView):
         if not composer.editable(post):
             messages.error(request, describe(PostNotScheduled()).message)
             return redirect("integrations:post-list")
-        draft = composer.Draft.for_post(post, composer.channel_options(request.user))
+        draft = composer.Draft.for_post(post, composer.ChannelOptions())  # it keeps its channel
         targets, notes = {}, {}
         for name, address in (("reply_to", post.reply_to_uri), ("quote", post.quote_uri)):
             if address:
@@ -376,9 +413,10 @@ class EditPostView(ComposeView):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:  # type: ignore[override]
         post = _own_post(request, pk)
-        options = composer.channel_options(request.user)
         self.post_object = post
-        draft = composer.Draft(request.user, request.POST, request.FILES, options, channel=post.channel)
+        draft = composer.Draft(
+            request.user, request.POST, request.FILES, composer.ChannelOptions(), channel=post.channel
+        )
         return self._submit(request, draft)
 
     def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
@@ -410,6 +448,15 @@ class EditPostView(ComposeView):
     def _render(self, request: HttpRequest, form: composer.ComposerForm, parts: Any, **kwargs: Any) -> HttpResponse:
         kwargs.setdefault("editing", getattr(self, "post_object", None))
         return super()._render(request, form, parts, **kwargs)
+
+
+@login_required
+def compose_channels(request: HttpRequest) -> HttpResponse:
+    """The composer's channel choices matching `?q=` (with `?chosen=` kept among them), for the page's script: the
+    same markup the page renders, so a search changes the list in place."""
+    options = composer.channel_options(request.user, query=request.GET.get("q", ""), chosen=request.GET.get("chosen"))
+    context = {"options": options, "field_name": "channel", "value": request.GET.get("chosen", "")}
+    return render(request, "integrations/_channel_choices.html", context)
 
 
 def _when(request: HttpRequest, post: Post) -> str:
@@ -513,23 +560,39 @@ def _tell_outcome(request: HttpRequest, outcome: publishing.Outcome) -> None:
         )
 
 
+SCHEDULED_PER_PAGE = 20
+
+
+def _posts_of(request: HttpRequest) -> QuerySet[Post]:
+    """The user's posts with their parts and their channels (whose tokens are neither read nor decrypted)."""
+    channels = Channel.objects.without_tokens()
+    return Post.objects.filter(user=request.user).prefetch_related("parts", Prefetch("channel", queryset=channels))
+
+
 @login_required
 @on_users_clock
 def post_list(request: HttpRequest) -> HttpResponse:
-    """The user's posts: those scheduled, by day, then the others newest first (by when they went out, were due,
-    were cancelled or, for a post never scheduled that has not gone out, were written), with their status, their
-    bsky.app links and what can be done with each."""
-    posts = Post.objects.filter(user=request.user).select_related("channel").prefetch_related("parts")
-    scheduled = posts.filter(status=Post.Status.SCHEDULED).order_by("scheduled_at", "pk")
-    history = (
-        posts.exclude(status=Post.Status.SCHEDULED)
-        .annotate(shown_at=Coalesce("published_at", "cancelled_at", "scheduled_at", "created_at"))
-        .order_by("-shown_at", "-pk")
-    )
-    page = Paginator(history, POSTS_PER_PAGE).get_page(request.GET.get("page"))
+    """The user's posts: those scheduled, soonest first and by day, then the others newest first (by when they went
+    out, were due, were cancelled or, for a post never scheduled that has not gone out, were written), with their
+    status, their bsky.app links and what can be done with each. Each list goes on a page at a time: `?scheduled=`
+    and `?cursor=` (one at a time; the first page shows both)."""
+    posts = _posts_of(request)
+    scheduled_cursor, cursor = request.GET.get("scheduled"), request.GET.get("cursor")
+    try:
+        history = None
+        if not scheduled_cursor:
+            done = posts.exclude(status=Post.Status.SCHEDULED).annotate(history_at=post_history_at())
+            history = pagination.page(done, ("-history_at", "-pk"), cursor, POSTS_PER_PAGE)
+        scheduled = None
+        if not cursor:
+            upcoming = posts.filter(status=Post.Status.SCHEDULED)
+            scheduled = pagination.page(upcoming, ("scheduled_at", "pk"), scheduled_cursor, SCHEDULED_PER_PAGE)
+    except InvalidCursor as exc:
+        messages.error(request, describe(exc).message)
+        return redirect("integrations:post-list")
     healths: dict[int, services.Health] = {}
     rows = []
-    for post in page:
+    for post in history.items if history else ():
         if post.channel_id not in healths:
             healths[post.channel_id] = services.health(post.channel)
         parts = [(part, web_url(part.uri)) for part in post.parts.all()]
@@ -537,8 +600,18 @@ def post_list(request: HttpRequest) -> HttpResponse:
         if post.error_code == ScheduleMissed.code and post.scheduled_at:  # its time, said on this page's clock
             reason = describe(ScheduleMissed(shown(post.scheduled_at))).message
         rows.append({"post": post, "parts": parts, "health": healths[post.channel_id], "reason": reason})
-    days = _by_day(scheduled) if page.number == 1 else []
-    context = {"rows": rows, "page": page, "scheduled_days": days, "switched_off": _switched_off()}
+    scheduled_count = None
+    if scheduled and (scheduled.cursor or scheduled_cursor):  # more than one page: say how many in all
+        scheduled_count = Post.objects.filter(user=request.user, status=Post.Status.SCHEDULED).count()
+    context = {
+        "rows": rows,
+        "history": history,
+        "scheduled": scheduled,
+        "scheduled_days": _by_day(scheduled.items) if scheduled else [],
+        "scheduled_count": scheduled_count,
+        "paged": bool(cursor or scheduled_cursor),
+        "switched_off": _switched_off(),
+    }
     return render(request, "integrations/post_list.html", context)
 
 

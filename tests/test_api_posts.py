@@ -95,7 +95,7 @@ def test_posts_are_private_to_their_owner(api, channel, use_pds, django_user_mod
     post = publish(api, channel, "mine").json()
     other = APIClient()
     other.force_authenticate(django_user_model.objects.create_user("mallory", password="pw-mallory-123"))
-    assert other.get(POSTS).json() == []
+    assert other.get(POSTS).json() == {"posts": [], "cursor": None}
     assert_error(other.get(f"{POSTS}{post['id']}/"), 404, "not_found")
     assert_error(other.delete(f"{POSTS}{post['id']}/"), 404, "not_found")
     assert_error(publish(other, channel, "in your name"), 400, "invalid")
@@ -105,7 +105,7 @@ def test_list_retry_and_delete(api, channel, use_pds, account):
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
     first = publish(api, channel, "one").json()
     second = publish(api, channel, "two").json()
-    assert [p["id"] for p in api.get(POSTS).json()] == [second["id"], first["id"]]
+    assert [p["id"] for p in api.get(POSTS).json()["posts"]] == [second["id"], first["id"]]
     again = api.post(f"{POSTS}{first['id']}/publish/")  # already published: nothing to do, nothing written twice
     assert again.status_code == 200 and again.json()["status"] == "published"
     assert len(records(use_pds, account.did)) == 2

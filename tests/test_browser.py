@@ -661,3 +661,47 @@ def test_a_link_card_is_edited_removed_and_brought_back_in_the_composer(
     scheduled = Post.objects.get(status=Post.Status.SCHEDULED)
     assert scheduled.parts.get().card["title"] == "Brought back, retitled"
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_an_agency_finds_a_channel_in_the_composer_and_pages_through_its_lists(
+    page, live_server, axe_script, viewport, user
+):
+    """A user with many channels: the composer lists 20 and finds the others as they type (the list changes in
+    place, and the count is announced); the channel and post lists go on a page at a time."""
+    from playwright.sync_api import expect
+
+    from tests.test_pagination import make_channels, make_posts
+
+    page.set_viewport_size(VIEWPORTS[viewport])
+    channels = make_channels(user, 57)
+    make_posts(user, channels[0], 25)
+    log_in_browser(page, live_server, user)
+    problems = []
+
+    page.goto(f"{live_server.url}/app/posts/new")
+    radios = page.locator("[data-channel-choices] input[type=radio]")
+    expect(radios).to_have_count(20)
+    expect(page.locator("[data-channel-find]")).to_be_hidden()  # the script searches as one types
+    problems += check_page(page, axe_script, "compose-many-channels", viewport)
+    page.locator("#channel-query").fill("page0042")
+    expect(radios).to_have_count(1)
+    expect(page.locator("[data-status]")).to_contain_text("1 channel shown for “page0042”")
+    page.locator("#channel-query").press("Enter")  # searches; never previews nor publishes
+    expect(page).to_have_url(f"{live_server.url}/app/posts/new")
+    page.locator(f"label[for=channel-{channels[42].pk}]").click()
+    expect(page.locator(f"#channel-{channels[42].pk}")).to_be_checked()
+    problems += check_page(page, axe_script, "compose-channel-found", viewport)
+
+    page.goto(f"{live_server.url}/app/channels")
+    expect(page.locator(".channel")).to_have_count(50)
+    problems += check_page(page, axe_script, "channels-paged", viewport)
+    page.get_by_role("link", name="More channels").click()
+    expect(page.locator(".channel")).to_have_count(7)
+
+    page.goto(f"{live_server.url}/app/posts")
+    expect(page.locator(".post")).to_have_count(20)
+    page.get_by_role("link", name="Older posts").click()
+    expect(page.locator(".post")).to_have_count(5)
+    problems += check_page(page, axe_script, "posts-older", viewport)
+    assert not problems, "\n".join(problems)

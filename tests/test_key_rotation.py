@@ -191,7 +191,7 @@ def test_api_list_and_retrieve_show_needs_reconnection(lost, alice_api):
     for response in (alice_api.get(API_LIST), alice_api.get(f"{API_LIST}{lost.pk}/")):
         assert response.status_code == 200
         body = response.json()
-        row = body[0] if isinstance(body, list) else body.get("results", [body])[0]
+        row = body["channels"][0] if "channels" in body else body
         assert row["health"]["state"] == "needs_reconnection"
         assert row["health"]["action"] == "reconnect"
         assert ADVICE in row["health"]["advice"]

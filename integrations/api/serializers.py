@@ -4,9 +4,10 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from integrations import pagination
 from integrations.bluesky import feed, services
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.bluesky.plans import web_url
@@ -319,3 +320,51 @@ class FeedItemSerializer(serializers.Serializer):
 class FeedPageSerializer(serializers.Serializer):
     posts = FeedItemSerializer(many=True, source="items")
     cursor = serializers.CharField(allow_null=True, help_text="Pass as `?cursor=` for older posts; null at the end.")
+
+
+# --- pages of the lists ---------------------------------------------------------------------------------------------
+class PageQuerySerializer(serializers.Serializer):
+    """`?cursor=…&limit=…` of every list (the same as the feed's): keyset pages, newest (or first) first."""
+
+    # Checked by `integrations.pagination` (`invalid_cursor`, 400), the same way for the API and the pages.
+    cursor = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=pagination.MAX_CURSOR_LENGTH,
+        help_text="The `cursor` of the previous page, as it was given; omit for the first page.",
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=pagination.MAX_LIMIT, default=pagination.DEFAULT_LIMIT
+    )
+
+
+class EventsQuerySerializer(PageQuerySerializer):
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=pagination.MAX_LIMIT,
+        help_text="How many events; the default is as many as the channel's page shows (`INTEGRATIONS_EVENTS_SHOWN`).",
+    )
+
+
+NEXT_PAGE_HELP = "Pass as `?cursor=` for the next page; null on the last one."
+
+
+# `many=False`: a page is one object, although it answers the `list` action (drf-spectacular would wrap it in an array).
+@extend_schema_serializer(many=False)
+class ChannelPageSerializer(serializers.Serializer):
+    channels = ChannelSerializer(many=True, source="items")
+    cursor = serializers.CharField(allow_null=True, help_text=NEXT_PAGE_HELP)
+
+
+@extend_schema_serializer(many=False)
+class PostPageSerializer(serializers.Serializer):
+    posts = PostSerializer(many=True, source="items")
+    cursor = serializers.CharField(allow_null=True, help_text=NEXT_PAGE_HELP)
+
+
+@extend_schema_serializer(many=False)
+class EventPageSerializer(serializers.Serializer):
+    events = ChannelEventSerializer(many=True, source="items")
+    cursor = serializers.CharField(allow_null=True, help_text=NEXT_PAGE_HELP)

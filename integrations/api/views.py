@@ -19,19 +19,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations import pagination
 from integrations.api.exceptions import exception_handler
 from integrations.api.parsers import SafeJSONParser
 from integrations.api.schema import documented
 from integrations.api.serializers import (
-    ChannelEventSerializer,
+    ChannelPageSerializer,
     ChannelSerializer,
     ConnectBlueskySerializer,
     ErrorSerializer,
+    EventPageSerializer,
+    EventsQuerySerializer,
     FeedPageSerializer,
     FeedQuerySerializer,
     MediaSerializer,
     MediaUploadSerializer,
+    PageQuerySerializer,
     PostInputSerializer,
+    PostPageSerializer,
     PostSerializer,
     PostUpdateSerializer,
 )
@@ -41,6 +46,22 @@ from integrations.http import client_ip
 from integrations.models import Channel, Post
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
+PAGES_DESCRIPTION = (
+    "A page at a time (`limit`, default 25, at most 100): pass the answer's `cursor` back as `?cursor=` for the next "
+    "page; it is null on the last one. A cursor that is not one this list gave is refused (400 `invalid_cursor`)."
+)
+
+
+def page_of(queryset: QuerySet[Any], query_params: Any, query_serializer: type = PageQuerySerializer) -> Any:
+    """One keyset page of `queryset` (in its model's order) for the request's `cursor` and `limit`."""
+    query = query_serializer(data=query_params)
+    query.is_valid(raise_exception=True)
+    return pagination.page(
+        queryset,
+        queryset.model._meta.ordering,
+        query.validated_data.get("cursor"),
+        query.validated_data.get("limit") or pagination.DEFAULT_LIMIT,
+    )
 
 
 class IntegrationsAPIView(APIView):
@@ -59,7 +80,12 @@ class IntegrationsAPIView(APIView):
 
 
 @extend_schema_view(
-    list=documented(summary="List your channels", responses={200: ChannelSerializer(many=True), **ERRORS}),
+    list=documented(
+        summary="List your channels",
+        description=PAGES_DESCRIPTION,
+        parameters=[PageQuerySerializer],
+        responses={200: ChannelPageSerializer, **ERRORS},
+    ),
     retrieve=documented(summary="One of your channels", responses={200: ChannelSerializer, **ERRORS}),
     destroy=documented(
         summary="Disconnect a channel",
@@ -86,6 +112,9 @@ class ChannelViewSet(
         if self.action in ("list", "retrieve", "events"):  # tokens are never shown: don't decrypt them
             queryset = queryset.without_tokens()
         return queryset
+
+    def list(self, request: Request) -> Response:
+        return Response(ChannelPageSerializer(page_of(self.get_queryset(), request.query_params)).data)
 
     def perform_destroy(self, instance: Channel) -> None:
         services.disconnect(instance)
@@ -116,12 +145,19 @@ class ChannelViewSet(
         return Response(ChannelSerializer(channel).data)
 
     @documented(
-        summary="A channel's event log (newest first)", responses={200: ChannelEventSerializer(many=True), **ERRORS}
+        summary="A channel's event log (newest first)",
+        description="The first page holds as many events as the channel's page shows (`INTEGRATIONS_EVENTS_SHOWN`); "
+        "older ones follow with `cursor`. Events older than `INTEGRATIONS_EVENTS_RETENTION_DAYS` are removed.",
+        parameters=[EventsQuerySerializer],
+        responses={200: EventPageSerializer, **ERRORS},
     )
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str | None = None) -> Response:
         channel = self.get_object()
-        return Response(ChannelEventSerializer(services.recent_events(channel), many=True).data)
+        query = EventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = services.events_page(channel, query.validated_data.get("cursor"), query.validated_data.get("limit"))
+        return Response(EventPageSerializer(page).data)
 
     @documented(
         summary="The account's recent posts (newest first)",
@@ -172,7 +208,12 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
 
 
 @extend_schema_view(
-    list=documented(summary="Your posts, newest first", responses={200: PostSerializer(many=True), **ERRORS}),
+    list=documented(
+        summary="Your posts, newest first",
+        description=PAGES_DESCRIPTION,
+        parameters=[PageQuerySerializer],
+        responses={200: PostPageSerializer, **ERRORS},
+    ),
     retrieve=documented(summary="One of your posts", responses={200: PostSerializer, **ERRORS}),
     create=documented(
         summary="Publish a post (or a thread), now or at a scheduled time",
@@ -210,6 +251,9 @@ class PostViewSet(
 
     def get_queryset(self) -> QuerySet[Post]:
         return Post.objects.filter(user=self.request.user).prefetch_related("parts")
+
+    def list(self, request: Request) -> Response:
+        return Response(PostPageSerializer(page_of(self.get_queryset(), request.query_params)).data)
 
     def create(self, request: Request) -> Response:
         data = PostInputSerializer(data=request.data)

@@ -18,7 +18,7 @@ user types; without it, the card is shown by Preview (an edit is noticed by comp
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from django import forms
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.db.models import Case, Q, When
 from django.forms.utils import ErrorDict
 from django.http import QueryDict
 from django.urls import reverse
@@ -67,20 +68,63 @@ class ChannelOption:
         return not self.reason
 
 
-def channel_options(user: AbstractBaseUser) -> list[ChannelOption]:
-    """All the user's channels, those that can publish first (the others say why they cannot). While the
-    administrator has the integration switched off, posts wait: that makes no channel unavailable."""
-    options = []
-    for channel in Channel.objects.filter(user=user).without_tokens():
-        state = health(channel)
-        try:
-            publishing.ensure_channel_ready(channel)
-        except IntegrationError:
-            reason = state.advice or f"{state.label}."  # the label is on the badge next to it
-        else:
-            reason = ""
-        options.append(ChannelOption(channel, state, reason))
-    return sorted(options, key=lambda option: (not option.ready, option.channel.handle))
+# The composer lists at most this many channels; a user with more finds the others by searching.
+PICKER_SIZE = 20
+MAX_QUERY_LENGTH = 100
+
+
+class ChannelOptions(list):
+    """The channels the composer offers (`ChannelOption`s, those that can publish first), and of how many: all of
+    the user's when they have at most PICKER_SIZE, else the first PICKER_SIZE matching `query` (and the chosen
+    one, wherever it sorts)."""
+
+    def __init__(self, options: Iterable[ChannelOption] = (), *, total: int = 0, query: str = "") -> None:
+        super().__init__(options)
+        self.total = total
+        self.query = query
+
+    @property
+    def searchable(self) -> bool:
+        """Whether the user has more channels than the composer lists at once (it offers a search then)."""
+        return self.total > PICKER_SIZE
+
+
+def channel_options(user: AbstractBaseUser, *, query: str = "", chosen: Any = None) -> ChannelOptions:
+    """The user's channels for the composer's picker (see ChannelOptions): `query` is part of a handle or a display
+    name; `chosen` (an id, as the form sent it) is always among them when it is one of the user's channels. While
+    the administrator has the integration switched off, posts wait: that makes no channel unavailable."""
+    channels = Channel.objects.filter(user=user).without_tokens()
+    query = "".join(ch for ch in str(query or "") if ch.isprintable()).strip().removeprefix("@")[:MAX_QUERY_LENGTH]
+    if query:
+        channels_shown = channels.filter(Q(handle__icontains=query) | Q(display_name__icontains=query))
+    else:
+        channels_shown = channels
+    # Those that can publish first: the database's guess from the stored state (the exact answer is below).
+    now = timezone.now()
+    likely_ready = Q(status__in=[Channel.Status.ACTIVE, Channel.Status.DEGRADED]) & (
+        Q(refresh_expires_at__isnull=True) | Q(refresh_expires_at__gt=now)
+    )
+    first = list(
+        channels_shown.order_by(Case(When(likely_ready, then=0), default=1), "handle", "pk")[: PICKER_SIZE + 1]
+    )
+    total = len(first) if len(first) <= PICKER_SIZE and not query else channels.count()
+    found = first[:PICKER_SIZE]
+    wanted = int(chosen) if str(chosen or "").isdigit() and len(str(chosen)) <= 18 else None  # an id, never an overflow
+    if wanted is not None and all(channel.pk != wanted for channel in found):
+        found += list(channels.filter(pk=wanted))
+    options = sorted((_option(channel) for channel in found), key=lambda o: (not o.ready, o.channel.handle))
+    return ChannelOptions(options, total=total, query=query)
+
+
+def _option(channel: Channel) -> ChannelOption:
+    state = health(channel)
+    try:
+        publishing.ensure_channel_ready(channel)
+    except IntegrationError:
+        reason = state.advice or f"{state.label}."  # the label is on the badge next to it
+    else:
+        reason = ""
+    return ChannelOption(channel, state, reason)
 
 
 def preselected_channel(user: AbstractBaseUser, options: list[ChannelOption], wanted: str = "") -> int | None:
@@ -435,14 +479,14 @@ def part_formset(*, max_parts: int | None = None) -> type[forms.BaseFormSet]:
 class Draft:
     """One submission of the composer: its uploads stored (all or none), "Add part" / "Remove part" / "Remove card"
     / "Add the card back" / "Post the first frame" / "Choose another image" applied, and the forms bound to the
-    result. `action` is "publish", "preview", "add", "remove", "nocard", "card", "frame" or "noframe" (those six
-    re-render what was written, unchecked), or "load" (a stored post opened for editing: `for_post`). `channel`:
-    the post being edited stays on its channel.
+    result. `action` is "publish", "preview", "add", "remove", "nocard", "card", "frame", "noframe" or "find" (a
+    search among the channels; those seven re-render what was written, unchecked), or "load" (a stored post opened
+    for editing: `for_post`). `channel`: the post being edited stays on its channel.
 
     An animated upload is not refused with the rest: its first frame is kept aside (`pending_N`) and the part says
     so, with the two choices as buttons."""
 
-    ACTIONS = ("publish", "preview", "add", "remove", "nocard", "card", "frame", "noframe")
+    ACTIONS = ("publish", "preview", "add", "remove", "nocard", "card", "frame", "noframe", "find")
 
     def __init__(
         self,

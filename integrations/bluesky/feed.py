@@ -70,12 +70,19 @@ def channel_feed(channel: Channel, cursor: str | None = None, limit: int | None 
     )
     records = records[:limit]
     items = [_item(channel.did, record) for record in records]
-    published = set(PostPart.objects.filter(uri__in=[i.uri for i in items if i.uri]).values_list("uri", flat=True))
+    published = published_here([item.uri for item in items if item.uri])
     items = [replace(item, published_by_skyport=item.uri in published) for item in items]
     # The reference PDS sends a cursor with every non-empty page; a short page is the last one.
     if len(records) < limit or (next_cursor is not None and not identifiers.is_record_key(next_cursor)):
         next_cursor = None
     return FeedPage(items=items, cursor=next_cursor)
+
+
+def published_here(uris: list[str]) -> set[str]:
+    """Which of these record URIs Skyport published (one lookup through the index on `PostPart.uri`)."""
+    if not uris:
+        return set()
+    return set(PostPart.objects.filter(uri__in=uris).order_by().values_list("uri", flat=True))
 
 
 def _item(did: str, record: dict[str, Any]) -> FeedItem:

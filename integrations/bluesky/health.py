@@ -4,6 +4,7 @@ deactivated, suspended or disconnected, with the adapter's words and the action 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from integrations.adapter import get_adapter
@@ -81,6 +82,17 @@ def session_unreadable(channel: Channel) -> bool:
 
 
 PROBLEM_STATES = frozenset({"needs_reconnection", "deactivated", "suspended"})
+
+
+def channels_with_problems(channels: QuerySet[Channel], now: datetime | None = None) -> list[Channel]:
+    """The channels of `channels` that may have a problem their owner was not told about yet, found by the database
+    (a session whose key was removed is found once keep-alive or its owner's page meets it)."""
+    now = now or timezone.now()
+    untold = Q()
+    for status in (Channel.Status.NEEDS_RECONNECTION, Channel.Status.DEACTIVATED, Channel.Status.SUSPENDED):
+        untold |= Q(status=status) & ~Q(owner_told_status=status)
+    untold |= Q(refresh_expires_at__lte=now) & ~Q(owner_told_status="needs_reconnection")
+    return list(channels.exclude(status=Channel.Status.DISCONNECTED).filter(untold))
 
 
 def take_owner_notices(rows: list[tuple[Channel, Health]]) -> list[tuple[Channel, Health]]:

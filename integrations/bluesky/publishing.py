@@ -40,7 +40,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from integrations import outbound
@@ -78,7 +78,7 @@ from integrations.exceptions import (
     ScheduleMissed,
     TooManyParts,
 )
-from integrations.models import Channel, Media, Post, PostPart
+from integrations.models import Channel, Media, Post, PostPart, post_due_at
 from integrations.signals import post_failed, post_published, send_on_commit
 from integrations.throttling import over_rate
 
@@ -177,6 +177,7 @@ def create_post(
     with transaction.atomic():
         if replacing is not None:
             post = _locked_scheduled(replacing.pk, held=True)
+            _cancel_wake_ups(post)  # its new time gets its own (below)
             del fields["created_at"]  # an edit changes what is said and when, not when it was written
             for name, value in fields.items():
                 setattr(post, name, value)
@@ -458,7 +459,9 @@ def delete(post: Post) -> None:
                 lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key),
             )
     used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
-    post.delete()
+    with transaction.atomic():
+        _cancel_wake_ups(post)  # a retry still waiting
+        post.delete()
     for media in Media.objects.filter(pk__in=used_media):
         media.discard()
 
@@ -472,16 +475,30 @@ def _due(now: datetime) -> Q:
     return scheduled | waiting | abandoned
 
 
+def _due_queryset(now: datetime) -> QuerySet[Post]:
+    """Due posts, those that fell due first first, through the index of due times (`integrations_post_due`): its
+    range `due_at <= now` holds only the posts that may be due, whatever the size of the table. (Walking the posts
+    in id order, or one partial index per state, made the planner read every post.)"""
+    return Post.objects.alias(due_at=post_due_at()).filter(due_at__lte=now).filter(_due(now)).order_by("due_at", "pk")
+
+
+def next_due_at(after: datetime) -> datetime | None:
+    """When the next post falls due after `after` (its scheduled time, its retry time or its lease's end), read
+    from the index of due times; None when no post waits."""
+    later = Post.objects.annotate(due_at=post_due_at()).filter(due_at__gt=after).order_by("due_at")
+    return later.values_list("due_at", flat=True).first()
+
+
 def due_posts(now: datetime | None = None) -> list[int]:
     """Posts whose next attempt is due: scheduled for now or earlier, waiting past their retry time, or taken by a
     worker whose lease ran out (it died mid-publish: the next attempt reconciles first, so nothing is written
     twice)."""
-    now = now or timezone.now()
-    return list(Post.objects.filter(_due(now)).order_by("pk").values_list("pk", flat=True))
+    return list(_due_queryset(now or timezone.now()).values_list("pk", flat=True))
 
 
 def claim_due(now: datetime | None = None, *, limit: int = CLAIM_BATCH, skip: Sequence[int] = ()) -> list[Post]:
-    """Take up to `limit` due posts for one attempt each, in one short transaction, with a lease.
+    """Take up to `limit` due posts for one attempt each (those that fell due first), in one short transaction, with
+    a lease.
 
     On PostgreSQL, rows another worker is claiming are skipped (`skip_locked`): workers never take the same post nor
     wait for each other. On SQLite the write lock taken at BEGIN (`transaction_mode=IMMEDIATE`) serialises claims.
@@ -491,7 +508,7 @@ def claim_due(now: datetime | None = None, *, limit: int = CLAIM_BATCH, skip: Se
     now = now or timezone.now()
     features = connection.features
     with transaction.atomic():
-        queryset = Post.objects.filter(_due(now)).exclude(pk__in=list(skip)).select_related("channel").order_by("pk")
+        queryset = _due_queryset(now).exclude(pk__in=list(skip)).select_related("channel")
         if features.has_select_for_update:
             queryset = queryset.select_for_update(
                 skip_locked=features.has_select_for_update_skip_locked,
@@ -708,6 +725,7 @@ def cancel(post: Post, *, keep: bool = True) -> Post:
     with transaction.atomic():
         post = _locked_scheduled(post_id)
         used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
+        _cancel_wake_ups(post)  # as they were stored: a wake-up at its time, a retry still waiting
         if keep:
             post.status = Post.Status.CANCELLED
             post.cancelled_at = timezone.now()
@@ -730,6 +748,7 @@ def reschedule(post: Post, when: datetime) -> Post:
     check_schedule(when)
     with transaction.atomic():
         post = _locked_scheduled(post.pk)
+        _cancel_wake_ups(post)  # the wake-up at the old time
         _replan(post, when)
         post.scheduled_at = when
         post.save(update_fields=["scheduled_at"])
@@ -738,11 +757,18 @@ def reschedule(post: Post, when: datetime) -> Post:
 
 
 def _wake_at(post: Post) -> None:
-    """Have a worker look for due posts at this post's time, once the post is committed."""
-    from integrations.tasks import publish_scheduled_post
+    """Have a worker look for due posts at this post's time, once the post is committed: the waiting run of
+    `publish_due_posts` is brought forward to it when it is the next post due (no task waits for this post alone)."""
+    from integrations.tasks import schedule_publishing
 
-    when = post.scheduled_at
-    transaction.on_commit(lambda: publish_scheduled_post.using(run_after=when).enqueue(post.pk))
+    transaction.on_commit(schedule_publishing)
+
+
+def _cancel_wake_ups(post: Post) -> None:
+    """Remove the task runs still waiting for this post (at its scheduled time or its retry time, as stored)."""
+    from integrations.tasks import cancel_wake_ups
+
+    cancel_wake_ups(post.pk, [post.scheduled_at, post.next_attempt_at])
 
 
 def _replan(post: Post, when: datetime) -> None:

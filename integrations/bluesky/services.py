@@ -12,6 +12,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from integrations import pagination
 from integrations.bluesky import errors, identifiers, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
@@ -19,6 +20,7 @@ from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: 
 from integrations.bluesky.health import (  # noqa: F401  (services is what views, API and admin use)
     PROBLEM_STATES,
     Health,
+    channels_with_problems,
     health,
     health_state,
     session_unreadable,
@@ -290,5 +292,13 @@ def remove(channel: Channel) -> None:
 
 
 def recent_events(channel: Channel) -> list[ChannelEvent]:
-    """The channel's latest events, newest first: the same list on its page and in the API."""
-    return list(channel.events.all()[: app_settings.EVENTS_SHOWN])
+    """The channel's latest events, newest first: the same list on its page and on the API's first page."""
+    return events_page(channel).items
+
+
+def events_page(channel: Channel, cursor: str | None = None, limit: int | None = None) -> pagination.Page:
+    """A page of the channel's events, newest first (the first one as long as its page's list); InvalidCursor for a
+    cursor that is not one of this list's."""
+    return pagination.page(
+        channel.events.all(), ChannelEvent._meta.ordering, cursor, limit or int(app_settings.EVENTS_SHOWN)
+    )

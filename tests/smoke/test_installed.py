@@ -81,7 +81,7 @@ def test_connect_and_refresh_on_the_web_pages_under_another_prefix(use_pds, memb
 
 
 def test_the_api_answers_in_its_own_error_shape_without_any_rest_framework_settings(use_pds, api, account):
-    assert api.get(API).json() == []
+    assert api.get(API).json() == {"channels": [], "cursor": None}
     assert_error(APIClient().get(API), 401, "not_authenticated")
     assert_error(api.get("/bsky-api/v1/nothing-here/"), 404, "not_found")
     assert_error(api.post(API + "bluesky/", {"identifier": "not a handle!", "app_password": "x"}), 400, "invalid")
@@ -94,7 +94,7 @@ def test_the_api_answers_in_its_own_error_shape_without_any_rest_framework_setti
     assert created.status_code == 201, created.content
     channel = created.json()
     assert channel["did"] == account.did and "access_jwt" not in channel
-    assert [c["id"] for c in api.get(API).json()] == [channel["id"]]
+    assert [c["id"] for c in api.get(API).json()["channels"]] == [channel["id"]]
     refreshed = api.post(f"{API}{channel['id']}/refresh/")
     assert refreshed.status_code == 200 and refreshed.json()["health"]["state"] == "active"
     assert_error(api.post(f"{API}{channel['id'] + 1000}/refresh/"), 404, "not_found")

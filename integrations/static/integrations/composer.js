@@ -1,8 +1,9 @@
 /* The composer, enhanced: a live counter (announced politely), "Add part" / "Remove part" in place, a thumbnail of
  * each image as soon as it is chosen (all four slots at hand, each alt text field shown once its slot has an image,
  * and required before submitting, as the server requires it), "Schedule" on the button once a time is set, the post
- * a "Reply to" or "Quote" field names shown as it is typed, and focus on the first error of a refused submission.
- * Without this file the page works the same through its submit buttons.
+ * a "Reply to" or "Quote" field names shown as it is typed, focus on the first error of a refused submission, and,
+ * for a user with many channels, the channel list searched as one types (the same markup as the page's, from
+ * data-channel-search). Without this file the page works the same through its submit buttons ("Find" included).
  *
  * The count is of the text as it will be sent, as integrations/bluesky/richtext.py `measure` counts it: the text
  * prepared (no leading blank lines, no trailing white space, at most one empty line in a row), each http(s) link
@@ -359,6 +360,40 @@
         announce(format(d.msgAdded, {number: index + 1}));
       });
     }
+    function wireChannelSearch() {  // a user with many channels finds one by typing; the list changes in place
+      var search = form.querySelector("[data-channel-search]");
+      if (!search) return;
+      var choices = form.querySelector("[data-channel-choices]");
+      var latest = 0, waiting = null;
+      form.querySelector("[data-channel-find]").hidden = true;  // without this script, it submits the search
+
+      function find() {
+        var checked = choices.querySelector("input[type=radio]:checked");
+        var query = "?q=" + encodeURIComponent(search.value) + "&chosen=" + (checked ? checked.value : "");
+        var mine = ++latest;
+        fetch(search.dataset.channelSearch + query, {credentials: "same-origin", headers: {"Accept": "text/html"}})
+          .then(function (response) { return response.ok ? response.text() : null; })
+          .then(function (html) {
+            if (html === null || mine !== latest) return;
+            choices.innerHTML = html;
+            var count = choices.querySelector("[data-channel-count]");
+            announce(count ? count.textContent.trim() : "");
+          })
+          .catch(function () { /* the list stays as it was; "Find" without the script still works */ });
+      }
+
+      search.addEventListener("input", function () {
+        window.clearTimeout(waiting);
+        waiting = window.setTimeout(find, 300);
+      });
+      search.addEventListener("keydown", function (event) {
+        if (event.key !== "Enter") return;
+        event.preventDefault();  // Enter here searches; it never previews nor publishes
+        window.clearTimeout(waiting);
+        find();
+      });
+    }
+
     parts().forEach(wire);
     renumber();
 
@@ -386,6 +421,7 @@
 
     wireReferences();
     focusFirstError();
+    wireChannelSearch();
   }
 
   function focusFirstError() {  // after a refused submission, the first thing to fix has the focus
