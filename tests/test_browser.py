@@ -684,9 +684,12 @@ def test_an_agency_finds_a_channel_in_the_composer_and_pages_through_its_lists(
     expect(radios).to_have_count(20)
     expect(page.locator("[data-channel-find]")).to_be_hidden()  # the script searches as one types
     problems += check_page(page, axe_script, "compose-many-channels", viewport)
+    expect(page.locator(f"#channel-{channels[0].pk}")).to_be_checked()  # the one last used, preselected
     page.locator("#channel-query").fill("page0042")
-    expect(radios).to_have_count(1)
-    expect(page.locator("[data-status]")).to_contain_text("1 channel shown for “page0042”")
+    expect(radios).to_have_count(2)  # the channel found, and the one chosen so far, kept
+    expect(page.locator(f"#channel-{channels[42].pk}")).to_be_visible()
+    expect(page.locator(f"#channel-{channels[0].pk}")).to_be_checked()
+    expect(page.locator("[data-status]")).to_contain_text("2 channels shown for “page0042”")
     page.locator("#channel-query").press("Enter")  # searches; never previews nor publishes
     expect(page).to_have_url(f"{live_server.url}/app/posts/new")
     page.locator(f"label[for=channel-{channels[42].pk}]").click()
