@@ -301,7 +301,9 @@ class ComposeView(View):
         """The empty composer; `?channel=`, `?reply_to=` and `?quote=` (the channel feed's Reply and Quote) fill
         it in, and the post replied to or quoted is shown."""
         wanted = request.GET.get("channel", "")
-        options = composer.channel_options(request.user, chosen=wanted)
+        # The channel asked for, else the one last used, is among the choices even when it would not be listed first.
+        listed = wanted if wanted.isdigit() else composer.last_used_channel(request.user)
+        options = composer.channel_options(request.user, chosen=listed)
         chosen = composer.preselected_channel(request.user, options, wanted)
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
         initial["time_zone"] = request.clock.name
@@ -499,8 +501,8 @@ def post_reference(request: HttpRequest) -> HttpResponse:
         response = JsonResponse({"error": "throttled", "retry_after": retry_after}, status=429)
         response["Retry-After"] = str(retry_after)
         return response
-    options = composer.channel_options(request.user)
     wanted = request.POST.get("channel", "")
+    options = composer.channel_options(request.user, chosen=wanted)  # the chosen one, wherever it would be listed
     ready = [o.channel for o in options if o.ready]
     channel = next((c for c in ready if str(c.pk) == wanted), ready[0] if ready else None)
     address = request.POST.get("address", "").strip()[:600]

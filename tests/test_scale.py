@@ -313,6 +313,16 @@ def test_without_the_script_find_keeps_the_draft_and_a_far_channel_can_be_chosen
     assert Post.objects.get().channel_id == far.pk
 
 
+def test_the_composer_opens_on_the_channel_last_used_even_when_it_is_not_among_the_first_20(alice_client, user):
+    channels = make_channels(user, 30)
+    far = channels[27]
+    make_posts(user, channels[2], 1)
+    make_posts(user, far, 1)  # the latest
+    page = alice_client.get(COMPOSE).content.decode()
+    assert far.pk in choices(page) and len(choices(page)) == 21
+    assert f'id="channel-{far.pk}" value="{far.pk}"\n    checked' in page
+
+
 @pytest.mark.parametrize("odd", ["\x00", "x\x00y", "9" * 40, "@" * 300])
 def test_odd_searches_find_nothing_and_never_fail(alice_client, admin_client, user, odd):
     make_channels(user, 25)

@@ -127,6 +127,11 @@ def _option(channel: Channel) -> ChannelOption:
     return ChannelOption(channel, state, reason)
 
 
+def last_used_channel(user: AbstractBaseUser) -> int | None:
+    """The channel the user last published or scheduled on, whatever it can do now (None before their first post)."""
+    return Post.objects.filter(user=user).order_by("-created_at", "-pk").values_list("channel_id", flat=True).first()
+
+
 def preselected_channel(user: AbstractBaseUser, options: list[ChannelOption], wanted: str = "") -> int | None:
     """The channel the composer opens with: the one asked for (a channel page's "Write a post"), else the only one
     that can publish, else the one the user last published or scheduled on, if it can publish now."""
