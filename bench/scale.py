@@ -68,7 +68,7 @@ from django.utils import timezone  # noqa: E402
 from integrations import crypto, pagination, retention, rotation  # noqa: E402
 from integrations.bluesky import feed, keepalive, lifecycle, publishing  # noqa: E402
 from integrations.migration_operations import AddIndexConcurrently  # noqa: E402
-from integrations.models import Channel, Post, PostPart  # noqa: E402
+from integrations.models import Channel, Post, PostPart, post_history_at  # noqa: E402
 from integrations.tasks import PUBLISH_DUE_PATH, PUBLISH_POST_PATH, schedule_publishing  # noqa: E402
 
 SIZES = {"small": {"channels": 2_000, "posts": 20_100}, "big": {"channels": 100_000, "posts": 1_000_100}}
@@ -284,14 +284,16 @@ FROM (SELECT id, CASE WHEN id <= %(measured_channels)s + %(keepalive_due)s THEN 
       FROM generate_series(1, %(channels)s) AS id) AS c;
 
 -- Posts: solo's 100 and the agency's 10,000 first, then the others', ~10 per channel; one in 50 scheduled (ahead), a
--- few failed or waiting for a retry (later), the rest published. Nothing is due.
+-- few failed, cancelled or waiting for a retry (later), the rest published. Nothing is due.
 INSERT INTO integrations_post (id, user_id, channel_id, status, reply_to_uri, quote_uri, created_at, published_at,
-    scheduled_at, attempts, next_attempt_at, lease_until, error_code, error_message)
+    scheduled_at, cancelled_at, attempts, next_attempt_at, lease_until, error_code, error_message)
 SELECT p.id, channel.user_id, channel.id, p.status, '', '', p.created_at,
        CASE WHEN p.status = 'published' THEN p.created_at + interval '1 second' END,
        CASE WHEN p.status = 'scheduled' THEN now() + interval '1 hour' + pg_temp.r(p.id, 6) * interval '30 days'
+            WHEN p.status = 'cancelled' THEN p.created_at + interval '2 days'
             WHEN p.id %% 5 = 0 THEN p.created_at END,  -- a fifth of the others were scheduled once
-       CASE WHEN p.status = 'scheduled' THEN 0 ELSE 1 END,
+       CASE WHEN p.status = 'cancelled' THEN p.created_at + interval '1 hour' END,
+       CASE WHEN p.status IN ('scheduled', 'cancelled') THEN 0 ELSE 1 END,
        CASE WHEN p.status = 'waiting' THEN now() + interval '10 minutes' + pg_temp.r(p.id, 7) * interval '1 hour' END,
        NULL,
        CASE p.status WHEN 'failed' THEN 'post_rejected' WHEN 'waiting' THEN 'pds_unreachable' ELSE '' END,
@@ -305,6 +307,7 @@ FROM (SELECT id,
                        + (id - %(solo_posts)s - %(agency_posts)s - 1) %% (%(channels)s - %(measured_channels)s)
              END AS channel_id,
              CASE WHEN id %% 50 = 0 THEN 'scheduled' WHEN id %% 200 = 7 THEN 'failed'
+                  WHEN id %% 250 = 11 THEN 'cancelled'
                   WHEN id %% 300 = 13 AND id <= %(recent_failures_below)s THEN 'waiting'  -- within the last hour
                   ELSE 'published' END AS status,
              now() - pg_temp.r(id, 8) * interval '365 days' AS created_at
@@ -539,9 +542,13 @@ def prepare_context() -> dict[str, Any]:
         context[f"{name}_channel"] = Channel.objects.filter(user=context[name]).order_by("pk").first()
         context[f"{name}_scheduled"] = own.filter(status="scheduled").order_by("scheduled_at", "pk").first()
         # The equivalent of /app/posts?page=400 (20 a page) and of the API's 320th page (25 a page): as deep as the
-        # user's history goes, 8,000 posts for the agency.
-        history = own.exclude(status="scheduled").order_by("-created_at", "-pk")
+        # user's history goes, 8,000 posts for the agency. The page orders the history by when each post went out,
+        # was cancelled or was due (`post_history_at`); the API lists every post by when it was written.
+        history = own.exclude(status="scheduled").annotate(at=post_history_at()).order_by("-at", "-pk")
         deep = history[min(7_999, history.count() - 2)]
+        context[f"{name}_history_cursor"] = pagination._encode([deep.at.isoformat(), deep.pk])
+        written = own.order_by("-created_at", "-pk")
+        deep = written[min(7_999, written.count() - 2)]
         context[f"{name}_deep_cursor"] = pagination._encode([deep.created_at.isoformat(), deep.pk])
         channels = Channel.objects.filter(user=context[name]).exclude(status="disconnected").order_by("handle", "pk")
         last = channels[min(49, channels.count() - 2)]
@@ -646,7 +653,7 @@ def operations() -> list[Operation]:
             Operation(
                 f"{who}: /app/posts, 8,000 posts deep (was ?page=400)",
                 "page",
-                get(web, lambda c, w=who: f"/app/posts?cursor={c[f'{w}_deep_cursor']}"),
+                get(web, lambda c, w=who: f"/app/posts?cursor={c[f'{w}_history_cursor']}"),
             ),
             Operation(f"{who}: composer /app/posts/new", "page", get(web, lambda c: "/app/posts/new")),
             Operation(

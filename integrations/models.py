@@ -331,6 +331,15 @@ class Post(models.Model):
             # so the range `due_at <= now` holds only the few that may be due. Not a partial index: PostgreSQL keeps
             # no statistics of a partial index's expression, and without them it misjudged how few posts are due.
             models.Index(post_due_at(), "id", name="integrations_post_due"),
+            # A user's history (every post but the scheduled ones) in its order, a page at a time: the page's
+            # `WHERE user_id = … AND NOT status = 'scheduled' AND history_at <= …` enters it at the cursor.
+            models.Index(
+                F("user"),
+                post_history_at(),
+                F("id"),
+                condition=~Q(status="scheduled"),
+                name="integrations_post_user_history",
+            ),
         ]
 
     # The parts as they were just planned, on a post `create_post` returns (saves its first attempt a read).

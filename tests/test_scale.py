@@ -137,6 +137,30 @@ def test_the_feed_lookup_reads_the_index_on_the_parts_uri(history):
     assert "Seq Scan" not in plan, plan
 
 
+# --- the history on /app/posts ------------------------------------------------------------------------------------
+@pytest.mark.postgres
+def test_a_history_page_reads_the_index_of_the_historys_order_however_deep(history, alice_client, other_user):
+    """/app/posts orders the history by when each post went out, was cancelled, was due or was written (an
+    expression): its page, the first or one 2,000 posts deep, is read from the index of that order, never by sorting
+    the user's posts."""
+    needs_postgres()
+    make_posts(other_user, make_channels(other_user, 1, start=500)[0], 2000)
+    cancelled = make_posts(history.user, history, 30, status=Post.Status.CANCELLED)
+    Post.objects.filter(pk__in=[p.pk for p in cancelled]).update(cancelled_at=timezone.now())
+    analyze()
+    deep = Post.objects.filter(user=history.user).exclude(status="scheduled").order_by("-created_at", "-pk")[2000]
+    from integrations import pagination
+
+    cursor = pagination._encode([deep.created_at.isoformat(), deep.pk])  # no scheduled_at, published_at: the same
+    for query in ({}, {"cursor": cursor}):
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get("/app/posts", query).status_code == 200
+        [sql] = [q["sql"] for q in queries.captured_queries if "COALESCE" in q["sql"] and "LIMIT" in q["sql"]]
+        plan = plan_of(sql)
+        assert "integrations_post_user_history" in plan, plan
+        assert "Sort" not in plan and "Seq Scan" not in plan, plan
+
+
 # --- keep-alive ----------------------------------------------------------------------------------------------------
 @pytest.mark.postgres
 def test_keepalive_finds_due_channels_through_its_indexes(user):

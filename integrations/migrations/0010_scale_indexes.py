@@ -67,6 +67,10 @@ class Migration(migrations.Migration):
             index=models.Index(models.Case(models.When(status='scheduled', then=models.F('scheduled_at')), models.When(status='waiting', then=models.F('next_attempt_at')), models.When(status='publishing', then=models.F('lease_until')), output_field=models.DateTimeField()), models.F('id'), name='integrations_post_due'),
         ),
         AddIndexConcurrently(
+            model_name='post',
+            index=models.Index(models.F('user'), django.db.models.functions.comparison.Coalesce('published_at', 'cancelled_at', 'scheduled_at', 'created_at'), models.F('id'), condition=models.Q(('status', 'scheduled'), _negated=True), name='integrations_post_user_history'),
+        ),
+        AddIndexConcurrently(
             model_name='postpart',
             index=models.Index(fields=['uri'], name='integrations_postpart_uri'),
         ),
