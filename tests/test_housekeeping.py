@@ -186,6 +186,33 @@ def test_a_waiting_run_left_for_a_post_goes_with_it(scheduling):
 
 
 @pytest.mark.django_db
+def test_an_edit_in_the_composer_moves_the_waiting_run_to_the_new_time_and_keeps_when_the_post_was_written(
+    scheduling, django_capture_on_commit_callbacks
+):
+    """The web's edit replaces a scheduled post's content and time (`publishing.edit`): the wake-up an earlier
+    version left at the old time goes, the one recurring run comes at the new time, and the post keeps its
+    `created_at` (its place among what was written)."""
+    post = scheduling("first words", hours=5)
+    publish_scheduled_post.using(run_after=post.scheduled_at).enqueue(post.pk)  # as earlier versions did
+    sooner = timezone.now() + timedelta(minutes=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        edited = publishing.edit(post, [PartRequest(text="second words", link_card=None)], scheduled_at=sooner)
+    assert edited.pk == post.pk and edited.created_at == post.created_at
+    assert edited.parts.get().text == "second words"
+    assert waiting_for(post) == [] and chain_runs() == [sooner]
+
+
+@pytest.mark.django_db
+def test_a_cancelled_post_stays_listed_and_no_run_waits_for_it(scheduling):
+    post = scheduling("to be cancelled")
+    publish_scheduled_post.using(run_after=post.scheduled_at).enqueue(post.pk)
+    cancelled = publishing.cancel(Post.objects.get(pk=post.pk))
+    assert cancelled.status == Post.Status.CANCELLED and cancelled.cancelled_at is not None
+    assert waiting_for(post) == []
+    assert publishing.next_due_at(timezone.now()) is None  # the recurring run is not brought forward for it
+
+
+@pytest.mark.django_db
 def test_deleting_a_post_that_waits_for_a_retry_removes_its_retry(scheduling):
     post = scheduling("waits")
     retry_at = timezone.now() + timedelta(minutes=5)
