@@ -708,3 +708,40 @@ def test_an_agency_finds_a_channel_in_the_composer_and_pages_through_its_lists(
     expect(page.locator(".post")).to_have_count(5)
     problems += check_page(page, axe_script, "posts-older", viewport)
     assert not problems, "\n".join(problems)
+
+
+def test_a_channel_chosen_while_a_search_is_answered_stays_chosen(page, live_server, user):
+    """The list a search brings replaces the one on the page: a channel clicked meanwhile must not be lost."""
+    from playwright.sync_api import expect
+
+    from tests.test_pagination import make_channels
+
+    channels = make_channels(user, 25)
+    log_in_browser(page, live_server, user)
+    page.goto(f"{live_server.url}/app/posts/new")
+    held = []
+    page.route("**/app/posts/new/channels?*", lambda route: held.append(route))  # answered after the click below
+    with page.expect_request("**/app/posts/new/channels?*"):
+        page.locator("#channel-query").fill("page001")
+    page.locator(f"label[for=channel-{channels[3].pk}]").click()
+    expect(page.locator(f"#channel-{channels[3].pk}")).to_be_checked()
+    assert held  # the answer is still held back
+    page.unroute("**/app/posts/new/channels?*")  # lets the held request go on, and those after it
+    radios = page.locator("[data-channel-choices] input[type=radio]")
+    expect(radios).to_have_count(11)  # page0010 to page0019, and the one chosen
+    expect(page.locator(f"#channel-{channels[3].pk}")).to_be_checked()
+    expect(page.locator("[data-status]")).to_contain_text("11 channels shown for “page001”")
+
+
+def test_with_many_channels_a_missing_channel_puts_the_focus_on_a_channel_not_on_the_search(page, live_server, user):
+    from playwright.sync_api import expect
+
+    from tests.test_pagination import make_channels
+
+    channels = make_channels(user, 25)
+    log_in_browser(page, live_server, user)
+    page.goto(f"{live_server.url}/app/posts/new")
+    page.locator("#id_parts-0-text").fill("Hello")
+    page.get_by_role("button", name="Publish").click()
+    expect(page.locator("#channel-error")).to_contain_text("Choose the channel to publish on.")
+    expect(page.locator(f"#channel-{channels[0].pk}")).to_be_focused()

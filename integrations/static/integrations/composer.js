@@ -367,14 +367,23 @@
       var latest = 0, waiting = null;
       form.querySelector("[data-channel-find]").hidden = true;  // without this script, it submits the search
 
-      function find() {
+      function chosen() {
         var checked = choices.querySelector("input[type=radio]:checked");
-        var query = "?q=" + encodeURIComponent(search.value) + "&chosen=" + (checked ? checked.value : "");
+        return checked ? checked.value : "";
+      }
+
+      function find() {
+        var sent = chosen();
+        var query = "?q=" + encodeURIComponent(search.value) + "&chosen=" + sent;
         var mine = ++latest;
         fetch(search.dataset.channelSearch + query, {credentials: "same-origin", headers: {"Accept": "text/html"}})
           .then(function (response) { return response.ok ? response.text() : null; })
           .then(function (html) {
             if (html === null || mine !== latest) return;
+            if (chosen() !== sent) {  // a channel was chosen while the answer was on its way: it must stay chosen
+              find();
+              return;
+            }
             choices.innerHTML = html;
             var count = choices.querySelector("[data-channel-count]");
             announce(count ? count.textContent.trim() : "");
@@ -434,7 +443,9 @@
     } else {
       var box = list.closest("fieldset.picker, .field, .slot .pick, .slot .alt, .slot, .reference, .card-fields, p");
       if (box && box.matches("fieldset.picker")) {
-        target = box.querySelector("input:checked:not([disabled])") || box.querySelector("input:not([disabled])");
+        // A channel, not the search field above the list (a user with many channels has one).
+        target = box.querySelector("input[type=radio]:checked:not([disabled])") ||
+          box.querySelector("input[type=radio]:not([disabled])");
       } else if (box) {
         target = box.querySelector("[aria-invalid=true]") || box.querySelector("input:not([type=hidden]), textarea, select, button");
       }
