@@ -37,20 +37,35 @@ def tid_time(key: str) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value >> 10)
 
 
-# Posts share a timestamp when they are scheduled for the same moment: the post's id then keeps their keys apart.
-# Its low 10 bits are the TID's clock id; the rest moves the timestamp by a millisecond per 1,024 posts, past any
-# thread's parts (at most 1,000), so no two posts of one repository can ever plan the same key.
-_ID_STRIDE_MICROSECONDS = 1000
+# A post's keys must differ from every other post's in its repository, whatever their ids and times: two posts
+# scheduled for the same moment (or a millisecond apart) must not plan the same key, and a key cannot be chosen by
+# looking at the repository (the plan is fixed before anything is sent, and must be the same on every attempt).
+# So the key is a one-to-one function of (window of time, post id, part index):
+# - the timestamp is the start of the ~72-minute window (2**32 microseconds) holding the post's createdAt, plus the
+#   post id without its two low bits: different windows never overlap, and in one window different ids differ;
+# - the 10-bit clock id is the part's index (8 bits, so a thread plans at most 256 keys, more than one applyWrites
+#   takes) followed by the id's two low bits.
+# Keys therefore follow time from one window to the next and creation order inside a window; a key's time is within
+# 72 minutes of the post's createdAt (which the record carries exactly).
+_WINDOW_BITS = 32
+_INDEX_BITS = 8
+_ID_CLOCK_BITS = 10 - _INDEX_BITS
+MAX_PLANNED_PARTS = 2**_INDEX_BITS
+MAX_POST_ID = 2 ** (_WINDOW_BITS + _ID_CLOCK_BITS) - 1  # 17,179,869,183 posts
 
 
 def part_keys(post_id: int, created_at: datetime, count: int) -> list[str]:
     """The record keys of a post's parts, derived from the post and its createdAt: the same on every attempt,
-    increasing in the thread's order, and different for every post even when posts share a createdAt."""
-    if count > _ID_STRIDE_MICROSECONDS:
-        raise ValueError("a post has at most 1,000 parts")
-    base = int((created_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
-    base += (post_id >> 10) * _ID_STRIDE_MICROSECONDS
-    return [tid(base + index, post_id & 1023) for index in range(count)]
+    increasing in the thread's order, and different from every other post's keys, whatever its id and time."""
+    if not 1 <= count <= MAX_PLANNED_PARTS:
+        raise ValueError(f"a post has 1 to {MAX_PLANNED_PARTS} parts")
+    if not 0 <= post_id <= MAX_POST_ID:
+        raise ValueError(f"post ids above {MAX_POST_ID:,} cannot be given record keys")
+    moment = int((created_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    window_start = moment >> _WINDOW_BITS << _WINDOW_BITS
+    microseconds = window_start + (post_id >> _ID_CLOCK_BITS)
+    low_bits = post_id & (2**_ID_CLOCK_BITS - 1)
+    return [tid(microseconds, index << _ID_CLOCK_BITS | low_bits) for index in range(count)]
 
 
 def _cid(codec: int, data: bytes) -> str:

@@ -37,6 +37,7 @@ from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.health import health_state
 from integrations.bluesky.plans import (
+    MAX_PLANNED_PARTS,
     POST_COLLECTION,
     ExternalCard,
     PartInput,
@@ -534,7 +535,7 @@ def accept(
     if scheduled_at is not None:
         check_schedule(scheduled_at)
     ensure_can_publish(channel)
-    max_parts = int(app_settings.POST_MAX_PARTS)
+    max_parts = min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
     reply = references.resolve(channel, reply_to) if reply_to else None
