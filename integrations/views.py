@@ -25,6 +25,7 @@ from integrations.exceptions import IntegrationError, PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post
 from integrations.throttling import over_rate
+from integrations.validators import parse_id
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +221,8 @@ class ComposeView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         options = composer.channel_options(request.user)
         ready = [o.channel.pk for o in options if o.ready]
-        wanted = request.GET.get("channel", "")
-        chosen = int(wanted) if wanted.isdigit() and int(wanted) in ready else (ready[0] if len(ready) == 1 else None)
+        wanted = parse_id(request.GET.get("channel", ""))
+        chosen = wanted if wanted in ready else (ready[0] if len(ready) == 1 else None)
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
         initial["time_zone"] = _zone_name(request)
         form = composer.ComposerForm(initial=initial, options=options)

@@ -11,6 +11,7 @@ from integrations.bluesky import feed, services
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.bluesky.plans import web_url
 from integrations.models import Channel, ChannelEvent
+from integrations.validators import MAX_DATABASE_ID
 
 
 class HealthSerializer(serializers.Serializer):
@@ -136,7 +137,9 @@ class MediaUploadSerializer(serializers.Serializer):
 
 
 class ImageInputSerializer(serializers.Serializer):
-    media = serializers.IntegerField(min_value=1, help_text="The id from POST /api/v1/media/.")
+    media = serializers.IntegerField(
+        min_value=1, max_value=MAX_DATABASE_ID, help_text="The id from POST /api/v1/media/."
+    )
     alt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
 
 
@@ -214,7 +217,7 @@ SCHEDULED_AT_HELP = "Publish at this time (ISO 8601 with time zone, at least a f
 
 
 class PostInputSerializer(serializers.Serializer):
-    channel = serializers.IntegerField(min_value=1)
+    channel = serializers.IntegerField(min_value=1, max_value=MAX_DATABASE_ID)
     parts = PartInputSerializer(many=True, allow_empty=False)
     reply_to = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
     quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)

@@ -43,10 +43,11 @@ from integrations.bluesky.health import Health, health
 from integrations.conf import app_settings
 from integrations.exceptions import EmptyPost, IntegrationDisabled, IntegrationError, MediaNotFound
 from integrations.models import Channel, Media, Post
+from integrations.validators import parse_id, parse_number
 
 SLOTS = range(1, images.MAX_IMAGES_PER_POST + 1)  # image slots of a part, numbered as people count
-_UPLOAD = re.compile(r"parts-(\d+)-image_(\d+)")
-_PART_KEY = re.compile(r"parts-(\d+)-(.+)")
+_UPLOAD = re.compile(r"parts-([0-9]{1,4})-image_([0-9])")
+_PART_KEY = re.compile(r"parts-([0-9]{1,4})-(.+)")
 BYTES_SHOWN_FROM = 2700  # the byte count is shown once a text gets close to MAX_BYTES
 CARD_MODES = ("auto", "edited", "none")  # a part's link card: the page's, the user's own words, or none
 TIME_FORMAT = "%Y-%m-%dT%H:%M"  # what a datetime-local field shows (seconds only when a time has them)
@@ -205,7 +206,8 @@ class PartForm(forms.Form):
                 required=False,
                 widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}),
             )
-            self.fields[f"media_{slot}"] = forms.IntegerField(required=False, widget=forms.HiddenInput)
+            # An upload's id, checked in `clean` (a value that names none of the user's uploads is said in words).
+            self.fields[f"media_{slot}"] = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
             self.fields[f"alt_{slot}"] = forms.CharField(
                 label=_("Alt text for image %(number)s") % {"number": slot},
                 required=False,
@@ -223,9 +225,9 @@ class PartForm(forms.Form):
             return {}
         ids = {}
         for slot in SLOTS:
-            value = self.data.get(self.add_prefix(f"media_{slot}"))
-            if value and str(value).isdigit():
-                ids[slot] = int(value)
+            media_id = parse_id(self.data.get(self.add_prefix(f"media_{slot}")))
+            if media_id is not None:
+                ids[slot] = media_id
         found = {m.pk: m for m in Media.objects.filter(pk__in=ids.values(), owner=self.user)}
         return {slot: found[pk] for slot, pk in ids.items() if pk in found}
 
@@ -257,8 +259,7 @@ class PartForm(forms.Form):
         cleaned = super().clean()
         attached = []
         for slot in SLOTS:
-            media_id = cleaned.get(f"media_{slot}")
-            if media_id is None or cleaned.get(f"remove_{slot}"):
+            if not cleaned.get(f"media_{slot}") or cleaned.get(f"remove_{slot}"):
                 continue
             media = self._media.get(slot)
             if media is None:
@@ -406,9 +407,9 @@ class Draft:
         total = self._total()
         if self.action == "add" and total < int(app_settings.POST_MAX_PARTS):
             self.data["parts-TOTAL_FORMS"] = str(total + 1)
-        elif self.action == "remove" and index.isdigit() and total > 1:
-            self._remove_part(int(index), total)
-        elif self.action in ("nocard", "card") and index.isdigit() and int(index) < total:
+        elif self.action == "remove" and (number := parse_number(index)) is not None and total > 1:
+            self._remove_part(number, total)
+        elif self.action in ("nocard", "card") and (number := parse_number(index)) is not None and number < total:
             self.data[f"parts-{index}-card"] = "none" if self.action == "nocard" else "auto"
         self.form = ComposerForm(self.data, options=options, channel=channel)
         self.parts = part_formset()(self.data, prefix="parts", form_kwargs={"user": user})
@@ -438,7 +439,8 @@ class Draft:
 
     def _total(self) -> int:
         value = str(self.data.get("parts-TOTAL_FORMS", "1"))
-        return min(int(value), int(app_settings.POST_MAX_PARTS)) if value.isdigit() else 1
+        number = parse_number(value)
+        return min(number, int(app_settings.POST_MAX_PARTS)) if number is not None else 1
 
     def _store_uploads(self, files: Mapping[str, Any]) -> None:
         """Store every uploaded image and name it in the data; when one is refused, none of them is kept."""
@@ -478,7 +480,7 @@ class Draft:
         moved: dict[str, list[Any]] = {}
         for key in list(self.data):
             match = _PART_KEY.fullmatch(key)
-            if not match or not match[1].isdigit():
+            if not match or parse_number(match[1]) is None:
                 continue
             values = self.data.getlist(key)
             del self.data[key]
