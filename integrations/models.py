@@ -198,6 +198,18 @@ class ChannelEvent(models.Model):
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class RateCounter(models.Model):
+    """How many hits one limit counted for one client in one fixed window (`integrations.throttling`). In the
+    database, where other users' traffic cannot evict it as it can evict a cache entry."""
+
+    key = models.CharField(max_length=255, unique=True)  # scope:ident:window start
+    count = models.PositiveIntegerField(default=0)
+    ends_at = models.BigIntegerField(db_index=True)  # the window's end, in seconds since the epoch
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"
+
+
 def _media_path(instance: "Media", filename: str) -> str:
     # Random, not guessable, and never the uploader's file name (which may say more than the picture).
     return f"integrations/media/{instance.owner_id}/{uuid.uuid4().hex}"

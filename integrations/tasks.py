@@ -50,9 +50,11 @@ def keepalive_sweep() -> dict:
     """Refresh every due channel, remove stale unused uploads, then schedule the next sweep."""
     try:
         result = keepalive.sweep().as_dict()
+        from integrations import throttling
         from integrations.bluesky import publishing
 
         result["media_removed"] = publishing.purge_unused_media()  # uploads no post used within a day
+        result["rate_counters_removed"] = throttling.prune_counters()  # windows that have ended
         result["posts"] = dict(publishing.publish_due())  # a safety net under the per-post retry tasks
         return result
     finally:
