@@ -129,6 +129,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("SCHEDULE_INTERVAL", 30, (int,), "Seconds between two runs of the task that publishes due posts."),
     Setting("LINK_CARD_TIMEOUT", 5.0, (int, float), "Seconds a link card's page or image may take to answer."),
+    Setting("UPLOADS_PER_HOUR", 300, (int,), "How many images one user may upload in an hour (web and API together)."),
+    Setting(
+        "MEDIA_BYTES_PER_USER",
+        1_000_000_000,
+        (int,),
+        "How many bytes of images (uploads and link-card thumbnails) one user may keep stored at once.",
+    ),
+    Setting("SCHEDULED_POSTS_PER_USER", 10_000, (int,), "How many posts one user may have scheduled at once."),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

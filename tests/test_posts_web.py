@@ -92,7 +92,7 @@ def test_publish_a_thread_with_an_image_and_alt_text_from_the_form(alice_client,
     [embedded] = first["embed"]["images"]
     assert embedded["alt"] == "A pink square" and embedded["aspectRatio"] == {"width": 64, "height": 48}
     assert second["reply"]["parent"]["uri"] == post.parts.all()[0].uri
-    assert not Media.objects.exists()  # the blob is in the repo now
+    assert Media.objects.get().parts.get() == post.parts.all()[0]  # kept a day for another post, then removed
 
     listing = text_of(alice_client.get(POSTS))
     assert "Published on @" in listing

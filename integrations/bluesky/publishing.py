@@ -20,6 +20,7 @@
   with that reason and a retry after reconnecting publishes the same plan.
 """
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +30,8 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from integrations.adapter import describe, get_adapter
@@ -63,10 +65,14 @@ from integrations.exceptions import (
     ScheduledInThePast,
     ScheduledTooFar,
     ScheduleMissed,
+    StorageFull,
     TooManyParts,
+    TooManyScheduled,
+    TooManyUploads,
 )
 from integrations.models import Channel, Media, Post, PostPart
 from integrations.signals import post_failed, post_published, send_on_commit
+from integrations.throttling import over_rate
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +147,21 @@ def create_post(
         "attempts": 1 if claim else 0,
         "lease_until": created_at + LEASE if claim else None,
     }
+    return _store_plan(fields, parts, channel=channel, replacing=replacing, reply_to=reply_to, quote=quote, notes=notes)
+
+
+def _store_plan(
+    fields: dict[str, Any],
+    parts: Sequence[PartInput],
+    *,
+    channel: Channel,
+    replacing: Post | None,
+    reply_to: tuple[StrongRef, StrongRef] | None,
+    quote: StrongRef | None,
+    notes: Sequence[str] = (),
+) -> Post:
+    """The post and its parts, stored in one transaction (see `create_post`)."""
+    scheduled_at, created_at = fields["scheduled_at"], fields["created_at"]
     with transaction.atomic():
         if replacing is not None:
             post = _locked_scheduled(replacing.pk, held=True)
@@ -172,7 +193,24 @@ def create_post(
             )
             for index, (part, plan) in enumerate(zip(parts, planned, strict=True))
         )
+        _link_media(post.planned_parts, record_time)
     return post
+
+
+def _link_media(parts: Sequence[PostPart], due: datetime) -> None:
+    """Record which uploads each part needs, so none is removed while the post is not published, and move each
+    upload's `used_at` to when the post is due (if later): the clean-up looks only at uploads whose last use is a
+    day past. Call inside the transaction that stores the parts. Marking them locks their rows: the clean-up either
+    waits for this transaction (and then sees them in use) or has removed one already (`MediaNotFound`)."""
+    links = [(part.pk, media_id) for part in parts for media_id in dict.fromkeys(media_ids(part))]
+    if not links:
+        return
+    wanted = {media_id for _, media_id in links}
+    marked = Media.objects.filter(pk__in=wanted).update(used_at=Greatest("used_at", Value(due)))
+    if marked < len(wanted):
+        raise MediaNotFound()  # removed by the clean-up while the post was being checked
+    through = PostPart.media.through
+    through.objects.bulk_create([through(postpart_id=part_id, media_id=media_id) for part_id, media_id in links])
 
 
 def _card_json(card: ExternalCard | None) -> dict[str, Any] | None:
@@ -305,7 +343,7 @@ def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool
 
 
 def _published(post: Post, parts: Sequence[PostPart]) -> Post:
-    used_media = [media_id for part in parts for media_id in media_ids(part)]
+    # The uploads stay: another post may use them (`purge_unused_media` removes them once none does).
     with transaction.atomic():
         for part in parts:  # a thread is short: plain updates cost less than bulk_update's CASE expressions
             PostPart.objects.filter(pk=part.pk).update(uri=part.uri, cid=part.cid)
@@ -315,8 +353,6 @@ def _published(post: Post, parts: Sequence[PostPart]) -> Post:
         post.error_code = post.error_message = ""
         post.save(update_fields=["status", "published_at", "lease_until", "error_code", "error_message"])
         send_on_commit(post_published, Post, post=post)
-    for media in Media.objects.filter(pk__in=used_media) if used_media else ():  # the blobs live in the repo now
-        media.discard()
     logger.info("post %s published: %s", post.pk, ", ".join(part.uri for part in parts))
     return post
 
@@ -416,10 +452,7 @@ def delete(post: Post) -> None:
                 channel,
                 lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key),
             )
-    used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
     post.delete()
-    for media in Media.objects.filter(pk__in=used_media):
-        media.discard()
 
 
 def _due(now: datetime) -> Q:
@@ -534,6 +567,8 @@ def accept(
 
     if scheduled_at is not None:
         check_schedule(scheduled_at)
+        if replacing is None:
+            _check_scheduled_quota(user)
     ensure_can_publish(channel)
     max_parts = min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
     if not 1 <= len(parts) <= max_parts:
@@ -575,6 +610,18 @@ def accept(
         scheduled_at=scheduled_at,
         replacing=replacing,
     )
+
+
+def _check_scheduled_quota(user: AbstractBaseUser) -> None:
+    """`too_many_scheduled` when the user has `INTEGRATIONS_SCHEDULED_POSTS_PER_USER` posts waiting for their time,
+    with the seconds until the next of them goes out."""
+    limit = int(app_settings.SCHEDULED_POSTS_PER_USER)
+    waiting = Post.objects.filter(user=user, status=Post.Status.SCHEDULED)
+    if waiting.count() < limit:
+        return
+    soonest = waiting.order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
+    seconds = int((soonest - timezone.now()).total_seconds()) if soonest else 60
+    raise TooManyScheduled(f"{limit:,}", retry_after=max(1, seconds))
 
 
 def _mention_dids(channel: Channel, handles: list[str]) -> dict[str, str | None]:
@@ -625,10 +672,7 @@ def cancel(post: Post) -> None:
     post_id = post.pk
     with transaction.atomic():
         post = _locked_scheduled(post_id)
-        used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
-        post.delete()
-    for media in Media.objects.filter(pk__in=used_media):
-        media.discard()
+        post.delete()  # its uploads stay for other posts (`purge_unused_media` removes them once none uses them)
     logger.info("scheduled post %s cancelled", post_id)
 
 
@@ -748,16 +792,21 @@ def _link_card(
             return None, f"No link card: {result.reason}"
         fetched, title, description, note = result.card, result.card.title, result.card.description, ""
     thumb = _thumb_media(user, fetched.thumb) if fetched and fetched.thumb else None
+    if fetched and fetched.thumb and thumb is None:
+        note = "No thumbnail: your storage for images is full."
     return ExternalCard(uri=url, title=title, description=description, thumb=thumb), note
 
 
-def _thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage:
-    """Keep a card's thumbnail as an upload of the user's, so it is sent as a blob like an image."""
-    from django.core.files.base import ContentFile
-
-    media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
-    media.file.save("thumb", ContentFile(prepared.data), save=False)
-    media.save()
+def _thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage | None:
+    """Keep a card's thumbnail as an upload of the user's, so it is sent as a blob like an image: once per content
+    (every post and part linking the same page shares it). None when the user's storage is full."""
+    digest = hashlib.sha256(prepared.data).hexdigest()
+    media = Media.objects.filter(owner=user, digest=digest).first()
+    if media is None:
+        try:
+            media = _stored(user, prepared, "thumb", digest)
+        except StorageFull:
+            return None
     return PlannedImage(
         cid=blob_cid(prepared.data),
         mime=media.mime,
@@ -782,24 +831,81 @@ def _planned_image(user: AbstractBaseUser, request: ImageRequest, images: Any) -
 
 
 def store_media(user: AbstractBaseUser, upload: Any) -> Media:
-    """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner."""
-    from django.core.files.base import ContentFile
+    """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner.
 
+    `too_many_uploads` past `INTEGRATIONS_UPLOADS_PER_HOUR` (every upload counts, a refused one too: it cost the
+    work), `storage_full` when it would take the owner past `INTEGRATIONS_MEDIA_BYTES_PER_USER`."""
     from integrations.bluesky import images
 
+    retry_after = over_rate("media-upload", str(user.pk), int(app_settings.UPLOADS_PER_HOUR), 3600)
+    if retry_after is not None:
+        raise TooManyUploads(retry_after=retry_after)
     prepared = images.prepare(upload)
-    media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
-    media.file.save("image", ContentFile(prepared.data), save=False)
+    return _stored(user, prepared, "image", hashlib.sha256(prepared.data).hexdigest())
+
+
+def _stored(user: AbstractBaseUser, prepared: Any, name: str, digest: str) -> Media:
+    """Store prepared image bytes as the user's, within their storage quota."""
+    from django.core.files.base import ContentFile
+
+    quota = int(app_settings.MEDIA_BYTES_PER_USER)
+    stored = Media.objects.filter(owner=user).aggregate(total=Sum("size"))["total"] or 0
+    if stored + len(prepared.data) > quota:
+        raise StorageFull(f"{quota / 1_000_000:,.0f} MB")
+    media = Media(
+        owner=user,
+        mime=prepared.mime,
+        width=prepared.width,
+        height=prepared.height,
+        size=len(prepared.data),
+        digest=digest,
+    )
+    media.file.save(name, ContentFile(prepared.data), save=False)
     media.save()
     return media
 
 
-def purge_unused_media(older_than: timedelta = timedelta(days=1)) -> int:
-    """Delete uploads no post uses that are older than `older_than`; return how many."""
-    used = {media_id for part in PostPart.objects.only("images", "card") for media_id in media_ids(part)}
-    stale = Media.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=used)
-    count = 0
-    for media in stale:
-        media.discard()
-        count += 1
-    return count
+# Uploads no post needs are kept this long after they were uploaded or last attached (a client attaches one upload
+# to its posts one after the other), then removed.
+UNUSED_MEDIA_KEPT = timedelta(days=1)
+PURGE_BATCH = 500
+
+
+def media_in_use() -> Exists:
+    """Whether a post that is not published yet uses the upload (to use in a filter on `Media`)."""
+    links = PostPart.media.through.objects.filter(media_id=OuterRef("pk"))
+    return Exists(links.exclude(postpart__post__status=Post.Status.PUBLISHED))
+
+
+def unused_media(cutoff: datetime) -> "QuerySet[Media]":
+    """The uploads whose last use (upload, or the time of the last post attached) is before `cutoff` and that no
+    unpublished post uses (a post that is late, waiting or failed still does), oldest first."""
+    return Media.objects.filter(used_at__lt=cutoff).filter(~media_in_use()).order_by("used_at")
+
+
+def purge_unused_media(older_than: timedelta = UNUSED_MEDIA_KEPT) -> int:
+    """Delete the uploads that no unpublished post uses and that were not uploaded or attached within `older_than`;
+    return how many.
+
+    Only the stale uploads are looked at (`Media.used_at`, indexed; a scheduled post moves it to its time), each
+    checked through its links (`PostPart.media`) to the posts using it: the cost follows the uploads removed, not
+    the posts stored. The rows
+    are deleted under their row locks (a post attaching one meanwhile waits, then finds it gone: `media_not_found`),
+    and their files after the commit (a file that cannot be deleted is left behind, never a row without its file).
+    """
+    cutoff = timezone.now() - older_than
+    storage = Media._meta.get_field("file").storage
+    removed = 0
+    while True:
+        with transaction.atomic():
+            batch = list(unused_media(cutoff).select_for_update().values_list("pk", "file")[:PURGE_BATCH])
+            if batch:
+                Media.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+        for _, name in batch:
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.warning("could not delete the file of a removed upload: %s", name, exc_info=True)
+        removed += len(batch)
+        if len(batch) < PURGE_BATCH:
+            return removed
