@@ -71,6 +71,14 @@ _MESSAGES: dict[str, tuple[int, str]] = {
     ),
     "post_busy": (409, _("This post is being published right now. Try again in {retry}.")),
     "post_not_retryable": (409, _("Only a failed or waiting post can be published again.")),
+    "post_gone": (404, _("This post has been deleted.")),
+    "post_deleting": (
+        409,
+        _(
+            "This post was being published when you deleted it: it is deleted, from Bluesky too, as soon as that "
+            "attempt ends (in {retry} at most)."
+        ),
+    ),
     "scheduled_in_the_past": (400, _("That time has already passed (or is only seconds away). Choose a later time.")),
     "scheduled_too_far": (400, _("A post can be scheduled up to a year ahead. Choose an earlier time.")),
     "post_not_scheduled": (

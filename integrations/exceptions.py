@@ -120,6 +120,19 @@ class PostBusy(IntegrationError):
     temporary = True
 
 
+class PostGone(IntegrationError):
+    """The post was deleted meanwhile."""
+
+    code = "post_gone"
+
+
+class PostDeleting(IntegrationError):
+    """The post is being deleted: an attempt that was running deletes it (from Bluesky too) as soon as it ends."""
+
+    code = "post_deleting"
+    temporary = True
+
+
 class PostNotRetryable(IntegrationError):
     """Only a failed or waiting post can be published again."""
 

@@ -265,6 +265,9 @@ class Post(models.Model):
         WAITING = "waiting", "Waiting to retry"
         PUBLISHED = "published", "Published"
         FAILED = "failed", "Failed"
+        # Its owner deleted it while an attempt was running (or its records could not all be deleted yet): no attempt
+        # starts any more, and whoever holds it deletes every record that landed, then the post.
+        DELETING = "deleting", "Being deleted"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="integration_posts")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="posts")

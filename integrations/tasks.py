@@ -65,7 +65,7 @@ def keepalive_sweep() -> dict:
 def publish_post(post_id: int) -> str:
     """One more attempt at a post that is waiting for a retry (the attempt schedules the next one if needed)."""
     from integrations.bluesky import publishing
-    from integrations.exceptions import PostBusy
+    from integrations.exceptions import PostBusy, PostGone
     from integrations.models import Post
 
     if not Post.objects.filter(pk=post_id, status=Post.Status.WAITING).exists():
@@ -74,6 +74,8 @@ def publish_post(post_id: int) -> str:
         outcome = publishing.publish(post_id, retry=True)
     except PostBusy:
         return "busy"  # another worker holds it; that one schedules what comes next
+    except PostGone:
+        return "deleted"  # its owner deleted it meanwhile
     return outcome.post.status
 
 

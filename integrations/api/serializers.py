@@ -276,7 +276,10 @@ class PostErrorSerializer(serializers.Serializer):
 class PostSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     channel = serializers.IntegerField(source="channel_id")
-    status = serializers.ChoiceField(choices=["scheduled", "publishing", "waiting", "published", "failed"])
+    status = serializers.ChoiceField(
+        choices=["scheduled", "publishing", "waiting", "published", "failed", "deleting"],
+        help_text="`deleting`: deleted while it was being published; its records are being deleted from Bluesky.",
+    )
     parts = PostPartSerializer(many=True)
     reply_to = serializers.CharField(source="reply_to_uri")
     quote = serializers.CharField(source="quote_uri")

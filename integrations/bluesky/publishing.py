@@ -22,6 +22,7 @@
 
 import hashlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ from integrations.exceptions import (
     IntegrationError,
     MediaNotFound,
     PostBusy,
+    PostDeleting,
+    PostGone,
     PostNotRetryable,
     PostNotScheduled,
     ScheduledInThePast,
@@ -228,13 +231,23 @@ def media_ids(part: PostPart) -> list[int]:
     return ids
 
 
+def _locked(post_id: int) -> Post:
+    """The post under its row lock (call inside a transaction); `PostGone` when it was deleted meanwhile."""
+    post = Post.objects.select_for_update().select_related("channel").filter(pk=post_id).first()
+    if post is None:
+        raise PostGone()
+    return post
+
+
 def _claim(post_id: int, *, retry: bool) -> Post | None:
     """Take the post for one attempt under its row lock; None when there is nothing to do (already published)."""
     with transaction.atomic():
-        post = Post.objects.select_for_update().select_related("channel").get(pk=post_id)
+        post = _locked(post_id)
         now = timezone.now()
         if post.status == Post.Status.PUBLISHED:
             return None
+        if post.status == Post.Status.DELETING:
+            raise PostGone()
         if post.lease_until and post.lease_until > now:
             raise PostBusy(retry_after=int((post.lease_until - now).total_seconds()) + 1)
         abandoned = post.status == Post.Status.PUBLISHING and post.attempts > 0  # a dead worker's lease ran out
@@ -256,7 +269,10 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
     fresh = claimed is not None and claimed.pk == post_id
     post = claimed if fresh else _claim(post_id, retry=retry)
     if post is None:
-        return Outcome(Post.objects.get(pk=post_id))
+        published = Post.objects.filter(pk=post_id).first()
+        if published is None:
+            raise PostGone()
+        return Outcome(published)
     channel = post.channel
     # A post just accepted carries its parts (and was just checked): no second read of either. One `claim_due`
     # took carries neither.
@@ -264,9 +280,22 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
     checked = parts is not None
     parts = parts if parts is not None else list(post.parts.all())
     try:
+        return _attempt(post, channel, parts, checked=checked)
+    except _DeletionRequested:
+        return _delete_instead(post, channel, parts)
+
+
+class _DeletionRequested(Exception):
+    """The owner deleted the post during this attempt (`delete` marked it): the attempt deletes it instead."""
+
+
+def _attempt(post: Post, channel: Channel, parts: Sequence[PostPart], *, checked: bool) -> Outcome:
+    try:
         if not checked:
             ensure_can_publish(channel)
         _upload_blobs(channel, parts)
+        if Post.objects.filter(pk=post.pk, status=Post.Status.DELETING).exists():
+            raise _DeletionRequested()  # deleted while the blobs went up: nothing is written
         _write(channel, parts, reconcile_first=post.attempts > 1)
     except IntegrationError as exc:
         if isinstance(exc, errors.TemporaryError) or exc.temporary:
@@ -278,6 +307,33 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
                 logger.info("could not reconcile post %s after %s (%s)", post.pk, exc.code, again.code)
         return Outcome(_failed_attempt(post, exc), exc)
     return Outcome(_published(post, parts))
+
+
+def _delete_instead(post: Post, channel: Channel, parts: Sequence[PostPart]) -> Outcome:
+    """End an attempt whose post was deleted meanwhile: delete every record of it that landed, then the post (this
+    attempt still holds the lease, so nothing else touches it). Should Bluesky not answer, the post stays marked
+    for deletion with the reason, and its owner's next delete finishes it."""
+    post.status = Post.Status.DELETING
+    try:
+        _delete_records(channel, parts)
+    except IntegrationError as exc:
+        _deletion_failed(post, exc)
+        return Outcome(post, exc)
+    Post.objects.filter(pk=post.pk).delete()
+    logger.info("post %s deleted during its attempt, with every record that landed", post.pk)
+    post.error_code, post.error_message = PostGone.code, describe(PostGone()).message
+    return Outcome(post, PostGone())
+
+
+def _store_state(post: Post, fields: Sequence[str]) -> None:
+    """Save the outcome of an attempt, unless the post was marked for deletion meanwhile (`_DeletionRequested`)."""
+    updated = (
+        Post.objects.filter(pk=post.pk)
+        .exclude(status=Post.Status.DELETING)
+        .update(**{name: getattr(post, name) for name in fields})
+    )
+    if not updated:
+        raise _DeletionRequested()
 
 
 def _upload_blobs(channel: Channel, parts: Sequence[PostPart]) -> None:
@@ -351,7 +407,7 @@ def _published(post: Post, parts: Sequence[PostPart]) -> Post:
         post.published_at = timezone.now()
         post.lease_until = None
         post.error_code = post.error_message = ""
-        post.save(update_fields=["status", "published_at", "lease_until", "error_code", "error_message"])
+        _store_state(post, ["status", "published_at", "lease_until", "error_code", "error_message"])
         send_on_commit(post_published, Post, post=post)
     logger.info("post %s published: %s", post.pk, ", ".join(part.uri for part in parts))
     return post
@@ -387,7 +443,7 @@ def _failed_attempt(post: Post, error: IntegrationError) -> Post:
     else:
         post.status = Post.Status.FAILED
         post.next_attempt_at = None
-    post.save(update_fields=["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    _store_state(post, ["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
     if post.status == Post.Status.WAITING:
         schedule_retry(post)
     else:
@@ -407,7 +463,7 @@ def _blocked(post: Post, error: IntegrationError) -> Post:
     post.status = Post.Status.WAITING
     post.next_attempt_at = timezone.now() + BLOCKED_RECHECK
     post.error_code, post.error_message = error.code, describe(error).message
-    post.save(update_fields=["attempts", "status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    _store_state(post, ["attempts", "status", "lease_until", "error_code", "error_message", "next_attempt_at"])
     logger.info("scheduled post %s is due but waits (%s)", post.pk, error.code)
     return post
 
@@ -424,7 +480,7 @@ def _missed(post: Post) -> Post:
     post.lease_until = post.next_attempt_at = None
     post.status = Post.Status.FAILED
     post.error_code, post.error_message = error.code, message
-    post.save(update_fields=["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    _store_state(post, ["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
     send_on_commit(post_failed, Post, post=post, error_code=error.code, message=message)
     logger.info("scheduled post %s missed its time (%s)", post.pk, post.scheduled_at)
     return post
@@ -437,22 +493,98 @@ def schedule_retry(post: Post) -> None:
     transaction.on_commit(lambda: publish_post.using(run_after=post.next_attempt_at).enqueue(post.pk))
 
 
+# How long a delete waits for an attempt that is running (an attempt takes seconds; its lease, two minutes at most).
+DELETE_WAIT = 15.0
+_DELETE_POLL = 0.2
+
+
 def delete(post: Post) -> None:
-    """Delete a post; a published one (or one whose records may have landed) first from Bluesky. A scheduled post
-    is cancelled (nothing was sent)."""
-    if post.status == Post.Status.SCHEDULED:
-        cancel(post)
-        return
-    channel = post.channel
-    if post.lease_until and post.lease_until > timezone.now():
-        raise PostBusy(retry_after=int((post.lease_until - timezone.now()).total_seconds()) + 1)
-    if post.attempts:
-        for part in post.parts.order_by("-index"):  # replies first, so no reply outlives its parent
-            lifecycle.call(
-                channel,
-                lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key),
-            )
+    """Delete a post: first, from Bluesky, every record of it that landed, then the post. A scheduled post that was
+    never attempted is simply removed (nothing was sent).
+
+    A delete never races an attempt: under the post's row lock it is marked `deleting`, so no attempt starts any
+    more. When none is running, this takes the post's lease and deletes. When one is running, that attempt writes
+    nothing more if it has not written yet and, when it ends, deletes every record that landed and the post; this
+    waits for it (`DELETE_WAIT`), then answers `PostDeleting` if it is still running. The records are read back
+    before they are deleted (`getRecord`), so one that landed although its answer was lost goes too, and a record
+    of someone else's under a planned key is left alone. If Bluesky cannot be reached, the post stays `deleting`
+    with the reason, and deleting it again finishes the job.
+    """
+    deadline = time.monotonic() + DELETE_WAIT
+    while True:
+        with transaction.atomic():
+            row = _locked(post.pk)
+            now = timezone.now()
+            if row.status == Post.Status.SCHEDULED and not row.attempts:
+                row.delete()  # nothing was ever sent (an edit that holds it will find it gone)
+                logger.info("scheduled post %s deleted", row.pk)
+                return
+            running = row.lease_until is not None and row.lease_until > now
+            row.status = Post.Status.DELETING
+            if not running:
+                row.lease_until = now + LEASE
+            row.save(update_fields=["status", "lease_until"])
+        if not running:
+            _delete_now(row)
+            return
+        if not _wait_for_attempt(row.pk, deadline):
+            return  # the attempt deleted it
+        if time.monotonic() >= deadline:
+            lease = Post.objects.filter(pk=row.pk).values_list("lease_until", flat=True).first()
+            wait = int((lease - timezone.now()).total_seconds()) + 1 if lease else 1
+            raise PostDeleting(retry_after=max(wait, 1))
+
+
+def _wait_for_attempt(post_id: int, deadline: float) -> bool:
+    """Wait until the attempt holding the post ends (or `deadline`); False when the post is gone meanwhile."""
+    while time.monotonic() < deadline:
+        row = Post.objects.filter(pk=post_id).values_list("lease_until", flat=True)
+        if not row:
+            return False
+        if row[0] is None or row[0] <= timezone.now():
+            return True
+        time.sleep(_DELETE_POLL)
+    return Post.objects.filter(pk=post_id).exists()
+
+
+def _delete_now(post: Post) -> None:
+    """With the post's lease held: its records from Bluesky, then the post; on failure the post stays `deleting`
+    with the reason (lease released) and the error is raised."""
+    parts = list(post.parts.all())
+    try:
+        if post.attempts:
+            _delete_records(post.channel, parts)
+    except IntegrationError as exc:
+        _deletion_failed(post, exc)
+        raise
     post.delete()
+    logger.info("post %s deleted", post.pk)
+
+
+def _delete_records(channel: Channel, parts: Sequence[PostPart]) -> None:
+    """Delete every planned record that holds this post's record, replies first (none outlives its parent); a key
+    that is empty is skipped, and one holding another record is left as it is."""
+    for part in sorted(parts, key=lambda part: part.index, reverse=True):
+        cid = lifecycle.call(
+            channel, lambda client, token, key=part.rkey: client.record_cid(token, channel.did, POST_COLLECTION, key)
+        )
+        if cid is None:
+            continue
+        if cid != part.expected_cid:
+            logger.warning("post part %s: key %s holds another record (%s); left as it is", part.pk, part.rkey, cid)
+            continue
+        lifecycle.call(
+            channel, lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key)
+        )
+
+
+def _deletion_failed(post: Post, error: IntegrationError) -> None:
+    message = describe(error).message
+    Post.objects.filter(pk=post.pk).update(
+        status=Post.Status.DELETING, lease_until=None, error_code=error.code, error_message=message
+    )
+    post.error_code, post.error_message, post.lease_until = error.code, message, None
+    logger.info("post %s could not be deleted from Bluesky yet (%s)", post.pk, error.code)
 
 
 def _due(now: datetime) -> Q:
@@ -658,7 +790,7 @@ def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
     """The post under its row lock (call inside a transaction), if it is still scheduled and never attempted.
 
     `held`: the caller holds it for an edit (its lease); otherwise a running lease means a worker has it."""
-    post = Post.objects.select_for_update().select_related("channel").get(pk=post_id)
+    post = _locked(post_id)
     if post.status != Post.Status.SCHEDULED or post.attempts:
         raise PostNotScheduled()
     now = timezone.now()
