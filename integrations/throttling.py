@@ -75,6 +75,15 @@ def over_rate(scope: str, ident: str, limit: int, window: int, *, now: float | N
     return None
 
 
+def first_use(scope: str, ident: str, *, keep_until: float) -> bool:
+    """True the first time `ident` is used in `scope`, False every time after, until `keep_until` (seconds since
+    the epoch), when it is forgotten: a one-time token's single use, decided by one atomic statement."""
+    key = f"{scope}:{ident}"
+    if len(key) > 200:
+        key = f"{scope[:60]}:{hashlib.sha256(key.encode()).hexdigest()}"
+    return _count_hit(key, int(keep_until)) == 1
+
+
 def _count_hit(key: str, ends_at: int) -> int:
     from integrations.models import RateCounter
 

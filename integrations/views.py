@@ -225,6 +225,7 @@ class ComposeView(View):
         chosen = wanted if wanted in ready else (ready[0] if len(ready) == 1 else None)
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
         initial["time_zone"] = _zone_name(request)
+        initial["submit_token"] = composer.new_submit_token(request.user)
         form = composer.ComposerForm(initial=initial, options=options)
         parts = composer.part_formset()(prefix="parts", form_kwargs={"user": request.user})
         return self._render(request, form, parts)
@@ -238,10 +239,20 @@ class ComposeView(View):
         if valid and draft.form.cleaned_data.get("time_zone"):
             request.session[TIME_ZONE_KEY] = draft.form.cleaned_data["time_zone"]
         if valid and draft.action == "publish":
-            try:
-                return self._save(request, draft)
-            except IntegrationError as exc:
-                draft.form.add_error(None, describe(exc).message)
+            first = composer.spend_submit_token(request.user, draft.form.cleaned_data.get("submit_token", ""))
+            if first is False:  # the same form again (a double click, a resent request): one post is enough
+                messages.info(
+                    request, _("This form was sent twice: only the first one counted. Here is what became of it.")
+                )
+                return redirect("integrations:post-list")
+            if first is None:
+                draft.form.add_error(None, _("This page is out of date. Check the post and send it again."))
+            else:
+                try:
+                    return self._save(request, draft)
+                except IntegrationError as exc:
+                    draft.form.add_error(None, describe(exc).message)
+            draft.data["submit_token"] = composer.new_submit_token(request.user)  # the next try needs its own
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
         return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
 

@@ -53,11 +53,11 @@ def api_for(user) -> APIClient:
 
 
 def test_a_delete_during_the_workers_retry_waits_for_it_and_leaves_no_record(
-    proxy,
+    proxy,  # noqa: F811
     use_pds,
     channel,
     user,
-    account,  # noqa: F811
+    account,
 ):
     post = waiting_post(proxy, user, channel, "one", "two", "three")
     held = proxy.hold("com.atproto.repo.applyWrites")
@@ -76,11 +76,11 @@ def test_a_delete_during_the_workers_retry_waits_for_it_and_leaves_no_record(
 
 
 def test_a_delete_that_read_the_post_before_the_retry_started_leaves_no_ghost(
-    proxy,
+    proxy,  # noqa: F811
     use_pds,
     channel,
     user,
-    account,  # noqa: F811
+    account,
 ):
     """What the attack found: the delete read the post (no attempt running), the worker's retry started and wrote,
     the delete removed the keys that were not there yet and forgot the post: three records nobody could delete."""
@@ -100,12 +100,12 @@ def test_a_delete_that_read_the_post_before_the_retry_started_leaves_no_ghost(
 
 
 def test_a_delete_while_the_images_go_up_stops_the_attempt_before_it_writes(
-    proxy,
+    proxy,  # noqa: F811
     use_pds,
     channel,
     user,
     account,
-    settings,  # noqa: F811
+    settings,
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from PIL import Image
@@ -132,11 +132,11 @@ def test_a_delete_while_the_images_go_up_stops_the_attempt_before_it_writes(
 
 
 def test_records_that_landed_unknown_are_deleted_and_the_later_retry_finds_nothing(
-    proxy,
+    proxy,  # noqa: F811
     use_pds,
     channel,
     user,
-    account,  # noqa: F811
+    account,
 ):
     post = publishing.create_post(user, channel, thread("landed", "unknown"))
     proxy.fail("com.atproto.repo.applyWrites", "drop_after")  # written, answer lost...
@@ -150,12 +150,12 @@ def test_records_that_landed_unknown_are_deleted_and_the_later_retry_finds_nothi
 
 
 def test_an_attempt_still_running_after_the_wait_deletes_the_post_when_it_ends(
-    proxy,
+    proxy,  # noqa: F811
     use_pds,
     channel,
     user,
     account,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     monkeypatch.setattr(publishing, "DELETE_WAIT", 0.6)
     post = waiting_post(proxy, user, channel, "slow")
@@ -173,12 +173,12 @@ def test_an_attempt_still_running_after_the_wait_deletes_the_post_when_it_ends(
 
 
 def test_a_delete_bluesky_cannot_answer_leaves_the_post_deleting_and_a_second_delete_finishes(
-    proxy,
+    proxy,  # noqa: F811
     use_pds,
     channel,
     user,
     account,
-    alice_client,  # noqa: F811
+    alice_client,
 ):
     post = publishing.create_post(user, channel, thread("first", "second"))
     assert publishing.publish(post.pk).post.status == Post.Status.PUBLISHED

@@ -60,3 +60,90 @@ def test_api_paths_with_ids_no_database_can_hold_are_not_found(api, path):
 @pytest.mark.parametrize("name", ["integrations:post-edit", "integrations:channel-detail", "integrations:media-file"])
 def test_web_paths_with_ids_no_database_can_hold_are_not_found(alice_client, name):
     assert alice_client.get(reverse(name, args=[int(HUGE)])).status_code == 404
+
+
+# --- a form sent twice makes one post (item 14) ------------------------------------------------------------------
+def test_the_same_composer_form_sent_twice_makes_one_post(alice_client, channel, use_pds, account):
+    from tests.test_publishing import records
+
+    data = body(channel, "only once")
+    first = alice_client.post(COMPOSE, data)
+    assert first.status_code == 302
+    second = alice_client.post(COMPOSE, data, follow=True)
+    assert second.redirect_chain[-1][0] == reverse("integrations:post-list")
+    assert "This form was sent twice: only the first one counted." in second.content.decode()
+    assert Post.objects.count() == 1 and len(records(use_pds, account.did)) == 1
+
+
+def test_a_new_page_gets_a_new_token_and_each_publishes(alice_client, channel):
+    import re
+
+    tokens = []
+    for text in ("one", "two"):
+        page = alice_client.get(COMPOSE).content.decode()
+        token = re.search(r'name="submit_token" value="([^"]+)"', page)[1]
+        tokens.append(token)
+        assert alice_client.post(COMPOSE, {**body(channel, text), "submit_token": token}).status_code == 302
+    assert tokens[0] != tokens[1] and Post.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sends_of_one_form_at_the_same_moment_make_one_post(channel, user, use_pds, account):
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from tests.test_publishing import records
+
+    data = body(channel, "raced")
+    barrier, statuses = threading.Barrier(2), []
+
+    def send():
+        try:
+            client = Client()
+            client.force_login(user)
+            barrier.wait()
+            statuses.append(client.post(COMPOSE, data).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [302, 302]
+    assert Post.objects.count() == 1 and len(records(use_pds, account.did)) == 1
+
+
+def test_a_token_from_another_user_or_a_forged_one_is_refused_and_nothing_is_sent(alice_client, channel, other_user):
+    from integrations.bluesky import composer
+
+    for token in (composer.new_submit_token(other_user), "forged", ""):
+        response = alice_client.post(COMPOSE, {**body(channel, "x"), "submit_token": token})
+        assert response.status_code == 400
+        assert "This page is out of date. Check the post and send it again." in response.content.decode()
+    assert not Post.objects.exists()
+
+
+def test_after_a_refusal_the_page_carries_a_new_token_that_works(alice_client, channel, user, monkeypatch):
+    import re
+
+    from integrations.bluesky import publishing
+    from integrations.bluesky.errors import PdsUnreachable
+
+    data = body(channel, "refused first")
+    accept = publishing.accept
+
+    def unreachable(*args, **kwargs):
+        raise PdsUnreachable()
+
+    monkeypatch.setattr(publishing, "accept", unreachable)
+    refused = alice_client.post(COMPOSE, data)
+    assert refused.status_code == 400 and "Could not reach the Bluesky server" in refused.content.decode()
+    token = re.search(r'name="submit_token" value="([^"]+)"', refused.content.decode())[1]
+    assert token != data["submit_token"]  # the first one was spent on the attempt
+    monkeypatch.setattr(publishing, "accept", accept)
+    assert alice_client.post(COMPOSE, {**data, "submit_token": token}).status_code == 302
+    assert Post.objects.count() == 1

@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from integrations.bluesky import publishing, richtext
+from integrations.bluesky import composer, publishing, richtext
 from integrations.models import Channel, IntegrationOption, Media, Post
 from tests.test_api_posts import png_bytes
 from tests.test_linkcards import site  # noqa: F401 (a fixture)
@@ -33,6 +33,7 @@ def body(channel, *texts, action="publish", langs="en", **extra):
         "channel": channel.pk,
         "langs": langs,
         "action": action,
+        "submit_token": composer.new_submit_token(channel.user),  # as the page gives it
         "parts-TOTAL_FORMS": len(texts),
         "parts-INITIAL_FORMS": 0,
         "parts-MIN_NUM_FORMS": 1,

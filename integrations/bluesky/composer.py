@@ -18,6 +18,8 @@ user types; without it, the card is shown by Preview (an edit is noticed by comp
 from __future__ import annotations
 
 import re
+import secrets
+import time
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from django import forms
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.forms.utils import ErrorDict
 from django.http import QueryDict
@@ -43,6 +46,7 @@ from integrations.bluesky.health import Health, health
 from integrations.conf import app_settings
 from integrations.exceptions import EmptyPost, IntegrationDisabled, IntegrationError, MediaNotFound
 from integrations.models import Channel, Media, Post
+from integrations.throttling import first_use
 from integrations.validators import parse_id, parse_number
 
 SLOTS = range(1, images.MAX_IMAGES_PER_POST + 1)  # image slots of a part, numbered as people count
@@ -84,6 +88,32 @@ def channel_options(user: AbstractBaseUser) -> list[ChannelOption]:
     return sorted(options, key=lambda option: (not option.ready, option.channel.handle))
 
 
+# --- sending once ----------------------------------------------------------------------------------------------
+SUBMIT_TOKEN_SALT = "integrations.composer.submit"
+SUBMIT_TOKEN_MAX_AGE = 24 * 3600  # a composer left open overnight asks to be sent again
+
+
+def new_submit_token(user: AbstractBaseUser) -> str:
+    """A one-time token for a composer page, signed for this user (another user's page cannot lend theirs)."""
+    value = {"user": user.pk, "nonce": secrets.token_urlsafe(16), "at": int(time.time())}
+    return signing.dumps(value, salt=SUBMIT_TOKEN_SALT)
+
+
+def spend_submit_token(user: AbstractBaseUser, token: str) -> bool | None:
+    """Use the page's token for this submission: True the first time, False when it was used already (the same
+    form sent again), None when it is not a token this server gave this user within a day. One statement in the
+    database decides (the rate-limit counters: at most one use per token), so two requests at once cannot both
+    win."""
+    try:
+        value = signing.loads(token, salt=SUBMIT_TOKEN_SALT, max_age=SUBMIT_TOKEN_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(value, dict) or value.get("user") != user.pk or not isinstance(value.get("nonce"), str):
+        return None
+    issued = value.get("at") if isinstance(value.get("at"), int) else int(time.time())
+    return first_use("composer-submit", value["nonce"], keep_until=issued + SUBMIT_TOKEN_MAX_AGE + 60)
+
+
 # --- forms -----------------------------------------------------------------------------------------------------
 class ComposerForm(forms.Form):
     """The post as a whole: the channel it goes to and its languages (every part gets the same)."""
@@ -106,6 +136,8 @@ class ComposerForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput(attrs={"data-time-zone": ""}))
+    # One per page the composer renders: a form sent twice (a double click, a resent request) makes one post.
+    submit_token = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, options: list[ChannelOption], channel: Channel | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -422,7 +454,9 @@ class Draft:
     @classmethod
     def for_post(cls, post: Post, options: list[ChannelOption], zone_name: str) -> Draft:
         """A scheduled post in the composer, as it would submit it: its parts, time and link cards."""
-        draft = cls(post.user, post_data(post, zone_name), {}, options, channel=post.channel, action="load")
+        data = post_data(post, zone_name)
+        data["submit_token"] = new_submit_token(post.user)
+        draft = cls(post.user, data, {}, options, channel=post.channel, action="load")
         # The page's script shows the time on the browser's clock, which may not be the one the server knows.
         draft.form.fields["scheduled_at"].widget.attrs["data-instant"] = post.scheduled_at.isoformat()
         return draft
@@ -528,6 +562,7 @@ def script_words() -> dict[str, str]:
         "removed": str(_("Part %(number)s removed.")),
         "card-removed": str(_("Link card removed.")),
         "card-restored": str(_("Link card added back.")),
+        "sending": str(_("Sending…")),
     }
 
 
