@@ -45,6 +45,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",  # pages in the browser's language where a catalogue exists
     "django.middleware.common.CommonMiddleware",
+    # Refuses a body over INTEGRATIONS_MAX_REQUEST_BYTES by its Content-Length, before anything reads it.
+    "integrations.middleware.RequestSizeLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -192,3 +192,26 @@ def check_rate_limits_survive_rollbacks(app_configs: Any = None, **kwargs: Any) 
             id="integrations.W006",
         )
     ]
+
+
+MIDDLEWARE_PATH = "integrations.middleware.RequestSizeLimitMiddleware"
+
+
+@checks.register(checks.Tags.security)
+def check_request_size_limit(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Uploads must be refused by their size before anything reads them (the CSRF middleware parses every POST)."""
+    middleware = list(settings.MIDDLEWARE or [])
+    csrf = "django.middleware.csrf.CsrfViewMiddleware"
+    if MIDDLEWARE_PATH in middleware and (
+        csrf not in middleware or middleware.index(MIDDLEWARE_PATH) < middleware.index(csrf)
+    ):
+        return []
+    return [
+        checks.Warning(
+            f"{MIDDLEWARE_PATH} is not in MIDDLEWARE before CsrfViewMiddleware: a request of any size is read (and "
+            "its uploads written to temporary files) before the app can refuse it.",
+            hint=f'Add "{MIDDLEWARE_PATH}" to MIDDLEWARE just before "{csrf}", and set the reverse proxy\'s body '
+            "limit (nginx: client_max_body_size) to INTEGRATIONS_MAX_REQUEST_BYTES.",
+            id="integrations.W007",
+        )
+    ]

@@ -137,6 +137,12 @@ SETTINGS: tuple[Setting, ...] = (
         "How many bytes of images (uploads and link-card thumbnails) one user may keep stored at once.",
     ),
     Setting("SCHEDULED_POSTS_PER_USER", 10_000, (int,), "How many posts one user may have scheduled at once."),
+    Setting(
+        "MAX_REQUEST_BYTES",
+        100_000_000,
+        (int,),
+        "Requests with a larger body are refused (413) before it is read (RequestSizeLimitMiddleware).",
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
