@@ -372,15 +372,18 @@ def link_card(request: HttpRequest) -> HttpResponse:
     if throttled := _card_preview_throttled(request):
         return throttled
     text = request.POST.get("text", "")[: richtext.MAX_BYTES * 4]
-    return JsonResponse(composer.card_for(text).as_json())
+    return JsonResponse(composer.card_for(text, user=request.user).as_json())
 
 
 @login_required
 def link_card_image(request: HttpRequest) -> HttpResponse:
-    """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds)."""
+    """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds), for the link the
+    composer gave this user (`?card=`, signed for them, an hour): a bare URL from anywhere else is not fetched."""
+    url = composer.thumb_link_target(request.user, request.GET.get("card", ""))
+    if url is None:
+        raise Http404()
     if throttled := _card_preview_throttled(request):
         return throttled
-    url = request.GET.get("url", "")
     card = composer.linkcards.fetch_card(url).card if url.startswith(("http://", "https://")) else None
     if card is None or card.thumb is None:
         raise Http404()

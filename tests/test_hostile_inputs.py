@@ -147,3 +147,27 @@ def test_after_a_refusal_the_page_carries_a_new_token_that_works(alice_client, c
     monkeypatch.setattr(publishing, "accept", accept)
     assert alice_client.post(COMPOSE, {**data, "submit_token": token}).status_code == 302
     assert Post.objects.count() == 1
+
+
+# --- the card thumbnail view fetches only what the composer asked for -------------------------------------------
+def test_a_thumbnail_link_from_another_site_or_another_user_fetches_nothing(
+    alice_client, channel, other_user, settings, monkeypatch
+):
+    """It was `GET ...?url=`: a page on another site could make a signed-in user's browser have the server fetch
+    any page, on the user's preview quota. Only a link the composer signed for this user, within the hour, works."""
+    from integrations.bluesky import composer, linkcards
+
+    settings.INTEGRATIONS_LINK_CARDS = True
+    fetched = []
+    monkeypatch.setattr(linkcards, "fetch_card", lambda url: fetched.append(url) or linkcards.CardResult(None, "none"))
+    image = reverse("integrations:link-card-image")
+    assert alice_client.get(image, {"url": "https://victim.example/"}).status_code == 404
+    assert alice_client.get(image, {"card": "forged"}).status_code == 404
+    assert alice_client.get(composer.thumb_link(other_user, "https://example.com/")).status_code == 404
+    own = composer.thumb_link(channel.user, "https://example.com/")
+    monkeypatch.setattr(composer, "THUMB_LINK_MAX_AGE", -1)  # an hour later
+    assert alice_client.get(own).status_code == 404
+    assert fetched == []
+    monkeypatch.setattr(composer, "THUMB_LINK_MAX_AGE", 3600)
+    assert alice_client.get(own).status_code == 404  # its own link is looked up (here the page has no card)
+    assert fetched == ["https://example.com/"]

@@ -343,7 +343,7 @@ class PartForm(forms.Form):
     def card_view(self) -> CardView:
         """The link card this part will carry, as the page shows it (with the user's words, once edited)."""
         if not self.is_bound:
-            return card_for("")
+            return card_for("", user=self.user)
 
         def field(name: str) -> str | None:
             found = self.data.get(self.add_prefix(name))
@@ -352,6 +352,7 @@ class PartForm(forms.Form):
         mode = field("card") or "auto"
         return card_for(
             field("text") or "",
+            user=self.user,
             covered=bool(self.attached_media()),
             mode=mode if mode in CARD_MODES else "auto",
             url=field("card_url") or "",
@@ -672,9 +673,32 @@ def first_link(text: str) -> str | None:
     return next((facet.value for facet in facets if facet.kind == "link"), None)
 
 
+THUMB_LINK_SALT = "integrations.composer.card-thumb"
+THUMB_LINK_MAX_AGE = 3600  # as long as a card stays cached
+
+
+def thumb_link(user: AbstractBaseUser, link: str) -> str:
+    """Where the composer shows a card's thumbnail from: the image view with a token naming the page, signed for this
+    user. A page on another site cannot make a signed-in user's browser fetch a page of its choosing through it."""
+    token = signing.dumps({"user": user.pk, "url": link}, salt=THUMB_LINK_SALT, compress=True)
+    return f"{reverse('integrations:link-card-image')}?{urlencode({'card': token})}"
+
+
+def thumb_link_target(user: AbstractBaseUser, token: str) -> str | None:
+    """The page a thumbnail link names, when the token is this user's and less than an hour old; else None."""
+    try:
+        value = signing.loads(token, salt=THUMB_LINK_SALT, max_age=THUMB_LINK_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(value, dict) or value.get("user") != user.pk or not isinstance(value.get("url"), str):
+        return None
+    return value["url"]
+
+
 def card_for(
     text: str,
     *,
+    user: AbstractBaseUser,
     covered: bool = False,
     mode: str = "auto",
     url: str = "",
@@ -683,7 +707,8 @@ def card_for(
 ) -> CardView:
     """The card a part with this text will carry: the page's (fetched through `linkcards`, cached), or the user's
     words when `url` (the card they saw) is still the text's first link. No page is read while link cards are
-    switched off, for a part without a link, one whose images take the card's place, or one whose card is removed."""
+    switched off, for a part without a link, one whose images take the card's place, or one whose card is removed.
+    The thumbnail is shown from a link signed for `user` (`thumb_link`)."""
     link = first_link(text) if app_settings.LINK_CARDS else None
     if link is None:
         return CardView(mode=mode)
@@ -693,7 +718,7 @@ def card_for(
         mode = "auto"  # the text links elsewhere now: that page's card
     result = linkcards.fetch_card(link)
     page = result.card
-    thumb = f"{reverse('integrations:link-card-image')}?{urlencode({'url': link})}" if page and page.thumb else ""
+    thumb = thumb_link(user, link) if page and page.thumb else ""
     if url == link and title is not None and description is not None:
         return CardView(link, mode, link, title, description, thumb)
     if page is None:

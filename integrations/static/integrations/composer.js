@@ -8,7 +8,9 @@
  *
  * The link card: once a part's text has a link (and no images), the server is asked for the card it will carry
  * (POST to data-card-endpoint, answered by integrations/bluesky/composer.py `card_for`); its title and description
- * can be edited (the part's card becomes "edited") or the card removed ("none") and added back ("auto").
+ * can be edited (the part's card becomes "edited") or the card removed ("none") and added back ("auto"). The card's
+ * thumbnail is shown from the link the server gives with it (`thumb`, signed for this user: the image view fetches
+ * nothing for a URL of anyone else's choosing), never from a URL built here.
  *
  * The form is sent once: while it is on its way, Publish is disabled and says so. */
 (function () {
