@@ -264,3 +264,43 @@ def test_a_full_storage_leaves_the_card_without_a_thumbnail_and_says_why(user, c
     assert part.card["media"] is None and "thumb" not in part.record["embed"]["external"]
     assert part.card_note == "No thumbnail: your storage for images is full."
     assert not Media.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_links_unpublished_posts_to_the_uploads_their_json_names(user, channel):
+    """Posts stored before the link table existed keep their uploads: the migration reads their parts' JSON."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    before = [("integrations", "0007_channel_handle_verified")]
+    latest = executor.loader.graph.leaf_nodes("integrations")
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    OldMedia, OldPost, OldPart = (old.get_model("integrations", name) for name in ("Media", "Post", "PostPart"))
+    made = timezone.now() - timedelta(days=3)
+    image, thumb, orphan = (
+        OldMedia.objects.create(
+            owner_id=user.pk, file=f"x/{n}", mime="image/png", width=1, height=1, size=1, created_at=made
+        )
+        for n in range(3)
+    )
+    for status, text in (("scheduled", "later"), ("published", "done")):
+        post = OldPost.objects.create(user_id=user.pk, channel_id=channel.pk, status=status)
+        OldPart.objects.create(
+            post=post,
+            index=0,
+            text=text,
+            images=[{"media": image.pk, "alt": "a"}, {"media": 999_999, "alt": "gone"}],
+            card={"uri": "https://example.com", "title": "t", "description": "", "media": thumb.pk},
+            rkey=f"k{post.pk}",
+            record={},
+            expected_cid="c",
+        )
+    executor = MigrationExecutor(connection)
+    executor.migrate(latest)
+    later = Post.objects.get(status="scheduled").parts.get()
+    assert sorted(later.media.values_list("pk", flat=True)) == sorted([image.pk, thumb.pk])
+    assert not Post.objects.get(status="published").parts.get().media.exists()
+    assert Media.objects.get(pk=orphan.pk).used_at == made
+    assert publishing.purge_unused_media() == 1  # only the upload no unpublished post needs
+    assert sorted(Media.objects.values_list("pk", flat=True)) == sorted([image.pk, thumb.pk])
