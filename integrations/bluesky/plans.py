@@ -8,7 +8,7 @@ are uploaded.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,35 +37,33 @@ def tid_time(key: str) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value >> 10)
 
 
-# A post's keys must differ from every other post's in its repository, whatever their ids and times: two posts
-# scheduled for the same moment (or a millisecond apart) must not plan the same key, and a key cannot be chosen by
-# looking at the repository (the plan is fixed before anything is sent, and must be the same on every attempt).
-# So the key is a one-to-one function of (window of time, post id, part index):
-# - the timestamp is the start of the ~72-minute window (2**32 microseconds) holding the post's createdAt, plus the
-#   post id without its two low bits: different windows never overlap, and in one window different ids differ;
-# - the 10-bit clock id is the part's index (8 bits, so a thread plans at most 256 keys, more than one applyWrites
-#   takes) followed by the id's two low bits.
-# Keys therefore follow time from one window to the next and creation order inside a window; a key's time is within
-# 72 minutes of the post's createdAt (which the record carries exactly).
-_WINDOW_BITS = 32
-_INDEX_BITS = 8
-_ID_CLOCK_BITS = 10 - _INDEX_BITS
-MAX_PLANNED_PARTS = 2**_INDEX_BITS
-MAX_POST_ID = 2 ** (_WINDOW_BITS + _ID_CLOCK_BITS) - 1  # 17,179,869,183 posts
+# A post's keys must differ from every other post's in its repository, whatever their ids and times (posts are often
+# scheduled for the same moment), and say when the post was made (clients and the channel's own feed order a
+# repository by key). No function of the post's id and time alone can do both in a TID's 63 bits: keeping the time to
+# the microsecond leaves 10 bits to tell posts apart. So the keys are the post's createdAt to the microsecond (part i
+# a microsecond later) with a 10-bit clock id, the first of the candidates that no post of the repository planned yet
+# (`taken`, read from the database under a lock on the repository: `publishing`): the post's id modulo 1,024, then
+# the next clock ids, and past all 1,024 the thread's length later. With nothing near its time taken, a post's key is
+# its createdAt exactly. The keys are chosen once, when the post is planned (and again only while it was never sent).
+MAX_PLANNED_PARTS = 1000
+_CLOCK_IDS = 1024
 
 
-def part_keys(post_id: int, created_at: datetime, count: int) -> list[str]:
-    """The record keys of a post's parts, derived from the post and its createdAt: the same on every attempt,
-    increasing in the thread's order, and different from every other post's keys, whatever its id and time."""
+def part_keys(post_id: int, created_at: datetime, count: int, taken: Collection[str] = frozenset()) -> list[str]:
+    """The record keys of a post's parts: increasing in the thread's order, none of them in `taken` (the keys other
+    posts of the repository planned), the same for the same post, time and `taken`."""
     if not 1 <= count <= MAX_PLANNED_PARTS:
-        raise ValueError(f"a post has 1 to {MAX_PLANNED_PARTS} parts")
-    if not 0 <= post_id <= MAX_POST_ID:
-        raise ValueError(f"post ids above {MAX_POST_ID:,} cannot be given record keys")
-    moment = int((created_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
-    window_start = moment >> _WINDOW_BITS << _WINDOW_BITS
-    microseconds = window_start + (post_id >> _ID_CLOCK_BITS)
-    low_bits = post_id & (2**_ID_CLOCK_BITS - 1)
-    return [tid(microseconds, index << _ID_CLOCK_BITS | low_bits) for index in range(count)]
+        raise ValueError(f"a post has 1 to {MAX_PLANNED_PARTS:,} parts")
+    base = int((created_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    taken = taken if isinstance(taken, set | frozenset) else set(taken)
+    candidate = 0
+    while True:
+        clock = (post_id + candidate) % _CLOCK_IDS
+        start = base + (candidate // _CLOCK_IDS) * count
+        keys = [tid(start + index, clock) for index in range(count)]
+        if taken.isdisjoint(keys):
+            return keys
+        candidate += 1
 
 
 def _cid(codec: int, data: bytes) -> str:

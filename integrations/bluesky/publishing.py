@@ -175,7 +175,7 @@ def _store_plan(
         else:
             post = Post.objects.create(**fields)
         record_time = scheduled_at or created_at
-        keys = part_keys(post.pk, record_time, len(parts))
+        keys = part_keys(post.pk, record_time, len(parts), _keys_taken(channel, record_time))
         planned = plan_thread(
             did=channel.did, keys=keys, created_at=record_time, parts=parts, reply_to=reply_to, quote=quote
         )
@@ -198,6 +198,29 @@ def _store_plan(
         )
         _link_media(post.planned_parts, record_time)
     return post
+
+
+# Keys another post could share with one planned for a moment lie this close to it (see `plans.part_keys`).
+KEY_NEIGHBOURHOOD = timedelta(seconds=1)
+
+
+def _keys_taken(channel: Channel, moment: datetime, *, besides: Post | None = None) -> set[str]:
+    """The record keys other posts of the channel's repository planned near `moment`, read under a lock on the
+    repository (held until the transaction ends), so two posts planned at once cannot both choose the same key.
+    Call inside the transaction that stores the plan. Every channel of the account counts (two users may connect
+    the same one)."""
+    if connection.vendor == "postgresql":
+        lock = int.from_bytes(hashlib.sha256(f"repo:{channel.did}".encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
+    # SQLite: the transaction holds the database's write lock from its start (transaction_mode=IMMEDIATE).
+    near = (moment - KEY_NEIGHBOURHOOD, moment + KEY_NEIGHBOURHOOD)
+    posts = Post.objects.filter(channel__did=channel.did).filter(
+        Q(scheduled_at__range=near) | Q(scheduled_at__isnull=True, created_at__range=near)
+    )
+    if besides is not None:
+        posts = posts.exclude(pk=besides.pk)
+    return set(PostPart.objects.filter(post__in=posts).values_list("rkey", flat=True))
 
 
 def _link_media(parts: Sequence[PostPart], due: datetime) -> None:
@@ -835,7 +858,7 @@ def _wake_at(post: Post) -> None:
 def _replan(post: Post, when: datetime) -> None:
     """The same records planned for another time: new keys and createdAt, the thread's replies (and CIDs) anew."""
     parts = list(post.parts.order_by("index"))
-    keys = part_keys(post.pk, when, len(parts))
+    keys = part_keys(post.pk, when, len(parts), _keys_taken(post.channel, when, besides=post))
     outer = parts[0].record.get("reply") if parts else None  # the post this one replies to: unchanged
     root = parent = None
     for index, (part, key) in enumerate(zip(parts, keys, strict=True)):
