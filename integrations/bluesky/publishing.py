@@ -200,8 +200,9 @@ def _store_plan(
     return post
 
 
-# Keys another post could share with one planned for a moment lie this close to it (see `plans.part_keys`).
-KEY_NEIGHBOURHOOD = timedelta(seconds=1)
+# Keys another post could share with one planned for a moment lie this close to it (`plans.part_keys`: a post's keys
+# are its moment plus its part's index in microseconds, moved on by its length per 1,024 posts at one moment).
+KEY_NEIGHBOURHOOD = timedelta(milliseconds=100)
 
 
 def _keys_taken(channel: Channel, moment: datetime, *, besides: Post | None = None) -> set[str]:
