@@ -19,10 +19,19 @@ from integrations.conf import app_settings
 
 
 def too_large_message(length: int, limit: int) -> str:
-    return _("This request is %(size)s MB; at most %(limit)s MB can be sent at once. Send fewer or smaller images.") % {
-        "size": f"{-(-length // 1_000_000):,}",
-        "limit": f"{limit // 1_000_000:,}",
+    return _("This request is %(size)s; at most %(limit)s can be sent at once. Send fewer or smaller images.") % {
+        "size": _amount(length, up=True),
+        "limit": _amount(limit, up=False),
     }
+
+
+def _amount(size: int, *, up: bool) -> str:
+    """Bytes in MB (or KB, or bytes, for small ones), rounded so the words never understate what was sent."""
+    for unit, name in ((1_000_000, "MB"), (1_000, "KB")):
+        if size >= unit:
+            whole = -(-size // unit) if up else size // unit
+            return f"{whole:,} {name}"
+    return f"{size:,} bytes"
 
 
 class RequestSizeLimitMiddleware:
