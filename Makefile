@@ -4,9 +4,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help smoke run serve test install install-dev pds browser lint bench worker migrate
+.PHONY: help smoke run serve test install install-dev pds browser lint bench worker migrate demo demo-stop
 
 help:
+	@echo "make demo   - a local Bluesky server with two demo accounts, written into .env for make run (Ctrl-C stops it)"
 	@echo "make run    - set up .venv, install, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   - set up everything the tests need (local PDS, Chromium) and run pytest"
 	@echo "make serve  - serve the production way (gunicorn, WhiteNoise, DEBUG=false) on http://127.0.0.1:8000"
@@ -44,7 +45,9 @@ run: migrate
 
 # Production settings on this machine (`make serve`, `DEBUG=false make worker`): SECRET_KEY and
 # INTEGRATIONS_ENCRYPTION_KEYS come from the environment or .env; failing that, from var/ (generated once, readable
-# by this user only, git-ignored). A real deployment sets both in .env (README: Deploying).
+# by this user only, git-ignored). var/encryption_key is the one `make run` uses too (config/localkeys.py), so the
+# sessions it stored are read here. SITE_URL (the links in e-mails) defaults to the address gunicorn serves. A real
+# deployment sets all three in .env (README: Deploying).
 LOCAL_SECRETS = umask 077; mkdir -p var; \
   if [ -z "$${SECRET_KEY:-}" ] && ! grep -qs '^SECRET_KEY=' .env; then \
     [ -s var/secret_key ] || $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key; \
@@ -54,6 +57,10 @@ LOCAL_SECRETS = umask 077; mkdir -p var; \
     [ -s var/encryption_key ] || \
       $(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > var/encryption_key; \
     export INTEGRATIONS_ENCRYPTION_KEYS="$$(cat var/encryption_key)"; \
+    echo "Encryption key: var/encryption_key, this checkout's own (make run uses it too); a deployment sets INTEGRATIONS_ENCRYPTION_KEYS"; \
+  fi; \
+  if [ -z "$${SITE_URL:-}" ] && ! grep -qs '^SITE_URL=' .env; then \
+    export SITE_URL="http://$${GUNICORN_BIND:-127.0.0.1:8000}"; \
   fi
 
 # gunicorn + WhiteNoise with DEBUG=false on the embedded defaults (SQLite, the file cache in var/cache), over plain
@@ -68,19 +75,29 @@ serve: install
 	exec $(VENV)/bin/gunicorn --config gunicorn.conf.py
 
 # The background worker: enqueue the first keep-alive sweep and the first run that publishes due (scheduled) posts,
-# then run the task worker. With DEBUG=false it uses the same
-# settings and local keys as `make serve`.
+# then run the task worker. With DEBUG=false it uses the same settings and local keys as `make serve`. The system
+# checks run once, with `migrate` (the other commands would print each warning again).
 worker: install
 	@case "$${DEBUG:-true}" in true|True|1|yes|on) ;; *) $(LOCAL_SECRETS);; esac; \
 	export DEBUG=$${DEBUG:-true}; \
 	$(PY) manage.py migrate --no-input && \
-	$(PY) manage.py bluesky_keepalive --schedule && \
-	$(PY) manage.py bluesky_publish_due --schedule && \
-	exec $(PY) manage.py db_worker
+	$(PY) manage.py bluesky_keepalive --schedule --skip-checks && \
+	$(PY) manage.py bluesky_publish_due --schedule --skip-checks && \
+	exec $(PY) manage.py db_worker --skip-checks
 
 # The reference PDS (Node 22 + @atproto/pds), cached under ~/.cache/skyport/, keyed by its lock file.
 pds: install-dev
 	@$(PY) -c "from tests.pds.server import ensure_installed; ensure_installed()"
+
+# A local Bluesky server to try Skyport against (tests/pds/demo.py): the reference PDS and its PLC directory on
+# 127.0.0.1:2583 and :2582 (DEMO_PDS_PORT, DEMO_PLC_PORT), two demo accounts with app passwords, and what the app
+# needs written between marker lines into .env. It runs in the foreground: Ctrl-C, or `make demo-stop` from
+# another terminal, stops it and takes its lines out of .env again.
+demo: pds
+	@$(PY) -m tests.pds.demo
+
+demo-stop: install-dev
+	@$(PY) -m tests.pds.demo --stop
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download), and axe-core for their
 # accessibility audit (npm, cached under ~/.cache/skyport/ keyed by tests/axe/package-lock.json; no CDN).

@@ -1,8 +1,8 @@
-"""Benchmarks: `make bench` (or `python -m bench [--quick] [pds] [publish] [images]`). Prints a table.
+"""Benchmarks: `make bench` (or `python -m bench [--quick] [pds] [publish] [images] [guard]`). Prints a table.
 
 `pds` and `publish` (bench/publishing.py) run against the local reference PDS on a scratch database (SQLite in the
-temp dir unless BENCH_DATABASE_URL names another, e.g. PostgreSQL); `images` (bench/images.py) needs neither. No
-section named: all of them.
+temp dir unless BENCH_DATABASE_URL names another, e.g. PostgreSQL); `images` (bench/images.py) and `guard`
+(bench/guard.py) need neither. No section named: all of them.
 """
 
 import argparse
@@ -39,6 +39,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench import guard as guard_benchmarks  # noqa: E402
 from bench import images as image_benchmarks  # noqa: E402
 from bench import publishing as publishing_benchmarks  # noqa: E402
 from integrations.bluesky import keepalive, lifecycle, services  # noqa: E402
@@ -211,9 +212,9 @@ def bench_list_queries(pds: LocalPds, sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
-    parser.add_argument("sections", nargs="*", metavar="section", help="pds, publish, images (default: all)")
+    parser.add_argument("sections", nargs="*", metavar="section", help="pds, publish, images, guard (default: all)")
     args = parser.parse_args()
-    known = {"pds", "publish", "images"}
+    known = {"pds", "publish", "images", "guard"}
     sections = set(args.sections) or known
     if sections - known:
         parser.error(f"unknown section: {', '.join(sorted(sections - known))}")
@@ -221,6 +222,8 @@ def main() -> None:
         bench_pds(quick=args.quick, sections=sections)
     if "images" in sections:
         image_benchmarks.run(row, quick=args.quick)
+    if "guard" in sections:
+        guard_benchmarks.run(row, quick=args.quick)
     header = ("benchmark", "result", "target", "verdict")
     width = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
     print()
@@ -237,6 +240,9 @@ def bench_pds(*, quick: bool, sections: set[str]) -> None:
     from integrations.throttling import DEFAULT_RATES
 
     settings.INTEGRATIONS_CONNECT_RATES = {scope: (10**9, window) for scope, (_, window) in DEFAULT_RATES.items()}
+    from integrations.bluesky.publishing import DEFAULT_POST_RATES  # ... and 1,000 posts from one user
+
+    settings.INTEGRATIONS_POST_RATES = {scope: (10**9, window) for scope, (_, window) in DEFAULT_POST_RATES.items()}
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)  # a scratch database: start empty
     pds = LocalPds()

@@ -156,6 +156,13 @@ LOGOUT_REDIRECT_URL = "login"
 # --- Skyport integrations -------------------------------------------------------------------------------------
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotate by prepending a new key).
 INTEGRATIONS_ENCRYPTION_KEYS = env.list("INTEGRATIONS_ENCRYPTION_KEYS", default=[])
+# Unset in development: this checkout's key, var/encryption_key (made once), which `make serve` uses too, so both
+# read the same sessions (config/localkeys.py). With DEBUG off it must be set (`make serve` exports that file).
+LOCAL_ENCRYPTION_KEY_FILE = BASE_DIR / "var" / "encryption_key"
+if DEBUG and not INTEGRATIONS_ENCRYPTION_KEYS:
+    from config.localkeys import development_keys
+
+    INTEGRATIONS_ENCRYPTION_KEYS = development_keys(LOCAL_ENCRYPTION_KEY_FILE, SECRET_KEY)
 # The PDS to sign in against when the admin page sets none (then https://bsky.social).
 INTEGRATIONS_BLUESKY_SERVICE_URL = env("BLUESKY_SERVICE_URL", default="")
 # Accounts whose own PDS is not the Service URL: "refuse" (tell them, the default) or "allow" (sign in there).
@@ -172,6 +179,8 @@ INTEGRATIONS_KEEPALIVE_CONCURRENCY = env.int("INTEGRATIONS_KEEPALIVE_CONCURRENCY
 INTEGRATIONS_KEEPALIVE_INTERVAL = env.int("INTEGRATIONS_KEEPALIVE_INTERVAL", default=6 * 3600)
 # Where did:plc documents are read (accounts' own servers, posts replied to on other servers).
 INTEGRATIONS_PLC_URL = env("BLUESKY_PLC_URL", default="https://plc.directory")
+# DNS servers for handle lookups (TXT _atproto.<handle>), comma-separated "host" or "host:port"; empty: the system's.
+INTEGRATIONS_DNS_NAMESERVERS = env.list("BLUESKY_DNS_SERVERS", default=[])
 # A user's Refresh within this many seconds of the last rotation returns the current session.
 INTEGRATIONS_REFRESH_COALESCE = env.int("INTEGRATIONS_REFRESH_COALESCE", default=30)
 INTEGRATIONS_EVENTS_SHOWN = env.int("INTEGRATIONS_EVENTS_SHOWN", default=50)
@@ -179,6 +188,10 @@ INTEGRATIONS_EVENTS_SHOWN = env.int("INTEGRATIONS_EVENTS_SHOWN", default=50)
 INTEGRATIONS_NOTIFY_OWNERS = env.bool("INTEGRATIONS_NOTIFY_OWNERS", default=True)
 # Behind a reverse proxy: the request header holding the client address, e.g. HTTP_X_FORWARDED_FOR.
 INTEGRATIONS_TRUSTED_PROXY_HEADER = env("INTEGRATIONS_TRUSTED_PROXY_HEADER", default=None)
+
+# The site's address as users reach it (scheme and host, e.g. https://skyport.example.com): the links in e-mails start
+# with it. `manage.py check` warns when it is missing with DEBUG off (integrations.W006).
+INTEGRATIONS_SITE_URL = env("SITE_URL", default="")
 
 # E-mail: channel owners are told once when a channel newly needs reconnection (INTEGRATIONS_NOTIFY_OWNERS).
 # EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587; by default printed to the console in DEBUG and

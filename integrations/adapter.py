@@ -6,12 +6,13 @@ the setting `INTEGRATIONS_ADAPTER`.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
@@ -46,6 +47,7 @@ _MESSAGES: dict[str, tuple[int, str]] = {
         _("Your administrator has switched this integration off for now. Try again later or ask your administrator."),
     ),
     "throttled": (429, _("Too many attempts in a short time. Try again in {retry}.")),
+    "posts_throttled": (429, _("You have sent many posts in a short time. Try again in {retry}.")),
     "no_session": (409, _("This channel is not connected. Reconnect it first.")),
     "session_unreadable": (409, _("This server can no longer read the channel's stored session. Reconnect it.")),
     "service_misconfigured": (503, _("The server configured for this site is invalid ({detail}).")),
@@ -138,16 +140,28 @@ class IntegrationsAdapter:
         email = getattr(channel.user, channel.user.get_email_field_name(), "")
         return [email] if email else []
 
+    def absolute_url(self, path: str) -> str:
+        """`path` (a site-relative link such as `/app/posts`) behind `INTEGRATIONS_SITE_URL`: how every link in an
+        e-mail is written, since a mail reader has no page to be relative to. Unchanged while the setting is empty
+        (a system check warns about that in production)."""
+        base = str(app_settings.SITE_URL or "").rstrip("/")
+        return f"{base}{path}" if base and path.startswith("/") else path
+
     def channel_url(self, channel: Any) -> str:
-        """The link to a channel's page in e-mails. Relative by default: override to put your site's address first."""
-        return channel.get_absolute_url()
+        """The link to a channel's page in e-mails: `absolute_url` of its page."""
+        return self.absolute_url(channel.get_absolute_url())
 
     def posts_url(self, post: Any) -> str:
-        """The link to a user's posts in e-mails (relative by default, like `channel_url`)."""
+        """The link to a user's posts in e-mails: `absolute_url` of the posts page ("" when it is not routed)."""
         try:
-            return reverse("integrations:post-list")
+            return self.absolute_url(reverse("integrations:post-list"))
         except NoReverseMatch:
             return ""
+
+    def user_time_zone(self, user: Any) -> str:
+        """The IANA time zone a user's profile names ("" when it names none: their browser's is used, else the
+        site's). By default a `time_zone` attribute of the user model; override to read your own profile."""
+        return str(getattr(user, "time_zone", "") or "")
 
     def message_for(self, code: str) -> tuple[int, str]:
         """The HTTP status and message template for an error code."""
@@ -159,9 +173,11 @@ class IntegrationsAdapter:
         """The label and advice shown for a channel's health state (`placeholders`: the provider's own, such as
         the channel's server)."""
         label, template = self.health_texts.get(state) or _HEALTH_TEXTS.get(state) or (state, "")
+        from integrations.clock import shown  # the clock asks the adapter for a profile's zone: imported late
+
         advice = str(template).format(
-            ends_at=f"{ends_at.astimezone(UTC):%Y-%m-%d}" if ends_at else _("soon"),
-            retry_at=f" at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if retry_at else _(" soon"),
+            ends_at=f"{timezone.localtime(ends_at):%Y-%m-%d}" if ends_at else _("soon"),
+            retry_at=f" at {shown(retry_at)}" if retry_at else _(" soon"),
             **{**_CONTEXT, **placeholders},
         )
         return str(label), advice

@@ -98,6 +98,14 @@ class BlueskySettingsView:
             value, problem = bluesky_options.service_url().value, ""
         except ValidationError as exc:  # show what is wrong, never the raw value (it may hold credentials)
             value, problem = "(invalid)", " ".join(exc.messages)
+            if exc.code in ("insecure", "private_host"):  # e.g. `make serve` (DEBUG off) after `make run`
+                problem += " " + str(
+                    _(
+                        "http:// and loopback or private servers (a local PDS) are accepted only with "
+                        "INTEGRATIONS_ALLOW_INSECURE_PDS=true, which is on by default only with DEBUG: set it in "
+                        ".env for a local PDS, or use the server's https:// address."
+                    )
+                )
         try:
             env_value = normalize_service_url(resolved.raw_env) if resolved.raw_env else None
         except ValidationError:

@@ -1,6 +1,7 @@
 """System checks: misconfiguration is reported by `manage.py check` (and at server start), never a crash."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks
@@ -103,6 +104,35 @@ def check_service_url_env(app_configs: Any = None, **kwargs: Any) -> list[checks
                 hint="Fix it in .env or the environment (e.g. https://bsky.social), or leave it unset. Local "
                 "http:// servers need INTEGRATIONS_ALLOW_INSECURE_PDS=true.",
                 id="integrations.E003",
+            )
+        ]
+    return []
+
+
+@checks.register()
+def check_site_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E-mails need absolute links: INTEGRATIONS_SITE_URL must be an http(s) address, and is expected in production
+    while owners are e-mailed."""
+    value = app_settings.SITE_URL.strip() if isinstance(app_settings.SITE_URL, str) else ""
+    if not value:
+        if settings.DEBUG or not app_settings.NOTIFY_OWNERS:
+            return []
+        return [
+            checks.Warning(
+                "INTEGRATIONS_SITE_URL is not set: the links in e-mails to channel owners are relative (/app/…), "
+                "which no mail reader can open.",
+                hint="Set it to the site's address as users reach it, e.g. SITE_URL=https://skyport.example.com "
+                "in .env (the setting INTEGRATIONS_SITE_URL).",
+                id="integrations.W006",
+            )
+        ]
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        return [
+            checks.Error(
+                f"INTEGRATIONS_SITE_URL is {value!r}, not the address of a site.",
+                hint="Use the scheme and host users reach the site at, e.g. https://skyport.example.com.",
+                id="integrations.E004",
             )
         ]
     return []

@@ -41,7 +41,9 @@ SETTINGS: tuple[Setting, ...] = (
         "ALLOW_INSECURE_PDS",
         False,
         (bool,),
-        "Accept http:// and loopback/private hosts for outbound calls (a local PDS in development and tests).",
+        "Accept http:// and loopback/private hosts for the Service URL, the PLC directory and channels' own PDS (a "
+        "local PDS in development and tests, or one on a private network); never for link cards or other URLs users "
+        "name.",
     ),
     Setting(
         "BLUESKY_SERVICE_URL",
@@ -128,7 +130,33 @@ SETTINGS: tuple[Setting, ...] = (
         "A scheduled post that cannot go out within this many seconds of its time fails as missed.",
     ),
     Setting("SCHEDULE_INTERVAL", 30, (int,), "Seconds between two runs of the task that publishes due posts."),
-    Setting("LINK_CARD_TIMEOUT", 5.0, (int, float), "Seconds a link card's page or image may take to answer."),
+    Setting(
+        "LINK_CARD_TIMEOUT",
+        5.0,
+        (int, float),
+        "Seconds a link card may take in all (its page and image, however slowly they arrive).",
+    ),
+    Setting(
+        "LINK_CARD_RATES",
+        {},
+        (dict,),
+        "Per-user link-card budget to override, e.g. {'pages': (100, 3600), 'bytes': (50_000_000, 3600)}: pages "
+        "read and bytes received -> (limit, window seconds).",
+    ),
+    Setting(
+        "POST_RATES",
+        {},
+        (dict,),
+        "Per-user post limits to override, e.g. {'user': (60, 60), 'user_day': (5000, 86400)}: scope -> (posts "
+        "accepted, window seconds), web and API together.",
+    ),
+    Setting(
+        "SITE_URL",
+        "",
+        (str,),
+        "The site's address as its users reach it, e.g. https://skyport.example.com: e-mail links start with it "
+        "(the demo project reads SITE_URL).",
+    ),
     Setting("UPLOADS_PER_HOUR", 300, (int,), "How many images one user may upload in an hour (web and API together)."),
     Setting(
         "MEDIA_BYTES_PER_USER",

@@ -58,9 +58,14 @@ def uses_fallback_key() -> bool:
     return not configured_keys()
 
 
+def development_key(secret_key: str) -> str:
+    """The key derived from a SECRET_KEY: what encrypts while no key is configured (development only)."""
+    digest = hashlib.sha256(b"skyport-integrations-dev-key:" + secret_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
 def _fallback_key() -> bytes:
-    digest = hashlib.sha256(b"skyport-integrations-dev-key:" + settings.SECRET_KEY.encode()).digest()
-    return base64.urlsafe_b64encode(digest)
+    return development_key(settings.SECRET_KEY).encode("ascii")
 
 
 @cache

@@ -48,6 +48,13 @@ class ConnectThrottled(IntegrationError):
     temporary = True
 
 
+class PostsThrottled(IntegrationError):
+    """Too many posts from one user in a short time (web and API together): each may make the server read pages."""
+
+    code = "posts_throttled"
+    temporary = True
+
+
 class ServiceMisconfigured(IntegrationError):
     """The configured server URL is not usable."""
 

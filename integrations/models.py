@@ -184,6 +184,7 @@ class ChannelEvent(models.Model):
         DISCONNECTED = "disconnected", "Disconnected"
         CONNECT_REFUSED = "connect_refused", "Connection refused"
         IDENTITY_CHANGED = "identity_changed", "Handle or server changed"
+        CALL_REFUSED = "call_refused", "Refused by the account's server"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=30, choices=Kind.choices)
@@ -203,7 +204,7 @@ class RateCounter(models.Model):
     database, where other users' traffic cannot evict it as it can evict a cache entry."""
 
     key = models.CharField(max_length=255, unique=True)  # scope:ident:window start
-    count = models.PositiveIntegerField(default=0)
+    count = models.PositiveBigIntegerField(default=0)  # hits, or units such as bytes
     ends_at = models.BigIntegerField(db_index=True)  # the window's end, in seconds since the epoch
 
     def __str__(self) -> str:
@@ -265,6 +266,7 @@ class Post(models.Model):
         WAITING = "waiting", "Waiting to retry"
         PUBLISHED = "published", "Published"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
         # Its owner deleted it while an attempt was running (or its records could not all be deleted yet): no attempt
         # starts any more, and whoever holds it deletes every record that landed, then the post.
         DELETING = "deleting", "Being deleted"
@@ -274,10 +276,13 @@ class Post(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PUBLISHING, db_index=True)
     reply_to_uri = models.CharField(max_length=500, blank=True)
     quote_uri = models.CharField(max_length=500, blank=True)
+    # When it was written (an edit of a scheduled post keeps it), when it is due, when it went out, and when a
+    # scheduled post was cancelled (it stays in its owner's history).
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
     # When a scheduled post is due (UTC); it waits as `scheduled` until then and can be changed until it starts.
     scheduled_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # While a worker publishes, no other may start (a dead worker's lease runs out; its successor reconciles).

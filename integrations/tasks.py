@@ -98,3 +98,12 @@ def publish_scheduled_post(post_id: int) -> dict:
     from integrations.bluesky import publishing
 
     return dict(publishing.publish_due())
+
+
+@task()
+def build_link_cards(post_id: int) -> int:
+    """Read a scheduled post's link cards off the request that accepted it, and replan the post with them while it
+    is still scheduled and was never attempted (`publishing.build_pending_cards`); how many parts took theirs."""
+    from integrations.bluesky import publishing
+
+    return publishing.build_pending_cards(post_id)

@@ -61,15 +61,17 @@ def hit_connect_attempt(*, user_id: int | None = None, ip: str | None = None, ac
             raise ConnectThrottled(retry_after=retry_after)
 
 
-def over_rate(scope: str, ident: str, limit: int, window: int, *, now: float | None = None) -> int | None:
-    """Count one hit for `ident` in `scope` (fixed windows of `window` seconds); the seconds to wait when this hit is
-    over `limit`, else None."""
+def over_rate(
+    scope: str, ident: str, limit: int, window: int, *, now: float | None = None, cost: int = 1
+) -> int | None:
+    """Count one hit (or `cost` units: bytes, say; 0 only looks) for `ident` in `scope` (fixed windows of `window`
+    seconds); the seconds to wait when the count is now over `limit`, else None."""
     now = time.time() if now is None else now
     window_start = int(now // window * window)
     key = f"{scope}:{ident}:{window_start}"
     if len(key) > 200:  # a scope or ident longer than the column: its digest (still one key per window)
         key = f"{scope[:60]}:{hashlib.sha256(key.encode()).hexdigest()}"
-    count = _count_hit(key, window_start + window)
+    count = _count_hit(key, window_start + window, cost)
     if count > limit:
         return max(1, int(window_start + window - now + 0.999))
     return None
@@ -81,10 +83,10 @@ def first_use(scope: str, ident: str, *, keep_until: float) -> bool:
     key = f"{scope}:{ident}"
     if len(key) > 200:
         key = f"{scope[:60]}:{hashlib.sha256(key.encode()).hexdigest()}"
-    return _count_hit(key, int(keep_until)) == 1
+    return _count_hit(key, int(keep_until), 1) == 1
 
 
-def _count_hit(key: str, ends_at: int) -> int:
+def _count_hit(key: str, ends_at: int, cost: int) -> int:
     from integrations.models import RateCounter
 
     alias = router.db_for_write(RateCounter)
@@ -96,12 +98,12 @@ def _count_hit(key: str, ends_at: int) -> int:
     # Both backends know this upsert (SQLite 3.35+, PostgreSQL 9.5+): the row is created or incremented in one
     # statement, so two processes counting at once both count. Only quoted names are put in; values are parameters.
     sql = (
-        f"INSERT INTO {table} ({key_column}, {count_column}, {end_column}) VALUES (%s, 1, %s) "  # noqa: S608
-        f"ON CONFLICT ({key_column}) DO UPDATE SET {count_column} = {table}.{count_column} + 1 "
+        f"INSERT INTO {table} ({key_column}, {count_column}, {end_column}) VALUES (%s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT ({key_column}) DO UPDATE SET {count_column} = {table}.{count_column} + %s "
         f"RETURNING {count_column}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [key, ends_at])
+        cursor.execute(sql, [key, cost, ends_at, cost])
         return int(cursor.fetchone()[0])
 
 

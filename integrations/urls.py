@@ -17,8 +17,10 @@ urlpatterns = [
     path("posts/new", views.ComposeView.as_view(), name="compose"),
     path("posts/link-card", views.link_card, name="link-card"),
     path("posts/link-card/image", views.link_card_image, name="link-card-image"),
+    path("posts/reference", views.post_reference, name="post-reference"),
     path("posts/<int:pk>/edit", views.EditPostView.as_view(), name="post-edit"),
     path("posts/<int:pk>/publish", views.post_publish, name="post-publish"),
+    path("posts/<int:pk>/cancel", views.post_cancel, name="post-cancel"),
     path("posts/<int:pk>/delete", views.post_delete, name="post-delete"),
     path("media/<int:pk>", views.media_file, name="media-file"),
 ]

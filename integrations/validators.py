@@ -1,4 +1,7 @@
-"""Validation of a PDS service URL, shared by the admin form, the env check and the service layer."""
+"""Validation of a PDS service URL, shared by the admin form, the env check and the service layer.
+
+(A Bluesky sign-in identifier is checked by `integrations.bluesky.identifiers.normalize_identifier`.)
+"""
 
 import ipaddress
 import re
@@ -6,7 +9,6 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 
 from integrations.outbound import guard_enabled, is_public_address
 
@@ -89,43 +91,6 @@ def normalize_service_url(value: str, *, allow_insecure: bool | None = None) -> 
         netloc = f"{netloc}:{port}"
     path = parts.path.rstrip("/")
     return urlunsplit((scheme, netloc, path, "", ""))
-
-
-_HANDLE_RE = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DID_RE = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
-
-
-def normalize_identifier(value: str) -> str:
-    """A Bluesky login identifier as the PDS expects it: a handle (lower-cased, no leading @), an email or a DID.
-
-    Raises ValidationError saying what is wrong.
-    """
-    value = (value or "").strip()
-    if value.startswith("@"):
-        value = value[1:].strip()
-        if value.startswith("@"):
-            raise ValidationError(
-                "This is not a valid Bluesky handle: use the full handle, e.g. alice.bsky.social.",
-                code="invalid_handle",
-            )
-    if not value:
-        raise ValidationError("Enter your Bluesky handle (e.g. alice.bsky.social) or email.", code="required")
-    if value.startswith("did:"):
-        if not _DID_RE.match(value) or len(value) > 2048:
-            raise ValidationError("This DID is not valid (e.g. did:plc:abc123…).", code="invalid_did")
-        return value
-    if "@" in value:
-        try:
-            validate_email(value)
-        except ValidationError as exc:
-            raise ValidationError("This email address is not valid.", code="invalid_email") from exc
-        return value
-    handle = value.lower()
-    if len(handle) > 253 or not _HANDLE_RE.match(handle):
-        raise ValidationError(
-            "This is not a valid Bluesky handle: use the full handle, e.g. alice.bsky.social.", code="invalid_handle"
-        )
-    return handle
 
 
 # Ids in URLs, forms and API bodies: the largest a 64-bit primary key holds (SQLite and PostgreSQL alike). A larger

@@ -7,25 +7,28 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models.functions import Coalesce
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations.adapter import describe
 from integrations.bluesky import composer, publishing, richtext, services
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.bluesky.plans import web_url
+from integrations.clock import local, on_users_clock, shown
 from integrations.conf import app_settings
-from integrations.exceptions import IntegrationError, PostNotScheduled
+from integrations.exceptions import IntegrationDisabled, IntegrationError, PostNotScheduled, ScheduleMissed
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post
 from integrations.throttling import over_rate
-from integrations.validators import parse_id
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ def _own_channel(request: HttpRequest, pk: int) -> Channel:
 
 
 @login_required
+@on_users_clock
 def channel_list(request: HttpRequest) -> HttpResponse:
     """The user's channels with their health and the action each one needs."""
     channels = list(Channel.objects.filter(user=request.user).without_tokens())
@@ -52,12 +56,14 @@ def channel_list(request: HttpRequest) -> HttpResponse:
             "connected": [row for row in rows if row[1].state != "disconnected"],
             "disconnected": [row for row in rows if row[1].state == "disconnected"],
             "bluesky_enabled": bluesky_options.enabled(),
+            "switched_off": _switched_off(),
             "publish_states": publishing.READY_STATES,
         },
     )
 
 
 @login_required
+@on_users_clock
 def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One channel: profile, session times, health, its recent posts and its event log."""
     channel = get_object_or_404(Channel.objects.without_tokens(), pk=pk, user=request.user)
@@ -66,31 +72,27 @@ def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "channel": channel,
         "health": health,
         "events": services.recent_events(channel),
-        "can_publish": bluesky_options.enabled() and health.state in publishing.READY_STATES,
+        "can_publish": health.state in publishing.READY_STATES,
+        "switched_off": _switched_off(),
     }
     context.update(_schedule_of(request, channel))
     context.update(_feed(request, channel))
     return render(request, "integrations/channel_detail.html", context)
 
 
-TIME_ZONE_KEY = "integrations_time_zone"
-
-
-def _zone_name(request: HttpRequest) -> str:
-    """The time zone the user's browser last reported through the composer ("" before it ever did)."""
-    return str(request.session.get(TIME_ZONE_KEY, ""))
+def _switched_off() -> str:
+    """What every page says while the administrator has Bluesky switched off ("" while it is on): one wording."""
+    return "" if bluesky_options.enabled() else describe(IntegrationDisabled()).message
 
 
 def _schedule_of(request: HttpRequest, channel: Channel) -> dict[str, Any]:
-    """The channel's next scheduled post (its time on the user's clock), and the scheduled posts that fell due
-    but wait for the channel (or the integration) to be able to publish."""
-    zone = _zone_name(request)
+    """The channel's next scheduled post, and the scheduled posts that fell due but wait for the channel (or the
+    integration) to be able to publish."""
     upcoming = channel.posts.filter(status=Post.Status.SCHEDULED).order_by("scheduled_at", "pk")
     next_post = upcoming.prefetch_related("parts").first()
     held = channel.posts.filter(status=Post.Status.WAITING, scheduled_at__isnull=False).order_by("scheduled_at")
     return {
         "next_scheduled": next_post,
-        "next_scheduled_at": composer.local_time(next_post.scheduled_at, zone) if next_post else None,
         "scheduled_count": upcoming.count(),
         "held_posts": list(held),
     }
@@ -110,6 +112,7 @@ def _feed(request: HttpRequest, channel: Channel) -> dict[str, Any]:
 
 @method_decorator(login_required, name="dispatch")
 @method_decorator(sensitive_post_parameters("app_password"), name="dispatch")
+@method_decorator(on_users_clock, name="dispatch")
 class ConnectBlueskyView(View):
     """Connect (or reconnect) a Bluesky account with a handle and an app password."""
 
@@ -147,7 +150,7 @@ class ConnectBlueskyView(View):
         return self._render(request, form, status=400)
 
     def _render(self, request: HttpRequest, form: ConnectBlueskyForm, status: int = 200) -> HttpResponse:
-        context = {"form": form, "bluesky_enabled": bluesky_options.enabled()}
+        context = {"form": form, "bluesky_enabled": bluesky_options.enabled(), "switched_off": _switched_off()}
         context["service_url"] = services.service_url_or_none()
         return render(request, self.template_name, context, status=status)
 
@@ -172,11 +175,42 @@ def _back(request: HttpRequest, channel: Channel) -> HttpResponse:
     return redirect("integrations:channel-list")
 
 
+# --- confirmations: a destructive action asks first, with or without the page's script --------------------------
+def _confirmed(request: HttpRequest) -> bool:
+    """Whether this request confirms its action: a POST carrying `confirm=yes` (what every confirmation form sends).
+
+    Anything else (a GET, or a POST from an old page or another site's form without it) gets the confirmation page
+    instead, so nothing is disconnected, cancelled or deleted in one click."""
+    return request.method == "POST" and request.POST.get("confirm") == "yes"
+
+
+def _confirm_page(request: HttpRequest, **context: Any) -> HttpResponse:
+    """The confirmation step as a page of its own: `title`, `question`, `button`, `keep` (the way back's words),
+    `back_url`, `back_label`, and optionally `detail`, `quoted` (a post's text) and `next`."""
+    context.setdefault("action_url", request.path)
+    context.setdefault("next", request.POST.get("next", request.GET.get("next", "")))
+    return render(request, "integrations/confirm.html", context)
+
+
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
+@on_users_clock
 def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
-    """Revoke the session on the PDS (where it answers) and forget the tokens."""
+    """Revoke the session on the PDS (where it answers) and forget the tokens, once confirmed."""
     channel = _own_channel(request, pk)
+    if not _confirmed(request):
+        return _confirm_page(
+            request,
+            title=_("Disconnect @%(handle)s?") % {"handle": channel.handle},
+            question=_(
+                "Its session is signed out on Bluesky and its tokens are removed here. Posts scheduled on it wait "
+                "until you connect it again."
+            ),
+            button=_("Disconnect"),
+            keep=_("Keep it connected"),
+            back_url=channel.get_absolute_url(),
+            back_label=f"@{channel.handle}",
+        )
     if services.disconnect(channel):
         messages.success(
             request, _("Disconnected @%(handle)s; its session was signed out on Bluesky.") % {"handle": channel.handle}
@@ -194,10 +228,21 @@ def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
+@on_users_clock
 def channel_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    """Delete a disconnected channel and its history."""
+    """Delete a disconnected channel and its history, once confirmed."""
     channel = _own_channel(request, pk)
+    if not _confirmed(request):
+        return _confirm_page(
+            request,
+            title=_("Remove @%(handle)s?") % {"handle": channel.handle},
+            question=_("The channel, its events and its posts' history here are deleted. Nothing on Bluesky changes."),
+            button=_("Remove"),
+            keep=_("Keep it"),
+            back_url=reverse("integrations:channel-list"),
+            back_label=_("Channels"),
+        )
     try:
         services.remove(channel)
     except IntegrationError as exc:
@@ -212,6 +257,7 @@ POSTS_PER_PAGE = 20
 
 
 @method_decorator(login_required, name="dispatch")
+@method_decorator(on_users_clock, name="dispatch")
 class ComposeView(View):
     """Write a post or a thread and publish it. Works without JavaScript: "Preview", "Add part", "Remove part" and
     the link card's "Remove card" are submit buttons that re-render the form (the page's script does them in place)."""
@@ -219,16 +265,25 @@ class ComposeView(View):
     template_name = "integrations/compose.html"
 
     def get(self, request: HttpRequest) -> HttpResponse:
+        """The empty composer; `?channel=`, `?reply_to=` and `?quote=` (the channel feed's Reply and Quote) fill
+        it in, and the post replied to or quoted is shown."""
         options = composer.channel_options(request.user)
-        ready = [o.channel.pk for o in options if o.ready]
-        wanted = parse_id(request.GET.get("channel", ""))
-        chosen = wanted if wanted in ready else (ready[0] if len(ready) == 1 else None)
+        chosen = composer.preselected_channel(request.user, options, request.GET.get("channel", ""))
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
-        initial["time_zone"] = _zone_name(request)
+        initial["time_zone"] = request.clock.name
         initial["submit_token"] = composer.new_submit_token(request.user)
+        channel = next((o.channel for o in options if o.channel.pk == chosen), None)
+        targets, notes = {}, {}
+        for name in composer.ComposerForm.REFERENCES:
+            address = request.GET.get(name, "").strip()[:600]
+            if address:
+                initial[name] = address
+                targets[name], notes[name] = composer.look_up_target(channel, address)
         form = composer.ComposerForm(initial=initial, options=options)
         parts = composer.part_formset()(prefix="parts", form_kwargs={"user": request.user})
-        return self._render(request, form, parts)
+        if parts.forms and initial.get("quote"):
+            parts.forms[0].quoting = True
+        return self._render(request, form, parts, targets=targets, target_notes=notes)
 
     def post(self, request: HttpRequest) -> HttpResponse:
         draft = composer.Draft(request.user, request.POST, request.FILES, composer.channel_options(request.user))
@@ -236,8 +291,7 @@ class ComposeView(View):
 
     def _submit(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
         valid = draft.checked and draft.is_valid()
-        if valid and draft.form.cleaned_data.get("time_zone"):
-            request.session[TIME_ZONE_KEY] = draft.form.cleaned_data["time_zone"]
+        retry_after = None
         if valid and draft.action == "publish":
             first = composer.spend_submit_token(request.user, draft.form.cleaned_data.get("submit_token", ""))
             if first is False:  # the same form again (a double click, a resent request): one post is enough
@@ -251,16 +305,25 @@ class ComposeView(View):
                 try:
                     return self._save(request, draft)
                 except IntegrationError as exc:
-                    draft.form.add_error(None, describe(exc).message)
+                    described = describe(exc)
+                    draft.form.add_error(None, described.message)
+                    retry_after = described.retry_after if described.http_status == 429 else None
             draft.data["submit_token"] = composer.new_submit_token(request.user)  # the next try needs its own
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
-        return self._render(request, draft.form, draft.parts, preview=draft.checked, status=status)
+        thread = composer.thread_preview(draft) if draft.checked else None
+        response = self._render(request, draft.form, draft.parts, thread=thread, targets=draft.targets, status=status)
+        if retry_after:  # too many posts lately: the form says when, and so does the answer
+            response.status_code = 429
+            response["Retry-After"] = str(retry_after)
+        return response
 
     def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
         post = publishing.accept(
             request.user,
             draft.form.chosen_channel,
             draft.requests(),
+            reply_to=draft.form.cleaned_data["reply_to"],
+            quote=draft.form.cleaned_data["quote"],
             default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
             scheduled_at=draft.form.cleaned_data.get("scheduled_at"),
         )
@@ -280,16 +343,22 @@ class ComposeView(View):
         form: composer.ComposerForm,
         parts: composer.forms.BaseFormSet,
         *,
-        preview: bool = False,
+        thread: composer.ThreadPreview | None = None,
+        targets: dict[str, Any] | None = None,
+        target_notes: dict[str, str] | None = None,
         status: int = 200,
         editing: Post | None = None,
     ) -> HttpResponse:
         context = {
             "form": form,
             "parts": parts,
-            "preview": preview,
+            "action_url": request.path,
+            "thread": thread,
+            "targets": targets or {},
+            "target_notes": target_notes or {},
             "editing": editing,
-            "bluesky_enabled": bluesky_options.enabled(),
+            "alt_required": bool(app_settings.POST_ALT_TEXT_REQUIRED),
+            "switched_off": _switched_off(),
             "link_cards": bool(app_settings.LINK_CARDS),
             "max_graphemes": richtext.MAX_GRAPHEMES,
             "max_bytes": richtext.MAX_BYTES,
@@ -309,8 +378,12 @@ class EditPostView(ComposeView):
         if not composer.editable(post):
             messages.error(request, describe(PostNotScheduled()).message)
             return redirect("integrations:post-list")
-        draft = composer.Draft.for_post(post, composer.channel_options(request.user), _zone_name(request))
-        return self._render(request, draft.form, draft.parts, editing=post)
+        draft = composer.Draft.for_post(post, composer.channel_options(request.user))
+        targets, notes = {}, {}
+        for name, address in (("reply_to", post.reply_to_uri), ("quote", post.quote_uri)):
+            if address:
+                targets[name], notes[name] = composer.look_up_target(post.channel, address)
+        return self._render(request, draft.form, draft.parts, editing=post, targets=targets, target_notes=notes)
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:  # type: ignore[override]
         post = _own_post(request, pk)
@@ -322,16 +395,20 @@ class EditPostView(ComposeView):
     def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
         post = self.post_object
         when = draft.form.cleaned_data["scheduled_at"]
-        zone = draft.form.cleaned_data.get("time_zone", "")
+        zone = draft.form.zone_name
         # The field shows minutes (seconds when the time has them): unchanged, the stored time is kept exactly.
         if post.scheduled_at and composer.time_value(when, zone) == composer.time_value(post.scheduled_at, zone):
             when = None
+        # A form without the fields (a page from before they existed) keeps the targets as they are.
+        fields = {
+            name: draft.form.cleaned_data[name] if name in request.POST else None for name in ("reply_to", "quote")
+        }
         edited = publishing.edit(
             post,
             draft.requests(),
             scheduled_at=when,
-            reply_to=post.reply_to_uri,
-            quote=post.quote_uri,
+            reply_to=post.reply_to_uri if fields["reply_to"] is None else fields["reply_to"],
+            quote=post.quote_uri if fields["quote"] is None else fields["quote"],
             default_lang=richtext.default_lang(getattr(request, "LANGUAGE_CODE", None)),
         )
         messages.success(
@@ -347,8 +424,8 @@ class EditPostView(ComposeView):
 
 
 def _when(request: HttpRequest, post: Post) -> str:
-    when = composer.local_time(post.scheduled_at, _zone_name(request))
-    return f"{when:%Y-%m-%d %H:%M} {when.tzname()}"
+    """A scheduled post's time for a message, on the user's clock (which the page names)."""
+    return f"{local(post.scheduled_at):%Y-%m-%d %H:%M}"
 
 
 # Card previews make the server fetch pages: a user may ask for this many per window (typing pauses, not pages).
@@ -372,19 +449,56 @@ def link_card(request: HttpRequest) -> HttpResponse:
     if throttled := _card_preview_throttled(request):
         return throttled
     text = request.POST.get("text", "")[: richtext.MAX_BYTES * 4]
-    return JsonResponse(composer.card_for(text, user=request.user).as_json())
+    return JsonResponse(composer.card_for(text, user_id=request.user.pk).as_json())
+
+
+@login_required
+@require_POST
+@on_users_clock
+def post_reference(request: HttpRequest) -> HttpResponse:
+    """The post a "Reply to" or "Quote" field names, for the composer's script: its author, text and time (on the
+    user's clock), read through the channel chosen (else one that can publish) as publishing will read it."""
+    retry_after = over_rate("post-reference", str(request.user.pk), *CARD_PREVIEWS_PER_WINDOW)
+    if retry_after is not None:
+        response = JsonResponse({"error": "throttled", "retry_after": retry_after}, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+    options = composer.channel_options(request.user)
+    wanted = request.POST.get("channel", "")
+    ready = [o.channel for o in options if o.ready]
+    channel = next((c for c in ready if str(c.pk) == wanted), ready[0] if ready else None)
+    address = request.POST.get("address", "").strip()[:600]
+    if not address or channel is None:
+        problem = _("Choose a channel that can publish first.") if address else ""
+        return JsonResponse({"found": False, "problem": problem})
+    target, problem = composer.look_up_target(channel, address)
+    if target is None:
+        return JsonResponse({"found": False, "problem": problem})
+    return JsonResponse(
+        {
+            "found": True,
+            "handle": target.handle,
+            "did": target.did,
+            "text": target.text,
+            "time": f"{local(target.created_at):%Y-%m-%d %H:%M}" if target.created_at else "",
+            "has_images": target.has_images,
+        }
+    )
 
 
 @login_required
 def link_card_image(request: HttpRequest) -> HttpResponse:
     """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds), for the link the
     composer gave this user (`?card=`, signed for them, an hour): a bare URL from anywhere else is not fetched."""
-    url = composer.thumb_link_target(request.user, request.GET.get("card", ""))
+    url = composer.thumb_link_target(request.user.pk, request.GET.get("card", ""))
     if url is None:
         raise Http404()
     if throttled := _card_preview_throttled(request):
         return throttled
-    card = composer.linkcards.fetch_card(url).card if url.startswith(("http://", "https://")) else None
+    found = (
+        composer.linkcards.fetch_card(url, user_id=request.user.pk) if url.startswith(("http://", "https://")) else None
+    )
+    card = found.card if found else None
     if card is None or card.thumb is None:
         raise Http404()
     response = HttpResponse(card.thumb.data, content_type=card.thumb.mime)
@@ -397,7 +511,9 @@ def link_card_image(request: HttpRequest) -> HttpResponse:
 def _tell_outcome(request: HttpRequest, outcome: publishing.Outcome) -> None:
     post = outcome.post
     handle = post.channel.handle
-    if post.status == Post.Status.PUBLISHED:
+    if post.status == Post.Status.WAITING and post.error_code == IntegrationDisabled.code:
+        messages.info(request, _("Saved on @%(handle)s: %(reason)s") % {"handle": handle, "reason": post.error_message})
+    elif post.status == Post.Status.PUBLISHED:
         messages.success(request, _("Published on @%(handle)s.") % {"handle": handle})
     elif post.status == Post.Status.WAITING:
         messages.warning(
@@ -412,29 +528,42 @@ def _tell_outcome(request: HttpRequest, outcome: publishing.Outcome) -> None:
 
 
 @login_required
+@on_users_clock
 def post_list(request: HttpRequest) -> HttpResponse:
-    """The user's posts, newest first, with their status, their bsky.app links, and what can be done with each."""
+    """The user's posts: those scheduled, by day, then the others newest first (by when they went out, were due,
+    were cancelled or, for a post never scheduled that has not gone out, were written), with their status, their
+    bsky.app links and what can be done with each."""
     posts = Post.objects.filter(user=request.user).select_related("channel").prefetch_related("parts")
     scheduled = posts.filter(status=Post.Status.SCHEDULED).order_by("scheduled_at", "pk")
-    page = Paginator(posts.exclude(status=Post.Status.SCHEDULED), POSTS_PER_PAGE).get_page(request.GET.get("page"))
+    history = (
+        posts.exclude(status=Post.Status.SCHEDULED)
+        .annotate(shown_at=Coalesce("published_at", "cancelled_at", "scheduled_at", "created_at"))
+        .order_by("-shown_at", "-pk")
+    )
+    page = Paginator(history, POSTS_PER_PAGE).get_page(request.GET.get("page"))
     healths: dict[int, services.Health] = {}
     rows = []
     for post in page:
         if post.channel_id not in healths:
             healths[post.channel_id] = services.health(post.channel)
         parts = [(part, web_url(part.uri)) for part in post.parts.all()]
-        rows.append({"post": post, "parts": parts, "health": healths[post.channel_id]})
-    days = _by_day(scheduled, _zone_name(request)) if page.number == 1 else []
-    return render(request, "integrations/post_list.html", {"rows": rows, "page": page, "scheduled_days": days})
+        reason = post.error_message
+        if post.error_code == ScheduleMissed.code and post.scheduled_at:  # its time, said on this page's clock
+            reason = describe(ScheduleMissed(shown(post.scheduled_at))).message
+        rows.append({"post": post, "parts": parts, "health": healths[post.channel_id], "reason": reason})
+    days = _by_day(scheduled) if page.number == 1 else []
+    context = {"rows": rows, "page": page, "scheduled_days": days, "switched_off": _switched_off()}
+    return render(request, "integrations/post_list.html", context)
 
 
-def _by_day(posts: Any, zone: str) -> list[dict[str, Any]]:
-    """Scheduled posts grouped by their day on the user's clock, soonest first: [{day, posts: [(post, time)]}]."""
+def _by_day(posts: Any) -> list[dict[str, Any]]:
+    """Scheduled posts grouped by their day on the user's clock (the active one), soonest first:
+    [{day, posts: [{post, time, parts}]}]."""
     days: list[dict[str, Any]] = []
     for post in posts:
-        when = composer.local_time(post.scheduled_at, zone)
+        when = local(post.scheduled_at)
         if not days or days[-1]["day"] != when.date():
-            days.append({"day": when.date(), "zone": when.tzname(), "posts": []})
+            days.append({"day": when.date(), "posts": []})
         days[-1]["posts"].append({"post": post, "time": when, "parts": list(post.parts.all())})
     return days
 
@@ -458,10 +587,53 @@ def post_publish(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
-def post_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    """Delete a post, from Bluesky first when any of it may have been published."""
+@require_http_methods(["GET", "POST"])
+@on_users_clock
+def post_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel a scheduled post, once confirmed: it is not published and stays in the history as cancelled."""
     post = _own_post(request, pk)
+    if post.status == Post.Status.SCHEDULED and not _confirmed(request):
+        return _confirm_page(
+            request,
+            title=_("Cancel the post scheduled for %(when)s?") % {"when": _when(request, post)},
+            question=_("It is not published, and stays in your history as cancelled."),
+            quoted=_first_text(post),
+            button=_("Cancel the post"),
+            keep=_("Keep it scheduled"),
+            back_url=reverse("integrations:post-list"),
+            back_label=_("Posts"),
+        )
+    try:
+        publishing.cancel(post)
+    except IntegrationError as exc:
+        messages.error(request, describe(exc).message)
+    else:
+        messages.success(
+            request,
+            _("Cancelled the post scheduled on @%(handle)s for %(when)s.")
+            % {"handle": post.channel.handle, "when": _when(request, post)},
+        )
+    return redirect("integrations:post-list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@on_users_clock
+def post_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a post, once confirmed: from Bluesky first when any of it may have been published."""
+    post = _own_post(request, pk)
+    if not _confirmed(request):
+        parts = post.parts.count()
+        return _confirm_page(
+            request,
+            title=render_to_string("integrations/_delete_question.html", {"post": post, "parts": parts}).strip(),
+            question=_("What reached Bluesky is deleted there too.") if post.attempts else "",
+            quoted=_first_text(post),
+            button=_("Delete"),
+            keep=_("Keep it"),
+            back_url=reverse("integrations:post-list"),
+            back_label=_("Posts"),
+        )
     try:
         publishing.delete(post)
     except IntegrationError as exc:
@@ -469,6 +641,11 @@ def post_delete(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, _("Deleted the post."))
     return redirect("integrations:post-list")
+
+
+def _first_text(post: Post) -> str:
+    first = post.parts.order_by("index").first()
+    return first.text if first else ""
 
 
 @login_required

@@ -6,6 +6,26 @@ from tests.localidentity import identities_on
 from tests.pds.server import LocalPds
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_urls_on_loopback():
+    """Link-card pages, handles' well-known files and did:web documents are served on loopback here: URLs users name
+    may reach loopback addresses and nothing else (no test reaches out to the internet). A test of the production
+    rule (public addresses only) turns it off with the `public_only` fixture."""
+    from integrations import outbound
+
+    with outbound.loopback_only_for_tests():
+        yield
+
+
+@pytest.fixture
+def public_only(monkeypatch):
+    """URLs users name are held to public addresses over https, as in production (tests/test_outbound.py patches
+    the resolver and `is_public_address` to stand loopback servers in for the internet)."""
+    from integrations import outbound
+
+    monkeypatch.setattr(outbound, "_loopback_for_tests", False)
+
+
 @pytest.fixture(scope="session")
 def pds():
     """The local reference PDS, started once for the whole run, with identity resolution pointed at it: its PLC

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import pytest
 from django.conf import settings
 
+from integrations import outbound
 from tests.dnszone import Zone, serving_zone
 from tests.pds.server import LocalPds
 
@@ -27,8 +28,9 @@ def resolve_test_names_locally(patch: pytest.MonkeyPatch) -> None:
 
 @contextmanager
 def identities_on(server: LocalPds) -> Iterator[Zone]:
-    """Resolve identities against `server` while the block runs; yields the DNS zone."""
-    with pytest.MonkeyPatch.context() as patch, serving_zone() as zone:
+    """Resolve identities against `server` while the block runs (handles' well-known files on loopback: URLs users
+    name reach loopback only, `outbound.loopback_only_for_tests`); yields the DNS zone."""
+    with pytest.MonkeyPatch.context() as patch, serving_zone() as zone, outbound.loopback_only_for_tests():
         resolve_test_names_locally(patch)
         patch.setattr(settings, "INTEGRATIONS_PLC_URL", server.plc_url)
         patch.setattr(settings, "INTEGRATIONS_DNS_NAMESERVERS", [zone.address], raising=False)

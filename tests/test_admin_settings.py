@@ -263,3 +263,13 @@ def test_of_two_simultaneous_saves_from_the_same_version_exactly_one_wins(admin_
         assert sorted(outcomes.values()) == [302, 400], outcomes
         winner = next(url for url, status in outcomes.items() if status == 302)
         assert bluesky_options.service_url().value == winner
+
+
+def test_a_local_service_url_refused_with_debug_off_says_why_and_what_to_set(admin_client_, settings, monkeypatch):
+    """`make serve` (DEBUG off) right after `make run` with a local PDS: the page says why the URL is refused."""
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "http://127.0.0.1:2583")
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    text = " ".join(admin_client_.get(URL).content.decode().split())
+    assert 'id="effective-url">(invalid)<' in text
+    assert "BLUESKY_SERVICE_URL is invalid: The PDS URL must use https://." in text
+    assert "accepted only with INTEGRATIONS_ALLOW_INSECURE_PDS=true, which is on by default only with DEBUG" in text

@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 
 from integrations.models import Channel, IntegrationOption, Post
 from tests.test_api import assert_error
+from tests.test_linkcards import site  # noqa: F401 (a fixture)
 from tests.test_publishing import records
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
@@ -78,13 +79,16 @@ def test_what_cannot_be_published_is_refused_with_a_code_and_nothing_is_stored(
     assert records(use_pds, account.did) == []
 
 
-def test_a_channel_that_cannot_publish_and_a_switched_off_integration_are_refused(api, channel, use_pds):
+def test_a_channel_that_cannot_publish_is_refused_and_a_post_waits_while_bluesky_is_off(api, channel, use_pds, account):
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
     assert_error(publish(api, channel, "hi"), 409, "channel_not_ready")
+    assert not Post.objects.exists()
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
     IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
-    assert_error(publish(api, channel, "hi"), 403, "integration_disabled")
-    assert not Post.objects.exists()
+    response = publish(api, channel, "hi")  # the same behaviour as the web: accepted, and it waits
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "waiting" and response.json()["error"]["code"] == "integration_disabled"
+    assert records(use_pds, account.did) == []
 
 
 def test_posts_are_private_to_their_owner(api, channel, use_pds, django_user_model):
@@ -152,3 +156,52 @@ def test_an_upload_that_is_not_an_image_is_refused(api):
 
     fake = SimpleUploadedFile("cat.png", b"<html>not an image</html>", content_type="image/png")
     assert_error(api.post("/api/v1/media/", {"file": fake}, format="multipart"), 400, "unsupported_image")
+
+
+def test_posting_too_often_is_refused_with_429_saying_when_and_nothing_is_stored(
+    api, channel, use_pds, account, settings
+):
+    settings.INTEGRATIONS_POST_RATES = {"user": (2, 60)}
+    assert publish(api, channel, "one").status_code == 201
+    assert publish(api, channel, "two").status_code == 201
+    response = publish(api, channel, "three")
+    error = assert_error(response, 429, "posts_throttled")
+    assert 1 <= error["retry_after"] <= 60 and response["Retry-After"] == str(error["retry_after"])
+    assert error["message"].startswith("You have sent many posts in a short time. Try again in ")
+    assert not Post.objects.filter(parts__text="three").exists()
+    assert len(records(use_pds, account.did)) == 2
+
+
+def test_a_post_whose_card_page_has_a_charset_no_browser_reads_is_published_with_its_card(
+    api,
+    channel,
+    use_pds,
+    account,
+    settings,
+    site,  # noqa: F811
+):
+    settings.INTEGRATIONS_LINK_CARDS = True
+    page = "<title>Café</title>".encode()
+    site.routes["/rot13"] = (200, {"Content-Type": "text/html; charset=rot13"}, page)
+    site.routes["/rfc2231"] = (200, {"Content-Type": "text/html; charset*=utf-8''base64"}, page)
+    for path in ("/rot13", "/rfc2231"):
+        response = publish(api, channel, f"See {site.url}{path}")
+        assert response.status_code == 201, response.content
+        assert response.json()["parts"][0]["card"]["title"] == "Café"
+
+
+def test_a_card_title_with_a_nul_byte_is_stored_and_published_clean(api, channel, use_pds, account, settings, site):  # noqa: F811
+    """PostgreSQL's jsonb and text refuse \\u0000: run on PostgreSQL too (TEST_DATABASE_URL)."""
+    settings.INTEGRATIONS_LINK_CARDS = True
+    site.routes["/nul"] = (
+        200,
+        {"Content-Type": "text/html; charset=utf-8"},
+        b'<meta property="og:title" content="Null\x00 title"><meta name="description" content="a\x00b">',
+    )
+    response = publish(api, channel, f"See {site.url}/nul")
+    assert response.status_code == 201, response.content
+    assert response.json()["parts"][0]["card"]["title"] == "Null title"
+    part = Post.objects.get().parts.get()
+    assert part.card["title"] == "Null title" and part.card["description"] == "ab"
+    [stored] = records(use_pds, account.did)
+    assert stored["value"]["embed"]["external"]["title"] == "Null title"

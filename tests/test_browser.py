@@ -12,6 +12,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from integrations.bluesky import services
 from integrations.bluesky.feed import FeedItem, FeedPage
@@ -84,8 +85,10 @@ def test_connect_and_disconnect_in_the_browser(page, live_server, use_pds, accou
     assert "Connected" in page.inner_text("table.events")
     page.screenshot(path=SHOTS / "channel-detail.png", full_page=True)
 
-    page.click("button:has-text('Disconnect')")
-    assert "signed out on Bluesky" in page.inner_text(".messages")
+    page.click("summary:has-text('Disconnect…')")  # asks first, in place
+    expect(page.locator("details.confirm form")).to_contain_text(f"Disconnect @{account.handle}?")
+    page.click("details.confirm button:has-text('Disconnect')")
+    expect(page.locator(".messages")).to_contain_text("signed out on Bluesky")
     assert page.locator(".badge.disconnected").count() == 1
     page.screenshot(path=SHOTS / "disconnected.png", full_page=True)
 
@@ -358,7 +361,7 @@ def test_every_page_is_accessible_and_fits_the_screen(
 
     IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
     page.goto(f"{live_server.url}/app/channels")
-    assert "switched off" in page.inner_text(".notice")
+    expect(page.locator(".notice")).to_contain_text("switched Bluesky off")
     problems += check_page(page, axe_script, "channels-switched-off", viewport)
     page.goto(f"{live_server.url}/app/channels/connect/bluesky")
     problems += check_page(page, axe_script, "connect-switched-off", viewport)

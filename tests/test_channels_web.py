@@ -125,13 +125,15 @@ def test_disabled_integration_refuses_connecting_and_keeps_existing_channels(use
     channel = Channel.objects.get(user=user)
     IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
 
+    from tests.test_posts_web import SWITCHED_OFF
+
     page = page_text(alice_client.get(LIST))
-    assert "switched off new Bluesky connections" in page
+    assert SWITCHED_OFF in page
     assert f"@{account.handle}" in page
 
     response = connect(alice_client, account.handle, account.app_passwords[0])
     assert response.status_code == 400
-    assert "administrator has switched off Bluesky connections" in page_text(response)
+    assert SWITCHED_OFF in page_text(response)
     unchanged = Channel.objects.get(pk=channel.pk)
     assert unchanged.refresh_jwt == channel.refresh_jwt
     assert unchanged.status == Channel.Status.ACTIVE
@@ -160,7 +162,7 @@ def test_disconnect_revokes_the_session_on_the_pds(use_pds, alice_client, accoun
     channel = Channel.objects.get(user=user)
     refresh_jwt = channel.refresh_jwt
 
-    response = alice_client.post(reverse("integrations:channel-disconnect", args=[channel.pk]))
+    response = alice_client.post(reverse("integrations:channel-disconnect", args=[channel.pk]), {"confirm": "yes"})
     assert response.status_code == 302
     gone = Channel.objects.get(pk=channel.pk)
     assert gone.status == Channel.Status.DISCONNECTED
@@ -178,12 +180,33 @@ def test_disconnect_revokes_the_session_on_the_pds(use_pds, alice_client, accoun
     assert Channel.objects.get(pk=channel.pk).status == Channel.Status.ACTIVE
 
 
-def test_disconnect_and_refresh_need_post(use_pds, alice_client, account, user):
+def test_disconnect_and_remove_ask_first_and_refresh_needs_post(use_pds, alice_client, account, user):
     connect(alice_client, account.handle, account.app_passwords[0])
     channel = Channel.objects.get(user=user)
-    for name in ("integrations:channel-disconnect", "integrations:channel-refresh"):
-        assert alice_client.get(reverse(name, args=[channel.pk])).status_code == 405
+    assert alice_client.get(reverse("integrations:channel-refresh", args=[channel.pk])).status_code == 405
+    disconnect = reverse("integrations:channel-disconnect", args=[channel.pk])
+    # Without the confirmation (a GET, or a POST without it): a page that asks, which works without a script.
+    for asked in (
+        alice_client.get(disconnect),
+        alice_client.post(disconnect),
+        alice_client.post(disconnect, {"next": "detail"}),
+    ):
+        page = page_text(asked)
+        assert asked.status_code == 200 and f"Disconnect @{account.handle}?" in page
+        assert 'name="confirm" value="yes"' in page and "Keep it connected" in page
+    assert 'name="next" value="detail"' in page
     assert Channel.objects.get(pk=channel.pk).status == Channel.Status.ACTIVE
+    assert use_pds.refresh_with(Channel.objects.get(pk=channel.pk).refresh_jwt).status_code == 200  # still signed in
+    # The lists ask in place (a disclosure, no script either), and the answer carries the confirmation.
+    listing = page_text(alice_client.get(LIST))
+    assert "Disconnect…" in listing and f'action="{disconnect}"' in listing
+    assert listing.split(f'action="{disconnect}"')[1].split("</form>")[0].count('name="confirm" value="yes"') == 1
+    response = alice_client.post(disconnect, {"confirm": "yes", "next": "detail"})
+    assert response.status_code == 302 and response.url == channel.get_absolute_url()
+    assert Channel.objects.get(pk=channel.pk).status == Channel.Status.DISCONNECTED
+    remove = reverse("integrations:channel-remove", args=[channel.pk])
+    assert f"Remove @{account.handle}?" in page_text(alice_client.post(remove))
+    assert Channel.objects.filter(pk=channel.pk).exists()
 
 
 def test_profile_unavailable_still_connects(use_pds, alice_client, account, user, monkeypatch):
@@ -281,12 +304,12 @@ def test_remove_deletes_only_a_disconnected_channel(use_pds, alice_client, accou
     channel = Channel.objects.get(user=user)
     remove = reverse("integrations:channel-remove", args=[channel.pk])
 
-    alice_client.post(remove)
+    alice_client.post(remove, {"confirm": "yes"})
     assert "Disconnect the channel before removing it." in page_text(alice_client.get(LIST))
     assert Channel.objects.filter(pk=channel.pk, status="active").exists()
 
-    alice_client.post(reverse("integrations:channel-disconnect", args=[channel.pk]))
-    alice_client.post(remove)
+    alice_client.post(reverse("integrations:channel-disconnect", args=[channel.pk]), {"confirm": "yes"})
+    alice_client.post(remove, {"confirm": "yes"})
     assert not Channel.objects.filter(pk=channel.pk).exists()
     assert not ChannelEvent.objects.filter(channel_id=channel.pk).exists()
     assert f"Removed @{account.handle}." in page_text(alice_client.get(LIST))

@@ -70,6 +70,7 @@ def production_env(tmp_path_factory, database_url):
             "STATIC_ROOT": str(tmp / "static"),
             "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO",
             "BLUESKY_SERVICE_URL": "https://bsky.social",
+            "SITE_URL": "https://skyport.example.com",
             "WEB_CONCURRENCY": "2",
             "PYTHONUNBUFFERED": "1",
         }

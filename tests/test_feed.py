@@ -202,3 +202,26 @@ def test_a_disconnected_channels_page_renders_without_posts(alice_client, channe
     page = alice_client.get(reverse("integrations:channel-detail", args=[channel.pk]))
     assert page.status_code == 200
     assert "The posts could not be loaded" in page.content.decode()
+
+
+def test_a_created_at_past_year_9999_in_utc_never_breaks_the_page_or_the_api(
+    use_pds, alice_api, alice_client, channel, account, caplog
+):
+    """`9999-12-31T23:59:00-00:01` is year 10000 in UTC: shown without a time, logged once."""
+    write(use_pds, account, post("fine"))
+    late = {"$type": "app.bsky.feed.post", "text": "from the far future", "createdAt": "9999-12-31T23:59:00-00:01"}
+    far = write(use_pds, account, late, validate=False)
+    caplog.set_level("WARNING", logger="integrations.bluesky.feed")
+
+    response = alice_api.get(posts_url(channel.pk))
+    assert response.status_code == 200, response.content
+    future, fine = response.json()["posts"]
+    assert (future["text"], future["created_at"]) == ("from the far future", None)
+    assert fine["created_at"]
+
+    page = alice_client.get(reverse("integrations:channel-detail", args=[channel.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "from the far future" in html and "time unknown" in html
+    logged = [r for r in caplog.records if "createdAt" in r.getMessage()]
+    assert len(logged) == 1 and far["uri"] in logged[0].getMessage()

@@ -159,12 +159,14 @@ def test_a_thumbnail_link_from_another_site_or_another_user_fetches_nothing(
 
     settings.INTEGRATIONS_LINK_CARDS = True
     fetched = []
-    monkeypatch.setattr(linkcards, "fetch_card", lambda url: fetched.append(url) or linkcards.CardResult(None, "none"))
+    monkeypatch.setattr(
+        linkcards, "fetch_card", lambda url, **kwargs: fetched.append(url) or linkcards.CardResult(None, "none")
+    )
     image = reverse("integrations:link-card-image")
     assert alice_client.get(image, {"url": "https://victim.example/"}).status_code == 404
     assert alice_client.get(image, {"card": "forged"}).status_code == 404
-    assert alice_client.get(composer.thumb_link(other_user, "https://example.com/")).status_code == 404
-    own = composer.thumb_link(channel.user, "https://example.com/")
+    assert alice_client.get(composer.thumb_link(other_user.pk, "https://example.com/")).status_code == 404
+    own = composer.thumb_link(channel.user.pk, "https://example.com/")
     monkeypatch.setattr(composer, "THUMB_LINK_MAX_AGE", -1)  # an hour later
     assert alice_client.get(own).status_code == 404
     assert fetched == []

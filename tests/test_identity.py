@@ -22,6 +22,7 @@ from integrations import outbound
 from integrations.bluesky import identity
 from tests.dnszone import Zone, serving_zone
 from tests.localidentity import resolve_test_names_locally
+from tests.test_outbound import drip  # noqa: F401 (a fixture)
 
 
 # --- a DNS server on loopback -----------------------------------------------------------------------------------
@@ -387,8 +388,11 @@ def test_test_connection_shows_an_accounts_did_pds_verification_and_whether_it_c
 @pytest.mark.django_db
 def test_test_connection_says_when_an_account_does_not_resolve(zone, plc, at_pds, admin_client_):
     text = run_test_connection(admin_client_, plc.url, "nobody-here.test")
-    assert 'id="account-problem">Could not be resolved: nobody-here.test: unresolved' in text
-    assert '<strong id="account-can-sign-in">no</strong>' in text
+    assert (
+        'id="account-problem">nobody-here.test could not be looked up: DNS has no _atproto.nobody-here.test TXT '
+        f"record; http://nobody-here.test:{plc.port}/.well-known/atproto-did answered 404.</p>"
+    ) in text  # an answer: nothing says to try again
+    assert '<strong id="account-can-sign-in">not known</strong>' in text  # never "no" when it cannot be known
 
 
 @pytest.mark.django_db
@@ -488,3 +492,152 @@ def test_a_posts_mentions_are_looked_up_at_once_and_never_wait_past_the_deadline
     assert time.monotonic() - begun < 2.5
     assert found["one.example"] == "did:plc:oneaaaaaaaaaaaaaaaaaaaaa" and found["two.example"].startswith("did:plc:two")
     assert isinstance(found["never.example"], identity.Failure) and found["never.example"].transient
+
+
+@pytest.mark.parametrize("did", ["did:plc:abc:", "did:plc:abc%"])
+def test_a_txt_record_or_well_known_answer_that_is_no_did_by_the_spec_is_invalid(zone, web, did):
+    zone.txt["_atproto.txt.example"] = [f"did={did}"]
+    web.files[("web.example", "/.well-known/atproto-did")] = (200, did.encode())
+    for handle in ("txt.example", "web.example"):
+        found = identity.lookup_handle(handle)
+        assert isinstance(found, identity.Failure) and found.kind == "invalid", (handle, found)
+
+
+# --- what could not be checked, in words; settings that change the answers ----------------------------------------
+@pytest.mark.django_db
+def test_test_connection_says_what_it_could_not_check_in_words_and_never_no_when_it_does_not_know(
+    zone, plc, admin_client_, account, monkeypatch
+):
+    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:9")  # the handle's web server does not answer
+    text = run_test_connection(admin_client_, plc.url, account.handle)
+    assert (
+        f'id="account-problem">{account.handle} could not be looked up: DNS has no _atproto.{account.handle} TXT '
+        f"record; http://{account.handle}:9/.well-known/atproto-did could not be reached. This can be temporary: "
+        "test again in a minute.</p>"
+    ) in text
+    assert '<strong id="account-can-sign-in">not known</strong>' in text
+    assert not re.search(r"\b[A-Z][a-z]+(Error|Timeout|Exception)\b", text)  # no exception class names
+
+    # Its DID, whose document names the handle: the handle could not be checked, and the page says why.
+    text = run_test_connection(admin_client_, plc.url, account.did)
+    assert '<strong id="account-verified">not checked</strong>' in text
+    assert f"http://{account.handle}:9/.well-known/atproto-did could not be reached" in text
+    assert '<strong id="account-can-sign-in">yes</strong>' in text
+
+
+def test_a_host_that_does_not_exist_is_an_answer_not_a_temporary_fault(zone, web, monkeypatch):
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "nowhere.example":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    web.files[("erin.example", "/.well-known/did.json")] = (200, document("did:web:erin.example", "nowhere.example"))
+    found = identity.lookup_handle("nowhere.example")
+    assert isinstance(found, identity.Failure) and not found.transient
+    assert "nowhere.example does not exist" in found.detail
+    verified = identity.resolve_identity("did:web:erin.example")
+    assert isinstance(verified, identity.Identity) and verified.handle_verified is False  # not "try again"
+    assert "nowhere.example does not exist" in verified.handle_problem
+
+
+def test_a_handle_on_a_local_pds_is_verified_in_development_through_that_server(pds, zone, settings, monkeypatch):
+    """No DNS record, and https://<handle> answers nothing: a local Service URL (development) is asked instead."""
+    account = pds.create_account()
+    monkeypatch.setattr(identity, "WEB_BASE", "https://{host}")  # as in production
+    settings.INTEGRATIONS_PLC_URL = pds.plc_url
+    settings.INTEGRATIONS_BLUESKY_SERVICE_URL = ""
+    found = identity.resolve_identity(account.did)
+    assert isinstance(found, identity.Identity) and found.handle_verified is None  # https://<handle>: no answer
+
+    settings.INTEGRATIONS_BLUESKY_SERVICE_URL = pds.url  # a local PDS: http://127.0.0.1:<port>
+    found = identity.resolve_identity(account.did)  # the cache does not answer for other settings
+    assert isinstance(found, identity.Identity)
+    assert (found.handle, found.handle_verified) == (account.handle, True)
+    missing = identity.lookup_handle("nobody-there.test")
+    assert isinstance(missing, identity.Failure) and "does not host it" in missing.detail
+
+
+def test_a_local_server_is_never_asked_with_the_guard_on(settings):
+    settings.INTEGRATIONS_BLUESKY_SERVICE_URL = "http://127.0.0.1:2583"
+    assert identity.local_server() == "http://127.0.0.1:2583"
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
+    assert identity.local_server() is None
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
+    settings.INTEGRATIONS_BLUESKY_SERVICE_URL = "https://bsky.social"  # a public server is no local one
+    assert identity.local_server() is None
+
+
+def test_a_failure_cached_under_old_settings_is_not_the_answer_under_fixed_ones(zone, plc, at_pds, settings):
+    account = plc.create_account()
+    settings.INTEGRATIONS_PLC_URL = "http://127.0.0.1:9"  # wrong: nothing answers there
+    broken = identity.resolve_identity(account.did)
+    assert isinstance(broken, identity.Failure) and broken.transient
+    settings.INTEGRATIONS_PLC_URL = plc.plc_url  # fixed: answered at once, not a minute later
+    found = identity.resolve_identity(account.did)
+    assert isinstance(found, identity.Identity) and found.handle_verified is True
+
+    other = serving_zone()
+    with other as second:  # another DNS server: its answer, not the first one's cached failure
+        assert isinstance(identity.lookup_handle("dns-only.example"), identity.Failure)
+        second.txt["_atproto.dns-only.example"] = [f"did={account.did}"]
+        settings.INTEGRATIONS_DNS_NAMESERVERS = [second.address]
+        assert identity.lookup_handle("dns-only.example") == account.did
+
+
+# --- deadlines: the work ends, not only the wait ----------------------------------------------------------------------
+@pytest.fixture
+def silent_dns() -> Iterator[str]:
+    """A name server on loopback that never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def lookup_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("handles")]
+
+
+def test_mention_lookups_past_their_deadline_leave_no_thread_behind(settings, monkeypatch, silent_dns, drip):  # noqa: F811
+    """A name server that never answers, then well-known files that drip a byte every two seconds: three posts'
+    worth of lookups end with their deadline, and so do their threads."""
+    import time
+
+    settings.INTEGRATIONS_DNS_NAMESERVERS = [silent_dns]
+    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
+    earlier = set(lookup_threads())  # another test's may still be sleeping
+
+    def ours() -> list[threading.Thread]:
+        return [thread for thread in lookup_threads() if thread not in earlier]
+
+    for _ in range(3):
+        found = identity.lookup_handles(["slow1.example", "slow2.example", "slow3.example"], deadline=1.0)
+        assert all(isinstance(answer, identity.Failure) and answer.transient for answer in found.values())
+    until = time.monotonic() + 1.5
+    while ours() and time.monotonic() < until:
+        time.sleep(0.05)
+    assert ours() == []
+
+
+def test_a_dripping_well_known_file_ends_within_the_lookups_deadline(zone, monkeypatch, drip):  # noqa: F811
+    import time
+
+    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
+    monkeypatch.setattr(identity, "TIMEOUT", 3.0)  # each byte comes sooner than this: only the total ends it
+    started = time.monotonic()
+    found = identity.lookup_handle("drip.example")
+    assert isinstance(found, identity.Failure) and found.transient
+    assert time.monotonic() - started < 9  # 3 s and a margin, far from the drip's 20
+
+
+def test_a_handles_well_known_file_is_public_only_even_while_insecure_pds_hosts_are_allowed(
+    zone, web, settings, public_only
+):
+    """A handle is a name a user types: INTEGRATIONS_ALLOW_INSECURE_PDS lets the configured PDS be local, never it."""
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
+    web.files[("alice.example", "/.well-known/atproto-did")] = (200, b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")
+    found = identity.lookup_handle("alice.example")
+    assert isinstance(found, identity.Failure) and found.kind == "refused"
+    assert web.hits == []

@@ -148,7 +148,7 @@ def test_refresh_marks_the_channel_once_and_says_so(lost, alice_client, use_pds,
 
 @pytest.mark.pds
 def test_disconnect_then_remove(lost, alice_client):
-    response = alice_client.post(reverse("integrations:channel-disconnect", args=[lost.pk]))
+    response = alice_client.post(reverse("integrations:channel-disconnect", args=[lost.pk]), {"confirm": "yes"})
     assert response.status_code == 302
     row = Channel.objects.get(pk=lost.pk)
     assert row.status == Channel.Status.DISCONNECTED
@@ -156,14 +156,14 @@ def test_disconnect_then_remove(lost, alice_client):
     assert not row.session_unreadable
     assert "could not be decrypted" in row.events.filter(kind="disconnected").get().detail
 
-    response = alice_client.post(reverse("integrations:channel-remove", args=[lost.pk]))
+    response = alice_client.post(reverse("integrations:channel-remove", args=[lost.pk]), {"confirm": "yes"})
     assert response.status_code == 302
     assert not Channel.objects.filter(pk=lost.pk).exists()
 
 
 @pytest.mark.pds
 def test_remove_before_disconnecting_is_refused_not_a_500(lost, alice_client):
-    response = alice_client.post(reverse("integrations:channel-remove", args=[lost.pk]))
+    response = alice_client.post(reverse("integrations:channel-remove", args=[lost.pk]), {"confirm": "yes"})
     assert response.status_code == 302
     assert "Disconnect the channel before removing it." in texts(response)
     assert Channel.objects.filter(pk=lost.pk).exists()

@@ -1,8 +1,9 @@
 """integrations.bluesky.linkcards: cards read from pages on a local HTTP server, and posts that carry them (against
 the real local PDS).
 
-The test settings allow insecure hosts, so the guard is off for pages on 127.0.0.1; the refusal case switches it
-on and lets a patched resolver take a second loopback address for a public one (as tests/test_outbound.py does).
+Pages are URLs users name: public addresses only, always. The suite runs with `outbound.loopback_only_for_tests`
+(conftest), so pages on 127.0.0.1 are read here; the refusal cases switch it off (`public_only`) and let a patched
+resolver take a loopback address for a public one (as tests/test_outbound.py does).
 """
 
 import contextlib
@@ -67,6 +68,7 @@ class Site:
     url: str
     routes: dict[str, Callable[[], Answer] | Answer]
     requests: list[str] = field(default_factory=list)
+    drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between chunks of 16 bytes
 
 
 @pytest.fixture
@@ -74,6 +76,7 @@ def site() -> Iterator[Site]:
     """A stdlib HTTP server on 127.0.0.1 answering `site.routes[path]` (an answer, or a function giving one)."""
     routes: dict = {}
     requests: list[str] = []
+    drip: dict[str, float] = {}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -84,8 +87,13 @@ def site() -> Iterator[Site]:
             for name, value in {"Content-Length": str(len(body)), **headers}.items():
                 self.send_header(name, value)
             self.end_headers()
-            with contextlib.suppress(OSError):  # the client stopped reading (a page too large)
-                self.wfile.write(body)
+            with contextlib.suppress(OSError):  # the client stopped reading (a page too large, too slow)
+                if self.path not in drip:
+                    self.wfile.write(body)
+                for start in range(0, len(body), 16) if self.path in drip else ():
+                    self.wfile.write(body[start : start + 16])
+                    self.wfile.flush()
+                    time.sleep(drip[self.path])
 
         def log_message(self, *args) -> None:
             pass
@@ -93,7 +101,7 @@ def site() -> Iterator[Site]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield Site(f"http://127.0.0.1:{server.server_address[1]}", routes, requests)
+    yield Site(f"http://127.0.0.1:{server.server_address[1]}", routes, requests, drip)
     server.shutdown()
     server.server_close()
 
@@ -149,15 +157,142 @@ def test_no_metadata_a_huge_page_a_slow_page_and_an_error_give_no_card_and_a_rea
         return html("<title>Slow</title>")
 
     site.routes["/slow"] = slow
-    settings.INTEGRATIONS_LINK_CARD_TIMEOUT = 0.3
     reasons = {path: linkcards.fetch_card(f"{site.url}{path}") for path in ("/empty", "/huge", "/gone", "/image")}
+    settings.INTEGRATIONS_LINK_CARD_TIMEOUT = 0.3  # the card's whole time: only for the slow one
     reasons["/slow"] = linkcards.fetch_card(f"{site.url}/slow")
     assert all(result.card is None for result in reasons.values())
     assert reasons["/empty"].reason == "The page has no title or description."
     assert reasons["/huge"].reason == "The page is larger than 1 MB."
     assert reasons["/gone"].reason == "The page answered with HTTP status 500."
     assert reasons["/image"].reason == "The link is not a web page."
-    assert reasons["/slow"].reason == "The page did not answer within 0.3 seconds."
+    assert reasons["/slow"].reason == "The page could not be read within 0.3 seconds."
+
+
+NOT_TEXT_CHARSETS = ["rot13", "base64", "zlib", "hex", "bz2", "undefined", "utf-7", "unicode_escape", "idna", "x-nope"]
+
+
+@pytest.mark.parametrize("charset", NOT_TEXT_CHARSETS)
+def test_a_charset_no_browser_reads_falls_back_in_the_header_and_in_meta(site, charset):
+    title = "<title>Café crème</title>".encode()
+    site.routes["/header"] = (200, {"Content-Type": f"text/html; charset={charset}"}, title)
+    site.routes["/meta"] = (200, {"Content-Type": "text/html"}, f'<meta charset="{charset}">'.encode() + title)
+    site.routes["/equiv"] = (
+        200,
+        {"Content-Type": "text/html"},
+        f'<meta http-equiv="Content-Type" content="text/html; charset={charset}">'.encode() + title,
+    )
+    for path in ("/header", "/meta", "/equiv"):
+        result = linkcards.fetch_card(f"{site.url}{path}")
+        assert result.card is not None and result.card.title == "Café crème", (path, result.reason)
+
+
+@pytest.mark.parametrize("parameter", ["charset*=utf-8''rot13", "charset*=us-ascii'en'base64", "charset*0=rot13"])
+def test_an_rfc_2231_charset_parameter_is_no_charset(site, parameter):
+    site.routes["/page"] = (200, {"Content-Type": f"text/html; {parameter}"}, "<title>Café</title>".encode())
+    result = linkcards.fetch_card(f"{site.url}/page")
+    assert result.card is not None and result.card.title == "Café"
+
+
+def test_labels_are_read_as_a_browser_reads_them(site):
+    """The WHATWG Encoding Standard: latin1 and ascii mean windows-1252, shift_jis is Microsoft's, and so on."""
+    site.routes["/latin1"] = (200, {"Content-Type": "text/html; charset=latin1"}, b"<title>5 \x80 each</title>")
+    site.routes["/sjis"] = (
+        200,
+        {"Content-Type": "text/html; charset=Shift_JIS"},
+        "<title>日本語</title>".encode("cp932"),
+    )
+    site.routes["/spaces"] = (
+        200,
+        {"Content-Type": 'text/html; charset=" KOI8-R "'},
+        "<title>Привет</title>".encode("koi8-r"),
+    )
+    assert linkcards.fetch_card(f"{site.url}/latin1").card.title == "5 € each"
+    assert linkcards.fetch_card(f"{site.url}/sjis").card.title == "日本語"
+    assert linkcards.fetch_card(f"{site.url}/spaces").card.title == "Привет"
+
+
+def test_control_characters_and_nul_never_reach_a_cards_words(site):
+    site.routes["/nul"] = html(
+        '<meta property="og:title" content="Null\x00 byte\x1b[31m red">'
+        '<meta property="og:description" content="Bell\x07 and\x00 more">'
+    )
+    card = linkcards.fetch_card(f"{site.url}/nul").card
+    assert card is not None and (card.title, card.description) == ("Null byte[31m red", "Bell and more")
+
+
+def test_a_compressed_page_is_read_and_a_stacked_or_unknown_coding_is_no_card(site):
+    import gzip
+
+    page = b"<title>Compressed</title>"
+    site.routes["/gzip"] = (200, {"Content-Type": "text/html", "Content-Encoding": "gzip"}, gzip.compress(page))
+    site.routes["/twice"] = (
+        200,
+        {"Content-Type": "text/html", "Content-Encoding": "gzip, gzip"},
+        gzip.compress(gzip.compress(page)),
+    )
+    site.routes["/zstd"] = (200, {"Content-Type": "text/html", "Content-Encoding": "zstd"}, b"(\xb5/\xfd")
+    assert linkcards.fetch_card(f"{site.url}/gzip").card.title == "Compressed"
+    for path in ("/twice", "/zstd"):
+        result = linkcards.fetch_card(f"{site.url}{path}")
+        assert result.card is None
+        assert result.reason == "The page is compressed in a way link cards do not read (only gzip or deflate, once)."
+
+
+def test_a_dripping_page_or_image_is_cut_at_the_cards_deadline(site, settings):
+    """Every chunk comes within the per-read timeout (1 s); only the card's total deadline ends the read. The image
+    would take 10 s: the card goes without it; the page would too: no card."""
+    settings.INTEGRATIONS_LINK_CARD_TIMEOUT = 1.0
+    site.routes["/page"] = html('<meta property="og:title" content="Fast page"><meta property="og:image" content="/i">')
+    site.routes["/i"] = (200, {"Content-Type": "image/png"}, png() + b"\0" * 300)
+    site.routes["/slow"] = html("<title>Slow page</title>" + " " * 300)
+    site.drip.update({"/i": 0.6, "/slow": 0.6})
+    started = time.monotonic()
+    card = linkcards.fetch_card(f"{site.url}/page").card
+    assert card is not None and card.title == "Fast page" and card.thumb is None
+    slow = linkcards.fetch_card(f"{site.url}/slow")
+    assert (slow.card, slow.reason) == (None, "The page could not be read within 1 seconds.")
+    assert time.monotonic() - started < 6  # two cards of 1 s each and a margin, far from the drip's 20
+
+
+# --- what a user may have read: public pages only, within a budget ------------------------------------------------
+def test_link_cards_stay_public_only_while_insecure_pds_hosts_are_allowed(site, settings, public_only, fake_dns):  # noqa: F811
+    """INTEGRATIONS_ALLOW_INSECURE_PDS lets the configured PDS be local; it never lets a user read internal pages."""
+    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
+    site.routes["/admin"] = html("<title>Internal admin</title>")
+    fake_dns.names["intranet.example.com"] = ["10.1.2.3"]
+    local = linkcards.fetch_card(f"{site.url}/admin")
+    private = linkcards.fetch_card("https://intranet.example.com/")
+    assert (local.card, local.reason) == (None, "The page may not be fetched (127.0.0.1: http scheme is not allowed).")
+    assert (private.card, private.reason) == (
+        None,
+        "The page may not be fetched (intranet.example.com: not a public address).",
+    )
+    assert site.requests == []
+
+
+def test_pages_read_for_a_users_cards_are_limited_in_number(site, settings):
+    settings.INTEGRATIONS_LINK_CARD_RATES = {"pages": (2, 3600)}
+    for path in ("/a", "/b", "/c"):
+        site.routes[path] = html(f"<title>{path}</title>")
+    assert linkcards.fetch_card(f"{site.url}/a", user_id=1).card.title == "/a"
+    assert linkcards.fetch_card(f"{site.url}/b", user_id=1).card.title == "/b"
+    refused = linkcards.fetch_card(f"{site.url}/c", user_id=1)
+    assert refused.card is None
+    assert refused.reason.startswith("Too many pages were read for your link cards lately; the next in ")
+    assert site.requests == ["/a", "/b"]
+    assert linkcards.fetch_card(f"{site.url}/a", user_id=1).card.title == "/a"  # from the cache: costs nothing
+    assert linkcards.fetch_card(f"{site.url}/c", user_id=2).card.title == "/c"  # another user's budget
+    assert site.requests == ["/a", "/b", "/c"]
+
+
+def test_bytes_received_for_a_users_cards_are_limited(site, settings):
+    settings.INTEGRATIONS_LINK_CARD_RATES = {"bytes": (30_000, 3600)}
+    site.routes["/big"] = html("<title>Big</title>" + " " * 40_000)
+    site.routes["/next"] = html("<title>Next</title>")
+    assert linkcards.fetch_card(f"{site.url}/big", user_id=1).card.title == "Big"
+    refused = linkcards.fetch_card(f"{site.url}/next", user_id=1)
+    assert refused.card is None and refused.reason.startswith("Too many pages were read for your link cards")
+    assert site.requests == ["/big"]
 
 
 def test_an_image_over_the_thumbnail_limit_is_reencoded_within_it(site):
@@ -177,10 +312,9 @@ def test_an_image_that_cannot_be_used_leaves_a_card_without_thumbnail(site):
     assert card is not None and card.title == "Bad" and card.thumb is None
 
 
-def test_a_redirect_to_a_loopback_address_is_refused_while_the_guard_is_on(site, settings, fake_dns, monkeypatch):  # noqa: F811
+def test_a_redirect_to_a_loopback_address_is_refused(site, public_only, fake_dns, monkeypatch):  # noqa: F811
     """news.example.com (really 127.0.0.1, taken for public) redirects to 127.0.0.2, which stays loopback."""
-    settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
-    monkeypatch.setattr(outbound, "_check_scheme", lambda url: None)  # no TLS server here; the scheme has its test
+    monkeypatch.setattr(outbound, "_check_scheme", lambda url, reach: None)  # no TLS server here; see test_outbound
     count_as_public(monkeypatch, "127.0.0.1")
     fake_dns.names["news.example.com"] = ["127.0.0.1"]
     port = site.url.rsplit(":", 1)[1]
@@ -276,7 +410,7 @@ def test_a_broken_page_never_blocks_the_post_and_the_answer_says_why(api, channe
     assert answer["status"] == "published"
     [part] = answer["parts"]
     assert part["card"] is None
-    assert part["card_note"] == "No link card: The page answered with HTTP status 503."
+    assert part["card_note"] == "No link card: the page answered with HTTP status 503."
     assert "embed" not in stored_record(use_pds, account, part["uri"])
     assert api.get(f"/api/v1/posts/{answer['id']}/").json()["parts"][0]["card_note"] == part["card_note"]
 

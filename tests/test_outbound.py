@@ -6,11 +6,14 @@ allow insecure hosts, so tests of the guard switch it on with `settings.INTEGRAT
 """
 
 import base64
+import gzip
 import ipaddress
 import json
 import socket
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +72,7 @@ class Server:
     host: str
     port: int
     requests: list[tuple[str, str]]  # (path, Host header)
+    accept_encodings: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -82,10 +86,12 @@ def serve() -> Iterator[Callable[..., Server]]:
 
     def start(answer: Callable[[str], Answer], host: str = "127.0.0.1", port: int = 0) -> Server:
         requests: list[tuple[str, str]] = []
+        accept_encodings: list[str] = []
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 requests.append((self.path, self.headers.get("Host", "")))
+                accept_encodings.append(self.headers.get("Accept-Encoding", ""))
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 status, headers, body = answer(self.path)
@@ -104,7 +110,7 @@ def serve() -> Iterator[Callable[..., Server]]:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        return Server(host, server.server_address[1], requests)
+        return Server(host, server.server_address[1], requests, accept_encodings)
 
     yield start
     for server in servers:
@@ -158,8 +164,48 @@ NOT_PUBLIC = [
     "2002:7f00:1::1",  # 6to4
     "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
     "100::1",  # discard-only
+    # The rest of the IANA special-purpose registries (Python's `is_global` takes several of these for public).
+    "::ffff:8.8.8.8",  # IPv4-mapped, even of a public address: never a DNS answer for a public host
+    "::ffff:0:0",
+    "3fff::1",  # documentation (RFC 9637)
+    "3fff:fff::1",
+    "5f00::1",  # segment routing SIDs (RFC 9602)
+    "2001:20::1",  # ORCHIDv2
+    "2001:2f:ffff::1",
+    "2001:10::1",  # deprecated ORCHID
+    "2001:30::1",  # DRIP DETs
+    "2001:1::1",  # PCP anycast
+    "2001:1::2",  # TURN anycast
+    "2001:2::1",  # benchmarking
+    "2001:3::1",  # AMT
+    "2001:4:112::1",  # AS112-v6
+    "2620:4f:8000::1",  # direct delegation AS112
+    "100:0:0:1::1",  # dummy prefix (RFC 9780)
+    "192.0.0.9",  # PCP anycast
+    "192.0.0.10",  # TURN anycast
+    "192.0.0.170",  # NAT64 discovery
+    "192.31.196.1",  # AS112-v4
+    "192.52.193.1",  # AMT
+    "192.88.99.1",  # deprecated 6to4 relay anycast
+    "192.175.48.1",  # direct delegation AS112
+    "0.1.2.3",  # "this network"
+    "64:ff9b::c0a8:101",  # NAT64 of 192.168.1.1
+    "4000::1",  # outside 2000::/3: not allocated for global unicast
+    "::8.8.8.8",  # deprecated IPv4-compatible
 ]
-PUBLIC = ["1.1.1.1", "8.8.8.8", "2606:4700::1111", "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+PUBLIC = [
+    "1.1.1.1",
+    "8.8.8.8",
+    "2606:4700::1111",
+    "2001:4860:4860::8888",
+    "64:ff9b::808:808",  # NAT64 of a public address
+    "2001:200::1",  # just past 2001::/23
+    "3fff:1000::1",  # just past 3fff::/20
+    "2a00:1450::1",
+    "192.0.1.1",
+    "192.88.100.1",
+    "223.255.255.254",
+]
 
 
 @pytest.mark.parametrize("address", NOT_PUBLIC)
@@ -172,24 +218,24 @@ def test_public_addresses_are_accepted(address):
     assert outbound.is_public_address(ipaddress.ip_address(address)) is True
 
 
-# --- resolve_public -----------------------------------------------------------------------------------------------
-def test_a_name_resolving_to_loopback_is_refused_naming_the_host(fake_dns):
+# --- resolve_allowed: who may be reached -----------------------------------------------------------------------
+def test_a_name_resolving_to_loopback_is_refused_naming_the_host(fake_dns, public_only):
     fake_dns.names["pds.example.com"] = ["127.0.0.1"]
     with pytest.raises(outbound.OutboundRefused) as refused:
-        outbound.resolve_public("pds.example.com", 443)
+        outbound.resolve_allowed("pds.example.com", 443)
     assert refused.value.host == "pds.example.com"
     assert str(refused.value) == "pds.example.com: not a public address"
 
 
-def test_one_private_address_among_public_ones_is_enough_to_refuse(fake_dns):
+def test_one_private_address_among_public_ones_is_enough_to_refuse(fake_dns, public_only):
     fake_dns.names["pds.example.com"] = ["1.1.1.1", "10.0.0.1"]
     with pytest.raises(outbound.OutboundRefused):
-        outbound.resolve_public("pds.example.com", 443)
+        outbound.resolve_allowed("pds.example.com", 443)
 
 
-def test_public_addresses_are_returned(fake_dns):
+def test_public_addresses_are_returned(fake_dns, public_only):
     fake_dns.names["pds.example.com"] = ["1.1.1.1", "2606:4700::1111"]
-    assert outbound.resolve_public("pds.example.com", 443) == [
+    assert outbound.resolve_allowed("pds.example.com", 443) == [
         ipaddress.ip_address("1.1.1.1"),
         ipaddress.ip_address("2606:4700::1111"),
     ]
@@ -198,7 +244,7 @@ def test_public_addresses_are_returned(fake_dns):
 def test_port_zero_is_refused(fake_dns):
     fake_dns.names["pds.example.com"] = ["1.1.1.1"]
     with pytest.raises(outbound.OutboundRefused, match="port 0"):
-        outbound.resolve_public("pds.example.com", 0)
+        outbound.resolve_allowed("pds.example.com", 0)
     assert fake_dns.calls == []
 
 
@@ -208,13 +254,26 @@ def test_a_name_that_does_not_resolve_is_unreachable_not_refused(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
     with pytest.raises(OSError) as failure:
-        outbound.resolve_public("nowhere.example.com", 443)
+        outbound.resolve_allowed("nowhere.example.com", 443)
     assert not isinstance(failure.value, outbound.OutboundRefused)
 
 
 def test_literal_addresses_resolve_to_themselves_without_dns():
     assert outbound.resolve("127.0.0.1", 80) == [ipaddress.ip_address("127.0.0.1")]
     assert outbound.resolve("::1", 80) == [ipaddress.ip_address("::1")]
+
+
+def test_in_the_tests_urls_users_name_reach_loopback_and_nothing_else(fake_dns, serve):
+    """What the test suite runs under (`outbound.loopback_only_for_tests`, held open by conftest): a page on
+    loopback is read, a name resolving to a public address is refused before any connection."""
+    local = serve(page(b"local"))
+    assert outbound.get(f"{local.url}/").content == b"local"
+    fake_dns.names["news.example.com"] = ["93.184.215.14"]
+    with pytest.raises(outbound.OutboundRefused) as refused:
+        outbound.get("https://news.example.com/story")
+    assert refused.value.reason == "not a loopback address (tests)"
+    with pytest.raises(outbound.OutboundRefused):
+        outbound.check_url("https://news.example.com/story", outbound.Reach.PUBLIC)
 
 
 # --- Pinning: the connection goes to the address that was checked ------------------------------------------------
@@ -280,10 +339,10 @@ def test_an_xrpc_call_does_not_follow_a_redirect(settings, redirector, guarded):
     assert admin.requests == []
 
 
-def test_get_refuses_a_redirect_to_loopback_when_guarded(guard, redirector, monkeypatch):
+def test_get_refuses_a_redirect_to_loopback_when_guarded(guard, public_only, redirector, monkeypatch):
     public, admin = redirector
     # No TLS server here: let http through (the scheme rule has its own test) to test the address check per hop.
-    monkeypatch.setattr(outbound, "_check_scheme", lambda url: None)
+    monkeypatch.setattr(outbound, "_check_scheme", lambda url, reach: None)
     with pytest.raises(outbound.OutboundRefused) as refused:
         outbound.get(f"http://pds.example.com:{public.port}/card")
     assert refused.value.host == "127.0.0.1"
@@ -306,7 +365,7 @@ def test_get_follows_at_most_max_redirects(serve):
     assert len(loop.requests) == 4  # the first request and three redirects
 
 
-def test_get_refuses_plain_http_when_guarded(guard, fake_dns):
+def test_get_refuses_plain_http_when_guarded(guard, public_only, fake_dns):
     with pytest.raises(outbound.OutboundRefused, match="http scheme"):
         outbound.get("http://example.com/")
     assert fake_dns.calls == []
@@ -430,3 +489,145 @@ def test_refresh_answers_the_same_for_an_open_and_a_closed_private_port(
     assert "pds.internal.example.com" in body["error"]["message"]
     stored = Channel.objects.get(pk=channel.pk)
     assert stored.refresh_jwt == channel.refresh_jwt  # refused before any call: the session is kept
+
+
+# --- Deadlines: a total one per request, not only one per read ------------------------------------------------------
+@pytest.fixture
+def drip() -> Iterator[str]:
+    """A server on loopback that answers at once and then sends its body one byte every two seconds (ten bytes)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            for _ in range(10):
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client gave up
+                time.sleep(2)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_page_dripping_a_byte_every_two_seconds_is_cut_at_the_deadline(drip):
+    """Each read gets a byte within the 3 s per-read timeout; only the total deadline ends it (the drip would
+    take 20 s)."""
+    started = time.monotonic()
+    with pytest.raises(httpx.TimeoutException):
+        outbound.get(f"{drip}/page", timeout=3)
+    assert time.monotonic() - started < 8  # 3 s and a generous margin, far from 20
+
+
+def test_an_enclosing_deadline_cuts_every_request_inside_it(drip):
+    started = time.monotonic()
+    with outbound.deadline(1.5), pytest.raises(httpx.TimeoutException):
+        outbound.get(f"{drip}/page", timeout=10)
+    assert time.monotonic() - started < 6
+    assert outbound.remaining() is None  # the deadline ended with its block
+
+
+def test_an_xrpc_call_to_a_dripping_server_ends_within_its_deadline(drip, settings):
+    """A channel's own PDS comes from a DID document its user controls: the XRPC client has a total deadline too
+    (3 x INTEGRATIONS_HTTP_TIMEOUT)."""
+    settings.INTEGRATIONS_HTTP_TIMEOUT = 2.5  # each byte comes within it
+    started = time.monotonic()
+    with pytest.raises(errors.PdsTimeout):
+        PdsClient(drip).describe_server()
+    assert time.monotonic() - started < 14  # 7.5 s and a margin, far from 20
+
+
+# --- Compressed bodies: one layer of gzip or deflate, counted decoded as it streams ---------------------------------
+def compressed(coding: str, data: bytes) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(data, 9)
+    if coding == "deflate":
+        return zlib.compress(data, 9)
+    raw = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # "deflate" as many servers send it: no zlib wrapper
+    return raw.compress(data) + raw.flush()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw deflate"])
+def test_a_page_in_gzip_or_deflate_is_read_decoded(serve, coding):
+    text = b"<title>Compressed page</title>" * 100
+    sent = "deflate" if coding == "raw deflate" else coding
+    server = serve(
+        lambda path: (200, {"Content-Encoding": sent, "Content-Type": "text/html"}, compressed(coding, text))
+    )
+    response = outbound.get(f"{server.url}/")
+    assert response.content == text
+    assert "content-encoding" not in response.headers
+
+
+def test_requests_ask_only_for_gzip_and_deflate_whoever_asks_for_more(serve):
+    server = serve(lambda path: (200, {"Content-Type": "text/plain"}, b"ok"))
+    outbound.get(f"{server.url}/", headers={"Accept-Encoding": "zstd, br, gzip"})
+    with outbound.make_client(5) as client:
+        client.get(f"{server.url}/")
+    assert server.accept_encodings == ["gzip, deflate", "gzip, deflate"]
+
+
+@pytest.mark.parametrize("coding", ["gzip, gzip", "zstd", "br", "compress", "gzip, deflate"])
+def test_any_other_coding_or_a_second_layer_is_refused(serve, coding):
+    body = gzip.compress(gzip.compress(b"<title>x</title>"))
+    server = serve(lambda path: (200, {"Content-Encoding": coding, "Content-Type": "text/html"}, body))
+    with pytest.raises(outbound.UnsupportedEncoding):
+        outbound.get(f"{server.url}/")
+
+
+BOMB = gzip.compress(b"\0" * 300_000_000, 9)  # 300 MB of zeros in about 300 KB
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_a_compression_bomb_stops_at_the_cap_and_memory_stays_bounded(serve, coding):
+    """Counted decoded, a step at a time: the page is refused at 1 MB, and this process's allocations while reading
+    it stay near that (tracemalloc, a generous margin; `make bench` has the precise figure)."""
+    body = BOMB if coding == "gzip" else zlib.compress(b"\0" * 300_000_000, 9)
+    server = serve(lambda path: (200, {"Content-Encoding": coding, "Content-Type": "text/html"}, body))
+    tracemalloc.start()
+    try:
+        with pytest.raises(outbound.ResponseTooLarge):
+            outbound.get(f"{server.url}/", max_bytes=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, f"{peak:,} bytes at the peak"
+
+
+def test_the_xrpc_client_refuses_a_stacked_compression_too(serve, settings):
+    body = gzip.compress(gzip.compress(json.dumps({"did": "did:web:x"}).encode()))
+    server = serve(lambda path: (200, {"Content-Encoding": "gzip, gzip", "Content-Type": "application/json"}, body))
+    with pytest.raises(errors.InvalidResponse) as raised:
+        PdsClient(server.url).describe_server()
+    assert "content coding 'gzip, gzip'" in str(raised.value)
+
+
+@pytest.mark.pds
+@pytest.mark.django_db
+def test_a_referenced_posts_own_pds_is_public_only_even_while_insecure_pds_hosts_are_allowed(
+    channel, public_only, monkeypatch, serve
+):
+    """Quoting or replying to a post on another server reads it from the PDS its DID document names: a server the
+    user's input leads to, so INTEGRATIONS_ALLOW_INSECURE_PDS (on here) does not let it be a local one."""
+    from integrations.bluesky import references
+
+    internal = serve(page(b"{}"))  # an internal service posing as that PDS: never asked
+    monkeypatch.setattr(references.lifecycle, "call", lambda channel, fn: None)  # "not on this PDS"
+    monkeypatch.setattr(references, "_pds_of", lambda did: internal.url)
+    with pytest.raises(errors.AddressRefused):
+        references.resolve(channel, "at://did:plc:aaaaaaaaaaaaaaaaaaaaaaaa/app.bsky.feed.post/3kabcdefghijk")
+    assert internal.requests == []

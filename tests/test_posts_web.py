@@ -189,12 +189,46 @@ def test_add_and_remove_parts_without_javascript(alice_client, channel):
     assert re.search(r'name="parts-1-text"[^>]*>\nthree</textarea>', page)
 
 
-def test_a_switched_off_integration_is_said_and_refused(alice_client, channel):
-    IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
+SWITCHED_OFF = (
+    "Your administrator has switched Bluesky off for now. Posts you publish or schedule wait and go out when it is "
+    "switched on again; new channels can be connected then."
+)
+
+
+def test_while_bluesky_is_switched_off_posts_wait_and_every_page_says_so_in_the_same_words(
+    alice_client, channel, use_pds, account
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    switch = IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
     page = text_of(alice_client.get(COMPOSE))
-    assert "switched" in page and "disabled" in page.split('value="publish"')[1][:20]
-    response = alice_client.post(COMPOSE, body(channel, "hi"))
-    assert response.status_code == 400 and not Post.objects.exists()
+    assert SWITCHED_OFF in page
+    assert re.search(rf'value="{channel.pk}"\s+checked', page)  # the channel stays available
+    assert "disabled" not in page.split('value="publish"')[1][:20]
+    for url in (reverse("integrations:channel-list"), reverse("integrations:channel-detail", args=[channel.pk]), POSTS):
+        assert SWITCHED_OFF in text_of(alice_client.get(url)), url
+
+    # Publishing now: accepted, and it waits (saying so); scheduling: accepted as any day.
+    response = alice_client.post(COMPOSE, body(channel, "now, once it is back"), follow=True)
+    assert f"Saved on @{channel.handle}: {SWITCHED_OFF}" in text_of(response)
+    waiting = Post.objects.get()
+    assert waiting.status == Post.Status.WAITING and waiting.error_code == "integration_disabled"
+    assert waiting.attempts == 0
+    when = (timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+    data = body(channel, "tomorrow", scheduled_at=f"{when:%Y-%m-%dT%H:%M}", time_zone="UTC")
+    assert alice_client.post(COMPOSE, data).status_code == 302
+    assert Post.objects.get(parts__text="tomorrow").status == Post.Status.SCHEDULED
+    listing = text_of(alice_client.get(POSTS))
+    assert SWITCHED_OFF in listing.split(f'data-post="{waiting.pk}"')[1]  # the post says why it waits
+    assert records(use_pds, account.did) == []
+
+    switch.value = "enabled"
+    switch.save()
+    Post.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["now, once it is back"]
 
 
 def test_failed_and_waiting_posts_say_why_and_are_published_again(alice_client, channel, use_pds, account, user):
@@ -236,11 +270,15 @@ def test_delete_removes_the_post_from_bluesky(alice_client, channel, use_pds, ac
     alice_client.post(COMPOSE, body(channel, "first"))
     alice_client.post(COMPOSE, body(channel, "second"))
     first = Post.objects.get(parts__text="first")
-    response = alice_client.post(reverse("integrations:post-delete", args=[first.pk]))
+    url = reverse("integrations:post-delete", args=[first.pk])
+    for asked in (alice_client.get(url), alice_client.post(url)):  # unconfirmed: the question, nothing deleted
+        assert asked.status_code == 200 and "Delete this post here and from Bluesky?" in text_of(asked)
+        assert 'name="confirm" value="yes"' in text_of(asked)
+    assert len(records(use_pds, account.did)) == 2
+    response = alice_client.post(url, {"confirm": "yes"})
     assert response.status_code == 302
     assert "Deleted the post." in text_of(alice_client.get(POSTS))
     assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["second"]
-    assert alice_client.get(reverse("integrations:post-delete", args=[first.pk])).status_code == 405
 
 
 def test_another_users_posts_channels_and_media_are_not_found(alice_client, channel, use_pds, account, other_user):
@@ -453,7 +491,7 @@ def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, c
         "title": "Skyport & friends",
         "description": "Publishing to Bluesky, exactly once.",
         "thumb": answer["thumb"],
-        "host": "127.0.0.1",
+        "host": cards_on.url.removeprefix("http://"),  # the site as the link names it, its port included
         "note": "",
     }
     assert answer["thumb"].startswith(reverse("integrations:link-card-image") + "?card=")
@@ -463,8 +501,8 @@ def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, c
     assert image["X-Content-Type-Options"] == "nosniff"
     assert alice_client.post(endpoint, {"text": "no link here"}).json()["link"] == ""
     broken = alice_client.post(endpoint, {"text": f"{cards_on.url}/missing"}).json()
-    assert broken["url"] == "" and broken["note"] == "No link card: The page answered with HTTP status 404."
-    missing = composer.thumb_link(channel.user, f"{cards_on.url}/missing")
+    assert broken["url"] == "" and broken["note"] == "No link card: the page answered with HTTP status 404."
+    missing = composer.thumb_link(channel.user.pk, f"{cards_on.url}/missing")
     assert alice_client.get(missing).status_code == 404
     assert alice_client.get(endpoint).status_code == 405
     assert Client().post(endpoint, {"text": link}).status_code == 302  # signed-in users only
@@ -511,6 +549,7 @@ def test_a_scheduled_post_opens_in_the_composer_and_saving_it_changes_text_and_t
     from datetime import timedelta
     from zoneinfo import ZoneInfo
 
+    alice_client.cookies["skyport_tz"] = "Europe/Berlin"  # the browser's zone, as clock.js tells it
     post, clock = scheduled(alice_client, channel, f"Draft with {LONG_LINK}", "second part", langs="de")
     assert f'href="{edit_url(post)}"' in text_of(alice_client.get(POSTS))
 
@@ -519,7 +558,6 @@ def test_a_scheduled_post_opens_in_the_composer_and_saving_it_changes_text_and_t
     assert re.search(rf'name="parts-0-text"[^>]*>\nDraft with {re.escape(LONG_LINK)}</textarea>', page)  # as written
     assert re.search(r'name="parts-1-text"[^>]*>\nsecond part</textarea>', page)
     assert f'value="{clock:%Y-%m-%dT%H:%M}"' in page and 'value="Europe/Berlin"' in page  # the user's clock
-    assert f'data-instant="{post.scheduled_at.isoformat()}"' in page
     assert 'name="langs" value="de"' in page
     assert f"@{channel.handle}" in page and 'name="channel"' not in page  # it stays on its channel
 
@@ -658,7 +696,7 @@ def test_card_previews_are_limited_per_user(alice_client, channel, cards_on, mon
         assert alice_client.post(endpoint, {"text": f"{cards_on.url}/og"}).status_code == 200
     refused = alice_client.post(endpoint, {"text": f"{cards_on.url}/og"})
     assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 300
-    image = alice_client.get(composer.thumb_link(channel.user, f"{cards_on.url}/og"))
+    image = alice_client.get(composer.thumb_link(channel.user.pk, f"{cards_on.url}/og"))
     assert image.status_code == 429
     assert cards_on.requests.count("/og") == 1  # nothing was fetched for the refused ones
     other = Client()
@@ -671,7 +709,28 @@ def test_the_edit_page_says_what_a_scheduled_reply_or_quote_refers_to(alice_clie
     target = f"at://{channel.did}/app.bsky.feed.post/3kabcdefghij2"
     Post.objects.filter(pk=post.pk).update(reply_to_uri=target, quote_uri=target)
     page = text_of(alice_client.get(edit_url(post)))
-    assert f'data-replies-to>It replies to <span class="mono">{target}</span>' in page
-    assert f'data-quotes>It quotes <span class="mono">{target}</span>' in page
+    assert f'name="reply_to" value="{target}"' in page and f'name="quote" value="{target}"' in page
+    assert "data-references open" in page
+    assert "There is no post at" in page.split('data-reference="reply_to"')[1]  # gone meanwhile: said, not hidden
     plain, _ = scheduled(alice_client, channel, "Not a reply")
-    assert "data-replies-to" not in text_of(alice_client.get(edit_url(plain)))
+    page = text_of(alice_client.get(edit_url(plain)))
+    assert 'name="reply_to" value=' not in page and "data-references open" not in page
+
+
+def test_posting_too_often_from_the_composer_says_when_to_try_again(alice_client, channel, use_pds, account, settings):
+    settings.INTEGRATIONS_POST_RATES = {"user": (1, 60)}
+    assert alice_client.post(COMPOSE, body(channel, "first")).status_code == 302
+    response = alice_client.post(COMPOSE, body(channel, "second"))
+    assert response.status_code == 429 and 1 <= int(response["Retry-After"]) <= 60
+    assert "You have sent many posts in a short time. Try again in " in errors_of(response)
+    assert re.search(r'name="parts-0-text"[^>]*>\nsecond</textarea>', text_of(response))  # nothing typed is lost
+    assert len(records(use_pds, account.did)) == 1
+
+
+def test_a_page_whose_charset_no_browser_reads_still_gives_a_card_in_the_composer(alice_client, channel, cards_on):
+    cards_on.routes["/odd"] = (200, {"Content-Type": "text/html; charset=base64"}, "<title>Café</title>".encode())
+    cards_on.routes["/odder"] = (200, {"Content-Type": "text/html"}, b'<meta charset="bz2"><title>Tea</title>')
+    answer = alice_client.post(reverse("integrations:link-card"), {"text": f"see {cards_on.url}/odd"})
+    assert answer.status_code == 200 and answer.json()["title"] == "Café"
+    page = alice_client.post(COMPOSE, body(channel, f"see {cards_on.url}/odder", action="preview"))
+    assert page.status_code == 200 and card_fields(text_of(page))["card_title"] == "Tea"

@@ -1,6 +1,7 @@
 """Scheduled posts against the real local PDS: stored `scheduled`, changed or cancelled until they start, published
 once by whichever worker claims them at their time, waiting (or missed) while their channel cannot publish."""
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -13,6 +14,7 @@ from integrations.bluesky import publishing
 from integrations.bluesky.publishing import PartRequest
 from integrations.exceptions import PostNotScheduled, ScheduledInThePast
 from integrations.models import Channel, IntegrationOption, Post
+from tests.test_linkcards import site  # noqa: F401 (a fixture)
 from tests.test_publishing import records
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
@@ -61,7 +63,9 @@ def test_a_post_scheduled_seconds_ahead_goes_out_at_its_time_and_only_once(use_p
 def test_a_cancelled_post_is_never_published(use_pds, user, channel, account):
     post = schedule(user, channel, "never mind")
     publishing.cancel(post)
-    assert not Post.objects.filter(pk=post.pk).exists()
+    kept = Post.objects.get(pk=post.pk)  # in its owner's history
+    assert kept.status == Post.Status.CANCELLED and kept.cancelled_at is not None
+    assert kept.parts.get().text == "never mind"
     assert publishing.publish_due(timezone.now() + timedelta(days=1)) == {}
     assert records(use_pds, account.did) == []
 
@@ -96,15 +100,23 @@ def test_a_rescheduled_thread_is_replanned_for_its_new_time(use_pds, user, chann
 
 def test_an_edited_post_keeps_its_id_and_goes_out_with_the_new_text(use_pds, user, channel, account):
     post = schedule(user, channel, "draft")
+    written = timezone.now() - timedelta(days=2)
+    Post.objects.filter(pk=post.pk).update(created_at=written)
     edited = publishing.edit(post, [PartRequest(text="final", link_card=None)])
     assert edited.pk == post.pk and edited.status == Post.Status.SCHEDULED and edited.lease_until is None
     assert edited.scheduled_at == post.scheduled_at
+    assert Post.objects.get(pk=post.pk).created_at == written  # an edit is not a new post: when it was written stays
+    publishing.reschedule(edited, timezone.now() + timedelta(hours=3))
+    assert Post.objects.get(pk=post.pk).created_at == written
     make_due(post)
     assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
     assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["final"]
+    went_out = Post.objects.get(pk=post.pk)
+    assert went_out.created_at == written and went_out.published_at > went_out.scheduled_at
 
 
-def test_two_workers_and_a_hundred_due_posts_give_exactly_a_hundred_records(use_pds, user, channel, account):
+def test_two_workers_and_a_hundred_due_posts_give_exactly_a_hundred_records(use_pds, user, channel, account, settings):
+    settings.INTEGRATIONS_POST_RATES = {"user": (100, 60)}  # a hundred posts in a minute: more than users may
     posts = [schedule(user, channel, f"post {n}") for n in range(100)]
     make_due(*posts)
     barrier = threading.Barrier(2)
@@ -256,7 +268,8 @@ def test_the_api_schedules_edits_reschedules_and_cancels(api, use_pds, channel, 
     assert_error(naive, 400, "invalid")
 
     assert api.post(f"{url}cancel/").status_code == 204
-    assert api.get(url).status_code == 404
+    assert api.get(url).json()["status"] == "cancelled"  # kept in the history
+    assert_error(api.post(f"{url}cancel/"), 409, "post_not_scheduled")
     assert records(use_pds, account.did) == []
 
 
@@ -291,6 +304,7 @@ def test_the_composer_schedules_on_the_users_clock_and_refuses_a_past_time(alice
     from tests.test_posts_web import body, errors_of
 
     berlin = ZoneInfo("Europe/Berlin")
+    alice_client.cookies["skyport_tz"] = "Europe/Berlin"  # the browser's zone, as clock.js tells it
     clock = (timezone.now() + timedelta(days=2)).astimezone(berlin).replace(second=0, microsecond=0, tzinfo=None)
     data = body(channel, "see you then", scheduled_at=f"{clock:%Y-%m-%dT%H:%M}", time_zone="Europe/Berlin")
     response = alice_client.post(reverse("integrations:compose"), data)
@@ -302,7 +316,9 @@ def test_the_composer_schedules_on_the_users_clock_and_refuses_a_past_time(alice
 
     listing = alice_client.get(reverse("integrations:post-list")).content.decode()
     assert "Scheduled on @" in listing
-    assert f'data-scheduled-day="{clock:%Y-%m-%d}"' in listing and f"{clock:%H:%M} CE" in listing  # CET or CEST
+    assert f'data-scheduled-day="{clock:%Y-%m-%d}"' in listing and f"data-scheduled-time>{clock:%H:%M}<" in listing
+    assert listing.count("Europe/Berlin") == 1 and "Times in Europe/Berlin" in listing  # the zone is named once
+    assert not re.search(r"\b(CET|CEST|UTC)\b", listing)
 
     page = alice_client.get(reverse("integrations:channel-detail", args=[channel.pk])).content.decode()
     assert f'data-next-scheduled="{post.pk}"' in page and "see you then" in page
@@ -323,9 +339,16 @@ def test_the_post_list_groups_scheduled_posts_by_day_and_cancels_them(alice_clie
     listing = alice_client.get(reverse("integrations:post-list")).content.decode()
     assert listing.count("data-scheduled-day=") == 2
     assert listing.index("tomorrow") < listing.index("in 3 days")  # soonest first
-    response = alice_client.post(reverse("integrations:post-delete", args=[soon.pk]))
-    assert response.status_code == 302
-    assert list(Post.objects.values_list("pk", flat=True)) == [later.pk]
+    cancel = reverse("integrations:post-cancel", args=[soon.pk])
+    asked = alice_client.post(cancel)  # unconfirmed: the question
+    assert asked.status_code == 200 and "Cancel the post scheduled for" in asked.content.decode()
+    assert Post.objects.get(pk=soon.pk).status == Post.Status.SCHEDULED
+    response = alice_client.post(cancel, {"confirm": "yes"}, follow=True)
+    page = response.content.decode()
+    assert "Cancelled the post scheduled on @" in page and "Deleted" not in page
+    assert list(Post.objects.filter(status="scheduled").values_list("pk", flat=True)) == [later.pk]
+    history = page.split('id="history-heading"')[1]
+    assert f'data-post="{soon.pk}"' in history and "tomorrow" in history and ">Cancelled<" in history
 
 
 def test_the_owner_is_told_on_both_pages_when_a_due_post_waits_for_the_channel(alice_client, user, channel):
@@ -339,3 +362,115 @@ def test_the_owner_is_told_on_both_pages_when_a_due_post_waits_for_the_channel(a
     assert f'data-held="{post.pk}"' in page and "Reconnect" in page
     listing = alice_client.get(reverse("integrations:post-list")).content.decode()
     assert "held back" in listing and "cannot publish right now" in listing
+
+
+# --- link cards of scheduled posts: read off the request, before the post's time ---------------------------------
+@pytest.fixture
+def card_page(settings, site):  # noqa: F811
+    from tests.test_linkcards import OG_PAGE, png
+
+    settings.INTEGRATIONS_LINK_CARDS = True
+    site.routes["/og"] = OG_PAGE
+    site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, png())
+    return site
+
+
+def schedule_with_card(user, channel, page_site, *more: str, seconds: float = 3600) -> Post:
+    parts = [PartRequest(text=f"Read {page_site.url}/og"), *(PartRequest(text=t, link_card=None) for t in more)]
+    return publishing.accept(user, channel, parts, scheduled_at=timezone.now() + timedelta(seconds=seconds))
+
+
+def test_a_scheduled_posts_card_is_read_by_the_worker_and_the_post_replanned(
+    use_pds, user, channel, account, card_page
+):
+    post = schedule_with_card(user, channel, card_page, "the reply")
+    assert card_page.requests == []  # accepted without reading the page
+    before = list(post.parts.order_by("index"))
+    assert before[0].card["pending"] and before[0].card_note == publishing.CARD_PENDING_NOTE
+    assert "embed" not in before[0].record
+
+    run_worker()  # the task enqueued with the post reads the card now, long before the post's time
+    assert card_page.requests == ["/og", "/img/card.png"]
+    after = list(Post.objects.get(pk=post.pk).parts.order_by("index"))
+    assert after[0].card["title"] == "Skyport & friends" and after[0].card_note == ""
+    assert after[0].record["embed"]["external"]["title"] == "Skyport & friends"
+    assert [p.rkey for p in after] == [p.rkey for p in before]  # the same keys and time
+    assert after[0].expected_cid != before[0].expected_cid
+    assert after[1].record["reply"]["parent"]["cid"] == after[0].expected_cid  # the thread follows its new root
+    assert Post.objects.get(pk=post.pk).status == Post.Status.SCHEDULED
+
+    make_due(post)
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    stored = {r["uri"]: r for r in records(use_pds, account.did)}
+    published = list(Post.objects.get(pk=post.pk).parts.order_by("index"))
+    assert [stored[p.uri]["cid"] for p in published] == [p.expected_cid for p in published]
+    assert stored[published[0].uri]["value"]["embed"]["external"]["thumb"]["mimeType"] == "image/png"
+
+
+def test_a_card_not_read_by_the_posts_time_is_read_on_its_first_attempt(use_pds, user, channel, account, card_page):
+    post = schedule_with_card(user, channel, card_page)
+    make_due(post)  # no worker ran before its time
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert card_page.requests == ["/og", "/img/card.png"]
+    part = Post.objects.get(pk=post.pk).parts.get()
+    [stored] = records(use_pds, account.did)
+    assert stored["cid"] == part.expected_cid
+    assert stored["value"]["embed"]["external"]["uri"] == f"{card_page.url}/og"
+
+
+def test_a_pending_card_is_never_read_after_the_first_attempt(use_pds, user, channel, account, card_page):
+    """An attempt that died before the card was read: the next one keeps the plan as it is, without the card."""
+    post = schedule_with_card(user, channel, card_page)
+    planned = post.parts.get()
+    Post.objects.filter(pk=post.pk).update(
+        status=Post.Status.WAITING, attempts=1, next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert card_page.requests == []
+    part = Post.objects.get(pk=post.pk).parts.get()
+    assert (part.rkey, part.expected_cid) == (planned.rkey, planned.expected_cid)
+    assert part.card is None and part.card_note == publishing.CARD_LATE_NOTE
+    [stored] = records(use_pds, account.did)
+    assert stored["cid"] == planned.expected_cid and "embed" not in stored["value"]
+
+
+def test_the_card_task_leaves_a_post_that_started_alone(use_pds, user, channel, card_page):
+    post = schedule_with_card(user, channel, card_page)
+    planned = post.parts.get()
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.PUBLISHING, attempts=1)
+    assert publishing.build_pending_cards(post.pk) == 0
+    assert card_page.requests == []
+    part = Post.objects.get(pk=post.pk).parts.get()
+    assert (part.card, part.expected_cid) == (planned.card, planned.expected_cid)
+
+
+def test_a_card_read_while_the_post_was_edited_is_not_applied_and_its_thumbnail_not_kept(
+    use_pds, user, channel, card_page, monkeypatch
+):
+    """The page is read outside the row lock: an edit meanwhile wins, and the card read for the old text goes."""
+    from integrations.models import Media
+
+    post = schedule_with_card(user, channel, card_page)
+    reading = publishing._read_cards
+
+    def read_then_edit(owner, parts):
+        cards = reading(owner, parts)
+        publishing.edit(post, [PartRequest(text="no link any more", link_card=None)])
+        return cards
+
+    monkeypatch.setattr(publishing, "_read_cards", read_then_edit)
+    assert publishing.build_pending_cards(post.pk) == 0
+    part = Post.objects.get(pk=post.pk).parts.get()
+    assert part.text == "no link any more" and part.card is None and "embed" not in part.record
+    assert not Media.objects.exists()
+
+
+def test_the_api_accepts_a_scheduled_post_with_a_link_at_once_and_says_the_card_is_pending(
+    api, use_pds, channel, card_page
+):
+    body = {"channel": channel.pk, "parts": [{"text": f"Read {card_page.url}/og"}], "scheduled_at": iso(3600)}
+    created = api.post(POSTS, body, format="json")
+    assert created.status_code == 201, created.content
+    [part] = created.json()["parts"]
+    assert part["card"] is None and part["card_note"] == publishing.CARD_PENDING_NOTE
+    assert card_page.requests == []

@@ -3,7 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from integrations.validators import normalize_identifier, normalize_service_url
+from integrations.bluesky.identifiers import normalize_identifier
+from integrations.validators import normalize_service_url
 
 
 @pytest.fixture(autouse=True)

@@ -277,8 +277,9 @@ class PostSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     channel = serializers.IntegerField(source="channel_id")
     status = serializers.ChoiceField(
-        choices=["scheduled", "publishing", "waiting", "published", "failed", "deleting"],
-        help_text="`deleting`: deleted while it was being published; its records are being deleted from Bluesky.",
+        choices=["scheduled", "publishing", "waiting", "published", "failed", "cancelled", "deleting"],
+        help_text="`cancelled`: a scheduled post cancelled before it went out (kept in the history). `deleting`: "
+        "deleted while it was being published; its records are being deleted from Bluesky.",
     )
     parts = PostPartSerializer(many=True)
     reply_to = serializers.CharField(source="reply_to_uri")

@@ -9,7 +9,6 @@ import base64
 import json
 import logging
 import math
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,11 +26,12 @@ from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations import outbound
-from integrations.bluesky import errors
+from integrations.bluesky import errors, identifiers
 from integrations.conf import app_settings
 from integrations.crypto import Secret
 from integrations.exceptions import IntegrationError
-from integrations.validators import normalize_identifier, normalize_service_url
+from integrations.text import clean_text
+from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ MAX_ENDPOINT_LENGTH = 500
 MAX_DISPLAY_NAME_LENGTH = 640  # the lexicon's maxLength (bytes; 64 graphemes)
 MAX_DESCRIPTION_LENGTH = 2560
 MAX_AVATAR_URL_LENGTH = 1000
+MAX_UPSTREAM_CODE = 100  # an XRPC error name ("InvalidRequest"); anything longer is not one
+MAX_UPSTREAM_MESSAGE = 1000
 APP_PASSWORD_SCOPES = frozenset({"com.atproto.appPass", "com.atproto.appPassPrivileged"})
 T = TypeVar("T")
 
@@ -205,8 +207,10 @@ def translate(exc: Exception) -> errors.BlueskyError:
             return errors.PdsUnreachable("The PDS could not be reached.")
         status = response.status_code
         content = response.content
-        code = content.error if isinstance(content, XrpcError) else None
-        message = (content.message or "") if isinstance(content, XrpcError) else ""
+        # Upstream words end up stored (a post's error, a channel's event): nothing a database refuses.
+        xrpc = content if isinstance(content, XrpcError) else None
+        code = (clean_text(xrpc.error)[:MAX_UPSTREAM_CODE] or None) if xrpc else None
+        message = clean_text(xrpc.message)[:MAX_UPSTREAM_MESSAGE] if xrpc else ""
         kwargs = {"status_code": status, "upstream_error": code, "retry_after": _retry_after(response)}
         if status == 429:
             return errors.RateLimited("The PDS rate limit was hit.", **kwargs)
@@ -236,6 +240,8 @@ def translate(exc: Exception) -> errors.BlueskyError:
         return errors.RequestRejected(message or f"The PDS answered {status}.", **kwargs)
     if isinstance(exc, sdk_errors.ModelError | ValueError):
         return errors.InvalidResponse("The PDS answered with JSON of an unexpected shape.")
+    if isinstance(exc, httpx.DecodingError):  # a body over the cap, or in a coding we did not ask for
+        return errors.InvalidResponse(f"The PDS answered with a body that cannot be read ({clean_text(str(exc))}).")
     if isinstance(exc, httpx.HTTPError):
         return errors.PdsUnreachable("The PDS could not be reached.")
     raise exc
@@ -244,32 +250,34 @@ def translate(exc: Exception) -> errors.BlueskyError:
 class _GuardedRequest(Request):
     """The SDK's request handler on the app's guarded httpx client, which follows no redirect."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, reach: outbound.Reach = outbound.Reach.SERVICE) -> None:
         # Not Request.__init__: it builds its own client with follow_redirects=True.
         RequestBase.__init__(self)
-        self._client_kwargs = {"timeout": timeout}  # what the SDK's `_new_instance` passes back to __init__
-        self._client = outbound.make_client(timeout, user_agent=USER_AGENT)
+        # What the SDK's `_new_instance` passes back to __init__.
+        self._client_kwargs = {"timeout": timeout, "reach": reach}
+        self._client = outbound.make_client(timeout, user_agent=USER_AGENT, reach=reach)
 
 
-_requests: dict[float, Request] = {}
-_raw_clients: dict[tuple[str, float], ClientRaw] = {}
+_requests: dict[tuple[float, outbound.Reach], Request] = {}
+_raw_clients: dict[tuple[str, float, outbound.Reach], ClientRaw] = {}
 _raw_clients_lock = threading.Lock()
 
 
-def _raw_client(base_url: str) -> ClientRaw:
-    """One SDK client per PDS and timeout for the whole process, sharing one pooled httpx.Client (thread-safe).
+def _raw_client(base_url: str, reach: outbound.Reach) -> ClientRaw:
+    """One SDK client per PDS, timeout and reach for the whole process, sharing one pooled httpx.Client per timeout
+    and reach (thread-safe).
 
     The raw client keeps no session (tokens travel per call), so sharing it is safe; building one costs ~85 µs,
     which would otherwise be paid on every authenticated call.
     """
     timeout = float(app_settings.HTTP_TIMEOUT)
     with _raw_clients_lock:
-        if timeout not in _requests:
-            _requests[timeout] = _GuardedRequest(timeout)
-            _requests[timeout].add_additional_header("User-Agent", USER_AGENT)
-        if (base_url, timeout) not in _raw_clients:
-            _raw_clients[(base_url, timeout)] = ClientRaw(base_url, request=_requests[timeout])
-        return _raw_clients[(base_url, timeout)]
+        if (timeout, reach) not in _requests:
+            _requests[(timeout, reach)] = _GuardedRequest(timeout, reach)
+            _requests[(timeout, reach)].add_additional_header("User-Agent", USER_AGENT)
+        if (base_url, timeout, reach) not in _raw_clients:
+            _raw_clients[(base_url, timeout, reach)] = ClientRaw(base_url, request=_requests[(timeout, reach)])
+        return _raw_clients[(base_url, timeout, reach)]
 
 
 @contextmanager
@@ -286,15 +294,6 @@ def _translated(url: str) -> Iterator[None]:
         raise error from exc
 
 
-_CID_RE = re.compile(r"[a-zA-Z0-9]{8,128}")  # a base32/base58 multibase CID string
-_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean_text(value: Any) -> str:
-    """A text value from a record, without NUL and other control characters (PostgreSQL refuses NUL)."""
-    return _CONTROL_CHARS_RE.sub("", value) if isinstance(value, str) else ""
-
-
 def _field(obj: Any, name: str) -> Any:
     """A field of an SDK record, which arrives as a dict or as a model object depending on its type."""
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
@@ -305,11 +304,14 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 class PdsClient:
-    """XRPC calls against one PDS. Stateless: tokens are arguments."""
+    """XRPC calls against one PDS. Stateless: tokens are arguments.
 
-    def __init__(self, base_url: str) -> None:
+    `reach`: `SERVICE` for the configured PDS and a channel's own (what `INTEGRATIONS_ALLOW_INSECURE_PDS` may let be
+    local); `PUBLIC` for any other server a user's input leads to (another account's PDS): public https only."""
+
+    def __init__(self, base_url: str, *, reach: outbound.Reach = outbound.Reach.SERVICE) -> None:
         self.base_url = base_url.rstrip("/")
-        self._raw = _raw_client(self.base_url)
+        self._raw = _raw_client(self.base_url, reach)
 
     def __repr__(self) -> str:
         return f"PdsClient({self.base_url!r})"
@@ -332,7 +334,7 @@ class PdsClient:
         params = models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
         result = self._call(lambda: self._raw.com.atproto.identity.resolve_handle(params))
         did = str(result.did or "")
-        if not did.startswith("did:") or len(did) > MAX_DID_LENGTH:
+        if not identifiers.is_did(did) or len(did) > MAX_DID_LENGTH:
             raise errors.InvalidResponse("The PDS resolved the handle to something that is not a DID.")
         return did
 
@@ -481,7 +483,7 @@ class PdsClient:
         if not link:
             cid = _field(blob, "cid")
             link = str(cid) if cid else None
-        if not isinstance(link, str) or not _CID_RE.fullmatch(link):
+        if not identifiers.is_cid(link):
             return ""
         url = str(httpx.URL(f"{self.base_url}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": link}))
         return url if len(url) <= MAX_AVATAR_URL_LENGTH else ""
@@ -495,13 +497,9 @@ class PdsClient:
         if not result.access_jwt or not result.refresh_jwt:
             raise errors.InvalidResponse("The PDS returned a session without tokens.")
         did, handle = str(result.did or ""), str(result.handle or "")
-        try:
-            valid_did = did.startswith("did:") and len(did) <= MAX_DID_LENGTH and normalize_identifier(did) == did
-            handle = normalize_identifier(handle)
-        except ValidationError:
-            valid_did = False
-        if not valid_did or handle.startswith("did:") or "@" in handle:
+        if not (identifiers.is_did(did) and len(did) <= MAX_DID_LENGTH and identifiers.is_handle(handle)):
             raise errors.InvalidResponse("The PDS returned an account DID or handle that is not valid.")
+        handle = identifiers.normalize_handle(handle)
         endpoint, refused = _usable_pds_endpoint(result.did_doc)
         if endpoint and len(endpoint) > MAX_ENDPOINT_LENGTH:
             endpoint, refused = None, "the PDS endpoint in the DID document is too long; using the Service URL"

@@ -20,10 +20,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -41,10 +40,12 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from integrations.adapter import describe
-from integrations.bluesky import images, linkcards, publishing, richtext
+from integrations.bluesky import images, linkcards, publishing, references, richtext
 from integrations.bluesky.health import Health, health
+from integrations.bluesky.words import mid_sentence
+from integrations.clock import zone_named
 from integrations.conf import app_settings
-from integrations.exceptions import EmptyPost, IntegrationDisabled, IntegrationError, MediaNotFound
+from integrations.exceptions import EmptyPost, IntegrationError, MediaNotFound
 from integrations.models import Channel, Media, Post
 from integrations.throttling import first_use
 from integrations.validators import parse_id, parse_number
@@ -72,14 +73,13 @@ class ChannelOption:
 
 
 def channel_options(user: AbstractBaseUser) -> list[ChannelOption]:
-    """All the user's channels, those that can publish first (the others say why they cannot)."""
+    """All the user's channels, those that can publish first (the others say why they cannot). While the
+    administrator has the integration switched off, posts wait: that makes no channel unavailable."""
     options = []
     for channel in Channel.objects.filter(user=user).without_tokens():
         state = health(channel)
         try:
-            publishing.ensure_can_publish(channel)
-        except IntegrationDisabled as exc:
-            reason = describe(exc).message
+            publishing.ensure_channel_ready(channel)
         except IntegrationError:
             reason = state.advice or f"{state.label}."  # the label is on the badge next to it
         else:
@@ -114,11 +114,45 @@ def spend_submit_token(user: AbstractBaseUser, token: str) -> bool | None:
     return first_use("composer-submit", value["nonce"], keep_until=issued + SUBMIT_TOKEN_MAX_AGE + 60)
 
 
-# --- forms -----------------------------------------------------------------------------------------------------
-class ComposerForm(forms.Form):
-    """The post as a whole: the channel it goes to and its languages (every part gets the same)."""
+def preselected_channel(user: AbstractBaseUser, options: list[ChannelOption], wanted: str = "") -> int | None:
+    """The channel the composer opens with: the one asked for (a channel page's "Write a post"), else the only one
+    that can publish, else the one the user last published or scheduled on, if it can publish now."""
+    ready = [o.channel.pk for o in options if o.ready]
+    if (chosen := parse_id(wanted)) in ready:
+        return chosen
+    if len(ready) <= 1:
+        return ready[0] if ready else None
+    last = Post.objects.filter(user=user, channel_id__in=ready).order_by("-created_at", "-pk")
+    return last.values_list("channel_id", flat=True).first()
 
-    channel = forms.TypedChoiceField(label=_("Channel"), coerce=int, widget=forms.RadioSelect)
+
+# --- forms -----------------------------------------------------------------------------------------------------
+def _reference_field(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        max_length=600,
+        help_text=_("A post's bsky.app address or its at:// URI."),
+        widget=forms.TextInput(
+            attrs={"inputmode": "url", "autocomplete": "off", "autocapitalize": "none", "spellcheck": "false"}
+        ),
+    )
+
+
+class ComposerForm(forms.Form):
+    """The post as a whole: the channel it goes to, the post it replies to or quotes (as the API's `reply_to` and
+    `quote`: a bsky.app address or an at:// URI), its languages (every part gets the same) and its time."""
+
+    REFERENCES = ("reply_to", "quote")
+
+    channel = forms.TypedChoiceField(
+        label=_("Channel"),
+        coerce=int,
+        widget=forms.RadioSelect,
+        error_messages={"required": _("Choose the channel to publish on.")},
+    )
+    reply_to = _reference_field(_("Reply to"))
+    quote = _reference_field(_("Quote"))
     langs = forms.CharField(
         label=_("Languages"),
         required=False,
@@ -126,13 +160,12 @@ class ComposerForm(forms.Form):
         help_text=_("Up to 3 language tags, separated by commas (for example: en, pt-BR)."),
         widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false", "size": 20}),
     )
-    # A date and time as the user reads their clock (no zone), and the zone it is in: the browser's, filled in by
-    # the page's script, else the one this user last used (else the site's).
+    # A date and time as the user reads their clock (no zone), and the zone it is read in: the one the page named
+    # (the user's, `integrations.clock`), so a page open across a change of zone still means what it showed.
     scheduled_at = forms.DateTimeField(
         label=_("Publish later"),
         required=False,
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
-        help_text=_("Leave empty to publish now. In your time zone."),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput(attrs={"data-time-zone": ""}))
@@ -142,13 +175,18 @@ class ComposerForm(forms.Form):
     def __init__(self, *args: Any, options: list[ChannelOption], channel: Channel | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options = options
+        given = self.data.get("time_zone") if self.is_bound else self.initial.get("time_zone")
+        self.zone_name = given if zone_named(str(given or "")) else timezone.get_current_timezone_name()
+        self.fields["scheduled_at"].help_text = _("Leave empty to publish now. Times are in %(zone)s.") % {
+            "zone": self.zone_name
+        }
         # Editing a scheduled post: it stays on its channel, and it keeps a time (it cannot become "now").
         self.fixed_channel = channel
         if channel is not None:
             del self.fields["channel"]
             self.fields["scheduled_at"].required = True
             self.fields["scheduled_at"].label = _("Publish at")
-            self.fields["scheduled_at"].help_text = _("In your time zone.")
+            self.fields["scheduled_at"].help_text = _("Times are in %(zone)s.") % {"zone": self.zone_name}
             return
         # Only channels that can publish are valid choices; the others are shown disabled with their reason.
         self.fields["channel"].choices = [(o.channel.pk, f"@{o.channel.handle}") for o in options if o.ready]
@@ -161,6 +199,22 @@ class ComposerForm(forms.Form):
         except IntegrationError as exc:
             raise ValidationError(describe(exc).message) from None
 
+    def _clean_reference(self, name: str) -> str:
+        """The address as given when it is one (whether the post exists is asked of its server later)."""
+        address = self.cleaned_data[name].strip()
+        if address:
+            try:
+                references.parse(address)
+            except IntegrationError as exc:
+                raise ValidationError(describe(exc).message) from None
+        return address
+
+    def clean_reply_to(self) -> str:
+        return self._clean_reference("reply_to")
+
+    def clean_quote(self) -> str:
+        return self._clean_reference("quote")
+
     def clean_time_zone(self) -> str:
         name = self.cleaned_data["time_zone"]
         return name if zone_named(name) is not None else ""
@@ -169,8 +223,8 @@ class ComposerForm(forms.Form):
         cleaned = super().clean()
         when = cleaned.get("scheduled_at")
         if when is not None:
-            # The field read the clock time in the active zone; it was meant in the user's.
-            zone = zone_named(cleaned.get("time_zone", "")) or timezone.get_current_timezone()
+            # The field read the clock time in the active zone; it was meant in the one the page named.
+            zone = zone_named(self.zone_name) or timezone.get_current_timezone()
             when = timezone.make_aware(timezone.make_naive(when), zone)
             cleaned["scheduled_at"] = when
             try:
@@ -186,22 +240,12 @@ class ComposerForm(forms.Form):
         return next(o.channel for o in self.options if o.channel.pk == self.cleaned_data["channel"])
 
 
-def zone_named(name: str) -> tzinfo | None:
-    """The IANA time zone of that name, or None when there is none."""
-    if not name or len(name) > 64:
-        return None
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def local_time(moment: datetime, zone_name: str) -> datetime:
-    """`moment` on the clock of that zone (the site's when the name is not a zone)."""
+def local_time(moment: datetime, zone_name: str = "") -> datetime:
+    """`moment` on the clock of that zone (the active one, the user's on their pages, when the name is not a zone)."""
     return timezone.localtime(moment, zone_named(zone_name) or timezone.get_current_timezone())
 
 
-def time_value(moment: datetime, zone_name: str) -> str:
+def time_value(moment: datetime, zone_name: str = "") -> str:
     """`moment` as the "Publish later" field holds it on that zone's clock (with seconds only when it has any)."""
     local = local_time(moment, zone_name)
     return f"{local:{TIME_FORMAT}:%S}" if local.second else f"{local:{TIME_FORMAT}}"
@@ -240,6 +284,8 @@ class PartForm(forms.Form):
             )
             # An upload's id, checked in `clean` (a value that names none of the user's uploads is said in words).
             self.fields[f"media_{slot}"] = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
+            # The first frame of an animated upload, kept while its author chooses (post it, or another image).
+            self.fields[f"pending_{slot}"] = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
             self.fields[f"alt_{slot}"] = forms.CharField(
                 label=_("Alt text for image %(number)s") % {"number": slot},
                 required=False,
@@ -249,30 +295,36 @@ class PartForm(forms.Form):
             self.fields[f"remove_{slot}"] = forms.BooleanField(
                 label=_("Remove image %(number)s") % {"number": slot}, required=False
             )
-        self._media = self._load_media()
+        self.quoting = False  # the first part of a post that quotes another: the quote takes the card's place
+        self._media, self._pending = self._load_media("media"), self._load_media("pending")
 
-    def _load_media(self) -> dict[int, Media]:
-        """The uploads the bound data names, each checked to belong to the user (others' ids are ignored)."""
+    def _load_media(self, kind: str) -> dict[int, Media]:
+        """The uploads the bound data names (`media_N` or `pending_N`), each checked to belong to the user (others'
+        ids are ignored)."""
         if not self.is_bound:
             return {}
         ids = {}
         for slot in SLOTS:
-            media_id = parse_id(self.data.get(self.add_prefix(f"media_{slot}")))
+            media_id = parse_id(self.data.get(self.add_prefix(f"{kind}_{slot}")))
             if media_id is not None:
                 ids[slot] = media_id
         found = {m.pk: m for m in Media.objects.filter(pk__in=ids.values(), owner=self.user)}
         return {slot: found[pk] for slot, pk in ids.items() if pk in found}
 
     def slots(self) -> list[dict[str, Any]]:
-        """Each image slot for the template: its fields and the stored image it holds, if any."""
+        """Each image slot for the template: its fields, the stored image it holds, if any, and the first frame of
+        an animated upload waiting for its author's choice."""
         return [
             {
                 "number": slot,
                 "media": self._media.get(slot),
+                "pending": None if slot in self._media else self._pending.get(slot),
                 "image": self[f"image_{slot}"],
                 "media_field": self[f"media_{slot}"],
+                "pending_field": self[f"pending_{slot}"],
                 "alt": self[f"alt_{slot}"],
                 "remove": self[f"remove_{slot}"],
+                "alt_required": bool(app_settings.POST_ALT_TEXT_REQUIRED),
             }
             for slot in SLOTS
         ]
@@ -291,6 +343,8 @@ class PartForm(forms.Form):
         cleaned = super().clean()
         attached = []
         for slot in SLOTS:
+            if slot in self._pending and slot not in self._media:
+                self.add_error(f"image_{slot}", describe(images.AnimatedImage()).message)
             if not cleaned.get(f"media_{slot}") or cleaned.get(f"remove_{slot}"):
                 continue
             media = self._media.get(slot)
@@ -327,7 +381,7 @@ class PartForm(forms.Form):
         if mode == "edited":
             return edited
         # Without the page's script nothing marks an edit: the words differ from the page's (cached) own.
-        page = linkcards.fetch_card(url).card
+        page = linkcards.fetch_card(url, user_id=self.user.pk).card
         if page is not None and (page.title, page.description) != (edited["title"], edited["description"]):
             return edited
         return "auto"
@@ -343,7 +397,7 @@ class PartForm(forms.Form):
     def card_view(self) -> CardView:
         """The link card this part will carry, as the page shows it (with the user's words, once edited)."""
         if not self.is_bound:
-            return card_for("", user=self.user)
+            return card_for("")
 
         def field(name: str) -> str | None:
             found = self.data.get(self.add_prefix(name))
@@ -352,8 +406,8 @@ class PartForm(forms.Form):
         mode = field("card") or "auto"
         return card_for(
             field("text") or "",
-            user=self.user,
-            covered=bool(self.attached_media()),
+            user_id=self.user.pk,
+            covered=bool(self.attached_media()) or self.quoting,
             mode=mode if mode in CARD_MODES else "auto",
             url=field("card_url") or "",
             title=field("card_title"),
@@ -405,7 +459,7 @@ def part_formset(*, max_parts: int | None = None) -> type[forms.BaseFormSet]:
         min_num=1,
         max_num=max_parts,
         absolute_max=max_parts,
-        validate_min=True,
+        validate_min=False,  # an empty part says so itself ("Write something or add an image.")
         validate_max=True,
     )
 
@@ -413,11 +467,15 @@ def part_formset(*, max_parts: int | None = None) -> type[forms.BaseFormSet]:
 # --- a submission ----------------------------------------------------------------------------------------------
 class Draft:
     """One submission of the composer: its uploads stored (all or none), "Add part" / "Remove part" / "Remove card"
-    / "Add the card back" applied, and the forms bound to the result. `action` is "publish", "preview", "add",
-    "remove", "nocard" or "card" (those four re-render what was written, unchecked), or "load" (a stored post
-    opened for editing: `for_post`). `channel`: the post being edited stays on its channel."""
+    / "Add the card back" / "Post the first frame" / "Choose another image" applied, and the forms bound to the
+    result. `action` is "publish", "preview", "add", "remove", "nocard", "card", "frame" or "noframe" (those six
+    re-render what was written, unchecked), or "load" (a stored post opened for editing: `for_post`). `channel`:
+    the post being edited stays on its channel.
 
-    ACTIONS = ("publish", "preview", "add", "remove", "nocard", "card")
+    An animated upload is not refused with the rest: its first frame is kept aside (`pending_N`) and the part says
+    so, with the two choices as buttons."""
+
+    ACTIONS = ("publish", "preview", "add", "remove", "nocard", "card", "frame", "noframe")
 
     def __init__(
         self,
@@ -444,8 +502,13 @@ class Draft:
             self._remove_part(number, total)
         elif self.action in ("nocard", "card") and (number := parse_number(index)) is not None and number < total:
             self.data[f"parts-{index}-card"] = "none" if self.action == "nocard" else "auto"
+        elif self.action in ("frame", "noframe"):
+            self._choose_frame(index, keep=self.action == "frame")
         self.form = ComposerForm(self.data, options=options, channel=channel)
         self.parts = part_formset()(self.data, prefix="parts", form_kwargs={"user": user})
+        if self.parts.forms:
+            self.parts.forms[0].quoting = bool(str(self.data.get("quote", "")).strip())
+        self.targets: dict[str, references.Target] = {}
         if not self.checked:
             self._quiet()
         for (index, slot), message in self.upload_errors.items():
@@ -453,14 +516,12 @@ class Draft:
                 self.parts.forms[index].add_error(f"image_{slot}", message)
 
     @classmethod
-    def for_post(cls, post: Post, options: list[ChannelOption], zone_name: str) -> Draft:
-        """A scheduled post in the composer, as it would submit it: its parts, time and link cards."""
-        data = post_data(post, zone_name)
+    def for_post(cls, post: Post, options: list[ChannelOption]) -> Draft:
+        """A scheduled post in the composer, as it would submit it: its parts, time (on the active clock) and link
+        cards."""
+        data = post_data(post)
         data["submit_token"] = new_submit_token(post.user)
-        draft = cls(post.user, data, {}, options, channel=post.channel, action="load")
-        # The page's script shows the time on the browser's clock, which may not be the one the server knows.
-        draft.form.fields["scheduled_at"].widget.attrs["data-instant"] = post.scheduled_at.isoformat()
-        return draft
+        return cls(post.user, data, {}, options, channel=post.channel, action="load")
 
     @property
     def checked(self) -> bool:
@@ -485,20 +546,59 @@ class Draft:
             match = _UPLOAD.fullmatch(key)
             if not match or int(match[1]) >= self._total() or int(match[2]) not in SLOTS:
                 continue
+            kind = "media"
             try:
-                media = publishing.store_media(self.user, files[key])
+                try:
+                    media = publishing.store_media(self.user, files[key])
+                except images.AnimatedImage:
+                    files[key].seek(0)
+                    media, kind = publishing.store_media(self.user, files[key], first_frame=True), "pending"
             except IntegrationError as exc:
                 self.upload_errors[(int(match[1]), int(match[2]))] = describe(exc).message
                 continue
             stored.append(media)
-            named.append(f"parts-{match[1]}-media_{match[2]}")
+            named.append(f"parts-{match[1]}-{kind}_{match[2]}")
             self.data[named[-1]] = str(media.pk)
+            self.data.pop(f"parts-{match[1]}-{'pending' if kind == 'media' else 'media'}_{match[2]}", None)
             self.data.pop(f"parts-{match[1]}-remove_{match[2]}", None)
         if self.upload_errors:
             for media in stored:
                 media.discard()
             for key in named:
                 del self.data[key]
+
+    def _choose_frame(self, where: str, *, keep: bool) -> None:
+        """ "Post the first frame" (`keep`) or "Choose another image" for the animated upload of slot "N-M"."""
+        part, _, slot = where.partition("-")
+        if not (part.isdigit() and slot.isdigit()):
+            return
+        pending = self.data.pop(f"parts-{part}-pending_{slot}", [""])[0]
+        if not pending.isdigit():
+            return
+        if keep:
+            self.data[f"parts-{part}-media_{slot}"] = pending
+            return
+        for media in Media.objects.filter(pk=int(pending), owner=self.user):
+            media.discard()
+
+    def look_up_targets(self) -> bool:
+        """Read the posts the form replies to or quotes from their servers (for the preview, and to say at once
+        when one does not exist); False when one cannot be used (the field says why)."""
+        cleaned = getattr(self.form, "cleaned_data", {})
+        channel = self.form.fixed_channel or next(
+            (o.channel for o in self.form.options if o.ready and o.channel.pk == cleaned.get("channel")), None
+        )
+        ok = True
+        for name in ComposerForm.REFERENCES:
+            address = cleaned.get(name)
+            if not address or channel is None:
+                continue
+            try:
+                self.targets[name] = references.look_up(channel, address)
+            except IntegrationError as exc:
+                self.form.add_error(name, describe(exc).message)
+                ok = False
+        return ok
 
     def _drop_removed_images(self) -> None:
         """Forget the images whose "Remove" box is ticked (`purge_unused_media` deletes unused uploads later)."""
@@ -529,7 +629,8 @@ class Draft:
     def is_valid(self) -> bool:
         # Both forms are always validated, so every error is shown at once.
         form_ok, parts_ok = self.form.is_valid(), self.parts.is_valid()
-        return form_ok and parts_ok and not self.upload_errors
+        targets_ok = self.look_up_targets()
+        return form_ok and parts_ok and targets_ok and not self.upload_errors
 
     def requests(self) -> list[publishing.PartRequest]:
         langs = self.form.cleaned_data["langs"]
@@ -563,11 +664,13 @@ def script_words() -> dict[str, str]:
         "removed": str(_("Part %(number)s removed.")),
         "card-removed": str(_("Link card removed.")),
         "card-restored": str(_("Link card added back.")),
+        "alt-required": describe(images.AltTextRequired()).message,
+        "no-text": str(_("(no text)")),
         "sending": str(_("Sending…")),
     }
 
 
-def post_data(post: Post, zone_name: str) -> QueryDict:
+def post_data(post: Post, zone_name: str = "") -> QueryDict:
     """A scheduled post as the composer posts it, so editing it starts from what is stored: each part's text,
     images with alt text and link card (the card as stored, so saving unchanged keeps its words), the languages
     and the time on the user's clock."""
@@ -579,8 +682,10 @@ def post_data(post: Post, zone_name: str) -> QueryDict:
         "parts-MIN_NUM_FORMS": 1,
         "parts-MAX_NUM_FORMS": app_settings.POST_MAX_PARTS,
         "langs": ", ".join(parts[0].langs) if parts else "",
+        "reply_to": post.reply_to_uri,
+        "quote": post.quote_uri,
         "scheduled_at": time_value(post.scheduled_at, zone_name) if post.scheduled_at else "",
-        "time_zone": zone_name,
+        "time_zone": zone_name or timezone.get_current_timezone_name(),
     }
     for index, part in enumerate(parts):
         prefix = f"parts-{index}-"
@@ -589,11 +694,14 @@ def post_data(post: Post, zone_name: str) -> QueryDict:
         for slot, image in zip(SLOTS, part.images, strict=False):
             fields[f"{prefix}media_{slot}"] = image["media"]
             fields[f"{prefix}alt_{slot}"] = image["alt"]
-        if part.card:
+        card = part.card
+        if card and card.get("pending") and not card.get("explicit"):
+            fields[prefix + "card"] = "auto"  # still to be read from the page (`publishing.build_pending_cards`)
+        elif card:
             fields[prefix + "card"] = "edited"
-            fields[prefix + "card_url"] = part.card["uri"]
-            fields[prefix + "card_title"] = part.card["title"]
-            fields[prefix + "card_description"] = part.card["description"]
+            fields[prefix + "card_url"] = card["uri"]
+            fields[prefix + "card_title"] = card["title"] or ""
+            fields[prefix + "card_description"] = card["description"] or ""
         else:
             embedded = bool(part.images) or (index == 0 and bool(post.quote_uri))
             removed = not embedded and not part.card_note and first_link(text) is not None
@@ -646,7 +754,15 @@ class CardView:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        """The card's site as its link names it, with the port when the link has one (example.com:8443)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{port}" if host and port else host
 
     @property
     def shown(self) -> bool:
@@ -677,20 +793,20 @@ THUMB_LINK_SALT = "integrations.composer.card-thumb"
 THUMB_LINK_MAX_AGE = 3600  # as long as a card stays cached
 
 
-def thumb_link(user: AbstractBaseUser, link: str) -> str:
+def thumb_link(user_id: int, link: str) -> str:
     """Where the composer shows a card's thumbnail from: the image view with a token naming the page, signed for this
     user. A page on another site cannot make a signed-in user's browser fetch a page of its choosing through it."""
-    token = signing.dumps({"user": user.pk, "url": link}, salt=THUMB_LINK_SALT, compress=True)
+    token = signing.dumps({"user": user_id, "url": link}, salt=THUMB_LINK_SALT, compress=True)
     return f"{reverse('integrations:link-card-image')}?{urlencode({'card': token})}"
 
 
-def thumb_link_target(user: AbstractBaseUser, token: str) -> str | None:
+def thumb_link_target(user_id: int, token: str) -> str | None:
     """The page a thumbnail link names, when the token is this user's and less than an hour old; else None."""
     try:
         value = signing.loads(token, salt=THUMB_LINK_SALT, max_age=THUMB_LINK_MAX_AGE)
     except signing.BadSignature:
         return None
-    if not isinstance(value, dict) or value.get("user") != user.pk or not isinstance(value.get("url"), str):
+    if not isinstance(value, dict) or value.get("user") != user_id or not isinstance(value.get("url"), str):
         return None
     return value["url"]
 
@@ -698,17 +814,18 @@ def thumb_link_target(user: AbstractBaseUser, token: str) -> str | None:
 def card_for(
     text: str,
     *,
-    user: AbstractBaseUser,
     covered: bool = False,
     mode: str = "auto",
     url: str = "",
     title: str | None = None,
     description: str | None = None,
+    user_id: int | None = None,
 ) -> CardView:
-    """The card a part with this text will carry: the page's (fetched through `linkcards`, cached), or the user's
-    words when `url` (the card they saw) is still the text's first link. No page is read while link cards are
-    switched off, for a part without a link, one whose images take the card's place, or one whose card is removed.
-    The thumbnail is shown from a link signed for `user` (`thumb_link`)."""
+    """The card a part with this text will carry: the page's (fetched through `linkcards`, cached; a page read counts
+    against `user_id`'s link-card budget), or the user's words when `url` (the card they saw) is still the text's
+    first link. No page is read while link cards are switched off, for a part without a link, one whose images take
+    the card's place, or one whose card is removed. The thumbnail is shown from a link signed for `user_id`
+    (`thumb_link`)."""
     link = first_link(text) if app_settings.LINK_CARDS else None
     if link is None:
         return CardView(mode=mode)
@@ -716,13 +833,13 @@ def card_for(
         return CardView(link=link, mode=mode, url=link, covered=covered)
     if mode == "edited" and url != link:
         mode = "auto"  # the text links elsewhere now: that page's card
-    result = linkcards.fetch_card(link)
+    result = linkcards.fetch_card(link, user_id=user_id)
     page = result.card
-    thumb = thumb_link(user, link) if page and page.thumb else ""
+    thumb = thumb_link(user_id, link) if page and page.thumb and user_id is not None else ""
     if url == link and title is not None and description is not None:
         return CardView(link, mode, link, title, description, thumb)
     if page is None:
-        return CardView(link, mode, note=str(_("No link card: %(reason)s") % {"reason": result.reason}))
+        return CardView(link, mode, note=str(_("No link card: %(reason)s") % {"reason": mid_sentence(result.reason)}))
     return CardView(link, mode, link, page.title, page.description, thumb)
 
 
@@ -768,3 +885,46 @@ def _facet_href(facet: richtext.DetectedFacet) -> str:
     if facet.kind == "mention":
         return f"https://bsky.app/profile/{quote(facet.value)}"
     return f"https://bsky.app/hashtag/{quote(facet.value)}"
+
+
+@dataclass(frozen=True)
+class ThreadPreview:
+    """The whole post as Bluesky will show it: who posts it (the channel), when (None: now), the post it replies
+    to, and each part with its text, images, link card and (on the first) the quoted post."""
+
+    channel: Channel | None
+    when: datetime | None
+    reply_to: references.Target | None
+    quote: references.Target | None
+    parts: list[tuple[PartPreview, CardView]]
+
+
+def look_up_target(channel: Channel | None, address: str) -> tuple[references.Target | None, str]:
+    """The post at `address` for a preview, read through `channel`; else None and why not (in words)."""
+    if channel is None or not address:
+        return None, ""
+    try:
+        return references.look_up(channel, address), ""
+    except IntegrationError as exc:
+        return None, describe(exc).message
+
+
+def thread_preview(draft: Draft) -> ThreadPreview | None:
+    """What Preview shows for a checked submission (None when no part's text can be measured)."""
+    shown = []
+    for part in draft.parts.forms:
+        part_preview = part.preview()
+        if part_preview is None:
+            return None
+        shown.append((part_preview, part.card_view()))
+    cleaned = getattr(draft.form, "cleaned_data", {})
+    channel = draft.form.fixed_channel or next(
+        (o.channel for o in draft.form.options if o.channel.pk == cleaned.get("channel")), None
+    )
+    return ThreadPreview(
+        channel=channel,
+        when=cleaned.get("scheduled_at"),
+        reply_to=draft.targets.get("reply_to"),
+        quote=draft.targets.get("quote"),
+        parts=shown,
+    )

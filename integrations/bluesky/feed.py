@@ -4,15 +4,17 @@ Read from the PDS rather than an AppView (`app.bsky.feed.getAuthorFeed`), so it 
 upstream data: whatever its shape, it becomes an item (fields it lacks or garbles are left empty), never an error.
 """
 
-import re
+import logging
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
+from threading import Lock
 from typing import Any
 
-from integrations.bluesky import lifecycle
-from integrations.bluesky.client import clean_text
+from integrations.bluesky import identifiers, lifecycle
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel, PostPart
+from integrations.text import clean_text
 
 POST_COLLECTION = "app.bsky.feed.post"
 DEFAULT_LIMIT = 25
@@ -20,10 +22,9 @@ MAX_LIMIT = 100  # the lexicon's maximum
 MAX_TEXT_LENGTH = 3000  # the lexicon's maxLength in bytes (300 graphemes), so never more characters than that
 MAX_URI_LENGTH = 500  # PostPart.uri
 MAX_CID_LENGTH = 100  # PostPart.cid
-MAX_TIME_LENGTH = 64
-# A record key's characters and length. The reference PDS's cursor is the last record key; other servers may send
-# something else, so a cursor is passed through opaque, but only when it looks like one (a query value, never markup).
-RKEY_RE = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
+# The reference PDS's cursor is the last record key; other servers may send something else, so a cursor is passed
+# through opaque, but only when it is shaped like a record key (a query value, never markup).
+logger = logging.getLogger(__name__)
 QUOTE_EMBEDS = frozenset({"app.bsky.embed.record", "app.bsky.embed.recordWithMedia"})
 IMAGE_EMBED = "app.bsky.embed.images"
 
@@ -51,7 +52,7 @@ def check_cursor(cursor: str | None) -> str | None:
     """A client's cursor as it may be sent on (None for none); InvalidCursor when it is not one."""
     if cursor is None or cursor == "":
         return None
-    if not isinstance(cursor, str) or not RKEY_RE.fullmatch(cursor):
+    if not identifiers.is_record_key(cursor):
         raise InvalidCursor()
     return cursor
 
@@ -72,7 +73,7 @@ def channel_feed(channel: Channel, cursor: str | None = None, limit: int | None 
     published = set(PostPart.objects.filter(uri__in=[i.uri for i in items if i.uri]).values_list("uri", flat=True))
     items = [replace(item, published_by_skyport=item.uri in published) for item in items]
     # The reference PDS sends a cursor with every non-empty page; a short page is the last one.
-    if len(records) < limit or (next_cursor is not None and not RKEY_RE.fullmatch(next_cursor)):
+    if len(records) < limit or (next_cursor is not None and not identifiers.is_record_key(next_cursor)):
         next_cursor = None
     return FeedPage(items=items, cursor=next_cursor)
 
@@ -88,7 +89,7 @@ def _item(did: str, record: dict[str, Any]) -> FeedItem:
         uri=uri,
         cid=_string(record.get("cid"), MAX_CID_LENGTH),
         text=clean_text(value.get("text"))[:MAX_TEXT_LENGTH],
-        created_at=parse_time(value.get("createdAt")),
+        created_at=parse_time(value.get("createdAt"), uri),
         is_reply=isinstance(value.get("reply"), dict),
         is_quote=embed_type in QUOTE_EMBEDS,
         has_images=embed_type == IMAGE_EMBED or media.get("$type") == IMAGE_EMBED,
@@ -102,19 +103,31 @@ def _string(value: Any, max_length: int) -> str:
     return value if isinstance(value, str) and len(value) <= max_length and value.isprintable() else ""
 
 
-def parse_time(value: Any) -> datetime | None:
-    """A record's `createdAt` as an aware datetime, or None when it is not a time with a zone."""
-    if not isinstance(value, str) or len(value) > MAX_TIME_LENGTH:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None
+_LOGGED_TIMES: OrderedDict[tuple[str, str], None] = OrderedDict()  # the last bad times logged, so each is logged once
+_LOGGED_TIMES_KEPT = 1000
+_logged_times_lock = Lock()
+
+
+def parse_time(value: Any, uri: str = "") -> datetime | None:
+    """A record's `createdAt` as an aware datetime in UTC, or None when it is missing or not an atproto datetime
+    that can be shown (`identifiers.parse_datetime`: e.g. `9999-12-31T23:59:00-00:01` is year 10000 in UTC). Bad
+    upstream data is the record's author's, never a broken page: the record is shown without a time, and the
+    value is logged once (per record and value, in this process)."""
+    when = identifiers.parse_datetime(value)
+    if when is None and value is not None:
+        key = (uri, repr(value)[:100])
+        with _logged_times_lock:
+            first = key not in _LOGGED_TIMES
+            _LOGGED_TIMES[key] = None
+            if len(_LOGGED_TIMES) > _LOGGED_TIMES_KEPT:
+                _LOGGED_TIMES.popitem(last=False)
+        if first:
+            logger.warning("record %s has a createdAt that is no time it can be shown at: %s", uri or "?", key[1])
+    return when
 
 
 def bsky_app_url(did: str, uri: str) -> str:
     """`https://bsky.app/profile/<did>/post/<rkey>` for one of the account's own post URIs, else ""."""
     prefix = f"at://{did}/{POST_COLLECTION}/"
     rkey = uri.removeprefix(prefix) if uri.startswith(prefix) else ""
-    return f"https://bsky.app/profile/{did}/post/{rkey}" if RKEY_RE.fullmatch(rkey) else ""
+    return f"https://bsky.app/profile/{did}/post/{rkey}" if identifiers.is_record_key(rkey) else ""

@@ -4,8 +4,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from integrations.bluesky import identifiers
 from integrations.bluesky import options as bluesky_options
-from integrations.validators import normalize_identifier, normalize_service_url
+from integrations.validators import normalize_service_url
 
 
 class BlueskySettingsForm(forms.Form):
@@ -23,10 +24,12 @@ class BlueskySettingsForm(forms.Form):
     other_servers = forms.ChoiceField(
         label=_("Accounts on other servers"),
         required=False,
-        choices=(("", _("Not set here (BLUESKY_OTHER_SERVERS, else refuse)")), *bluesky_options.OTHER_SERVERS.choices),
+        # Short labels: a select cannot wrap, and the admin shows it whole on a phone (375 px).
+        choices=(("", _("Not set here")), *bluesky_options.OTHER_SERVERS.choices),
         help_text=_(
             "When the Service URL refuses an account whose DID document names another PDS: refuse tells the user "
-            "where the account is hosted; allow signs the account in on that PDS (only for a verified handle or a DID)."
+            "where the account is hosted; allow signs the account in on that PDS (only for a verified handle or a "
+            "DID). Not set here: BLUESKY_OTHER_SERVERS from the environment, else refuse."
         ),
     )
     test_account = forms.CharField(
@@ -70,7 +73,7 @@ class ConnectBlueskyForm(forms.Form):
     )
 
     def clean_identifier(self) -> str:
-        return normalize_identifier(self.cleaned_data["identifier"])
+        return identifiers.normalize_identifier(self.cleaned_data["identifier"])
 
     def clean_app_password(self) -> str:
         value = self.cleaned_data["app_password"]

@@ -6,16 +6,28 @@
 - A `did:plc` document comes from the PLC directory (`INTEGRATIONS_PLC_URL`), a `did:web` one from
   `https://<domain>/.well-known/did.json`. A document is only used when its `id` is the DID asked for.
 - A handle is verified only when the DID's document names it back in `alsoKnownAs`.
+- In development (insecure PDS allowed) with a local BLUESKY_SERVICE_URL (http://, a loopback or private host), a
+  handle's well-known lookup that gets no answer at https://<handle> is asked of that server over its own scheme,
+  with the handle as Host: a local PDS answers for the handles it hosts, as it would at https://<handle>/ in
+  production, so handles on a local PDS can be verified (they do not resolve in public DNS).
 
-Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a short timeout and a size cap.
-Results are cached in the shared cache (documents for an hour, handles for minutes, failures for a minute). Nothing
-here raises: a failure is a `Failure` (unresolved, refused or invalid) that callers can show or ignore.
+Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a size cap and a total deadline
+(`TIMEOUT`, connect to last byte). A handle's well-known file and a did:web document are at addresses a user names
+(`Reach.PUBLIC`: public https only, always); the PLC directory and the local Service URL are configured
+(`Reach.SERVICE`). A DNS query ends within `DNS_LIFETIME`, and every lookup ends by the deadline in force
+(`outbound.deadline`): `lookup_handles` gives a post's mentions `MENTIONS_DEADLINE` in all, and its threads end with
+it (the work stops, not only the wait). Results are cached in the shared cache (documents for an hour, handles for
+minutes, failures for a minute; a lookup cut short by an enclosing deadline is not cached), keyed by the settings
+that shape them (PLC directory, DNS servers, the guard, the local server), so a fixed setting is never answered
+from before. Nothing here raises: a failure is a `Failure` (unresolved, refused or invalid) whose `detail` says in
+words what could not be checked, and whether asking again later may help (`transient`).
 """
 
+import contextvars
 import hashlib
 import json
 import logging
-import re
+import socket
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -26,11 +38,14 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 import httpx
+from django.core.exceptions import ValidationError
 
 from integrations import outbound
+from integrations.bluesky import identifiers
 from integrations.bluesky.client import pds_endpoint_of
 from integrations.conf import app_settings
 from integrations.throttling import shared_cache
+from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +62,6 @@ MENTIONS_DEADLINE = 8.0  # seconds for all of a post's mentions together
 # Where a host's well-known files are: https per the specs (tests serve them over http on a loopback port).
 WEB_BASE = "https://{host}"
 
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}$")
-_HANDLE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DID_WEB_HOST = re.compile(r"^[a-z0-9.-]+(%3a[0-9]{1,5})?$")
 
 Kind = Literal["unresolved", "refused", "invalid"]
 
@@ -85,15 +97,59 @@ class Identity:
     # not be learnt just now (a timeout, an unreachable server).
     handle_verified: bool | None
     pds: str | None
-
-
-def is_handle(value: str) -> bool:
-    return bool(_HANDLE.match(value))
+    handle_problem: str = ""  # why the handle is not verified, in words ("" when it is)
 
 
 def _cache_key(kind: str, subject: str) -> str:
-    guard = "g" if outbound.guard_enabled() else "o"  # a refusal under the guard says nothing without it
-    return f"integrations:identity:{kind}:{guard}:" + hashlib.sha256(subject.encode()).hexdigest()[:32]
+    """The cache key of a lookup, made of what shapes its answer: a refusal under the guard says nothing without it,
+    a document from one PLC directory nothing about another, a handle's DID depends on the DNS servers asked and the
+    local server in development. A changed setting thus never gets an answer (or a failure) from before it."""
+    shaping = ["g" if outbound.guard_enabled() else "o", "l" if outbound.public_urls_on_loopback() else "p", WEB_BASE]
+    if kind == "did":
+        shaping.append(str(app_settings.PLC_URL))
+    else:
+        shaping += [repr(list(app_settings.DNS_NAMESERVERS)), local_server() or ""]
+    digest = hashlib.sha256("\0".join([*shaping, subject]).encode()).hexdigest()[:32]
+    return f"integrations:identity:{kind}:{digest}"
+
+
+def local_server() -> str | None:
+    """In development (insecure PDS allowed), the Service URL of the settings (`BLUESKY_SERVICE_URL`) when it is a
+    local server (http://, loopback or private): the one a handle's well-known file is asked of when
+    https://<handle> gives no answer. None otherwise. (Settings only: lookups run in worker threads, which must not
+    open database connections to read the admin's value.)"""
+    if outbound.guard_enabled() or not (configured := str(app_settings.BLUESKY_SERVICE_URL or "").strip()):
+        return None
+    try:
+        url = normalize_service_url(configured, allow_insecure=True)
+        normalize_service_url(url, allow_insecure=False)
+    except ValidationError as exc:
+        return url if exc.code in ("insecure", "private_host") else None  # no production PDS: a local one
+    return None
+
+
+_NO_SUCH_NAME = {socket.EAI_NONAME} | ({socket.EAI_NODATA} if hasattr(socket, "EAI_NODATA") else set())
+
+
+def _unreachable(url: str, exc: Exception) -> tuple[str, bool]:
+    """What went wrong fetching `url`, in words, and whether asking again later may help."""
+    cause: BaseException | None = exc
+    while cause is not None:  # the resolver's verdict, under httpx's and the guard's wrappers
+        if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_NAME:
+            return f"{httpx.URL(url).host} does not exist (DNS has no such name)", False
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{url} did not answer in time", True
+    if isinstance(exc, httpx.TooManyRedirects):
+        return f"{url} redirected too often", False
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | ValueError):
+        return f"{url} is not an address that can be fetched", False
+    return f"{url} could not be reached", True
+
+
+def _out_of_time() -> bool:
+    """Whether an enclosing deadline (`outbound.deadline`) has passed: then nothing more is asked, nor cached."""
+    return outbound.remaining() == 0
 
 
 # --- handle → DID ---------------------------------------------------------------------------------------------
@@ -114,52 +170,79 @@ def resolver() -> dns.resolver.Resolver:
 
 
 def _dns_did(handle: str) -> str | Failure:
+    left = outbound.remaining()
+    lifetime = DNS_LIFETIME if left is None else min(DNS_LIFETIME, left)
+    if lifetime <= 0:
+        return Failure("unresolved", handle, "no time left", transient=True)
     try:
-        answer = resolver().resolve(f"_atproto.{handle}", "TXT")
+        answer = resolver().resolve(f"_atproto.{handle}", "TXT", lifetime=lifetime)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return Failure("unresolved", handle, "no _atproto TXT record")
-    except dns.exception.DNSException as exc:  # no server answered (or in time)
-        return Failure("unresolved", handle, f"DNS: {type(exc).__name__}", transient=True)
+        return Failure("unresolved", handle, f"DNS has no _atproto.{handle} TXT record")
+    except dns.exception.Timeout:
+        return Failure("unresolved", handle, f"no DNS server answered for _atproto.{handle} in time", transient=True)
+    except dns.exception.DNSException:  # no server answered
+        return Failure("unresolved", handle, f"no DNS server answered for _atproto.{handle}", transient=True)
     dids = set()
     for record in answer:
         text = b"".join(record.strings).decode("utf-8", "replace")
         if text.startswith("did="):
             dids.add(text.removeprefix("did="))
     if not dids:
-        return Failure("unresolved", handle, "no did= TXT record")
+        return Failure("unresolved", handle, f"the _atproto.{handle} TXT records hold no did=")
     if len(dids) > 1:
-        return Failure("invalid", handle, "TXT records name different DIDs")
+        return Failure("invalid", handle, f"the _atproto.{handle} TXT records name different DIDs")
     did = dids.pop()
-    return did if _DID.match(did) else Failure("invalid", handle, "the TXT record is not a DID")
+    if identifiers.is_did(did):
+        return did
+    return Failure("invalid", handle, f"the _atproto.{handle} TXT record holds no valid DID")
 
 
-def _fetch(url: str, max_bytes: int, subject: str) -> httpx.Response | Failure:
+def _fetch(
+    url: str, max_bytes: int, subject: str, reach: outbound.Reach, headers: dict[str, str] | None = None
+) -> httpx.Response | Failure:
     try:
-        return outbound.get(url, max_redirects=MAX_REDIRECTS, max_bytes=max_bytes, timeout=TIMEOUT)
+        return outbound.get(
+            url, reach=reach, max_redirects=MAX_REDIRECTS, max_bytes=max_bytes, timeout=TIMEOUT, headers=headers
+        )
     except outbound.OutboundRefused as exc:
-        return Failure("refused", subject, f"{exc.host}: {exc.reason}")
+        return Failure("refused", subject, f"{exc.host} is not called: {exc.reason}")
     except outbound.ResponseTooLarge:
-        return Failure("invalid", subject, "the answer is too large")
+        return Failure("invalid", subject, f"{url} answered with too much")
+    except httpx.DecodingError:
+        return Failure("invalid", subject, f"{url} answered with a body that cannot be decoded")
     except (httpx.HTTPError, OSError, ValueError) as exc:
-        return Failure("unresolved", subject, f"{type(exc).__name__}", transient=True)
+        words, transient = _unreachable(url, exc)
+        return Failure("unresolved", subject, words, transient=transient)
+
+
+WELL_KNOWN_PATH = "/.well-known/atproto-did"
 
 
 def _well_known_did(handle: str) -> str | Failure:
-    response = _fetch(WEB_BASE.format(host=handle) + "/.well-known/atproto-did", MAX_WELL_KNOWN_BYTES, handle)
+    url = WEB_BASE.format(host=handle) + WELL_KNOWN_PATH
+    response = _fetch(url, MAX_WELL_KNOWN_BYTES, handle, outbound.Reach.PUBLIC)  # a name a user typed
+    if isinstance(response, Failure) and (local := local_server()):
+        # Development: a handle on the local PDS, asked of that server (the configured one; it answers by Host).
+        asked = _fetch(local + WELL_KNOWN_PATH, MAX_WELL_KNOWN_BYTES, handle, outbound.Reach.SERVICE, {"Host": handle})
+        if not isinstance(asked, Failure) and asked.status_code == 200:
+            url, response = local + WELL_KNOWN_PATH, asked
+        elif not isinstance(asked, Failure):
+            detail = f"{response.detail}, and the local server {local} does not host it"
+            response = Failure("unresolved", handle, detail, transient=response.transient)
     if isinstance(response, Failure):
         return response
     if response.status_code != 200:
         transient = response.status_code >= 500 or response.status_code == 429
-        return Failure("unresolved", handle, f"well-known answered {response.status_code}", transient=transient)
+        return Failure("unresolved", handle, f"{url} answered {response.status_code}", transient=transient)
     did = response.content.decode("utf-8", "replace").strip()
-    return did if _DID.match(did) else Failure("invalid", handle, "the well-known answer is not a DID")
+    return did if identifiers.is_did(did) else Failure("invalid", handle, f"{url} answered with no valid DID")
 
 
 def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
     """The DID a handle names (DNS first, then HTTPS), or why not. Cached; `fresh` asks again (and caches that)."""
     handle = handle.strip().lower().lstrip("@")
-    if not is_handle(handle):
-        return Failure("invalid", handle, "not a handle")
+    if not identifiers.is_handle(handle):
+        return Failure("invalid", handle, "it is not a handle")
     cache = shared_cache()
     key = _cache_key("handle", handle)
     cached = None if fresh else cache.get(key)
@@ -167,38 +250,45 @@ def lookup_handle(handle: str, *, fresh: bool = False) -> str | Failure:
         if cached.get("did"):
             return cached["did"]
         return Failure(cached["kind"], handle, cached.get("detail", ""), transient=cached.get("transient", False))
+    if _out_of_time():
+        return Failure("unresolved", handle, "no time left", transient=True)
     found = _dns_did(handle)
-    if isinstance(found, Failure) and found.kind == "unresolved":
+    if isinstance(found, Failure) and found.kind == "unresolved" and not _out_of_time():
         by_dns = found
         found = _well_known_did(handle)
-        if isinstance(found, Failure) and by_dns.transient and not found.transient:
-            found = Failure(found.kind, handle, f"{found.detail}; {by_dns.detail}", transient=True)
+        if isinstance(found, Failure):  # say both; a DNS server that did not answer may still know it
+            transient = found.transient or by_dns.transient
+            found = Failure(found.kind, handle, f"{by_dns.detail}; {found.detail}", transient=transient)
     if isinstance(found, Failure):
         logger.info("handle not resolved: %s", found)
-        cache.set(
-            key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
-        )
+        if not _out_of_time():
+            cache.set(
+                key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
+            )
     else:
         cache.set(key, {"did": found}, HANDLE_CACHE_SECONDS)
     return found
 
 
 def lookup_handles(handles: Iterable[str], *, deadline: float = MENTIONS_DEADLINE) -> dict[str, str | Failure]:
-    """`lookup_handle` for several handles at once (a post's mentions), in parallel; a lookup still running after
-    `deadline` seconds is a transient failure (the post does not wait for a name server that never answers)."""
+    """`lookup_handle` for several handles at once (a post's mentions), in parallel, all within `deadline` seconds
+    (and any enclosing deadline); a lookup not done by then is a transient failure. Every lookup runs under that
+    deadline itself, so its thread ends with it: nothing keeps working for a post that stopped waiting."""
     unique = list(dict.fromkeys(handles))
-    if len(unique) <= 1:
-        return {handle: lookup_handle(handle) for handle in unique}
-    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LOOKUPS, len(unique)), thread_name_prefix="handles")
-    try:
-        futures = {handle: pool.submit(lookup_handle, handle) for handle in unique}
-        wait(futures.values(), timeout=deadline)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    with outbound.deadline(deadline):
+        if len(unique) <= 1:
+            return {handle: lookup_handle(handle) for handle in unique}
+        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LOOKUPS, len(unique)), thread_name_prefix="handles")
+        try:
+            # Each thread runs in a copy of this context: the deadline goes with it.
+            futures = {handle: pool.submit(contextvars.copy_context().run, lookup_handle, handle) for handle in unique}
+            wait(futures.values(), timeout=outbound.remaining())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
     return {
         handle: future.result()
         if future.done() and not future.cancelled()
-        else Failure("unresolved", handle, "no answer in time", transient=True)
+        else Failure("unresolved", handle, "its lookup took too long", transient=True)
         for handle, future in futures.items()
     }
 
@@ -213,18 +303,14 @@ def resolve_handle(handle: str, *, fresh: bool = False) -> str | None:
 def _document_url(did: str) -> str | None:
     if did.startswith("did:plc:"):
         return f"{app_settings.PLC_URL.rstrip('/')}/{did}"
-    if did.startswith("did:web:"):
-        host = did.removeprefix("did:web:").lower()
-        if not _DID_WEB_HOST.match(host):  # atproto's did:web names a host only (no path)
-            return None
-        return WEB_BASE.format(host=host.replace("%3a", ":")) + "/.well-known/did.json"
-    return None
+    host = identifiers.did_web_host(did)
+    return None if host is None else WEB_BASE.format(host=host) + "/.well-known/did.json"
 
 
 def parse_document(did: str, data: Any) -> DidDocument | Failure:
     """A document's handles and PDS, when it is a document about `did`."""
     if not isinstance(data, dict) or data.get("id") != did:
-        return Failure("invalid", did, "the document is not about this DID")
+        return Failure("invalid", did, "its DID document is about another DID")
     aka = data.get("alsoKnownAs") or []
     handles = [
         name.removeprefix("at://").lower()
@@ -236,9 +322,9 @@ def parse_document(did: str, data: Any) -> DidDocument | Failure:
 
 def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
     """The DID's document (did:plc or did:web), or why not. Cached; `fresh` fetches it again (and caches that)."""
-    url = _document_url(did) if _DID.match(did) else None
+    url = _document_url(did) if identifiers.is_did(did) else None
     if url is None:
-        return Failure("invalid", did, "not a did:plc or did:web DID")
+        return Failure("invalid", did, "it is not a did:plc or did:web DID")
     cache = shared_cache()
     key = _cache_key("did", did)
     cached = None if fresh else cache.get(key)
@@ -246,9 +332,13 @@ def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
         if "kind" in cached:
             return Failure(cached["kind"], did, cached.get("detail", ""), transient=cached.get("transient", False))
         return DidDocument(did=did, handles=list(cached["handles"]), pds=cached["pds"])
+    if _out_of_time():
+        return Failure("unresolved", did, "no time left", transient=True)
     found = _fetch_document(did, url)
     if isinstance(found, Failure):
         logger.info("DID document not resolved: %s", found)
+        if _out_of_time():
+            return found
         cache.set(
             key, {"kind": found.kind, "detail": found.detail, "transient": found.transient}, FAILURE_CACHE_SECONDS
         )
@@ -258,16 +348,18 @@ def resolve_did(did: str, *, fresh: bool = False) -> DidDocument | Failure:
 
 
 def _fetch_document(did: str, url: str) -> DidDocument | Failure:
-    response = _fetch(url, MAX_DOCUMENT_BYTES, did)
+    # The PLC directory is configured; a did:web document lives wherever its DID says.
+    reach = outbound.Reach.SERVICE if did.startswith("did:plc:") else outbound.Reach.PUBLIC
+    response = _fetch(url, MAX_DOCUMENT_BYTES, did, reach)
     if isinstance(response, Failure):
         return response
     if response.status_code != 200:
         transient = response.status_code >= 500 or response.status_code == 429
-        return Failure("unresolved", did, f"the document's server answered {response.status_code}", transient=transient)
+        return Failure("unresolved", did, f"{url} answered {response.status_code}", transient=transient)
     try:
         data = json.loads(response.content)
     except ValueError:
-        return Failure("invalid", did, "the document is not JSON")
+        return Failure("invalid", did, f"{url} answered with no JSON document")
     return parse_document(did, data)
 
 
@@ -288,14 +380,16 @@ def resolve_identity(handle_or_did: str, *, fresh: bool = False) -> Identity | F
     return found
 
 
-def _names(handle: str | None, did: str, fresh: bool) -> bool | None:
-    """Whether `handle` resolves to `did`; None when that could not be learnt just now."""
+def _names(handle: str | None, did: str, fresh: bool) -> tuple[bool | None, str]:
+    """Whether `handle` resolves to `did` (None when that could not be learnt just now), and if not, why."""
     if handle is None:
-        return False
+        return False, "its DID document names no handle"
     found = lookup_handle(handle, fresh=fresh)
     if isinstance(found, Failure):
-        return None if found.transient else False
-    return found == did
+        return (None if found.transient else False), found.detail
+    if found != did:
+        return False, f"{handle} names another DID ({found})"
+    return True, ""
 
 
 def _resolve_identity(handle_or_did: str, fresh: bool) -> Identity | Failure:
@@ -304,8 +398,9 @@ def _resolve_identity(handle_or_did: str, fresh: bool) -> Identity | Failure:
         document = resolve_did(subject, fresh=fresh)
         if isinstance(document, Failure):
             return document
-        handle = next((name for name in document.handles if is_handle(name)), None)
-        return Identity(did=subject, handle=handle, handle_verified=_names(handle, subject, fresh), pds=document.pds)
+        handle = next((name for name in document.handles if identifiers.is_handle(name)), None)
+        verified, problem = _names(handle, subject, fresh)
+        return Identity(subject, handle, verified, document.pds, problem)
     handle = subject.lower()
     did = lookup_handle(handle, fresh=fresh)
     if isinstance(did, Failure):
@@ -313,7 +408,10 @@ def _resolve_identity(handle_or_did: str, fresh: bool) -> Identity | Failure:
     document = resolve_did(did, fresh=fresh)
     if isinstance(document, Failure):
         return document
-    return Identity(did=did, handle=handle, handle_verified=handle in document.handles, pds=document.pds)
+    if handle in document.handles:
+        return Identity(did=did, handle=handle, handle_verified=True, pds=document.pds)
+    problem = f"the DID document of {did} does not name {handle}"
+    return Identity(did=did, handle=handle, handle_verified=False, pds=document.pds, handle_problem=problem)
 
 
 # --- where an account signs in --------------------------------------------------------------------------------------

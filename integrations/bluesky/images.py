@@ -82,6 +82,13 @@ class ImageTooLarge(ImageError):
     code = "image_too_large"
 
 
+class AnimatedImage(ImageError):
+    """An animated image (GIF, PNG or WebP) where a still was wanted: Bluesky shows images still, and video is not
+    supported yet, so its author chooses: post the first frame, or another image."""
+
+    code = "animated_image"
+
+
 class TooManyImages(ImageError):
     code = "too_many_images"
 
@@ -124,13 +131,19 @@ def sniff(data: bytes) -> str | None:
 
 
 def prepare(
-    data: bytes | IO[bytes], *, max_bytes: int = POST_IMAGE_MAX_BYTES, max_side: int = MAX_SIDE
+    data: bytes | IO[bytes],
+    *,
+    max_bytes: int = POST_IMAGE_MAX_BYTES,
+    max_side: int = MAX_SIDE,
+    first_frame: bool = True,
 ) -> PreparedImage:
     """The image to send for `data` (bytes or a binary file, read from its current position).
 
     Raises `UnsupportedImage` for anything but a readable JPEG, PNG, WebP or GIF, and `ImageTooLarge` for a file over
     `MAX_SOURCE_BYTES`, an image over `MAX_PIXELS` (a decompression bomb) or one that fits `max_bytes` at no quality
     we accept. `max_bytes` is the post image's limit by default; a link card's thumbnail passes `THUMB_MAX_BYTES`.
+    An animation becomes its first frame, or with `first_frame=False` is refused with `AnimatedImage` (a user's
+    upload: they choose).
     """
     source = _read(data)
     mime = sniff(source)
@@ -138,8 +151,11 @@ def prepare(
         raise UnsupportedImage("Only JPEG, PNG, WebP and GIF images can be posted.")
     image = _open(source, mime)
     width, height = image.size
+    animated = mime != JPEG and bool(getattr(image, "is_animated", False))
+    if animated and not first_frame:
+        raise AnimatedImage("The image is animated, and animations cannot be posted yet.")
     # Bluesky shows a still of an animation, so we choose which: the first frame, as the user sees it first.
-    still = mime == GIF or (mime != JPEG and getattr(image, "is_animated", False))
+    still = mime == GIF or animated
     orientation = 1
     if not still:
         stripped, exif = _STRIP[mime](source)

@@ -49,8 +49,19 @@ def refresh_margin() -> timedelta:
 def call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     """Run `fn(client, access_jwt)` with a valid access token for `channel`, refreshing when needed.
 
-    `channel` is updated in place with whatever tokens end up in force.
+    `channel` is updated in place with whatever tokens end up in force. A call the server refuses because the
+    account is deactivated or suspended marks the channel so at once (its health, its event log, the signal), as a
+    dead session does: a failed post is news about the channel too.
     """
+    try:
+        return _call(channel, fn)
+    except (errors.AccountDeactivated, errors.AccountSuspended) as exc:
+        mark_account_refused(channel, exc)
+        raise
+
+
+@sensitive_variables()
+def _call[T](channel: Channel, fn: Callable[[PdsClient, str], T]) -> T:
     if channel.session_unreadable:
         with transaction.atomic():  # marked on the locked row, so concurrent callers record it once
             row = Channel.objects.select_for_update().get(pk=channel.pk)
@@ -124,6 +135,24 @@ def mark_session_unreadable(channel: Channel) -> errors.SessionUnreadable:
             channel.handle,
         )
     return errors.SessionUnreadable()
+
+
+def mark_account_refused(channel: Channel, exc: errors.AccountDeactivated | errors.AccountSuspended) -> None:
+    """Record on the channel that its server refused a call because the account is deactivated or suspended (once:
+    a channel already in that state, or without a session, is left alone). A refresh that finds the account
+    active again makes it active."""
+    status = Channel.Status.DEACTIVATED if isinstance(exc, errors.AccountDeactivated) else Channel.Status.SUSPENDED
+    with transaction.atomic():
+        row = Channel.objects.select_for_update().get(pk=channel.pk)
+        if row.status in (status, Channel.Status.DISCONNECTED, Channel.Status.NEEDS_RECONNECTION):
+            return
+        old_state = health_state(row)
+        row.status, row.last_error_code, row.next_retry_at = status, exc.code, None
+        row.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
+        row.record_event(ChannelEvent.Kind.CALL_REFUSED, error_code=exc.code)
+        logger.warning("call refused: account %s did=%s handle=%s", status, row.did, row.handle)
+        announce_health(row, old_state)
+    copy_session_state(row, channel)
 
 
 @sensitive_variables()
@@ -383,6 +412,7 @@ def _classify(row: Channel, exc: IntegrationError) -> IntegrationError:
     session_dead = isinstance(exc, errors.SessionRejected | errors.InvalidCredentials | errors.SessionExpired)
     if session_dead and exc.upstream_error:
         row.wipe_session()
+        row.refresh_expires_at = None  # no session is valid until any time now
         row.status = Channel.Status.NEEDS_RECONNECTION
         row.last_error_code = errors.SessionExpired.code
         row.next_retry_at = None

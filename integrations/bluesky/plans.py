@@ -15,14 +15,15 @@ from typing import Any
 
 import libipld
 
+from integrations.bluesky.identifiers import TID_ALPHABET, format_datetime
+
 POST_COLLECTION = "app.bsky.feed.post"
-TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 _DAG_CBOR, _RAW, _SHA256 = 0x71, 0x55, 0x12
 
 
 def tid(microseconds: int, clock_id: int) -> str:
     """A record key in the TID format: 53 bits of microseconds since the epoch and a 10-bit clock id, written as
-    13 characters of the sortable base32 alphabet (the first one of `234567abcdefghij`)."""
+    13 characters of the sortable base32 alphabet (`identifiers.is_tid`)."""
     if not 0 <= microseconds < 2**53 or not 0 <= clock_id < 2**10:
         raise ValueError("a TID holds 53 bits of microseconds and a 10-bit clock id")
     value = (microseconds << 10) | clock_id
@@ -104,8 +105,8 @@ def web_url(uri: str) -> str:
 
 
 def iso_time(moment: datetime) -> str:
-    """`createdAt` as the lexicon wants it: UTC, milliseconds, `Z`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """`createdAt` as the lexicon wants it: UTC, a four-digit year, milliseconds, `Z`."""
+    return format_datetime(moment)
 
 
 @dataclass(frozen=True)

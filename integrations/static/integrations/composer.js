@@ -1,5 +1,8 @@
-/* The composer, enhanced: a live counter (announced politely), "Add part" / "Remove part" in place, and one empty
- * image slot shown at a time. Without this file the page works the same through its submit buttons.
+/* The composer, enhanced: a live counter (announced politely), "Add part" / "Remove part" in place, a thumbnail of
+ * each image as soon as it is chosen (all four slots at hand, each alt text field shown once its slot has an image,
+ * and required before submitting, as the server requires it), "Schedule" on the button once a time is set, the post
+ * a "Reply to" or "Quote" field names shown as it is typed, and focus on the first error of a refused submission.
+ * Without this file the page works the same through its submit buttons.
  *
  * The count is of the text as it will be sent, as integrations/bluesky/richtext.py `measure` counts it: the text
  * prepared (no leading blank lines, no trailing white space, at most one empty line in a row), each http(s) link
@@ -78,6 +81,9 @@
     var status = form.querySelector("[data-status]");
     var addButton = form.querySelector("[data-add-part]");
     var csrf = form.querySelector("input[name=csrfmiddlewaretoken]");
+    var submit = form.querySelector("[data-submit]");
+    var when = form.querySelector("input[name=scheduled_at]");
+    var preview = form.querySelector("[data-preview]");
     var timer = null;
 
     function parts() { return Array.prototype.slice.call(partsBox.querySelectorAll("[data-part]")); }
@@ -112,25 +118,78 @@
       }
     }
 
-    function showSlots(part) {  // every filled slot, and the first empty one
-      var shownEmpty = false;
-      part.querySelectorAll("[data-slot]").forEach(function (slot) {
-        var file = slot.querySelector("input[type=file]");
-        var alt = slot.querySelector("textarea");
-        var empty = file && !file.files.length && !(alt && alt.value);
-        slot.hidden = empty && shownEmpty;
-        if (empty) shownEmpty = true;
-      });
+    function slotHasImage(slot) {  // a file chosen, an upload kept (and not ticked for removal), or a first frame
+      var file = slot.querySelector("input[type=file]");
+      if (file) return file.files.length > 0;
+      var removed = slot.querySelector("input[type=checkbox]");
+      return !(removed && removed.checked);
     }
 
-    function markStale(part) {  // a server preview no longer shows what is written: say so, keep it for reference
-      var preview = part.querySelector(".preview");
+    function showSlot(slot) {  // the alt text field appears once the slot holds an image (or alt text already)
+      var alt = slot.querySelector("[data-alt] textarea");
+      slot.classList.toggle("chosen", slotHasImage(slot) || !!(alt && alt.value));
+      if (alt && d.altRequired !== undefined) {
+        if (slotHasImage(slot)) alt.setAttribute("aria-required", "true"); else alt.removeAttribute("aria-required");
+      }
+    }
+
+    function showThumb(slot) {  // the picture as chosen, before anything is sent
+      var file = slot.querySelector("input[type=file]");
+      var thumb = slot.querySelector("[data-thumb]");
+      if (!file || !thumb) return;
+      if (thumb.dataset.url) URL.revokeObjectURL(thumb.dataset.url);
+      var clear = slot.querySelector("[data-clear]");
+      if (file.files.length && /^image\//.test(file.files[0].type)) {
+        thumb.dataset.url = URL.createObjectURL(file.files[0]);
+        thumb.src = thumb.dataset.url;
+        thumb.hidden = false;
+      } else {
+        delete thumb.dataset.url;
+        thumb.removeAttribute("src");
+        thumb.hidden = true;
+      }
+      if (clear) clear.hidden = !file.files.length;
+    }
+
+    function missingAlt() {  // the alt text fields of slots with an image and no alt text (when it is required)
+      if (d.altRequired === undefined) return [];
+      var missing = [];
+      form.querySelectorAll("[data-part] [data-slot]").forEach(function (slot) {
+        var alt = slot.querySelector("[data-alt] textarea");
+        var error = slot.querySelector("[data-alt-error]");
+        var empty = alt && slotHasImage(slot) && !alt.value.trim();
+        if (error) error.remove();
+        if (!alt) return;
+        if (!empty) {
+          if (alt.dataset.invalid) { alt.removeAttribute("aria-invalid"); delete alt.dataset.invalid; }
+          return;
+        }
+        var list = document.createElement("ul");
+        list.className = "errorlist";
+        list.id = alt.id + "_client_error";
+        list.setAttribute("data-alt-error", "");
+        var item = document.createElement("li");
+        item.textContent = d.msgAltRequired;
+        list.appendChild(item);
+        alt.before(list);
+        alt.setAttribute("aria-invalid", "true");
+        alt.dataset.invalid = "1";
+        var described = (alt.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+          return id && id !== list.id;
+        });
+        alt.setAttribute("aria-describedby", described.concat([list.id]).join(" "));
+        missing.push(alt);
+      });
+      return missing;
+    }
+
+    function markStale() {  // the server's preview no longer shows what is written: say so, keep it for reference
       if (!preview || preview.classList.contains("stale")) return;
       preview.classList.add("stale");
       var note = document.createElement("p");
       note.className = "stale-note";
       note.textContent = d.msgStale;
-      preview.querySelector(".preview-title").after(note);
+      preview.querySelector("h2").after(note);
     }
 
     function renumber() {
@@ -144,6 +203,9 @@
         });
         part.querySelectorAll(".part-number").forEach(function (el) { el.textContent = index + 1; });
         part.querySelector("[data-remove-part]").value = "remove-" + index;
+        part.querySelectorAll("button[value^='frame-'], button[value^='noframe-']").forEach(function (button) {
+          button.value = button.value.replace(/^(no)?frame-\d+-/, function (m, no) { return (no || "") + "frame-" + index + "-"; });
+        });
         var cardRemove = part.querySelector("[data-card-remove]"), cardRestore = part.querySelector("[data-card-restore]");
         if (cardRemove) cardRemove.value = "nocard-" + index;
         if (cardRestore) cardRestore.value = "card-" + index;
@@ -160,11 +222,7 @@
     }
 
     function hasImages(part) {
-      return Array.prototype.some.call(part.querySelectorAll("[data-slot]"), function (slot) {
-        var file = slot.querySelector("input[type=file]");
-        var removed = slot.querySelector("input[type=checkbox]");
-        return file ? file.files.length > 0 : !(removed && removed.checked);
-      });
+      return Array.prototype.some.call(part.querySelectorAll("[data-slot]"), slotHasImage);
     }
 
     function wireCard(part) {  // returns what to call when the text or the images change
@@ -251,12 +309,27 @@
     function wire(part) {
       var textarea = part.querySelector("[data-text]");
       var cardChanged = wireCard(part);
-      textarea.addEventListener("input", function () { update(part, true); markStale(part); cardChanged(true); });
-      part.querySelectorAll("[data-slot] input, [data-slot] textarea").forEach(function (el) {
-        el.addEventListener("change", function () { markStale(part); });
-      });
-      part.querySelectorAll("[data-slot] input[type=file], [data-slot] textarea").forEach(function (el) {
-        el.addEventListener("change", function () { showSlots(part); });
+      textarea.addEventListener("input", function () { update(part, true); markStale(); cardChanged(true); });
+      part.querySelectorAll("[data-slot]").forEach(function (slot) {
+        slot.querySelectorAll("input, textarea").forEach(function (el) {
+          el.addEventListener("change", function () {
+            markStale();
+            if (el.type === "file") showThumb(slot);
+            showSlot(slot);
+          });
+        });
+        var clear = slot.querySelector("[data-clear]");
+        if (clear) {
+          clear.addEventListener("click", function () {  // the file chosen is dropped before anything is sent
+            var file = slot.querySelector("input[type=file]");
+            file.value = "";
+            showThumb(slot);
+            showSlot(slot);
+            cardChanged(false);
+            file.focus();
+          });
+        }
+        showSlot(slot);
       });
       part.querySelectorAll("[data-slot] input").forEach(function (el) {
         el.addEventListener("change", function () { cardChanged(false); });
@@ -271,7 +344,6 @@
         next.querySelector("[data-text]").focus();
         announce(format(d.msgRemoved, {number: index + 1}));
       });
-      showSlots(part);
       update(part, false);
     }
 
@@ -294,10 +366,36 @@
     parts().forEach(wire);
     renumber();
 
+    // "Schedule" once a time is set (the edit page's button always says "Save changes").
+    if (submit && when && submit.dataset.labelNow) {
+      var label = function () { submit.textContent = when.value ? submit.dataset.labelLater : submit.dataset.labelNow; };
+      when.addEventListener("input", label);
+      when.addEventListener("change", label);
+      label();
+    }
+    form.querySelectorAll("input[name=langs], input[name=scheduled_at], [data-references] input").forEach(function (el) {
+      el.addEventListener("input", markStale);
+    });
+
+    form.addEventListener("submit", function (event) {
+      var action = event.submitter ? event.submitter.value : "preview";
+      if (action !== "publish" && action !== "preview") return;
+      var missing = missingAlt();
+      if (missing.length) {
+        event.preventDefault();
+        missing[0].focus();
+        announce(d.msgAltRequired);
+      }
+    });
+
+    wireReferences();
+    focusFirstError();
+
     // Sent once: a second click, a double click or Enter while the page is on its way sends nothing more, and the
     // Publish button says it is sending (the server's one-time token, submit_token, catches any second send left).
     var sending = false;
     form.addEventListener("submit", function (event) {
+      if (event.defaultPrevented) return;  // not sent after all (an image without its alt text)
       if (sending) {
         event.preventDefault();
         return;
@@ -323,23 +421,94 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("input[data-time-zone]").forEach(function (input) {
-      try {  // "Publish later" is read on the browser's clock
-        var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-        if (!zone) return;
-        input.value = zone;
-        // A stored time (editing a scheduled post) was written on the server's idea of the user's clock:
-        // show it on the browser's, which is the zone it is now read in.
-        input.form.querySelectorAll("input[data-instant]").forEach(function (field) {
-          var at = new Date(field.dataset.instant);
-          if (isNaN(at)) return;
-          var pad = function (n) { return String(n).padStart(2, "0"); };
-          field.value = at.getFullYear() + "-" + pad(at.getMonth() + 1) + "-" + pad(at.getDate()) + "T" +
-            pad(at.getHours()) + ":" + pad(at.getMinutes()) + (at.getSeconds() ? ":" + pad(at.getSeconds()) : "");
-        });
-      } catch (e) { /* the zone the user last used, or the site's */ }
+  function focusFirstError() {  // after a refused submission, the first thing to fix has the focus
+    var form = document.querySelector("form[data-composer]");
+    var list = form && form.querySelector(".errorlist");
+    if (!list) return;
+    var target = null;
+    if (list.closest("[data-form-errors]")) {
+      target = list.closest("[data-form-errors]");
+    } else {
+      var box = list.closest("fieldset.picker, .field, .slot .pick, .slot .alt, .slot, .reference, .card-fields, p");
+      if (box && box.matches("fieldset.picker")) {
+        target = box.querySelector("input:checked:not([disabled])") || box.querySelector("input:not([disabled])");
+      } else if (box) {
+        target = box.querySelector("[aria-invalid=true]") || box.querySelector("input:not([type=hidden]), textarea, select, button");
+      }
+    }
+    if (target) target.focus();
+  }
+
+  function wireReferences() {  // the post a "Reply to" or "Quote" field names, shown as it is typed
+    var form = document.querySelector("form[data-composer]");
+    var endpoint = form && form.dataset.referenceEndpoint;
+    if (!endpoint) return;
+    var csrf = form.querySelector("input[name=csrfmiddlewaretoken]");
+    form.querySelectorAll("[data-reference]").forEach(function (box) {
+      var input = box.querySelector("input");
+      var shown = box.querySelector("[data-target-box]");
+      var waiting = null, latest = 0, asked = input.value.trim();
+      function render(answer) {
+        shown.textContent = "";
+        if (!answer) return;
+        if (!answer.found) {
+          var note = document.createElement("p");
+          note.className = "small target-note";
+          note.textContent = answer.problem;
+          shown.appendChild(note);
+          return;
+        }
+        var card = document.createElement("div");
+        card.className = "target";
+        card.setAttribute("data-target", "");
+        var head = document.createElement("p");
+        head.className = "target-head";
+        var name = document.createElement("span");
+        name.className = "name";
+        name.textContent = answer.handle ? "@" + answer.handle : answer.did;
+        head.appendChild(name);
+        if (answer.time) {
+          var time = document.createElement("span");
+          time.className = "muted";
+          time.textContent = " · " + answer.time;
+          head.appendChild(time);
+        }
+        var text = document.createElement("p");
+        text.className = "target-text";
+        text.textContent = answer.text || form.dataset.msgNoText;
+        card.appendChild(head);
+        card.appendChild(text);
+        shown.appendChild(card);
+      }
+      function ask() {
+        var address = input.value.trim();
+        if (address === asked) return;
+        asked = address;
+        if (!/^(https:\/\/(www\.)?bsky\.app\/profile\/[^/]+\/post\/[^/?#]+\/?|at:\/\/\S+)$/.test(address)) {
+          render(null);
+          return;
+        }
+        var chosen = form.querySelector("input[name=channel]:checked");
+        var body = new FormData();
+        body.append("csrfmiddlewaretoken", csrf.value);
+        body.append("address", address);
+        body.append("channel", chosen ? chosen.value : (form.dataset.channel || ""));
+        var mine = ++latest;
+        fetch(endpoint, {method: "POST", body: body, credentials: "same-origin", headers: {"Accept": "application/json"}})
+          .then(function (response) { return response.ok ? response.json() : null; })
+          .then(function (answer) { if (answer && mine === latest) render(answer); })
+          .catch(function () { /* Preview shows it */ });
+      }
+      input.addEventListener("input", function () {
+        window.clearTimeout(waiting);
+        waiting = window.setTimeout(ask, 700);
+      });
+      input.addEventListener("change", ask);
     });
+  }
+
+  document.documentElement.classList.add("js");
+  document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-composer]").forEach(init);
   });
 
