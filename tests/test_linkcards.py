@@ -270,6 +270,7 @@ def test_link_cards_stay_public_only_while_insecure_pds_hosts_are_allowed(site, 
     assert site.requests == []
 
 
+@pytest.mark.django_db  # the budget is counted in the database (integrations.throttling)
 def test_pages_read_for_a_users_cards_are_limited_in_number(site, settings):
     settings.INTEGRATIONS_LINK_CARD_RATES = {"pages": (2, 3600)}
     for path in ("/a", "/b", "/c"):
@@ -285,6 +286,7 @@ def test_pages_read_for_a_users_cards_are_limited_in_number(site, settings):
     assert site.requests == ["/a", "/b", "/c"]
 
 
+@pytest.mark.django_db  # the budget is counted in the database (integrations.throttling)
 def test_bytes_received_for_a_users_cards_are_limited(site, settings):
     settings.INTEGRATIONS_LINK_CARD_RATES = {"bytes": (30_000, 3600)}
     site.routes["/big"] = html("<title>Big</title>" + " " * 40_000)
