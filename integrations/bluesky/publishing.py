@@ -891,8 +891,9 @@ def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
 def cancel(post: Post, *, keep: bool = True) -> Post:
     """Cancel a scheduled post that has not started publishing: nothing was sent, so nothing is deleted upstream.
 
-    It stays in its owner's history as `cancelled` (its text kept, its uploads deleted), or with `keep=False` it is
-    deleted altogether. Returns the post as stored (unsaved, without a key, when deleted)."""
+    It stays in its owner's history as `cancelled` (its text kept; its uploads no longer held for it: the clean-up
+    removes them once no other post uses them), or with `keep=False` it is deleted altogether. Returns the post as
+    stored (unsaved, without a key, when deleted)."""
     post_id = post.pk
     with transaction.atomic():
         post = _locked_scheduled(post_id)
