@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,6 +139,54 @@ def bench_memory(row: Row) -> None:
     )
 
 
+def _png(width: int, height: int, depth: int, colour: int) -> bytes:
+    """A PNG of one flat colour, compressed row by row: a few hundred KB whatever its pixel count."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    row = b"\x00" * (1 + -(-width * channels * depth // 8))
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+HOSTILE = [
+    ("7000x7000 PNG, 16-bit RGBA", (7000, 7000, 16, 6)),
+    ("7000x7000 PNG, 8-bit RGB", (7000, 7000, 8, 2)),
+    ("5120x2880 PNG, RGBA (a 5K screenshot)", (5120, 2880, 8, 6)),
+    ("7000x7000 PNG, grey", (7000, 7000, 8, 0)),
+]
+
+
+def bench_hostile_memory(row: Row) -> None:
+    """Peak memory of small files that decode to many pixels: refused before decoding when preparing them would
+    need more than MAX_DECODED_BYTES, and within that bound when accepted."""
+    print("peak memory of small PNGs with many pixels", flush=True)
+    bound = images.MAX_DECODED_BYTES / 2**20
+    with tempfile.TemporaryDirectory() as folder:
+        for name, shape in HOSTILE:
+            path = Path(folder) / "hostile.png"
+            path.write_bytes(_png(*shape))
+            size = path.stat().st_size
+            result = subprocess.run(
+                [sys.executable, "-m", "bench.images", "--memory-any", str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            outcome, peak_mb = result.stdout.split()[-2], float(result.stdout.split()[-1])
+            row(
+                f"{name} ({size / 1000:.0f} KB): {outcome}, peak RSS above baseline",
+                f"{peak_mb:.0f} MB",
+                f"≤ {bound:.0f} MiB",
+                peak_mb * 1e6 <= images.MAX_DECODED_BYTES * 1.1,
+            )
+
+
 def _peak_rss_kib() -> int:
     """The process's peak resident memory so far. Linux's VmHWM is this process's own; ru_maxrss would carry the
     parent's peak across fork and exec."""
@@ -162,12 +211,29 @@ def measure_memory(paths: list[str]) -> None:
     print(f"peak_mb {(_peak_rss_kib() - baseline) / 1024:.1f}")
 
 
+def measure_any(path: str) -> None:
+    """In the child process: prepare one file, accepted or refused; print which and the peak."""
+    clear_refs = Path("/proc/self/clear_refs")
+    if clear_refs.exists():
+        clear_refs.write_text("5")
+    baseline = _peak_rss_kib()
+    try:
+        images.prepare(Path(path).read_bytes())
+        outcome = "accepted"
+    except images.ImageTooLarge:
+        outcome = "refused"
+    print(f"{outcome} {(_peak_rss_kib() - baseline) / 1024:.1f}")
+
+
 def run(row: Row, *, quick: bool) -> None:
     """Every image benchmark, reported through `row`."""
     bench_speed(row, 5 if quick else 15)
     bench_in_limit(row)
     bench_memory(row)
+    bench_hostile_memory(row)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--memory"]:
     measure_memory(sys.argv[2:])
+if __name__ == "__main__" and sys.argv[1:2] == ["--memory-any"]:
+    measure_any(sys.argv[2])

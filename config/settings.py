@@ -45,6 +45,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",  # pages in the browser's language where a catalogue exists
     "django.middleware.common.CommonMiddleware",
+    # Refuses a body over INTEGRATIONS_MAX_REQUEST_BYTES by its Content-Length, before anything reads it.
+    "integrations.middleware.RequestSizeLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -218,13 +220,31 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 DEFAULT_EXCEPTION_REPORTER = "integrations.reporting.SecretsExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "integrations.reporting.SecretsReporterFilter"
 
+# Everything goes to stderr, each line with secrets masked (`integrations.logs.SecretsFormatter`). With DEBUG off,
+# a request that ends in an unhandled exception is logged there with its traceback (Django itself only e-mails
+# ADMINS then; with DEBUG on it prints it to the console already).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {
+            "()": "integrations.logs.SecretsFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "errors": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
+    },
     "loggers": {
         "integrations": {"handlers": ["console"], "level": env("INTEGRATIONS_LOG_LEVEL", default="INFO")},
+        "django.request": {"handlers": ["errors"], "level": "ERROR"},
         # httpx logs every request URL at INFO; keep it quiet.
         "httpx": {"handlers": ["console"], "level": "WARNING"},
     },

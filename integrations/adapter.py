@@ -56,8 +56,31 @@ _MESSAGES: dict[str, tuple[int, str]] = {
     "too_many_parts": (400, _("A thread has at most {detail} parts.")),
     "empty_post": (400, _("Write something or add an image.")),
     "media_not_found": (400, _("That image is not one of your uploads (or it was already published).")),
+    "too_many_uploads": (429, _("You uploaded the most images allowed in an hour. Try again in {retry}.")),
+    "storage_full": (
+        413,
+        _(
+            "Your stored images would take more than the {detail} allowed. An image is removed a day after the last "
+            "post using it is published or deleted: try again then, or remove images you no longer need."
+        ),
+    ),
+    "too_many_scheduled": (
+        429,
+        _(
+            "You have {detail} posts scheduled, the most allowed. Cancel one, or schedule this one once the next "
+            "has gone out (in {retry})."
+        ),
+    ),
     "post_busy": (409, _("This post is being published right now. Try again in {retry}.")),
     "post_not_retryable": (409, _("Only a failed or waiting post can be published again.")),
+    "post_gone": (404, _("This post has been deleted.")),
+    "post_deleting": (
+        409,
+        _(
+            "This post was being published when you deleted it: it is deleted, from Bluesky too, as soon as that "
+            "attempt ends (in {retry} at most)."
+        ),
+    ),
     "scheduled_in_the_past": (400, _("That time has already passed (or is only seconds away). Choose a later time.")),
     "scheduled_too_far": (400, _("A post can be scheduled up to a year ahead. Choose an earlier time.")),
     "post_not_scheduled": (

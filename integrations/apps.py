@@ -7,5 +7,7 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from integrations import checks, notifications  # noqa: F401  (register the system checks and receivers)
+        from integrations import checks, logs, notifications  # noqa: F401  (register the system checks and receivers)
         from integrations.bluesky import options, words  # noqa: F401  (register the provider's options and words)
+
+        logs.install()  # every value the app logs has its control characters escaped

@@ -199,3 +199,49 @@ def check_setting_types(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         )
         for setting, value in app_settings.wrong_types()
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_rate_limits_survive_rollbacks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Rate limits are counted in the database, through a second connection when the request's transaction would
+    roll the count back; SQLite cannot take that second writer, so there a refused API call does not count."""
+    from django.db import connections, router
+
+    from integrations.models import RateCounter
+
+    alias = router.db_for_write(RateCounter)
+    settings_dict = connections.settings[alias]
+    if not settings_dict.get("ATOMIC_REQUESTS") or "sqlite3" not in settings_dict.get("ENGINE", ""):
+        return []
+    return [
+        checks.Warning(
+            f"ATOMIC_REQUESTS is on for the SQLite database {alias!r}: a connect attempt, upload or preview that the "
+            "API refuses is rolled back with its request, so it does not count against its rate limit.",
+            hint="Use PostgreSQL in production (the limits are then counted through a second connection), or turn "
+            "ATOMIC_REQUESTS off.",
+            id="integrations.W008",
+        )
+    ]
+
+
+MIDDLEWARE_PATH = "integrations.middleware.RequestSizeLimitMiddleware"
+
+
+@checks.register(checks.Tags.security)
+def check_request_size_limit(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Uploads must be refused by their size before anything reads them (the CSRF middleware parses every POST)."""
+    middleware = list(settings.MIDDLEWARE or [])
+    csrf = "django.middleware.csrf.CsrfViewMiddleware"
+    if MIDDLEWARE_PATH in middleware and (
+        csrf not in middleware or middleware.index(MIDDLEWARE_PATH) < middleware.index(csrf)
+    ):
+        return []
+    return [
+        checks.Warning(
+            f"{MIDDLEWARE_PATH} is not in MIDDLEWARE before CsrfViewMiddleware: a request of any size is read (and "
+            "its uploads written to temporary files) before the app can refuse it.",
+            hint=f'Add "{MIDDLEWARE_PATH}" to MIDDLEWARE just before "{csrf}", and set the reverse proxy\'s body '
+            "limit (nginx: client_max_body_size) to INTEGRATIONS_MAX_REQUEST_BYTES.",
+            id="integrations.W007",
+        )
+    ]

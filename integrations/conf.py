@@ -174,6 +174,20 @@ SETTINGS: tuple[Setting, ...] = (
         "The site's address as its users reach it, e.g. https://skyport.example.com: e-mail links start with it "
         "(the demo project reads SITE_URL).",
     ),
+    Setting("UPLOADS_PER_HOUR", 300, (int,), "How many images one user may upload in an hour (web and API together)."),
+    Setting(
+        "MEDIA_BYTES_PER_USER",
+        1_000_000_000,
+        (int,),
+        "How many bytes of images (uploads and link-card thumbnails) one user may keep stored at once.",
+    ),
+    Setting("SCHEDULED_POSTS_PER_USER", 10_000, (int,), "How many posts one user may have scheduled at once."),
+    Setting(
+        "MAX_REQUEST_BYTES",
+        100_000_000,
+        (int,),
+        "Requests with a larger body are refused (413) before it is read (RequestSizeLimitMiddleware).",
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

@@ -100,10 +100,43 @@ class MediaNotFound(IntegrationError):
     code = "media_not_found"
 
 
+class TooManyUploads(IntegrationError):
+    """The user uploaded `INTEGRATIONS_UPLOADS_PER_HOUR` images within the hour."""
+
+    code = "too_many_uploads"
+    temporary = True
+
+
+class StorageFull(IntegrationError):
+    """The user's stored images would take more than `INTEGRATIONS_MEDIA_BYTES_PER_USER`."""
+
+    code = "storage_full"
+
+
+class TooManyScheduled(IntegrationError):
+    """The user has `INTEGRATIONS_SCHEDULED_POSTS_PER_USER` posts scheduled already."""
+
+    code = "too_many_scheduled"
+    temporary = True
+
+
 class PostBusy(IntegrationError):
     """Another worker is publishing this post right now."""
 
     code = "post_busy"
+    temporary = True
+
+
+class PostGone(IntegrationError):
+    """The post was deleted meanwhile."""
+
+    code = "post_gone"
+
+
+class PostDeleting(IntegrationError):
+    """The post is being deleted: an attempt that was running deletes it (from Bluesky too) as soon as it ends."""
+
+    code = "post_deleting"
     temporary = True
 
 

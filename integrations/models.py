@@ -229,16 +229,33 @@ class ChannelEvent(models.Model):
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class RateCounter(models.Model):
+    """How many hits one limit counted for one client in one fixed window (`integrations.throttling`). In the
+    database, where other users' traffic cannot evict it as it can evict a cache entry."""
+
+    key = models.CharField(max_length=255, unique=True)  # scope:ident:window start
+    count = models.PositiveBigIntegerField(default=0)  # hits, or units such as bytes
+    ends_at = models.BigIntegerField(db_index=True)  # the window's end, in seconds since the epoch
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"
+
+
 def _media_path(instance: "Media", filename: str) -> str:
     # Random, not guessable, and never the uploader's file name (which may say more than the picture).
     return f"integrations/media/{instance.owner_id}/{uuid.uuid4().hex}"
 
 
 class Media(models.Model):
-    """An image a user uploaded for a post, already prepared for sending (metadata removed, within the limits).
+    """An image a user uploaded for a post (or a link card's thumbnail), already prepared for sending (metadata
+    removed, within the limits).
 
     Kept with the storage API (`MEDIA_ROOT` by default), private to its owner (it is served only through the app's
-    own views and API, never from a public URL), and removed once its post is published or after a day unused.
+    own views and API, never from a public URL). One upload may go into several posts (one per channel, say): it
+    lives as long as a post that is not published yet uses it (`PostPart.media`), and at least a day after its last
+    use (`used_at`: uploaded, or the time of the last post it was attached to), so a client can still attach it to
+    its next post; then `publishing.purge_unused_media` removes it. A thumbnail is stored once per owner and content
+    (`digest`).
     """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -247,10 +264,14 @@ class Media(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     size = models.PositiveIntegerField()
+    digest = models.CharField(max_length=64, blank=True, default="")  # sha-256 of the bytes sent, in hex
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Its last use: uploaded, or the time of the latest post it was attached to (a scheduled one's is ahead).
+    used_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         verbose_name_plural = "media"
+        indexes = [models.Index(fields=["owner", "digest"], name="integrations_media_digest")]
 
     def __str__(self) -> str:
         return f"{self.mime} {self.width}x{self.height}"
@@ -294,6 +315,9 @@ class Post(models.Model):
         PUBLISHED = "published", "Published"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        # Its owner deleted it while an attempt was running (or its records could not all be deleted yet): no attempt
+        # starts any more, and whoever holds it deletes every record that landed, then the post.
+        DELETING = "deleting", "Being deleted"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="integration_posts")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="posts")
@@ -361,6 +385,8 @@ class PostPart(models.Model):
     card = models.JSONField(null=True, blank=True, default=None)
     # Why the part has no link card (or no thumbnail) although it has a link, in the author's words.
     card_note = models.CharField(max_length=300, blank=True, default="")
+    # The uploads the part's record needs as blobs (its images and its card's thumbnail): what keeps them stored.
+    media = models.ManyToManyField(Media, related_name="parts", blank=True)
     rkey = models.CharField(max_length=20)
     record = models.JSONField()
     expected_cid = models.CharField(max_length=100)

@@ -100,12 +100,13 @@ def schedule_publishing(delay: timedelta | None = None) -> bool:
 
 
 def _keepalive_steps() -> list[tuple[str, Callable[[], Any]]]:
-    from integrations import retention
+    from integrations import retention, throttling
     from integrations.bluesky import publishing
 
     return [
         ("sessions", lambda: keepalive.sweep().as_dict()),
         ("media_removed", publishing.purge_unused_media),  # uploads no post used within a day
+        ("rate_counters_removed", throttling.prune_counters),  # windows that have ended
         ("posts", lambda: dict(publishing.publish_due())),  # a safety net under the per-post retry tasks
         ("events_removed", retention.prune_events),
         ("task_results_removed", retention.prune_task_results),
@@ -152,7 +153,7 @@ def keepalive_sweep() -> dict:
 def publish_post(post_id: int) -> str:
     """One more attempt at a post that is waiting for a retry (the attempt schedules the next one if needed)."""
     from integrations.bluesky import publishing
-    from integrations.exceptions import PostBusy
+    from integrations.exceptions import PostBusy, PostGone
     from integrations.models import Post
 
     if not Post.objects.filter(pk=post_id, status=Post.Status.WAITING).exists():
@@ -161,6 +162,8 @@ def publish_post(post_id: int) -> str:
         outcome = publishing.publish(post_id, retry=True)
     except PostBusy:
         return "busy"  # another worker holds it; that one schedules what comes next
+    except PostGone:
+        return "deleted"  # its owner deleted it meanwhile
     return outcome.post.status
 
 

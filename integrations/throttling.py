@@ -1,15 +1,27 @@
-"""Connect-attempt throttling, shared by the web form and the API.
+"""Rate limits: connect attempts and every other per-user limit (`over_rate`).
 
-Each attempt costs one `createSession` on the PDS, which bsky.social limits to 30 per 5 minutes and 300 per day
-per account. We allow fewer: per signed-in user, per client IP and per Bluesky account tried (so several users
-cannot together use up one account's budget), over 5 minutes and over a day (fixed windows in the shared cache;
-use Redis in production, where the counters are atomic).
+Each attempt to connect costs one `createSession` on the PDS, which bsky.social limits to 30 per 5 minutes and 300 per
+day per account. We allow fewer: per signed-in user, per client IP and per Bluesky account tried (so several users
+cannot together use up one account's budget), over 5 minutes and over a day.
+
+Counters are fixed windows kept in the database (`RateCounter`), never in a cache: a cache evicts entries when it is
+full (the file cache culls a third of them at random past 300), so other users' traffic could reset a limit. One
+statement counts a hit and returns the new count (an upsert, atomic across processes on SQLite and PostgreSQL). A
+count must survive the request that made it even when that request is rolled back (`ATOMIC_REQUESTS`: a refused API
+call rolls back, yet the attempt happened): inside such a transaction the count is written through a second,
+autocommit connection to the same database. SQLite cannot take a second writer while the request's transaction holds
+the write lock, so there the count stays in the request's transaction; `check --deploy` says so
+(`integrations.W008`). Windows that ended are deleted by the keep-alive task (`prune_counters`).
 """
 
 import hashlib
+import threading
 import time
 
 from django.core.cache import BaseCache, caches
+from django.core.signals import request_finished
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from integrations.conf import app_settings
 from integrations.exceptions import ConnectThrottled
@@ -53,17 +65,80 @@ def over_rate(
     scope: str, ident: str, limit: int, window: int, *, now: float | None = None, cost: int = 1
 ) -> int | None:
     """Count one hit (or `cost` units: bytes, say; 0 only looks) for `ident` in `scope` (fixed windows of `window`
-    seconds, in the shared cache); the seconds to wait when the count is now over `limit`, else None."""
-    cache = shared_cache()
+    seconds); the seconds to wait when the count is now over `limit`, else None."""
     now = time.time() if now is None else now
     window_start = int(now // window * window)
-    key = f"integrations:{scope}:{ident}:{window_start}"
-    cache.add(key, 0, window + 5)
-    try:
-        count = cache.incr(key, cost)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, cost, window + 5)
-        count = cost
+    key = f"{scope}:{ident}:{window_start}"
+    if len(key) > 200:  # a scope or ident longer than the column: its digest (still one key per window)
+        key = f"{scope[:60]}:{hashlib.sha256(key.encode()).hexdigest()}"
+    count = _count_hit(key, window_start + window, cost)
     if count > limit:
         return max(1, int(window_start + window - now + 0.999))
     return None
+
+
+def first_use(scope: str, ident: str, *, keep_until: float) -> bool:
+    """True the first time `ident` is used in `scope`, False every time after, until `keep_until` (seconds since
+    the epoch), when it is forgotten: a one-time token's single use, decided by one atomic statement."""
+    key = f"{scope}:{ident}"
+    if len(key) > 200:
+        key = f"{scope[:60]}:{hashlib.sha256(key.encode()).hexdigest()}"
+    return _count_hit(key, int(keep_until), 1) == 1
+
+
+def _count_hit(key: str, ends_at: int, cost: int) -> int:
+    from integrations.models import RateCounter
+
+    alias = router.db_for_write(RateCounter)
+    connection = _connection_that_commits(alias)
+    table = connection.ops.quote_name(RateCounter._meta.db_table)
+    key_column, count_column, end_column = (
+        connection.ops.quote_name(RateCounter._meta.get_field(name).column) for name in ("key", "count", "ends_at")
+    )
+    # Both backends know this upsert (SQLite 3.35+, PostgreSQL 9.5+): the row is created or incremented in one
+    # statement, so two processes counting at once both count. Only quoted names are put in; values are parameters.
+    sql = (
+        f"INSERT INTO {table} ({key_column}, {count_column}, {end_column}) VALUES (%s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT ({key_column}) DO UPDATE SET {count_column} = {table}.{count_column} + %s "
+        f"RETURNING {count_column}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, cost, ends_at, cost])
+        return int(cursor.fetchone()[0])
+
+
+_side = threading.local()
+
+
+def _connection_that_commits(alias: str) -> BaseDatabaseWrapper:
+    """The connection a count is written through: the usual one, unless it is inside a request's transaction
+    (`ATOMIC_REQUESTS`) that a refusal would roll back; then a second one in autocommit (not on SQLite, which takes
+    one writer at a time)."""
+    connection = connections[alias]
+    rolled_back_with_request = connection.settings_dict.get("ATOMIC_REQUESTS") and connection.in_atomic_block
+    if not rolled_back_with_request or connection.vendor == "sqlite":
+        return connection
+    side = getattr(_side, alias, None)
+    if side is None:
+        side = connections.create_connection(alias)
+        setattr(_side, alias, side)
+    side.ensure_connection()
+    return side
+
+
+def _close_side_connections(**kwargs: object) -> None:
+    """At the end of a request, as Django does with its own connections (`CONN_MAX_AGE`)."""
+    for side in list(vars(_side).values()):
+        side.close_if_unusable_or_obsolete()
+
+
+request_finished.connect(_close_side_connections, dispatch_uid="integrations.throttling.side_connections")
+
+
+def prune_counters(now: float | None = None) -> int:
+    """Delete the counters of windows that have ended; how many."""
+    from integrations.models import RateCounter
+
+    now = time.time() if now is None else now
+    deleted, _ = RateCounter.objects.filter(ends_at__lte=int(now)).delete()
+    return deleted

@@ -307,6 +307,7 @@ class ComposeView(View):
         chosen = composer.preselected_channel(request.user, options, wanted)
         initial = {"channel": chosen, "langs": richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))}
         initial["time_zone"] = request.clock.name
+        initial["submit_token"] = composer.new_submit_token(request.user)
         channel = next((o.channel for o in options if o.channel.pk == chosen), None)
         targets, notes = {}, {}
         for name in composer.ComposerForm.REFERENCES:
@@ -331,12 +332,22 @@ class ComposeView(View):
         valid = draft.checked and draft.is_valid()
         retry_after = None
         if valid and draft.action == "publish":
-            try:
-                return self._save(request, draft)
-            except IntegrationError as exc:
-                described = describe(exc)
-                draft.form.add_error(None, described.message)
-                retry_after = described.retry_after if described.http_status == 429 else None
+            first = composer.spend_submit_token(request.user, draft.form.cleaned_data.get("submit_token", ""))
+            if first is False:  # the same form again (a double click, a resent request): one post is enough
+                messages.info(
+                    request, _("This form was sent twice: only the first one counted. Here is what became of it.")
+                )
+                return redirect("integrations:post-list")
+            if first is None:
+                draft.form.add_error(None, _("This page is out of date. Check the post and send it again."))
+            else:
+                try:
+                    return self._save(request, draft)
+                except IntegrationError as exc:
+                    described = describe(exc)
+                    draft.form.add_error(None, described.message)
+                    retry_after = described.retry_after if described.http_status == 429 else None
+            draft.data["submit_token"] = composer.new_submit_token(request.user)  # the next try needs its own
         status = 400 if draft.checked and not (valid and draft.action == "preview") else 200
         thread = composer.thread_preview(draft) if draft.checked else None
         response = self._render(request, draft.form, draft.parts, thread=thread, targets=draft.targets, status=status)
@@ -526,10 +537,13 @@ def post_reference(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def link_card_image(request: HttpRequest) -> HttpResponse:
-    """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds)."""
+    """A link card's thumbnail as it will be uploaded (the prepared image the card cache holds), for the link the
+    composer gave this user (`?card=`, signed for them, an hour): a bare URL from anywhere else is not fetched."""
+    url = composer.thumb_link_target(request.user.pk, request.GET.get("card", ""))
+    if url is None:
+        raise Http404()
     if throttled := _card_preview_throttled(request):
         return throttled
-    url = request.GET.get("url", "")
     found = (
         composer.linkcards.fetch_card(url, user_id=request.user.pk) if url.startswith(("http://", "https://")) else None
     )

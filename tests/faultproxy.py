@@ -7,6 +7,9 @@ a given string, the next `times` are:
 - `drop_before`: the client's connection is closed before anything is forwarded (nothing happened);
 - `503`: answered `503 Service Unavailable` without forwarding.
 
+`hold(path_part)` stops the next such request before it is forwarded until the test releases it (`Hold.reached` is
+set when it arrives): a request in flight for as long as a test needs, to race something against it.
+
 `latency` (seconds) delays every request on its way to the PDS and every answer on its way back, as a network
 between Skyport and a PDS elsewhere would (the benchmarks use it).
 """
@@ -25,6 +28,16 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    path_part: str
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class FaultProxy:
     upstream_port: int
     faults: list[Fault] = field(default_factory=list)
@@ -36,6 +49,7 @@ class FaultProxy:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._lock = threading.Lock()
+        self._holds: list[Hold] = []
         self._stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -46,6 +60,13 @@ class FaultProxy:
     def fail(self, path_part: str, mode: str, times: int = 1) -> None:
         with self._lock:
             self.faults.append(Fault(path_part, mode, times))
+
+    def hold(self, path_part: str) -> Hold:
+        """Stop the next request whose path contains `path_part` until `release()` (then it goes on normally)."""
+        held = Hold(path_part)
+        with self._lock:
+            self._holds.append(held)
+        return held
 
     def stop(self) -> None:
         self._stopped = True
@@ -114,6 +135,13 @@ class FaultProxy:
             lines = head.split(b"\r\n")
             path = lines[0].split(b" ")[1].decode()
             self.seen.append(path)
+            with self._lock:
+                held = next((h for h in self._holds if h.path_part in path), None)
+                if held is not None:
+                    self._holds.remove(held)
+            if held is not None:
+                held.reached.set()
+                held.released.wait(timeout=60)
             mode = self._fault_for(path)
             if mode == "drop_before":
                 client.shutdown(socket.SHUT_RDWR)

@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from integrations.bluesky import publishing, richtext
+from integrations.bluesky import composer, publishing, richtext
 from integrations.models import Channel, IntegrationOption, Media, Post
 from tests.test_api_posts import png_bytes
 from tests.test_linkcards import site  # noqa: F401 (a fixture)
@@ -33,6 +33,7 @@ def body(channel, *texts, action="publish", langs="en", **extra):
         "channel": channel.pk,
         "langs": langs,
         "action": action,
+        "submit_token": composer.new_submit_token(channel.user),  # as the page gives it
         "parts-TOTAL_FORMS": len(texts),
         "parts-INITIAL_FORMS": 0,
         "parts-MIN_NUM_FORMS": 1,
@@ -92,7 +93,7 @@ def test_publish_a_thread_with_an_image_and_alt_text_from_the_form(alice_client,
     [embedded] = first["embed"]["images"]
     assert embedded["alt"] == "A pink square" and embedded["aspectRatio"] == {"width": 64, "height": 48}
     assert second["reply"]["parent"]["uri"] == post.parts.all()[0].uri
-    assert not Media.objects.exists()  # the blob is in the repo now
+    assert Media.objects.get().parts.get() == post.parts.all()[0]  # kept a day for another post, then removed
 
     listing = text_of(alice_client.get(POSTS))
     assert "Published on @" in listing
@@ -384,7 +385,8 @@ def test_preview_shows_the_card_and_the_edited_title_and_description_are_publish
         "card_title": "Skyport &amp; friends",
         "card_description": "Publishing to Bluesky, exactly once.",
     }
-    assert f'src="/app/posts/link-card/image?url={link.replace(":", "%3A").replace("/", "%2F")}"' in page
+    thumb = re.search(r'<img class="card-thumb" src="([^"]+)"', page)[1].replace("&amp;", "&")
+    assert thumb.startswith("/app/posts/link-card/image?card=") and alice_client.get(thumb).status_code == 200
     assert "Remove card" in page
 
     # What the page's script sends once the title or description is typed in: "edited", with the card's link.
@@ -488,10 +490,11 @@ def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, c
         "url": link,
         "title": "Skyport & friends",
         "description": "Publishing to Bluesky, exactly once.",
-        "thumb": reverse("integrations:link-card-image") + "?url=" + link.replace(":", "%3A").replace("/", "%2F"),
+        "thumb": answer["thumb"],
         "host": cards_on.url.removeprefix("http://"),  # the site as the link names it, its port included
         "note": "",
     }
+    assert answer["thumb"].startswith(reverse("integrations:link-card-image") + "?card=")
     image = alice_client.get(answer["thumb"])
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
     assert image.content == publishing_image(png())
@@ -499,9 +502,8 @@ def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, c
     assert alice_client.post(endpoint, {"text": "no link here"}).json()["link"] == ""
     broken = alice_client.post(endpoint, {"text": f"{cards_on.url}/missing"}).json()
     assert broken["url"] == "" and broken["note"] == "No link card: the page answered with HTTP status 404."
-    assert (
-        alice_client.get(reverse("integrations:link-card-image"), {"url": f"{cards_on.url}/missing"}).status_code == 404
-    )
+    missing = composer.thumb_link(channel.user.pk, f"{cards_on.url}/missing")
+    assert alice_client.get(missing).status_code == 404
     assert alice_client.get(endpoint).status_code == 405
     assert Client().post(endpoint, {"text": link}).status_code == 302  # signed-in users only
     assert cards_on.requests.count("/og") == 1  # the image came from the card's cache
@@ -694,7 +696,7 @@ def test_card_previews_are_limited_per_user(alice_client, channel, cards_on, mon
         assert alice_client.post(endpoint, {"text": f"{cards_on.url}/og"}).status_code == 200
     refused = alice_client.post(endpoint, {"text": f"{cards_on.url}/og"})
     assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 300
-    image = alice_client.get(reverse("integrations:link-card-image"), {"url": f"{cards_on.url}/og"})
+    image = alice_client.get(composer.thumb_link(channel.user.pk, f"{cards_on.url}/og"))
     assert image.status_code == 429
     assert cards_on.requests.count("/og") == 1  # nothing was fetched for the refused ones
     other = Client()

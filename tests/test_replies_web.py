@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from integrations.bluesky import composer
 from integrations.models import Post
 from tests.test_posts_web import body, errors_of, text_of
 from tests.test_publishing import records
@@ -138,6 +139,7 @@ def test_a_scheduled_reply_and_quote_keep_their_target_when_edited(alice_client,
     assert alice_client.post(edit, changed).status_code == 302
     old_page = {k: v for k, v in changed.items() if k not in ("reply_to", "quote")}  # a page without the fields
     old_page["parts-0-text"] = "Later, reworded again"
+    old_page["submit_token"] = composer.new_submit_token(channel.user)  # another page, another token
     assert alice_client.post(edit, old_page).status_code == 302
 
     edited = Post.objects.get()
@@ -146,7 +148,7 @@ def test_a_scheduled_reply_and_quote_keep_their_target_when_edited(alice_client,
     assert planned["reply"]["parent"] == {"uri": uri, "cid": cid}
     assert planned["embed"]["record"] == {"uri": uri, "cid": cid}
 
-    dropped = {**changed, "quote": ""}  # emptying a field is a choice: the quote goes
+    dropped = {**changed, "quote": "", "submit_token": composer.new_submit_token(channel.user)}  # emptied: it goes
     assert alice_client.post(edit, dropped).status_code == 302
     assert Post.objects.get().quote_uri == "" and "embed" not in Post.objects.get().parts.get().record
 

@@ -12,6 +12,7 @@ from integrations.bluesky import feed, services
 from integrations.bluesky.forms import ConnectBlueskyForm
 from integrations.bluesky.plans import web_url
 from integrations.models import Channel, ChannelEvent
+from integrations.validators import MAX_DATABASE_ID
 
 
 class HealthSerializer(serializers.Serializer):
@@ -137,7 +138,9 @@ class MediaUploadSerializer(serializers.Serializer):
 
 
 class ImageInputSerializer(serializers.Serializer):
-    media = serializers.IntegerField(min_value=1, help_text="The id from POST /api/v1/media/.")
+    media = serializers.IntegerField(
+        min_value=1, max_value=MAX_DATABASE_ID, help_text="The id from POST /api/v1/media/."
+    )
     alt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
 
 
@@ -215,7 +218,7 @@ SCHEDULED_AT_HELP = "Publish at this time (ISO 8601 with time zone, at least a f
 
 
 class PostInputSerializer(serializers.Serializer):
-    channel = serializers.IntegerField(min_value=1)
+    channel = serializers.IntegerField(min_value=1, max_value=MAX_DATABASE_ID)
     parts = PartInputSerializer(many=True, allow_empty=False)
     reply_to = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
     quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
@@ -275,8 +278,9 @@ class PostSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     channel = serializers.IntegerField(source="channel_id")
     status = serializers.ChoiceField(
-        choices=["scheduled", "publishing", "waiting", "published", "failed", "cancelled"],
-        help_text="`cancelled`: a scheduled post cancelled before it went out (kept in the history).",
+        choices=["scheduled", "publishing", "waiting", "published", "failed", "cancelled", "deleting"],
+        help_text="`cancelled`: a scheduled post cancelled before it went out (kept in the history). `deleting`: "
+        "deleted while it was being published; its records are being deleted from Bluesky.",
     )
     parts = PostPartSerializer(many=True)
     reply_to = serializers.CharField(source="reply_to_uri")

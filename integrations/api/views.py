@@ -41,7 +41,7 @@ from integrations.api.serializers import (
     PostUpdateSerializer,
 )
 from integrations.bluesky import publishing, richtext, services
-from integrations.exceptions import PostNotScheduled
+from integrations.exceptions import PostGone, PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Post
 
@@ -298,7 +298,10 @@ class PostViewSet(
         return Response(PostSerializer(self._fresh(post.pk)).data)
 
     def _fresh(self, pk: int) -> Post:
-        return self.get_queryset().get(pk=pk)
+        post = self.get_queryset().filter(pk=pk).first()
+        if post is None:
+            raise PostGone()  # deleted by its owner meanwhile
+        return post
 
     def perform_destroy(self, instance: Post) -> None:
         publishing.delete(instance)

@@ -18,6 +18,8 @@ user types; without it, the card is shown by Preview (an edit is noticed by comp
 from __future__ import annotations
 
 import re
+import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +28,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from django import forms
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db.models import Case, Q, When
 from django.forms.utils import ErrorDict
@@ -45,10 +48,12 @@ from integrations.clock import zone_named
 from integrations.conf import app_settings
 from integrations.exceptions import EmptyPost, IntegrationError, MediaNotFound
 from integrations.models import Channel, Media, Post
+from integrations.throttling import first_use
+from integrations.validators import parse_id, parse_number
 
 SLOTS = range(1, images.MAX_IMAGES_PER_POST + 1)  # image slots of a part, numbered as people count
-_UPLOAD = re.compile(r"parts-(\d+)-image_(\d+)")
-_PART_KEY = re.compile(r"parts-(\d+)-(.+)")
+_UPLOAD = re.compile(r"parts-([0-9]{1,4})-image_([0-9])")
+_PART_KEY = re.compile(r"parts-([0-9]{1,4})-(.+)")
 BYTES_SHOWN_FROM = 2700  # the byte count is shown once a text gets close to MAX_BYTES
 CARD_MODES = ("auto", "edited", "none")  # a part's link card: the page's, the user's own words, or none
 TIME_FORMAT = "%Y-%m-%dT%H:%M"  # what a datetime-local field shows (seconds only when a time has them)
@@ -132,12 +137,38 @@ def last_used_channel(user: AbstractBaseUser) -> int | None:
     return Post.objects.filter(user=user).order_by("-created_at", "-pk").values_list("channel_id", flat=True).first()
 
 
+# --- sending once ----------------------------------------------------------------------------------------------
+SUBMIT_TOKEN_SALT = "integrations.composer.submit"
+SUBMIT_TOKEN_MAX_AGE = 24 * 3600  # a composer left open overnight asks to be sent again
+
+
+def new_submit_token(user: AbstractBaseUser) -> str:
+    """A one-time token for a composer page, signed for this user (another user's page cannot lend theirs)."""
+    value = {"user": user.pk, "nonce": secrets.token_urlsafe(16), "at": int(time.time())}
+    return signing.dumps(value, salt=SUBMIT_TOKEN_SALT)
+
+
+def spend_submit_token(user: AbstractBaseUser, token: str) -> bool | None:
+    """Use the page's token for this submission: True the first time, False when it was used already (the same
+    form sent again), None when it is not a token this server gave this user within a day. One statement in the
+    database decides (the rate-limit counters: at most one use per token), so two requests at once cannot both
+    win."""
+    try:
+        value = signing.loads(token, salt=SUBMIT_TOKEN_SALT, max_age=SUBMIT_TOKEN_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(value, dict) or value.get("user") != user.pk or not isinstance(value.get("nonce"), str):
+        return None
+    issued = value.get("at") if isinstance(value.get("at"), int) else int(time.time())
+    return first_use("composer-submit", value["nonce"], keep_until=issued + SUBMIT_TOKEN_MAX_AGE + 60)
+
+
 def preselected_channel(user: AbstractBaseUser, options: list[ChannelOption], wanted: str = "") -> int | None:
     """The channel the composer opens with: the one asked for (a channel page's "Write a post"), else the only one
     that can publish, else the one the user last published or scheduled on, if it can publish now."""
     ready = [o.channel.pk for o in options if o.ready]
-    if wanted.isdigit() and int(wanted) in ready:
-        return int(wanted)
+    if (chosen := parse_id(wanted)) in ready:
+        return chosen
     if len(ready) <= 1:
         return ready[0] if ready else None
     last = Post.objects.filter(user=user, channel_id__in=ready).order_by("-created_at", "-pk")
@@ -187,6 +218,8 @@ class ComposerForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput(attrs={"data-time-zone": ""}))
+    # One per page the composer renders: a form sent twice (a double click, a resent request) makes one post.
+    submit_token = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, options: list[ChannelOption], channel: Channel | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -298,9 +331,10 @@ class PartForm(forms.Form):
                 required=False,
                 widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}),
             )
-            self.fields[f"media_{slot}"] = forms.IntegerField(required=False, widget=forms.HiddenInput)
+            # An upload's id, checked in `clean` (a value that names none of the user's uploads is said in words).
+            self.fields[f"media_{slot}"] = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
             # The first frame of an animated upload, kept while its author chooses (post it, or another image).
-            self.fields[f"pending_{slot}"] = forms.IntegerField(required=False, widget=forms.HiddenInput)
+            self.fields[f"pending_{slot}"] = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
             self.fields[f"alt_{slot}"] = forms.CharField(
                 label=_("Alt text for image %(number)s") % {"number": slot},
                 required=False,
@@ -320,9 +354,9 @@ class PartForm(forms.Form):
             return {}
         ids = {}
         for slot in SLOTS:
-            value = self.data.get(self.add_prefix(f"{kind}_{slot}"))
-            if value and str(value).isdigit():
-                ids[slot] = int(value)
+            media_id = parse_id(self.data.get(self.add_prefix(f"{kind}_{slot}")))
+            if media_id is not None:
+                ids[slot] = media_id
         found = {m.pk: m for m in Media.objects.filter(pk__in=ids.values(), owner=self.user)}
         return {slot: found[pk] for slot, pk in ids.items() if pk in found}
 
@@ -360,8 +394,7 @@ class PartForm(forms.Form):
         for slot in SLOTS:
             if slot in self._pending and slot not in self._media:
                 self.add_error(f"image_{slot}", describe(images.AnimatedImage()).message)
-            media_id = cleaned.get(f"media_{slot}")
-            if media_id is None or cleaned.get(f"remove_{slot}"):
+            if not cleaned.get(f"media_{slot}") or cleaned.get(f"remove_{slot}"):
                 continue
             media = self._media.get(slot)
             if media is None:
@@ -514,9 +547,9 @@ class Draft:
         total = self._total()
         if self.action == "add" and total < int(app_settings.POST_MAX_PARTS):
             self.data["parts-TOTAL_FORMS"] = str(total + 1)
-        elif self.action == "remove" and index.isdigit() and total > 1:
-            self._remove_part(int(index), total)
-        elif self.action in ("nocard", "card") and index.isdigit() and int(index) < total:
+        elif self.action == "remove" and (number := parse_number(index)) is not None and total > 1:
+            self._remove_part(number, total)
+        elif self.action in ("nocard", "card") and (number := parse_number(index)) is not None and number < total:
             self.data[f"parts-{index}-card"] = "none" if self.action == "nocard" else "auto"
         elif self.action in ("frame", "noframe"):
             self._choose_frame(index, keep=self.action == "frame")
@@ -535,7 +568,9 @@ class Draft:
     def for_post(cls, post: Post, options: list[ChannelOption]) -> Draft:
         """A scheduled post in the composer, as it would submit it: its parts, time (on the active clock) and link
         cards."""
-        return cls(post.user, post_data(post), {}, options, channel=post.channel, action="load")
+        data = post_data(post)
+        data["submit_token"] = new_submit_token(post.user)
+        return cls(post.user, data, {}, options, channel=post.channel, action="load")
 
     @property
     def checked(self) -> bool:
@@ -549,7 +584,8 @@ class Draft:
 
     def _total(self) -> int:
         value = str(self.data.get("parts-TOTAL_FORMS", "1"))
-        return min(int(value), int(app_settings.POST_MAX_PARTS)) if value.isdigit() else 1
+        number = parse_number(value)
+        return min(number, int(app_settings.POST_MAX_PARTS)) if number is not None else 1
 
     def _store_uploads(self, files: Mapping[str, Any]) -> None:
         """Store every uploaded image and name it in the data; when one is refused, none of them is kept."""
@@ -628,7 +664,7 @@ class Draft:
         moved: dict[str, list[Any]] = {}
         for key in list(self.data):
             match = _PART_KEY.fullmatch(key)
-            if not match or not match[1].isdigit():
+            if not match or parse_number(match[1]) is None:
                 continue
             values = self.data.getlist(key)
             del self.data[key]
@@ -679,6 +715,7 @@ def script_words() -> dict[str, str]:
         "card-restored": str(_("Link card added back.")),
         "alt-required": describe(images.AltTextRequired()).message,
         "no-text": str(_("(no text)")),
+        "sending": str(_("Sending…")),
     }
 
 
@@ -801,6 +838,28 @@ def first_link(text: str) -> str | None:
     return next((facet.value for facet in facets if facet.kind == "link"), None)
 
 
+THUMB_LINK_SALT = "integrations.composer.card-thumb"
+THUMB_LINK_MAX_AGE = 3600  # as long as a card stays cached
+
+
+def thumb_link(user_id: int, link: str) -> str:
+    """Where the composer shows a card's thumbnail from: the image view with a token naming the page, signed for this
+    user. A page on another site cannot make a signed-in user's browser fetch a page of its choosing through it."""
+    token = signing.dumps({"user": user_id, "url": link}, salt=THUMB_LINK_SALT, compress=True)
+    return f"{reverse('integrations:link-card-image')}?{urlencode({'card': token})}"
+
+
+def thumb_link_target(user_id: int, token: str) -> str | None:
+    """The page a thumbnail link names, when the token is this user's and less than an hour old; else None."""
+    try:
+        value = signing.loads(token, salt=THUMB_LINK_SALT, max_age=THUMB_LINK_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(value, dict) or value.get("user") != user_id or not isinstance(value.get("url"), str):
+        return None
+    return value["url"]
+
+
 def card_for(
     text: str,
     *,
@@ -814,7 +873,8 @@ def card_for(
     """The card a part with this text will carry: the page's (fetched through `linkcards`, cached; a page read counts
     against `user_id`'s link-card budget), or the user's words when `url` (the card they saw) is still the text's
     first link. No page is read while link cards are switched off, for a part without a link, one whose images take
-    the card's place, or one whose card is removed."""
+    the card's place, or one whose card is removed. The thumbnail is shown from a link signed for `user_id`
+    (`thumb_link`)."""
     link = first_link(text) if app_settings.LINK_CARDS else None
     if link is None:
         return CardView(mode=mode)
@@ -824,7 +884,7 @@ def card_for(
         mode = "auto"  # the text links elsewhere now: that page's card
     result = linkcards.fetch_card(link, user_id=user_id)
     page = result.card
-    thumb = f"{reverse('integrations:link-card-image')}?{urlencode({'url': link})}" if page and page.thumb else ""
+    thumb = thumb_link(user_id, link) if page and page.thumb and user_id is not None else ""
     if url == link and title is not None and description is not None:
         return CardView(link, mode, link, title, description, thumb)
     if page is None:

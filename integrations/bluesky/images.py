@@ -11,6 +11,7 @@ Pure functions on bytes: storing uploads and sending blobs is the caller's busin
 """
 
 import io
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
@@ -31,8 +32,17 @@ MAX_ALT_TEXT = 2000
 # What we accept from a user before looking inside: a camera JPEG is 5-25 MB, a phone's 50 MP shot about 30 MB.
 MAX_SOURCE_BYTES = 50_000_000
 # Below Pillow's MAX_IMAGE_PIXELS (89 MP), so a refusal here comes before Pillow's own warning; 50 MP is a large
-# phone or camera sensor. A PNG that size decodes to 200 MB, a JPEG much less (it is decoded at a reduced scale).
+# phone or camera sensor.
 MAX_PIXELS = 50_000_000
+# What preparing an image may cost in memory, whatever the file's size: the pixels as Pillow holds them (bytes per
+# pixel of the mode the file decodes to), their conversion when the mode cannot be resized or encoded as it is, the
+# premultiplied copy Pillow resizes an image with transparency in, and the resize's intermediate image. A 190 KB PNG of
+# 49 MP at 16 bits per channel would need ~400 MB; a JPEG is decoded at a reduced scale (1/2 to 1/8), so a 50 MP photo
+# needs ~50 MB. 160 MiB holds a 24 MP RGB image, a 5K screenshot with transparency or a 50 MP grey one.
+MAX_DECODED_BYTES = 160 * 2**20
+# Bytes per pixel in Pillow's memory (Imaging.h): 1 for 1, L and P, 2 for the 16-bit modes, 4 for everything else
+# (RGB is stored as 4 bytes like RGBA).
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -151,11 +161,13 @@ def prepare(
         stripped, exif = _STRIP[mime](source)
         orientation = _orientation(exif)
         if orientation == 1 and max(width, height) <= max_side and len(stripped) <= max_bytes:
-            _check_readable(stripped, mime)
+            _check_complete(stripped, mime)
             return PreparedImage(stripped, mime, width, height, reencoded=False)
         del stripped
     lossy_source = mime == JPEG or (mime == WEBP and _webp_is_lossy(source))
-    return _reencode(image, mime, orientation, lossy_source=lossy_source, max_bytes=max_bytes, max_side=max_side)
+    return _reencode(
+        image, mime, orientation, source=source, lossy_source=lossy_source, max_bytes=max_bytes, max_side=max_side
+    )
 
 
 def check_alt(alt: str | None, required: bool | None = None) -> str:
@@ -191,7 +203,7 @@ def _open(source: bytes, mime: str) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise _too_many_pixels() from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UnsupportedImage("The image could not be read; it may be damaged.") from exc
+        raise _damaged() from exc
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise _too_many_pixels(width, height)
@@ -217,14 +229,113 @@ def _orientation(exif: bytes | None) -> int:
     return value if value in _TRANSPOSE else 1
 
 
-def _check_readable(data: bytes, mime: str) -> None:
-    """A file sent untouched is parsed once more (PNG: every chunk's CRC), so a damaged one fails here, not on
-    Bluesky."""
+def _check_complete(data: bytes, mime: str) -> None:
+    """A file sent untouched is decoded in full first (a JPEG at 1/8 scale: every byte of it is still read), so a
+    damaged one (cut short, rows missing, a bad checksum) is refused here rather than shown broken on Bluesky."""
+    if mime == PNG:
+        _check_png_rows(data)
     try:
         with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[mime]]) as image:
-            image.verify()
+            image.verify()  # a PNG's chunk checksums
+        with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[mime]]) as image:
+            if mime == JPEG:
+                image.draft(None, (1, 1))
+            image.load()
     except Exception as exc:
-        raise UnsupportedImage("The image could not be read; it may be damaged.") from exc
+        raise _damaged() from exc
+
+
+def _damaged() -> UnsupportedImage:
+    return UnsupportedImage("The image could not be read; it may be damaged.")
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _check_png_rows(data: bytes) -> None:
+    """Refuse a PNG whose image data ends before its last row. Pillow accepts a compressed stream that ends early
+    but cleanly (the missing rows stay blank), so the rows are counted here: the data is decompressed piece by
+    piece, never held whole, and the count stops as soon as every row is there."""
+    header, streams, pos = None, [], 8
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        if kind == b"IHDR" and length >= 13:
+            header = data[pos + 8 : pos + 21]
+        elif kind == b"IDAT":
+            streams.append(memoryview(data)[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None or header[9] not in _PNG_CHANNELS:
+        raise _damaged()
+    width, height = int.from_bytes(header[0:4]), int.from_bytes(header[4:8])
+    bits = header[8] * _PNG_CHANNELS[header[9]]
+    passes = _ADAM7 if header[12] == 1 else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            expected += rows * (1 + -(-columns * bits // 8))  # each row: its filter byte and its samples
+    inflater, produced = zlib.decompressobj(), 0
+    try:
+        for stream in streams:
+            pending = bytes(stream)
+            while pending:
+                produced += len(inflater.decompress(pending, 1 << 16))
+                if produced >= expected:
+                    return
+                pending = inflater.unconsumed_tail
+        produced += len(inflater.flush())
+    except zlib.error as exc:
+        raise _damaged() from exc
+    if produced < expected:
+        raise UnsupportedImage(
+            f"The image is damaged: its data ends after {produced * 100 // max(expected, 1)}% of its rows."
+        )
+
+
+def _decoded_bytes(mode: str, size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The memory an image of this mode and size takes at the peak of its preparation: decoded, converted when its
+    mode must change, (with an alpha channel) the premultiplied copy Pillow resizes instead, and the resize's
+    intermediate image (the target's width by the source's height)."""
+    converted = _converted_mode(mode, has_alpha=True)
+    per_pixel = _PIXEL_BYTES.get(mode, 4)
+    if converted != mode:
+        per_pixel += _PIXEL_BYTES.get(converted, 4)
+    if converted in ("RGBA", "LA"):
+        per_pixel += 4
+    resizing = target[0] * size[1] * 4 if target != size else 0
+    return size[0] * size[1] * per_pixel + resizing
+
+
+def _converted_mode(mode: str, *, has_alpha: bool) -> str:
+    """The mode an image is resized and encoded in: its own when it can be, else the nearest that can."""
+    if mode in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        return mode
+    if mode == "1":
+        return "L"  # black and white: grey resizes smoothly, a quarter of RGB's memory
+    # Palettes resize badly (nearest neighbour only); 16-bit and float modes do not encode as JPEG.
+    return "RGBA" if has_alpha else "RGB"
+
+
+def _check_decoded_size(mode: str, size: tuple[int, int], target: tuple[int, int]) -> None:
+    needed = _decoded_bytes(mode, size, target)
+    if needed > MAX_DECODED_BYTES:
+        width, height = size
+        raise ImageTooLarge(
+            f"The image ({width:,} by {height:,} pixels, {_mode_words(mode)}) would need "
+            f"{-(-needed // 2**20):,} MB of memory to read; at most {MAX_DECODED_BYTES // 2**20:,} MB is accepted. "
+            "Save it with fewer pixels (or 8 bits per channel)."
+        )
+
+
+def _mode_words(mode: str) -> str:
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return "16 or 32 bits per channel"
+    return {"1": "black and white", "L": "grey", "LA": "grey with transparency", "P": "a palette"}.get(
+        mode, "colour with transparency" if "A" in mode else "colour"
+    )
 
 
 # --- lossless metadata removal ------------------------------------------------------------------------------------
@@ -365,7 +476,14 @@ def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
 
 
 def _reencode(
-    image: Image.Image, mime: str, orientation: int, *, lossy_source: bool, max_bytes: int, max_side: int
+    image: Image.Image,
+    mime: str,
+    orientation: int,
+    *,
+    source: bytes,
+    lossy_source: bool,
+    max_bytes: int,
+    max_side: int,
 ) -> PreparedImage:
     target = _fit(image.size, max_side)
     icc_profile = image.info.get("icc_profile")
@@ -373,18 +491,20 @@ def _reencode(
         # libjpeg decodes at 1/2, 1/4 or 1/8 scale straight from the DCT: a 12 MP photo decodes as 3 MP, in a
         # quarter of the time and memory; draft never goes below the target size.
         image.draft(None, target)
+    _check_decoded_size(image.mode, image.size, target)
+    if mime == PNG:
+        _check_png_rows(source)
     try:
         image.load()
     except Image.DecompressionBombError as exc:
         raise _too_many_pixels() from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UnsupportedImage("The image could not be read; it may be damaged.") from exc
+        raise _damaged() from exc
     if image.mode == "CMYK":
         icc_profile = None  # a CMYK profile would misdescribe the RGB pixels
-    if image.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
-        # Palettes resize badly (nearest neighbour only); 16-bit and float modes do not encode as JPEG.
-        has_alpha = "A" in image.mode or "transparency" in image.info
-        image = image.convert("RGBA" if has_alpha else "RGB")
+    converted = _converted_mode(image.mode, has_alpha="A" in image.mode or "transparency" in image.info)
+    if converted != image.mode:
+        image = image.convert(converted)
     if image.size != target:
         image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     if orientation in _TRANSPOSE:

@@ -8,7 +8,7 @@ are uploaded.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,20 +38,33 @@ def tid_time(key: str) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value >> 10)
 
 
-# Posts share a timestamp when they are scheduled for the same moment: the post's id then keeps their keys apart.
-# Its low 10 bits are the TID's clock id; the rest moves the timestamp by a millisecond per 1,024 posts, past any
-# thread's parts (at most 1,000), so no two posts of one repository can ever plan the same key.
-_ID_STRIDE_MICROSECONDS = 1000
+# A post's keys must differ from every other post's in its repository, whatever their ids and times (posts are often
+# scheduled for the same moment), and say when the post was made (clients and the channel's own feed order a
+# repository by key). No function of the post's id and time alone can do both in a TID's 63 bits: keeping the time to
+# the microsecond leaves 10 bits to tell posts apart. So the keys are the post's createdAt to the microsecond (part i
+# a microsecond later) with a 10-bit clock id, the first of the candidates that no post of the repository planned yet
+# (`taken`, read from the database under a lock on the repository: `publishing`): the post's id modulo 1,024, then
+# the next clock ids, and past all 1,024 the thread's length later. With nothing near its time taken, a post's key is
+# its createdAt exactly. The keys are chosen once, when the post is planned (and again only while it was never sent).
+MAX_PLANNED_PARTS = 1000
+_CLOCK_IDS = 1024
 
 
-def part_keys(post_id: int, created_at: datetime, count: int) -> list[str]:
-    """The record keys of a post's parts, derived from the post and its createdAt: the same on every attempt,
-    increasing in the thread's order, and different for every post even when posts share a createdAt."""
-    if count > _ID_STRIDE_MICROSECONDS:
-        raise ValueError("a post has at most 1,000 parts")
+def part_keys(post_id: int, created_at: datetime, count: int, taken: Collection[str] = frozenset()) -> list[str]:
+    """The record keys of a post's parts: increasing in the thread's order, none of them in `taken` (the keys other
+    posts of the repository planned), the same for the same post, time and `taken`."""
+    if not 1 <= count <= MAX_PLANNED_PARTS:
+        raise ValueError(f"a post has 1 to {MAX_PLANNED_PARTS:,} parts")
     base = int((created_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
-    base += (post_id >> 10) * _ID_STRIDE_MICROSECONDS
-    return [tid(base + index, post_id & 1023) for index in range(count)]
+    taken = taken if isinstance(taken, set | frozenset) else set(taken)
+    candidate = 0
+    while True:
+        clock = (post_id + candidate) % _CLOCK_IDS
+        start = base + (candidate // _CLOCK_IDS) * count
+        keys = [tid(start + index, clock) for index in range(count)]
+        if taken.isdisjoint(keys):
+            return keys
+        candidate += 1
 
 
 def _cid(codec: int, data: bytes) -> str:

@@ -30,6 +30,7 @@
   with that reason and a retry after reconnecting publishes the same plan.
 """
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -40,7 +41,8 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from integrations import outbound
@@ -49,6 +51,7 @@ from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.health import health_state
 from integrations.bluesky.plans import (
+    MAX_PLANNED_PARTS,
     POST_COLLECTION,
     ExternalCard,
     PartInput,
@@ -70,13 +73,18 @@ from integrations.exceptions import (
     IntegrationError,
     MediaNotFound,
     PostBusy,
+    PostDeleting,
+    PostGone,
     PostNotRetryable,
     PostNotScheduled,
     PostsThrottled,
     ScheduledInThePast,
     ScheduledTooFar,
     ScheduleMissed,
+    StorageFull,
     TooManyParts,
+    TooManyScheduled,
+    TooManyUploads,
 )
 from integrations.models import Channel, Media, Post, PostPart, post_due_at
 from integrations.signals import post_failed, post_published, send_on_commit
@@ -187,7 +195,7 @@ def create_post(
         else:
             post = Post.objects.create(**fields)
         record_time = scheduled_at or created_at
-        keys = part_keys(post.pk, record_time, len(parts))
+        keys = part_keys(post.pk, record_time, len(parts), _keys_taken(channel, record_time))
         planned = plan_thread(
             did=channel.did, keys=keys, created_at=record_time, parts=parts, reply_to=reply_to, quote=quote
         )
@@ -210,7 +218,50 @@ def create_post(
             )
             for index, (part, plan) in enumerate(zip(parts, planned, strict=True))
         )
+        _link_media(post.planned_parts, record_time)
     return post
+
+
+# Keys another post could share with one planned for a moment lie this close to it (`plans.part_keys`: a post's keys
+# are its moment plus its part's index in microseconds, moved on by its length per 1,024 posts at one moment).
+KEY_NEIGHBOURHOOD = timedelta(milliseconds=100)
+
+
+def _keys_taken(channel: Channel, moment: datetime, *, besides: Post | None = None) -> set[str]:
+    """The record keys other posts of the channel's repository planned near `moment`, read under a lock on the
+    repository (held until the transaction ends), so two posts planned at once cannot both choose the same key.
+    Call inside the transaction that stores the plan. Every channel of the account counts (two users may connect
+    the same one)."""
+    if connection.vendor == "postgresql":
+        lock = int.from_bytes(hashlib.sha256(f"repo:{channel.did}".encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
+    # SQLite: the transaction holds the database's write lock from its start (transaction_mode=IMMEDIATE).
+    near = (moment - KEY_NEIGHBOURHOOD, moment + KEY_NEIGHBOURHOOD)
+    posts = Post.objects.filter(channel__did=channel.did).filter(
+        Q(scheduled_at__range=near) | Q(scheduled_at__isnull=True, created_at__range=near)
+    )
+    if besides is not None:
+        posts = posts.exclude(pk=besides.pk)
+    return set(PostPart.objects.filter(post__in=posts).values_list("rkey", flat=True))
+
+
+def _link_media(parts: Sequence[PostPart], due: datetime) -> None:
+    """Record which uploads each part needs, so none is removed while the post is not published, and move each
+    upload's `used_at` to when the post is due (if later): the clean-up looks only at uploads whose last use is a
+    day past. Call inside the transaction that stores the parts. Marking them locks their rows: the clean-up either
+    waits for this transaction (and then sees them in use) or has removed one already (`MediaNotFound`)."""
+    links = [(part.pk, media_id) for part in parts for media_id in dict.fromkeys(media_ids(part))]
+    if not links:
+        return
+    wanted = {media_id for _, media_id in links}
+    marked = Media.objects.filter(pk__in=wanted).update(used_at=Greatest("used_at", Value(due)))
+    if marked < len(wanted):
+        raise MediaNotFound()  # removed by the clean-up while the post was being checked
+    through = PostPart.media.through
+    through.objects.bulk_create(
+        [through(postpart_id=part_id, media_id=media_id) for part_id, media_id in links], ignore_conflicts=True
+    )
 
 
 def _card_json(card: ExternalCard | None) -> dict[str, Any] | None:
@@ -228,13 +279,23 @@ def media_ids(part: PostPart) -> list[int]:
     return ids
 
 
+def _locked(post_id: int) -> Post:
+    """The post under its row lock (call inside a transaction); `PostGone` when it was deleted meanwhile."""
+    post = Post.objects.select_for_update().select_related("channel").filter(pk=post_id).first()
+    if post is None:
+        raise PostGone()
+    return post
+
+
 def _claim(post_id: int, *, retry: bool) -> Post | None:
     """Take the post for one attempt under its row lock; None when there is nothing to do (already published)."""
     with transaction.atomic():
-        post = Post.objects.select_for_update().select_related("channel").get(pk=post_id)
+        post = _locked(post_id)
         now = timezone.now()
         if post.status == Post.Status.PUBLISHED:
             return None
+        if post.status == Post.Status.DELETING:
+            raise PostGone()
         if post.lease_until and post.lease_until > now:
             raise PostBusy(retry_after=int((post.lease_until - now).total_seconds()) + 1)
         abandoned = post.status == Post.Status.PUBLISHING and post.attempts > 0  # a dead worker's lease ran out
@@ -258,7 +319,10 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
         return Outcome(claimed)  # accepted to wait (the integration is switched off): nothing to attempt now
     post = claimed if fresh else _claim(post_id, retry=retry)
     if post is None:
-        return Outcome(Post.objects.get(pk=post_id))
+        published = Post.objects.filter(pk=post_id).first()
+        if published is None:
+            raise PostGone()
+        return Outcome(published)
     channel = post.channel
     # A post just accepted carries its parts (and was just checked): no second read of either. One `claim_due`
     # took carries neither.
@@ -266,11 +330,24 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
     checked = parts is not None
     parts = parts if parts is not None else list(post.parts.all())
     try:
+        return _attempt(post, channel, parts, checked=checked)
+    except _DeletionRequested:
+        return _delete_instead(post, channel, parts)
+
+
+class _DeletionRequested(Exception):
+    """The owner deleted the post during this attempt (`delete` marked it): the attempt deletes it instead."""
+
+
+def _attempt(post: Post, channel: Channel, parts: Sequence[PostPart], *, checked: bool) -> Outcome:
+    try:
         if not checked:
             ensure_can_publish(channel)
         if any(_is_pending(part) for part in parts):
             parts = _settle_pending_cards(post, parts)
         _upload_blobs(channel, parts)
+        if Post.objects.filter(pk=post.pk, status=Post.Status.DELETING).exists():
+            raise _DeletionRequested()  # deleted while the blobs went up: nothing is written
         _write(channel, parts, reconcile_first=post.attempts > 1)
     except IntegrationError as exc:
         if isinstance(exc, errors.TemporaryError) or exc.temporary:
@@ -282,6 +359,33 @@ def publish(post_id: int, *, retry: bool = False, claimed: Post | None = None) -
                 logger.info("could not reconcile post %s after %s (%s)", post.pk, exc.code, again.code)
         return Outcome(_failed_attempt(post, exc), exc)
     return Outcome(_published(post, parts))
+
+
+def _delete_instead(post: Post, channel: Channel, parts: Sequence[PostPart]) -> Outcome:
+    """End an attempt whose post was deleted meanwhile: delete every record of it that landed, then the post (this
+    attempt still holds the lease, so nothing else touches it). Should Bluesky not answer, the post stays marked
+    for deletion with the reason, and its owner's next delete finishes it."""
+    post.status = Post.Status.DELETING
+    try:
+        _delete_records(channel, parts)
+    except IntegrationError as exc:
+        _deletion_failed(post, exc)
+        return Outcome(post, exc)
+    Post.objects.filter(pk=post.pk).delete()
+    logger.info("post %s deleted during its attempt, with every record that landed", post.pk)
+    post.error_code, post.error_message = PostGone.code, describe(PostGone()).message
+    return Outcome(post, PostGone())
+
+
+def _store_state(post: Post, fields: Sequence[str]) -> None:
+    """Save the outcome of an attempt, unless the post was marked for deletion meanwhile (`_DeletionRequested`)."""
+    updated = (
+        Post.objects.filter(pk=post.pk)
+        .exclude(status=Post.Status.DELETING)
+        .update(**{name: getattr(post, name) for name in fields})
+    )
+    if not updated:
+        raise _DeletionRequested()
 
 
 def _upload_blobs(channel: Channel, parts: Sequence[PostPart]) -> None:
@@ -347,7 +451,7 @@ def _write(channel: Channel, parts: Sequence[PostPart], *, reconcile_first: bool
 
 
 def _published(post: Post, parts: Sequence[PostPart]) -> Post:
-    used_media = [media_id for part in parts for media_id in media_ids(part)]
+    # The uploads stay: another post may use them (`purge_unused_media` removes them once none does).
     with transaction.atomic():
         for part in parts:  # a thread is short: plain updates cost less than bulk_update's CASE expressions
             PostPart.objects.filter(pk=part.pk).update(uri=part.uri, cid=part.cid)
@@ -355,10 +459,8 @@ def _published(post: Post, parts: Sequence[PostPart]) -> Post:
         post.published_at = timezone.now()
         post.lease_until = None
         post.error_code = post.error_message = ""
-        post.save(update_fields=["status", "published_at", "lease_until", "error_code", "error_message"])
+        _store_state(post, ["status", "published_at", "lease_until", "error_code", "error_message"])
         send_on_commit(post_published, Post, post=post)
-    for media in Media.objects.filter(pk__in=used_media) if used_media else ():  # the blobs live in the repo now
-        media.discard()
     logger.info("post %s published: %s", post.pk, ", ".join(part.uri for part in parts))
     return post
 
@@ -393,7 +495,7 @@ def _failed_attempt(post: Post, error: IntegrationError) -> Post:
     else:
         post.status = Post.Status.FAILED
         post.next_attempt_at = None
-    post.save(update_fields=["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    _store_state(post, ["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
     if post.status == Post.Status.WAITING:
         schedule_retry(post)
     else:
@@ -413,7 +515,7 @@ def _blocked(post: Post, error: IntegrationError) -> Post:
     post.status = Post.Status.WAITING
     post.next_attempt_at = timezone.now() + BLOCKED_RECHECK
     post.error_code, post.error_message = error.code, describe(error).message
-    post.save(update_fields=["attempts", "status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    _store_state(post, ["attempts", "status", "lease_until", "error_code", "error_message", "next_attempt_at"])
     logger.info("scheduled post %s is due but waits (%s)", post.pk, error.code)
     return post
 
@@ -430,7 +532,7 @@ def _missed(post: Post) -> Post:
     post.lease_until = post.next_attempt_at = None
     post.status = Post.Status.FAILED
     post.error_code, post.error_message = error.code, message
-    post.save(update_fields=["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+    _store_state(post, ["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
     send_on_commit(post_failed, Post, post=post, error_code=error.code, message=message)
     logger.info("scheduled post %s missed its time (%s)", post.pk, post.scheduled_at)
     return post
@@ -443,27 +545,101 @@ def schedule_retry(post: Post) -> None:
     transaction.on_commit(lambda: publish_post.using(run_after=post.next_attempt_at).enqueue(post.pk))
 
 
+# How long a delete waits for an attempt that is running (an attempt takes seconds; its lease, two minutes at most).
+DELETE_WAIT = 15.0
+_DELETE_POLL = 0.2
+
+
 def delete(post: Post) -> None:
-    """Delete a post; a published one (or one whose records may have landed) first from Bluesky. A scheduled post
-    is cancelled and deleted (nothing was sent)."""
-    if post.status == Post.Status.SCHEDULED:
-        cancel(post, keep=False)
-        return
-    channel = post.channel
-    if post.lease_until and post.lease_until > timezone.now():
-        raise PostBusy(retry_after=int((post.lease_until - timezone.now()).total_seconds()) + 1)
-    if post.attempts:
-        for part in post.parts.order_by("-index"):  # replies first, so no reply outlives its parent
-            lifecycle.call(
-                channel,
-                lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key),
-            )
-    used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
+    """Delete a post: first, from Bluesky, every record of it that landed, then the post. A scheduled post that was
+    never attempted is simply removed (nothing was sent).
+
+    A delete never races an attempt: under the post's row lock it is marked `deleting`, so no attempt starts any
+    more. When none is running, this takes the post's lease and deletes. When one is running, that attempt writes
+    nothing more if it has not written yet and, when it ends, deletes every record that landed and the post; this
+    waits for it (`DELETE_WAIT`), then answers `PostDeleting` if it is still running. The records are read back
+    before they are deleted (`getRecord`), so one that landed although its answer was lost goes too, and a record
+    of someone else's under a planned key is left alone. If Bluesky cannot be reached, the post stays `deleting`
+    with the reason, and deleting it again finishes the job.
+    """
+    deadline = time.monotonic() + DELETE_WAIT
+    while True:
+        with transaction.atomic():
+            row = _locked(post.pk)
+            now = timezone.now()
+            if row.status == Post.Status.SCHEDULED and not row.attempts:
+                _cancel_wake_ups(row)  # as they were stored: a wake-up at its time
+                row.delete()  # nothing was ever sent (an edit that holds it will find it gone)
+                logger.info("scheduled post %s deleted", row.pk)
+                return
+            running = row.lease_until is not None and row.lease_until > now
+            row.status = Post.Status.DELETING
+            if not running:
+                row.lease_until = now + LEASE
+            row.save(update_fields=["status", "lease_until"])
+        if not running:
+            _delete_now(row)
+            return
+        if not _wait_for_attempt(row.pk, deadline):
+            return  # the attempt deleted it
+        if time.monotonic() >= deadline:
+            lease = Post.objects.filter(pk=row.pk).values_list("lease_until", flat=True).first()
+            wait = int((lease - timezone.now()).total_seconds()) + 1 if lease else 1
+            raise PostDeleting(retry_after=max(wait, 1))
+
+
+def _wait_for_attempt(post_id: int, deadline: float) -> bool:
+    """Wait until the attempt holding the post ends (or `deadline`); False when the post is gone meanwhile."""
+    while time.monotonic() < deadline:
+        row = Post.objects.filter(pk=post_id).values_list("lease_until", flat=True)
+        if not row:
+            return False
+        if row[0] is None or row[0] <= timezone.now():
+            return True
+        time.sleep(_DELETE_POLL)
+    return Post.objects.filter(pk=post_id).exists()
+
+
+def _delete_now(post: Post) -> None:
+    """With the post's lease held: its records from Bluesky, then the post; on failure the post stays `deleting`
+    with the reason (lease released) and the error is raised."""
+    parts = list(post.parts.all())
+    try:
+        if post.attempts:
+            _delete_records(post.channel, parts)
+    except IntegrationError as exc:
+        _deletion_failed(post, exc)
+        raise
     with transaction.atomic():
         _cancel_wake_ups(post)  # a retry still waiting
         post.delete()
-    for media in Media.objects.filter(pk__in=used_media):
-        media.discard()
+    logger.info("post %s deleted", post.pk)
+
+
+def _delete_records(channel: Channel, parts: Sequence[PostPart]) -> None:
+    """Delete every planned record that holds this post's record, replies first (none outlives its parent); a key
+    that is empty is skipped, and one holding another record is left as it is."""
+    for part in sorted(parts, key=lambda part: part.index, reverse=True):
+        cid = lifecycle.call(
+            channel, lambda client, token, key=part.rkey: client.record_cid(token, channel.did, POST_COLLECTION, key)
+        )
+        if cid is None:
+            continue
+        if cid != part.expected_cid:
+            logger.warning("post part %s: key %s holds another record (%s); left as it is", part.pk, part.rkey, cid)
+            continue
+        lifecycle.call(
+            channel, lambda client, token, key=part.rkey: client.delete_record(token, channel.did, POST_COLLECTION, key)
+        )
+
+
+def _deletion_failed(post: Post, error: IntegrationError) -> None:
+    message = describe(error).message
+    Post.objects.filter(pk=post.pk).update(
+        status=Post.Status.DELETING, lease_until=None, error_code=error.code, error_message=message
+    )
+    post.error_code, post.error_message, post.lease_until = error.code, message, None
+    logger.info("post %s could not be deleted from Bluesky yet (%s)", post.pk, error.code)
 
 
 def _due(now: datetime) -> Q:
@@ -597,9 +773,11 @@ def accept(
     _count_post(user)
     if scheduled_at is not None:
         check_schedule(scheduled_at)
+        if replacing is None:
+            _check_scheduled_quota(user)
     switched_on = bluesky_options.enabled()
     ensure_channel_ready(channel)
-    max_parts = int(app_settings.POST_MAX_PARTS)
+    max_parts = min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
     reply = references.resolve(channel, reply_to) if reply_to else None
@@ -665,6 +843,18 @@ def _cards_deadline() -> float:
     return CARDS_DEADLINE_FACTOR * float(app_settings.LINK_CARD_TIMEOUT)
 
 
+def _check_scheduled_quota(user: AbstractBaseUser) -> None:
+    """`too_many_scheduled` when the user has `INTEGRATIONS_SCHEDULED_POSTS_PER_USER` posts waiting for their time,
+    with the seconds until the next of them goes out."""
+    limit = int(app_settings.SCHEDULED_POSTS_PER_USER)
+    waiting = Post.objects.filter(user=user, status=Post.Status.SCHEDULED)
+    if waiting.count() < limit:
+        return
+    soonest = waiting.order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
+    seconds = int((soonest - timezone.now()).total_seconds()) if soonest else 60
+    raise TooManyScheduled(f"{limit:,}", retry_after=max(1, seconds))
+
+
 def _mention_dids(channel: Channel, handles: list[str]) -> dict[str, str | None]:
     """The DIDs a post's mentions name: each handle's own DNS or well-known record, all at once (cached); the
     channel's PDS (`resolveHandle`) for the rest (handles it hosts that no public name server knows, or a site whose
@@ -707,7 +897,7 @@ def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
     """The post under its row lock (call inside a transaction), if it is still scheduled and never attempted.
 
     `held`: the caller holds it for an edit (its lease); otherwise a running lease means a worker has it."""
-    post = Post.objects.select_for_update().select_related("channel").get(pk=post_id)
+    post = _locked(post_id)
     if post.status != Post.Status.SCHEDULED or post.attempts:
         raise PostNotScheduled()
     now = timezone.now()
@@ -719,13 +909,14 @@ def _locked_scheduled(post_id: int, *, held: bool = False) -> Post:
 def cancel(post: Post, *, keep: bool = True) -> Post:
     """Cancel a scheduled post that has not started publishing: nothing was sent, so nothing is deleted upstream.
 
-    It stays in its owner's history as `cancelled` (its text kept, its uploads deleted), or with `keep=False` it is
-    deleted altogether. Returns the post as stored (unsaved, without a key, when deleted)."""
+    It stays in its owner's history as `cancelled` (its text kept; its uploads no longer held for it: the clean-up
+    removes them once no other post uses them), or with `keep=False` it is deleted altogether. Returns the post as
+    stored (unsaved, without a key, when deleted)."""
     post_id = post.pk
     with transaction.atomic():
         post = _locked_scheduled(post_id)
-        used_media = [media_id for part in post.parts.all() for media_id in media_ids(part)]
         _cancel_wake_ups(post)  # as they were stored: a wake-up at its time, a retry still waiting
+        # Its uploads stay for other posts (`purge_unused_media` removes them once none uses them).
         if keep:
             post.status = Post.Status.CANCELLED
             post.cancelled_at = timezone.now()
@@ -733,8 +924,6 @@ def cancel(post: Post, *, keep: bool = True) -> Post:
             post.save(update_fields=["status", "cancelled_at", "lease_until", "next_attempt_at"])
         else:
             post.delete()
-    for media in Media.objects.filter(pk__in=used_media):
-        media.discard()
     logger.info("scheduled post %s cancelled%s", post_id, "" if keep else " and deleted")
     return post
 
@@ -772,9 +961,13 @@ def _cancel_wake_ups(post: Post) -> None:
 
 
 def _replan(post: Post, when: datetime) -> None:
-    """The same records planned for another time: new keys and createdAt, the thread's replies (and CIDs) anew."""
+    """The same records planned for another time: new keys and createdAt, the thread's replies (and CIDs) anew.
+    For the same time (a record that changed, its time not), the keys stay."""
     parts = list(post.parts.order_by("index"))
-    keys = part_keys(post.pk, when, len(parts))
+    if when == (post.scheduled_at or post.created_at) and all(part.rkey for part in parts):
+        keys = [part.rkey for part in parts]
+    else:
+        keys = part_keys(post.pk, when, len(parts), _keys_taken(post.channel, when, besides=post))
     outer = parts[0].record.get("reply") if parts else None  # the post this one replies to: unchanged
     root = parent = None
     for index, (part, key) in enumerate(zip(parts, keys, strict=True)):
@@ -895,6 +1088,8 @@ def _built_card(user: AbstractBaseUser, wanted: WantedCard) -> tuple[ExternalCar
     else:
         title, description, note = fetched.title, fetched.description, ""
     thumb = _thumb_media(user, fetched.thumb) if fetched and fetched.thumb else None
+    if fetched and fetched.thumb and thumb is None:
+        note = "No thumbnail: your storage for images is full."
     return ExternalCard(uri=wanted.url, title=title, description=description, thumb=thumb), note[:MAX_CARD_NOTE]
 
 
@@ -929,6 +1124,7 @@ def _apply_cards(post: Post, cards: dict[int, tuple[ExternalCard | None, str]], 
             part.record = {**part.record, "embed": external.as_record()}
             embedded = True
         part.save(update_fields=["card", "card_note", "record"])
+        _link_media([part], post.scheduled_at or post.created_at)  # its thumbnail is kept for it
         taken.add(part.pk)
     if embedded:  # the same keys and times; new CIDs down the thread
         _replan(post, post.scheduled_at or post.created_at)
@@ -936,9 +1132,10 @@ def _apply_cards(post: Post, cards: dict[int, tuple[ExternalCard | None, str]], 
 
 
 def _discard_thumbs(cards: dict[int, tuple[ExternalCard | None, str]], taken: set[int]) -> None:
-    """Remove the thumbnails read for cards no part took."""
+    """Remove the thumbnails read for cards no part took, unless a post uses them (a thumbnail is stored once per
+    content, so another post may share it)."""
     unused = [card.thumb.media_id for pk, (card, _) in cards.items() if pk not in taken and card and card.thumb]
-    for media in Media.objects.filter(pk__in=unused):
+    for media in Media.objects.filter(pk__in=unused).exclude(parts__isnull=False):
         media.discard()
 
 
@@ -979,13 +1176,16 @@ def _settle_pending_cards(post: Post, parts: list[PostPart]) -> list[PostPart]:
     return list(post.parts.order_by("index"))
 
 
-def _thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage:
-    """Keep a card's thumbnail as an upload of the user's, so it is sent as a blob like an image."""
-    from django.core.files.base import ContentFile
-
-    media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
-    media.file.save("thumb", ContentFile(prepared.data), save=False)
-    media.save()
+def _thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage | None:
+    """Keep a card's thumbnail as an upload of the user's, so it is sent as a blob like an image: once per content
+    (every post and part linking the same page shares it). None when the user's storage is full."""
+    digest = hashlib.sha256(prepared.data).hexdigest()
+    media = Media.objects.filter(owner=user, digest=digest).first()
+    if media is None:
+        try:
+            media = _stored(user, prepared, "thumb", digest)
+        except StorageFull:
+            return None
     return PlannedImage(
         cid=blob_cid(prepared.data),
         mime=media.mime,
@@ -1013,24 +1213,84 @@ def store_media(user: AbstractBaseUser, upload: Any, *, first_frame: bool = Fals
     """Prepare an uploaded image (content sniffed, metadata removed, within the limits) and keep it for its owner.
 
     An animated image is refused (`animated_image`: its author chooses) unless `first_frame`: then its first frame
-    is kept as a still."""
-    from django.core.files.base import ContentFile
-
+    is kept as a still.
+    `too_many_uploads` past `INTEGRATIONS_UPLOADS_PER_HOUR` (every upload counts, a refused one too: it cost the
+    work), `storage_full` when it would take the owner past `INTEGRATIONS_MEDIA_BYTES_PER_USER`."""
     from integrations.bluesky import images
 
+    retry_after = over_rate("media-upload", str(user.pk), int(app_settings.UPLOADS_PER_HOUR), 3600)
+    if retry_after is not None:
+        raise TooManyUploads(retry_after=retry_after)
     prepared = images.prepare(upload, first_frame=first_frame)
-    media = Media(owner=user, mime=prepared.mime, width=prepared.width, height=prepared.height, size=len(prepared.data))
-    media.file.save("image", ContentFile(prepared.data), save=False)
+    return _stored(user, prepared, "image", hashlib.sha256(prepared.data).hexdigest())
+
+
+def _stored(user: AbstractBaseUser, prepared: Any, name: str, digest: str) -> Media:
+    """Store prepared image bytes as the user's, within their storage quota."""
+    from django.core.files.base import ContentFile
+
+    quota = int(app_settings.MEDIA_BYTES_PER_USER)
+    stored = Media.objects.filter(owner=user).aggregate(total=Sum("size"))["total"] or 0
+    if stored + len(prepared.data) > quota:
+        raise StorageFull(f"{quota / 1_000_000:,.0f} MB")
+    media = Media(
+        owner=user,
+        mime=prepared.mime,
+        width=prepared.width,
+        height=prepared.height,
+        size=len(prepared.data),
+        digest=digest,
+    )
+    media.file.save(name, ContentFile(prepared.data), save=False)
     media.save()
     return media
 
 
-def purge_unused_media(older_than: timedelta = timedelta(days=1)) -> int:
-    """Delete uploads no post uses that are older than `older_than`; return how many."""
-    used = {media_id for part in PostPart.objects.only("images", "card") for media_id in media_ids(part)}
-    stale = Media.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=used)
-    count = 0
-    for media in stale:
-        media.discard()
-        count += 1
-    return count
+# Uploads no post needs are kept this long after they were uploaded or last attached (a client attaches one upload
+# to its posts one after the other), then removed.
+UNUSED_MEDIA_KEPT = timedelta(days=1)
+PURGE_BATCH = 500
+
+
+# A post in these states needs no upload any more (a cancelled one stays in its owner's history, never to be sent).
+FINISHED = (Post.Status.PUBLISHED, Post.Status.CANCELLED)
+
+
+def media_in_use() -> Exists:
+    """Whether a post that is not published yet uses the upload (to use in a filter on `Media`)."""
+    links = PostPart.media.through.objects.filter(media_id=OuterRef("pk"))
+    return Exists(links.exclude(postpart__post__status__in=FINISHED))
+
+
+def unused_media(cutoff: datetime) -> "QuerySet[Media]":
+    """The uploads whose last use (upload, or the time of the last post attached) is before `cutoff` and that no
+    unpublished post uses (a post that is late, waiting or failed still does), oldest first."""
+    return Media.objects.filter(used_at__lt=cutoff).filter(~media_in_use()).order_by("used_at")
+
+
+def purge_unused_media(older_than: timedelta = UNUSED_MEDIA_KEPT) -> int:
+    """Delete the uploads that no unpublished post uses and that were not uploaded or attached within `older_than`;
+    return how many.
+
+    Only the stale uploads are looked at (`Media.used_at`, indexed; a scheduled post moves it to its time), each
+    checked through its links (`PostPart.media`) to the posts using it: the cost follows the uploads removed, not
+    the posts stored. The rows
+    are deleted under their row locks (a post attaching one meanwhile waits, then finds it gone: `media_not_found`),
+    and their files after the commit (a file that cannot be deleted is left behind, never a row without its file).
+    """
+    cutoff = timezone.now() - older_than
+    storage = Media._meta.get_field("file").storage
+    removed = 0
+    while True:
+        with transaction.atomic():
+            batch = list(unused_media(cutoff).select_for_update().values_list("pk", "file")[:PURGE_BATCH])
+            if batch:
+                Media.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+        for _, name in batch:
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.warning("could not delete the file of a removed upload: %s", name, exc_info=True)
+        removed += len(batch)
+        if len(batch) < PURGE_BATCH:
+            return removed

@@ -12,7 +12,11 @@
  *
  * The link card: once a part's text has a link (and no images), the server is asked for the card it will carry
  * (POST to data-card-endpoint, answered by integrations/bluesky/composer.py `card_for`); its title and description
- * can be edited (the part's card becomes "edited") or the card removed ("none") and added back ("auto"). */
+ * can be edited (the part's card becomes "edited") or the card removed ("none") and added back ("auto"). The card's
+ * thumbnail is shown from the link the server gives with it (`thumb`, signed for this user: the image view fetches
+ * nothing for a URL of anyone else's choosing), never from a URL built here.
+ *
+ * The form is sent once: while it is on its way, Publish is disabled and says so. */
 (function () {
   "use strict";
 
@@ -431,6 +435,35 @@
     wireReferences();
     focusFirstError();
     wireChannelSearch();
+
+    // Sent once: a second click, a double click or Enter while the page is on its way sends nothing more, and the
+    // Publish button says it is sending (the server's one-time token, submit_token, catches any second send left).
+    var sending = false;
+    form.addEventListener("submit", function (event) {
+      if (event.defaultPrevented) return;  // not sent after all (an image without its alt text)
+      if (sending) {
+        event.preventDefault();
+        return;
+      }
+      sending = true;
+      var button = event.submitter;
+      if (!button || button.value !== "publish") return;
+      window.setTimeout(function () {  // once the browser has put the button's action into what it sends
+        button.disabled = true;
+        button.setAttribute("aria-busy", "true");
+        button.dataset.label = button.textContent;
+        button.textContent = d.msgSending;
+      }, 0);
+    });
+    window.addEventListener("pageshow", function (event) {  // back on the page from the history: usable again
+      if (!event.persisted) return;
+      sending = false;
+      form.querySelectorAll("button[aria-busy]").forEach(function (button) {
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+        button.textContent = button.dataset.label;
+      });
+    });
   }
 
   function focusFirstError() {  // after a refused submission, the first thing to fix has the focus
