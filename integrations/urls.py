@@ -24,4 +24,8 @@ urlpatterns = [
     path("posts/<int:pk>/cancel", views.post_cancel, name="post-cancel"),
     path("posts/<int:pk>/delete", views.post_delete, name="post-delete"),
     path("media/<int:pk>", views.media_file, name="media-file"),
+    path("api-token", views.api_tokens, name="api-tokens"),
+    path("api-token/create", views.api_token_create, name="api-token-create"),
+    path("api-token/<str:token_id>/revoke", views.api_token_revoke, name="api-token-revoke"),
+    path("api-token/<str:token_id>/regenerate", views.api_token_regenerate, name="api-token-regenerate"),
 ]

@@ -174,7 +174,10 @@ def test_static_files_are_served_by_whitenoise_cached_for_ever_under_hashed_name
 def test_api_docs_reference_only_local_static_files(server):
     response = server.get("/api/docs/")
     assert response.status_code == 200
-    references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", response.text)
+    # Assets (scripts, stylesheets, icons); the page's links back to the app are same-site paths.
+    links = re.findall(r"""<a\s[^>]*href\s*=\s*["']([^"']+)["']""", response.text)
+    assert links and all(link.startswith("/") and not link.startswith("//") for link in links), links
+    references = re.findall(r"""<(?:script|link|img)\s[^>]*(?:src|href)\s*=\s*["']([^"']+)["']""", response.text)
     references += re.findall(r"""["'](https?://[^"']+)["']""", response.text)
     assert any(SIDECAR_BUNDLE.rsplit(".", 1)[0] in ref for ref in references), references
     for ref in references:

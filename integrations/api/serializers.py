@@ -4,6 +4,7 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
@@ -133,8 +134,13 @@ class MediaSerializer(serializers.Serializer):
     bytes = serializers.IntegerField(read_only=True, source="size")
 
 
+@extend_schema_field(OpenApiTypes.BINARY)  # a file's bytes in the request, not a URL (drf-spectacular's default)
+class UploadField(serializers.FileField):
+    """A file sent as a multipart part."""
+
+
 class MediaUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="A JPEG, PNG, WebP or GIF image (recognised by its content).")
+    file = UploadField(help_text="A JPEG, PNG, WebP or GIF image (recognised by its content).")
 
 
 class ImageInputSerializer(serializers.Serializer):
@@ -215,13 +221,25 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 SCHEDULED_AT_HELP = "Publish at this time (ISO 8601 with time zone, at least a few seconds ahead) instead of now."
+REPLY_TO_HELP = (
+    "The post this one replies to (the first part, for a thread): its bsky.app address "
+    "(https://bsky.app/profile/<handle or DID>/post/<rkey>) or its at:// URI "
+    "(at://<DID or handle>/app.bsky.feed.post/<rkey>). "
+    "Empty: not a reply. A post that cannot be found is refused (`invalid_reference`)."
+)
+QUOTE_HELP = (
+    "The post this one quotes (embedded in the first part): its bsky.app address or its at:// URI, as for "
+    "`reply_to`. Empty: no quote. A post that cannot be found is refused (`invalid_reference`)."
+)
 
 
 class PostInputSerializer(serializers.Serializer):
     channel = serializers.IntegerField(min_value=1, max_value=MAX_DATABASE_ID)
     parts = PartInputSerializer(many=True, allow_empty=False)
-    reply_to = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
-    quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    reply_to = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=1000, help_text=REPLY_TO_HELP
+    )
+    quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000, help_text=QUOTE_HELP)
     scheduled_at = AwareDateTimeField(required=False, allow_null=True, default=None, help_text=SCHEDULED_AT_HELP)
 
 
@@ -230,8 +248,12 @@ class PostUpdateSerializer(serializers.Serializer):
     with `parts`: the content is checked as a whole)."""
 
     parts = PartInputSerializer(many=True, allow_empty=False, required=False)
-    reply_to = serializers.CharField(required=False, allow_blank=True, max_length=1000)
-    quote = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    reply_to = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text=f"{REPLY_TO_HELP} Only with `parts`."
+    )
+    quote = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text=f"{QUOTE_HELP} Only with `parts`."
+    )
     scheduled_at = AwareDateTimeField(required=False, help_text="The new time (ISO 8601 with time zone).")
 
 
@@ -283,8 +305,12 @@ class PostSerializer(serializers.Serializer):
         "deleted while it was being published; its records are being deleted from Bluesky.",
     )
     parts = PostPartSerializer(many=True)
-    reply_to = serializers.CharField(source="reply_to_uri")
-    quote = serializers.CharField(source="quote_uri")
+    reply_to = serializers.CharField(
+        source="reply_to_uri", help_text="The at:// URI of the post this one replies to; empty when it is no reply."
+    )
+    quote = serializers.CharField(
+        source="quote_uri", help_text="The at:// URI of the post this one quotes; empty when it quotes none."
+    )
     error = serializers.SerializerMethodField()
     attempts = serializers.IntegerField()
     next_attempt_at = serializers.DateTimeField(allow_null=True)

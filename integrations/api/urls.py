@@ -20,9 +20,27 @@ router.register("channels", ChannelViewSet, basename="channel")
 router.register("media", MediaViewSet, basename="media")
 router.register("posts", PostViewSet, basename="post")
 
+DESCRIPTION = """Publish to Bluesky from your own programs, as you do in Skyport's pages.
+
+- **Channels**: connect a Bluesky account with an app password (never stored: only its session, encrypted), see
+  its health, refresh or disconnect it, read its event log and its recent posts (its feed, `listRecords`).
+- **Media**: upload an image (multipart `file`), then attach its `id` with alt text to a post's part.
+- **Posts**: publish a post, or a thread (several `parts`), now or at a scheduled time (`scheduled_at`); reply
+  to a post (`reply_to`) or quote one (`quote`) by its bsky.app address or at:// URI. A scheduled post can be
+  edited, moved or cancelled; a failed one published again (never twice); any one deleted, from Bluesky too.
+
+**Authentication.** Every call needs a token. Sign in to Skyport and open its **API token** page
+(`/app/api-token`, where the project serves the app's pages under `app/`) to create one; its key is shown once.
+Send it with every call: `Authorization: Token <key>`. (A signed-in browser session works too, with the CSRF
+token for writes.)
+
+Lists come a page at a time (`limit`, `cursor`). Every error has one shape:
+`{"error": {"code": "…", "message": "…"}}`, with `retry_after` on a 429 and `fields` on an `invalid` input.
+"""
+
 SCHEMA_SETTINGS = {
     "TITLE": "Skyport API",
-    "DESCRIPTION": "Connect Bluesky accounts with app passwords and keep their sessions alive.",
+    "DESCRIPTION": DESCRIPTION,
     "VERSION": "1.0.0",
 }
 
@@ -42,6 +60,7 @@ class DocsView(SpectacularSwaggerView):
     """Swagger UI from the sidecar package's local static files (no CDN), whatever the project's settings say."""
 
     title = SCHEMA_SETTINGS["TITLE"]
+    template_name = "integrations/swagger_ui.html"  # spectacular's page with a way back to the app
     schema = AutoSchema()
 
     @documented(exclude=True)

@@ -45,7 +45,37 @@ from integrations.exceptions import PostGone, PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Post
 
-ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
+
+def errors(described: dict[int, str]) -> dict[int, OpenApiResponse]:
+    """An operation's error responses (all in the `Error` shape), each status with what gives it there: only those
+    its code path can answer."""
+    return {status: OpenApiResponse(ErrorSerializer, description=text) for status, text in described.items()}
+
+
+# The causes several operations share, as documented with each status.
+NOT_SIGNED_IN = "No valid token (`Authorization: Token <key>`; a user gets one at /app/api-token) and no session."
+NO_CSRF = "A call signed in with the session cookie (not a token) without the CSRF token."
+NO_CHANNEL = "Not one of your channels."
+NO_POST = "Not one of your posts (or it was deleted meanwhile: `post_gone`)."
+PAGE_QUERY = "`limit` out of range (`invalid`) or a `cursor` this list did not give (`invalid_cursor`)."
+ACCOUNT_REFUSED = "The PDS refuses the account: `account_deactivated`, `account_suspended`."
+NO_SESSION = (
+    "The channel has no usable session (`no_session`, `session_expired`, `session_unreadable`, `account_moved`): "
+    "reconnect it."
+)
+PDS = {
+    429: "The PDS limits this account (`rate_limited`): try again after `Retry-After`.",
+    502: "The PDS answered wrongly (`pds_error`, `invalid_response`, `pds_redirect`, `account_mismatch`) or is not at "
+    "a public address (`address_refused`). Nothing was changed.",
+    503: "The PDS could not be reached or did not answer in time (`pds_unreachable`, `pds_timeout`, "
+    "`temporary_error`). Nothing was changed.",
+}
+POST_CONTENT = (
+    "The input (`invalid`, `parse_error`) or what it asks for: `empty_post`, `too_many_parts`, `post_too_long`, "
+    "`too_many_images`, `media_not_found`, `alt_text_required`, `alt_text_too_long`, `invalid_language`, "
+    "`invalid_text`, `invalid_reference` (`reply_to` or `quote` names no post), `scheduled_in_the_past`, "
+    "`scheduled_too_far`; `request_rejected` when the PDS refuses looking up `reply_to` or `quote`."
+)
 PAGES_DESCRIPTION = (
     "A page at a time (`limit`, default 25, at most 100): pass the answer's `cursor` back as `?cursor=` for the next "
     "page; it is null on the last one. A cursor that is not one this list gave is refused (400 `invalid_cursor`)."
@@ -84,14 +114,18 @@ class IntegrationsAPIView(APIView):
         summary="List your channels",
         description=PAGES_DESCRIPTION,
         parameters=[PageQuerySerializer],
-        responses={200: ChannelPageSerializer, **ERRORS},
+        responses={200: ChannelPageSerializer, **errors({400: PAGE_QUERY, 401: NOT_SIGNED_IN})},
     ),
-    retrieve=documented(summary="One of your channels", responses={200: ChannelSerializer, **ERRORS}),
+    retrieve=documented(
+        summary="One of your channels",
+        responses={200: ChannelSerializer, **errors({401: NOT_SIGNED_IN, 404: NO_CHANNEL})},
+    ),
     destroy=documented(
         summary="Disconnect a channel",
         description="Signs the session out on the PDS where it answers and removes the stored tokens. The channel "
-        "stays listed with health `disconnected` until it is reconnected.",
-        responses={204: None, **ERRORS},
+        "stays listed with health `disconnected` until it is reconnected. A PDS that does not answer does not stop "
+        "it: the tokens are removed here all the same.",
+        responses={204: None, **errors({401: NOT_SIGNED_IN, 403: NO_CSRF, 404: NO_CHANNEL})},
     ),
 )
 @method_decorator(sensitive_post_parameters("app_password"), name="dispatch")
@@ -122,7 +156,24 @@ class ChannelViewSet(
     @documented(
         summary="Connect a Bluesky account",
         request=ConnectBlueskySerializer,
-        responses={201: ChannelSerializer, **ERRORS},
+        responses={
+            201: ChannelSerializer,
+            **errors(
+                {
+                    400: "The input (`invalid`, `parse_error`), or Bluesky did not accept it: `invalid_credentials`, "
+                    "`main_password_refused`, `auth_factor_required`, `hosted_elsewhere`, `request_rejected`.",
+                    401: NOT_SIGNED_IN,
+                    403: "`integration_disabled` (switched off by the administrator), `account_deactivated`, "
+                    f"`account_suspended`. {NO_CSRF}",
+                    409: "`account_moved`: the account lives on another server now.",
+                    413: "The body is too large (`request_too_large`).",
+                    429: "Too many connect attempts (`throttled`, this site's limit) or the PDS limits sign-ins "
+                    "(`rate_limited`): try again after `Retry-After`.",
+                    502: PDS[502],
+                    503: f"{PDS[503]} Or the Service URL configured here is invalid (`service_misconfigured`).",
+                }
+            ),
+        },
     )
     @method_decorator(sensitive_variables())  # the serializer's repr holds the app password
     @action(detail=False, methods=["post"], url_path="bluesky", url_name="connect-bluesky")
@@ -137,7 +188,22 @@ class ChannelViewSet(
         )
         return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
 
-    @documented(summary="Refresh a channel's session now", request=None, responses={200: ChannelSerializer, **ERRORS})
+    @documented(
+        summary="Refresh a channel's session now",
+        request=None,
+        responses={
+            200: ChannelSerializer,
+            **errors(
+                {
+                    401: NOT_SIGNED_IN,
+                    403: f"{ACCOUNT_REFUSED} {NO_CSRF}",
+                    404: NO_CHANNEL,
+                    409: NO_SESSION,
+                    **PDS,
+                }
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         channel = self.get_object()
@@ -149,7 +215,7 @@ class ChannelViewSet(
         description="The first page holds as many events as the channel's page shows (`INTEGRATIONS_EVENTS_SHOWN`); "
         "older ones follow with `cursor`. Events older than `INTEGRATIONS_EVENTS_RETENTION_DAYS` are removed.",
         parameters=[EventsQuerySerializer],
-        responses={200: EventPageSerializer, **ERRORS},
+        responses={200: EventPageSerializer, **errors({400: PAGE_QUERY, 401: NOT_SIGNED_IN, 404: NO_CHANNEL})},
     )
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str | None = None) -> Response:
@@ -165,7 +231,19 @@ class ChannelViewSet(
         "elsewhere are listed too; `published_by_skyport` marks the ones published here. Pass `cursor` back for "
         "older posts. A channel without a session is refused (409).",
         parameters=[FeedQuerySerializer],
-        responses={200: FeedPageSerializer, **ERRORS},
+        responses={
+            200: FeedPageSerializer,
+            **errors(
+                {
+                    400: f"{PAGE_QUERY[:-1]}, or the PDS refused the call (`request_rejected`).",
+                    401: NOT_SIGNED_IN,
+                    403: ACCOUNT_REFUSED,
+                    404: NO_CHANNEL,
+                    409: NO_SESSION,
+                    **PDS,
+                }
+            ),
+        },
     )
     @action(detail=True, methods=["get"])
     def posts(self, request: Request, pk: str | None = None) -> Response:
@@ -180,7 +258,17 @@ class ChannelViewSet(
         description="Deletes a channel and its history, as the web page's Remove does. A channel that still holds a "
         "session is refused with `channel_connected` (409): disconnect it first.",
         request=None,
-        responses={204: None, **ERRORS},
+        responses={
+            204: None,
+            **errors(
+                {
+                    401: NOT_SIGNED_IN,
+                    403: NO_CSRF,
+                    404: NO_CHANNEL,
+                    409: "The channel still holds a session (`channel_connected`): disconnect it first.",
+                }
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def remove(self, request: Request, pk: str | None = None) -> Response:
@@ -192,7 +280,20 @@ class ChannelViewSet(
     create=documented(
         summary="Upload an image for a post",
         request={"multipart/form-data": MediaUploadSerializer},
-        responses={201: MediaSerializer, **ERRORS},
+        responses={
+            201: MediaSerializer,
+            **errors(
+                {
+                    400: "No file (`invalid`), or an image that cannot be posted: `unsupported_image`, "
+                    "`image_too_large`, `animated_image`.",
+                    401: NOT_SIGNED_IN,
+                    403: NO_CSRF,
+                    413: "The body is too large (`request_too_large`), or your stored images would pass your quota "
+                    "(`storage_full`).",
+                    429: "Too many uploads this hour (`too_many_uploads`): try again after `Retry-After`.",
+                }
+            ),
+        },
     ),
 )
 class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
@@ -212,9 +313,11 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
         summary="Your posts, newest first",
         description=PAGES_DESCRIPTION,
         parameters=[PageQuerySerializer],
-        responses={200: PostPageSerializer, **ERRORS},
+        responses={200: PostPageSerializer, **errors({400: PAGE_QUERY, 401: NOT_SIGNED_IN})},
     ),
-    retrieve=documented(summary="One of your posts", responses={200: PostSerializer, **ERRORS}),
+    retrieve=documented(
+        summary="One of your posts", responses={200: PostSerializer, **errors({401: NOT_SIGNED_IN, 404: NO_POST})}
+    ),
     create=documented(
         summary="Publish a post (or a thread), now or at a scheduled time",
         description="The post's records are planned when it is accepted and published once: a retry never posts "
@@ -222,19 +325,66 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
         "`failed` with the reason. With `scheduled_at`, 201 with status `scheduled`: the background worker publishes "
         "it at that time (a time already past is refused with `scheduled_in_the_past`).",
         request=PostInputSerializer,
-        responses={201: PostSerializer, **ERRORS},
+        responses={
+            201: PostSerializer,
+            **errors(
+                {
+                    400: f"{POST_CONTENT} A `channel` that is not yours is `invalid`.",
+                    401: NOT_SIGNED_IN,
+                    403: f"{ACCOUNT_REFUSED} (while `reply_to` or `quote` is looked up) {NO_CSRF}",
+                    404: "The post was deleted while it was being published (`post_gone`).",
+                    409: f"The channel cannot publish (`channel_not_ready`). {NO_SESSION}",
+                    413: "The body is too large (`request_too_large`).",
+                    429: "Too many posts lately (`posts_throttled`), too many scheduled (`too_many_scheduled`), or "
+                    "the PDS limits the account while `reply_to` or `quote` is looked up (`rate_limited`): try "
+                    "again after `Retry-After`.",
+                    502: f"{PDS[502]} (while `reply_to` or `quote` is looked up)",
+                    503: f"{PDS[503]} (while `reply_to` or `quote` is looked up)",
+                }
+            ),
+        },
     ),
     destroy=documented(
         summary="Delete a post",
         description="A published post's records are deleted from Bluesky first; a scheduled one is just cancelled.",
-        responses={204: None, **ERRORS},
+        responses={
+            204: None,
+            **errors(
+                {
+                    400: "The PDS refused deleting a record (`request_rejected`).",
+                    401: NOT_SIGNED_IN,
+                    403: f"{ACCOUNT_REFUSED} {NO_CSRF}",
+                    404: NO_POST,
+                    409: "An attempt to publish it still runs (`post_deleting`: it deletes the post when it ends). "
+                    f"{NO_SESSION}",
+                    **PDS,
+                }
+            ),
+        },
     ),
     partial_update=documented(
         summary="Edit or reschedule a scheduled post",
         description="Only while it is `scheduled` (it has not started publishing; else `post_not_scheduled`, 409). "
         "New `parts` are checked as a new post's are; `scheduled_at` alone moves it.",
         request=PostUpdateSerializer,
-        responses={200: PostSerializer, **ERRORS},
+        responses={
+            200: PostSerializer,
+            **errors(
+                {
+                    400: f"{POST_CONTENT} `reply_to` or `quote` without `parts` is `invalid`.",
+                    401: NOT_SIGNED_IN,
+                    403: f"{ACCOUNT_REFUSED} (while `reply_to` or `quote` is looked up) {NO_CSRF}",
+                    404: NO_POST,
+                    409: "It is no longer `scheduled` (`post_not_scheduled`), it is being worked on (`post_busy`), or "
+                    f"its channel cannot publish (`channel_not_ready`). {NO_SESSION}",
+                    413: "The body is too large (`request_too_large`).",
+                    429: "Too many posts lately (`posts_throttled`), or the PDS limits the account while `reply_to` "
+                    "or `quote` is looked up (`rate_limited`): try again after `Retry-After`.",
+                    502: f"{PDS[502]} (while `reply_to` or `quote` is looked up)",
+                    503: f"{PDS[503]} (while `reply_to` or `quote` is looked up)",
+                }
+            ),
+        },
     ),
 )
 class PostViewSet(
@@ -311,7 +461,17 @@ class PostViewSet(
         description="Removes a post that is still `scheduled` (nothing was sent); once it has started publishing, "
         "`post_not_scheduled` (409).",
         request=None,
-        responses={204: None, **ERRORS},
+        responses={
+            204: None,
+            **errors(
+                {
+                    401: NOT_SIGNED_IN,
+                    403: NO_CSRF,
+                    404: NO_POST,
+                    409: "It is no longer `scheduled` (`post_not_scheduled`) or is being worked on (`post_busy`).",
+                }
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
@@ -322,7 +482,18 @@ class PostViewSet(
         summary="Publish a failed or waiting post again",
         description="Sends the same plan: records that already landed are found, never written twice.",
         request=None,
-        responses={200: PostSerializer, **ERRORS},
+        responses={
+            200: PostSerializer,
+            **errors(
+                {
+                    401: NOT_SIGNED_IN,
+                    403: NO_CSRF,
+                    404: NO_POST,
+                    409: "Another attempt runs (`post_busy`), or the post is neither `failed` nor `waiting` "
+                    "(`post_not_retryable`).",
+                }
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, pk: str | None = None) -> Response:
