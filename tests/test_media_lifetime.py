@@ -287,8 +287,11 @@ def test_the_migration_links_unpublished_posts_to_the_uploads_their_json_names(u
         )
         for n in range(3)
     )
+    due = timezone.now() + timedelta(days=7)
     for status, text in (("scheduled", "later"), ("published", "done")):
-        post = OldPost.objects.create(user_id=user.pk, channel_id=channel.pk, status=status)
+        post = OldPost.objects.create(
+            user_id=user.pk, channel_id=channel.pk, status=status, scheduled_at=due if status == "scheduled" else None
+        )
         OldPart.objects.create(
             post=post,
             index=0,
@@ -305,5 +308,8 @@ def test_the_migration_links_unpublished_posts_to_the_uploads_their_json_names(u
     assert sorted(later.media.values_list("pk", flat=True)) == sorted([image.pk, thumb.pk])
     assert not Post.objects.get(status="published").parts.get().media.exists()
     assert Media.objects.get(pk=orphan.pk).used_at == made
+    # The uploads the scheduled post needs count as used at its time: the clean-up does not walk them until then.
+    assert set(Media.objects.filter(pk__in=[image.pk, thumb.pk]).values_list("used_at", flat=True)) == {due}
+    assert list(publishing.unused_media(timezone.now()).values_list("pk", flat=True)) == [orphan.pk]
     assert publishing.purge_unused_media() == 1  # only the upload no unpublished post needs
     assert sorted(Media.objects.values_list("pk", flat=True)) == sorted([image.pk, thumb.pk])
