@@ -22,8 +22,13 @@ def public_only(monkeypatch):
     """URLs users name are held to public addresses over https, as in production (tests/test_outbound.py patches
     the resolver and `is_public_address` to stand loopback servers in for the internet)."""
     from integrations import outbound
+    from integrations.bluesky import client
 
     monkeypatch.setattr(outbound, "_loopback_for_tests", False)
+    # Fresh connection pools: a connection opened while loopback was allowed would be reused without a new check.
+    monkeypatch.setattr(outbound, "_clients", {})
+    monkeypatch.setattr(client, "_requests", {})
+    monkeypatch.setattr(client, "_raw_clients", {})
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +40,15 @@ def pds():
     with identities_on(server) as zone:
         server.dns_zone = zone
         yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def second_pds(pds):
+    """Another reference PDS on loopback, registering its accounts in the first one's PLC directory (started when a
+    test first asks for it, then kept for the run)."""
+    server = LocalPds(plc_url=pds.plc_url)
+    yield server
     server.stop()
 
 

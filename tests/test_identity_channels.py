@@ -7,8 +7,6 @@ Handles of the first PDS resolve through its well-known endpoint; handles of the
 tests' loopback DNS zone (the way a custom-domain handle resolves).
 """
 
-from collections.abc import Iterator
-
 import pytest
 from django.db.models import F
 from django.urls import reverse
@@ -21,14 +19,6 @@ from tests.conftest import as_if_refreshed_long_ago, stored
 from tests.pds.server import Account, LocalPds
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
-
-
-@pytest.fixture(scope="module")
-def second_pds(pds) -> Iterator[LocalPds]:
-    """Another reference PDS, registering its accounts in the first one's PLC directory."""
-    server = LocalPds(plc_url=pds.plc_url)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -1,9 +1,16 @@
 """Posts a new post replies to or quotes: a bsky.app address or an at:// URI, turned into strong references.
 
-The referenced record's CID comes from `com.atproto.repo.getRecord` on the PDS that hosts the repository (this
-works without an AppView): the channel's own PDS when it hosts it, else the PDS named by the repository's DID
-document, fetched through the outbound guard (`integrations.outbound`) as a server the user's input leads to
-(`Reach.PUBLIC`: public https only, whatever `INTEGRATIONS_ALLOW_INSECURE_PDS` says).
+The referenced record (its CID, and its thread's root) is read with `com.atproto.repo.getRecord` from the PDS that
+hosts its repository, which needs no AppView: the channel's own PDS (through its session) for the channel's own
+posts and for accounts its DID document places there; any other account's PDS as its DID document (`identity`:
+PLC directory or did:web) names it. That PDS is a server the user's input leads to, so it is called through the
+outbound guard (`integrations.outbound`) as `Reach.PUBLIC`: public https only, whatever
+`INTEGRATIONS_ALLOW_INSECURE_PDS` says (loopback only, in tests). A handle is asked of the channel's PDS, and
+resolved here (DNS, then HTTPS) when that PDS cannot.
+
+What goes wrong is said in words: an account, handle or post that is not there, or a server that cannot be used, is
+`InvalidReference` (asking again will not help); only a lookup or an author's PDS that failed for now (unreachable,
+timed out, a 5xx, a rate limit) is a temporary error that says "try again".
 """
 
 import re
@@ -16,6 +23,7 @@ from integrations.bluesky import errors, identifiers, identity, lifecycle
 from integrations.bluesky.client import PdsClient, clean_text
 from integrations.bluesky.feed import parse_time
 from integrations.bluesky.plans import POST_COLLECTION, StrongRef
+from integrations.conf import app_settings
 from integrations.models import Channel
 
 # The address bsky.app shows for a post; its parts are checked with the atproto syntax rules (`identifiers`).
@@ -101,31 +109,81 @@ def _handle_of(did: str) -> str:
 
 
 def _handle_did(channel: Channel, handle: str) -> str:
+    """The DID `handle` names: the channel's PDS's answer, else (a PDS need not resolve handles it does not host, and
+    one without an AppView may fail to) our own lookup."""
     try:
         return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
-    except errors.RequestRejected as exc:
-        raise errors.InvalidReference(f"The handle @{handle} does not resolve to an account.") from exc
+    except (errors.RequestRejected, errors.PdsServerError):
+        pass
+    found = identity.lookup_handle(handle)
+    if not isinstance(found, identity.Failure):
+        return found
+    if found.transient:
+        raise _for_now(f"The handle @{handle} could not be looked up just now ({found.detail}).", f"https://{handle}")
+    raise errors.InvalidReference(f"The handle @{handle} does not resolve to an account ({found.detail}).")
 
 
 def _read(channel: Channel, did: str, rkey: str) -> tuple[str, Any] | None:
-    found = lifecycle.call(channel, lambda client, token: client.get_record(token, did, POST_COLLECTION, rkey))
-    if found is not None or did == channel.did:
-        return found
-    endpoint = _pds_of(did)
-    if endpoint is None or endpoint.rstrip("/") == channel.pds_url.rstrip("/"):
-        return None
-    # A public read on the repo's own PDS: a server the user's reference leads to, so public addresses only.
-    return PdsClient(endpoint, reach=outbound.Reach.PUBLIC).get_record(None, did, POST_COLLECTION, rkey)
+    """The record's CID and value from the PDS that hosts `did`'s repository, or None when it holds no such record."""
+    if did != channel.did:
+        pds = _pds_of(did)
+        if not identity.same_server(pds, channel.pds_url):
+            return _read_elsewhere(pds, did, rkey)
+    return lifecycle.call(channel, lambda client, token: client.get_record(token, did, POST_COLLECTION, rkey))
 
 
-def _pds_of(did: str) -> str | None:
-    """The PDS that hosts `did`'s repository, from its DID document (`identity.resolve_did`)."""
+def _read_elsewhere(pds: str, did: str, rkey: str) -> tuple[str, Any] | None:
+    """A public read on another account's PDS, which its own DID document names: public addresses only."""
+    try:
+        return PdsClient(pds, reach=outbound.Reach.PUBLIC).get_record(None, did, POST_COLLECTION, rkey)
+    except errors.AddressRefused as exc:
+        # The same words whatever listens there: the answer must tell nothing about a private network.
+        reason = "is not a public https address, so it was not called"
+        raise errors.InvalidReference(f"The server of the account {did}, {pds}, {reason}.") from exc
+    except errors.InvalidResponse as exc:
+        reason = f"did not answer like a Bluesky PDS ({exc.detail})"
+        raise errors.InvalidReference(f"The server of the account {did}, {pds}, {reason}.") from exc
+    except errors.RateLimited as exc:  # its own words are about sign-ins
+        error = errors.PdsServerError(exc.detail, status_code=exc.status_code, retry_after=exc.retry_after)
+        error.url = pds
+        raise error from exc
+    except errors.TemporaryError:
+        raise  # unreachable, timed out, a 5xx: its words name that server and say to try again
+    except errors.BlueskyError as exc:
+        # A redirect, a refusal, an answer about sessions: its words would be about the channel's own server.
+        reason = f"refused to give the post ({exc.upstream_error or exc.code}: {exc.detail or exc.status_code})"
+        raise errors.InvalidReference(f"The server of the account {did}, {pds}, {reason}.") from exc
+
+
+def _pds_of(did: str) -> str:
+    """The PDS that hosts `did`'s repository, as its DID document names it (`identity.resolve_did`).
+
+    Raises InvalidReference when there is no such account or its document names no PDS, or a temporary error
+    (`PdsUnreachable`) when it could not be looked up just now."""
     document = identity.resolve_did(did)
     if isinstance(document, identity.Failure):
-        if document.kind == "unresolved":  # no document to be found: no post to be found either
-            return None
-        raise errors.InvalidReference(f"The account {did} could not be looked up ({document.kind}).")
+        if document.transient:
+            raise _for_now(f"The account {did} could not be looked up just now ({document.detail}).", _lookup_of(did))
+        if document.kind == "unresolved":
+            raise errors.InvalidReference(f"The account {did} was not found ({document.detail}).")
+        raise errors.InvalidReference(f"The account {did} cannot be looked up ({document.detail}).")
+    if document.pds is None:
+        raise errors.InvalidReference(f"The account {did} has no server for its posts: its DID document names none.")
     return document.pds
+
+
+def _lookup_of(did: str) -> str:
+    """The server a DID's document is asked of (for the words of a failed lookup)."""
+    if did.startswith("did:web:"):
+        return f"https://{identifiers.did_web_host(did)}"
+    return str(app_settings.PLC_URL).rstrip("/")
+
+
+def _for_now(detail: str, server: str) -> errors.PdsUnreachable:
+    """A lookup that failed for now (no answer, a 5xx): asking again later may work."""
+    error = errors.PdsUnreachable(detail)
+    error.url = server
+    return error
 
 
 def _root_of(value: Any) -> StrongRef | None:
