@@ -205,3 +205,54 @@ def test_a_card_title_with_a_nul_byte_is_stored_and_published_clean(api, channel
     assert part.card["title"] == "Null title" and part.card["description"] == "ab"
     [stored] = records(use_pds, account.did)
     assert stored["value"]["embed"]["external"]["title"] == "Null title"
+
+
+# --- the contract: what the schema says is what the API reads (issue 23) ----------------------------------------------
+def scheduled(api, channel, text="later", **extra):
+    """A post scheduled an hour ahead, through the API."""
+    from tests.test_scheduling import iso
+
+    body = {"channel": channel.pk, "parts": [{"text": text, "link_card": None}], "scheduled_at": iso(3600), **extra}
+    response = api.post(POSTS, body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+IMPOSSIBLE_TIMES = [
+    "2027-02-29T12:00:00Z",  # no February 29th in 2027
+    "2027-01-01T24:00:00Z",
+    "2027-13-01T12:00:00Z",
+    "2027-01-01T12:60:00Z",
+    "2027-01-01T12:00:61Z",
+    "2027-01-01T12:00:00+24:00",
+    "2027-01-01T12:00:00+25:00",
+]
+
+
+@pytest.mark.parametrize("value", IMPOSSIBLE_TIMES)
+def test_an_impossible_time_is_a_400_naming_scheduled_at_on_create_and_edit(api, channel, value):
+    body = {"channel": channel.pk, "parts": [{"text": "when?", "link_card": None}], "scheduled_at": value}
+    error = assert_error(api.post(POSTS, body, format="json"), 400, "invalid")
+    assert set(error["fields"]) == {"scheduled_at"}
+    assert error["message"].startswith("That date or time does not exist")
+    assert not Post.objects.exists()
+
+    post = scheduled(api, channel)
+    error = assert_error(api.patch(f"{POSTS}{post['id']}/", {"scheduled_at": value}, format="json"), 400, "invalid")
+    assert set(error["fields"]) == {"scheduled_at"}
+    assert api.get(f"{POSTS}{post['id']}/").json()["scheduled_at"] == post["scheduled_at"]
+
+
+def test_a_leap_second_is_read_as_the_59th_second(api, channel):
+    from datetime import UTC, datetime, timedelta
+
+    day = (datetime.now(UTC) + timedelta(days=30)).date()
+    body = {"channel": channel.pk, "parts": [{"text": "leap", "link_card": None}], "scheduled_at": f"{day}T23:59:60Z"}
+    created = api.post(POSTS, body, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["scheduled_at"] == f"{day}T23:59:59Z"
+
+    later = day + timedelta(days=1)
+    moved = api.patch(f"{POSTS}{created.json()['id']}/", {"scheduled_at": f"{later}t23:59:60.5z"}, format="json")
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["scheduled_at"] == f"{later}T23:59:59.500000Z"

@@ -1,5 +1,6 @@
 """API representations. No token field exists on any serializer."""
 
+import re
 from typing import Any
 
 from django.utils import timezone
@@ -203,18 +204,38 @@ class PartInputSerializer(serializers.Serializer):
     link_card = LinkCardField(required=False, allow_null=True, default="auto")
 
 
-class AwareDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with its time zone (`Z` or an offset): a bare local time would be read in the server's zone."""
+# RFC 3339 (what `format: date-time` means) allows lower-case T and Z and a leap second (:60), which Python's
+# datetime cannot hold: the leap second is read as :59 of the same minute.
+_LEAP_SECOND = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:)60(?=[.,]\d+|Z|[+-]\d\d|$)")
 
-    default_error_messages = {"naive": "Give the time zone too, e.g. 2026-11-23T18:00:00+01:00 or ...T17:00:00Z."}
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """ISO 8601 / RFC 3339 with its time zone (`Z` or an offset): a bare local time would be read in the server's
+    zone. A leap second (`23:59:60Z`) is read as `23:59:59Z`; a time that does not exist (February 30th, hour 24,
+    minute 60, an offset of a day or more) is refused, never a server error."""
+
+    default_error_messages = {
+        "naive": "Give the time zone too, e.g. 2026-11-23T18:00:00+01:00 or ...T17:00:00Z.",
+        "impossible": "That date or time does not exist: check the day of the month, the hour (00-23), minutes and "
+        "seconds (00-59) and the offset (less than 24 hours). E.g. 2026-11-23T18:00:00+01:00.",
+    }
 
     def to_internal_value(self, value: Any) -> Any:
-        if isinstance(value, str) and (parsed := parse_datetime(value)) is not None and timezone.is_naive(parsed):
-            self.fail("naive")
+        if isinstance(value, str):
+            value = _LEAP_SECOND.sub(r"\g<1>59", value.upper())
+            try:
+                parsed = parse_datetime(value)
+            except (ValueError, OverflowError):
+                self.fail("impossible")
+            if parsed is not None and timezone.is_naive(parsed):
+                self.fail("naive")
         return super().to_internal_value(value)
 
 
-SCHEDULED_AT_HELP = "Publish at this time (ISO 8601 with time zone, at least a few seconds ahead) instead of now."
+SCHEDULED_AT_HELP = (
+    "Publish at this time (RFC 3339 / ISO 8601 with time zone, at least a few seconds ahead) instead of now. A leap "
+    "second (…T23:59:60Z) is read as …T23:59:59Z."
+)
 
 
 class PostInputSerializer(serializers.Serializer):
@@ -232,7 +253,10 @@ class PostUpdateSerializer(serializers.Serializer):
     parts = PartInputSerializer(many=True, allow_empty=False, required=False)
     reply_to = serializers.CharField(required=False, allow_blank=True, max_length=1000)
     quote = serializers.CharField(required=False, allow_blank=True, max_length=1000)
-    scheduled_at = AwareDateTimeField(required=False, help_text="The new time (ISO 8601 with time zone).")
+    scheduled_at = AwareDateTimeField(
+        required=False,
+        help_text="The new time (RFC 3339 / ISO 8601 with time zone; a leap second …T23:59:60Z is read as …:59).",
+    )
 
 
 class LinkCardSerializer(serializers.Serializer):
