@@ -256,3 +256,30 @@ def test_a_leap_second_is_read_as_the_59th_second(api, channel):
     moved = api.patch(f"{POSTS}{created.json()['id']}/", {"scheduled_at": f"{later}t23:59:60.5z"}, format="json")
     assert moved.status_code == 200, moved.content
     assert moved.json()["scheduled_at"] == f"{later}T23:59:59.500000Z"
+
+
+@pytest.mark.parametrize("encoding", ["multipart", "form"])
+def test_a_post_body_that_is_not_json_is_refused_with_415_and_nothing_changes(api, channel, encoding):
+    import json
+
+    post = scheduled(api, channel, "the old text")
+    url = f"{POSTS}{post['id']}/"
+    parts = json.dumps([{"text": "the new text"}])  # how OpenAPI encodes an array in a form
+    if encoding == "multipart":
+        edit = api.patch(url, {"parts": parts}, format="multipart")
+        create = api.post(POSTS, {"channel": channel.pk, "parts": parts}, format="multipart")
+    else:
+        form = "application/x-www-form-urlencoded"
+        edit = api.patch(url, f"parts={parts}", content_type=form)
+        create = api.post(POSTS, f"channel={channel.pk}&parts[0]text=hi", content_type=form)  # DRF's own syntax
+    for response in (edit, create):
+        error = assert_error(response, 415, "unsupported_media_type")
+        assert "Content-Type: application/json" in error["message"]
+    assert api.get(url).json()["parts"][0]["text"] == "the old text"
+    assert Post.objects.count() == 1
+
+
+def test_media_is_uploaded_as_multipart_only(api):
+    """A JSON body cannot carry a file: 415 saying what to send, not a 400 about a missing field."""
+    error = assert_error(api.post("/api/v1/media/", {"file": "x"}, format="json"), 415, "unsupported_media_type")
+    assert "Content-Type: multipart/form-data" in error["message"]

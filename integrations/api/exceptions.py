@@ -29,6 +29,20 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
+class UnsupportedMediaType(exceptions.UnsupportedMediaType):
+    """A body in an encoding the operation does not read, answered with the encodings it does read."""
+
+    def __init__(self, content_type: str, accepted: list[str]) -> None:
+        media_type = content_type.split(";", 1)[0].strip()
+        accepted = accepted or ["application/json"]
+        sent = f'as "{media_type}"' if media_type else "without a Content-Type"
+        super().__init__(
+            media_type,
+            detail=f"This operation reads only {' or '.join(accepted)} bodies; this one was sent {sent}. "
+            f"Send it with Content-Type: {accepted[0]}.",
+        )
+
+
 def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
 
@@ -43,6 +57,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
         exc = RequestTooLarge()
+    elif isinstance(exc, exceptions.UnsupportedMediaType) and not isinstance(exc, UnsupportedMediaType):
+        view, request = context.get("view"), context.get("request")
+        accepted = [parser.media_type for parser in view.get_parsers()] if view is not None else []
+        exc = UnsupportedMediaType(getattr(request, "content_type", "") or "", accepted)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

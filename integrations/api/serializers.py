@@ -134,8 +134,13 @@ class MediaSerializer(serializers.Serializer):
     bytes = serializers.IntegerField(read_only=True, source="size")
 
 
+@extend_schema_field({"type": "string", "format": "binary"})
+class UploadField(serializers.FileField):
+    """A file sent as a multipart part: binary in the schema (drf-spectacular would call it a URI)."""
+
+
 class MediaUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="A JPEG, PNG, WebP or GIF image (recognised by its content).")
+    file = UploadField(help_text="A JPEG, PNG, WebP or GIF image (recognised by its content).")
 
 
 class ImageInputSerializer(serializers.Serializer):

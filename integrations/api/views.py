@@ -46,6 +46,8 @@ from integrations.http import client_ip
 from integrations.models import Channel, Post
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
+# Operations that read a body answer 415 to an encoding they do not read.
+BODY_ERRORS = {**ERRORS, 415: OpenApiResponse(ErrorSerializer)}
 PAGES_DESCRIPTION = (
     "A page at a time (`limit`, default 25, at most 100): pass the answer's `cursor` back as `?cursor=` for the next "
     "page; it is null on the last one. A cursor that is not one this list gave is refused (400 `invalid_cursor`)."
@@ -122,7 +124,7 @@ class ChannelViewSet(
     @documented(
         summary="Connect a Bluesky account",
         request=ConnectBlueskySerializer,
-        responses={201: ChannelSerializer, **ERRORS},
+        responses={201: ChannelSerializer, **BODY_ERRORS},
     )
     @method_decorator(sensitive_variables())  # the serializer's repr holds the app password
     @action(detail=False, methods=["post"], url_path="bluesky", url_name="connect-bluesky")
@@ -192,13 +194,14 @@ class ChannelViewSet(
     create=documented(
         summary="Upload an image for a post",
         request={"multipart/form-data": MediaUploadSerializer},
-        responses={201: MediaSerializer, **ERRORS},
+        responses={201: MediaSerializer, **BODY_ERRORS},
     ),
 )
 class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
     """Images a user uploads before attaching them to a post (prepared on arrival: metadata removed, limits met)."""
 
     serializer_class = MediaSerializer
+    parser_classes = [MultiPartParser]  # a file travels as multipart only, as the schema says (else 415)
 
     def create(self, request: Request) -> Response:
         upload = MediaUploadSerializer(data=request.data)
@@ -222,7 +225,7 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
         "`failed` with the reason. With `scheduled_at`, 201 with status `scheduled`: the background worker publishes "
         "it at that time (a time already past is refused with `scheduled_in_the_past`).",
         request=PostInputSerializer,
-        responses={201: PostSerializer, **ERRORS},
+        responses={201: PostSerializer, **BODY_ERRORS},
     ),
     destroy=documented(
         summary="Delete a post",
@@ -234,7 +237,7 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
         description="Only while it is `scheduled` (it has not started publishing; else `post_not_scheduled`, 409). "
         "New `parts` are checked as a new post's are; `scheduled_at` alone moves it.",
         request=PostUpdateSerializer,
-        responses={200: PostSerializer, **ERRORS},
+        responses={200: PostSerializer, **BODY_ERRORS},
     ),
 )
 class PostViewSet(
@@ -247,6 +250,9 @@ class PostViewSet(
     """A user's posts; another user's post is a 404."""
 
     serializer_class = PostSerializer
+    # JSON only: `parts` is a list of objects, which a form encoding cannot carry, and DRF's form parsers would
+    # silently drop it (an edit answered 200 and never saved). Any other body is a 415 saying to send JSON.
+    parser_classes = [SafeJSONParser]
     lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self) -> QuerySet[Post]:
