@@ -283,3 +283,44 @@ def test_media_is_uploaded_as_multipart_only(api):
     """A JSON body cannot carry a file: 415 saying what to send, not a 400 about a missing field."""
     error = assert_error(api.post("/api/v1/media/", {"file": "x"}, format="json"), 415, "unsupported_media_type")
     assert "Content-Type: multipart/form-data" in error["message"]
+
+
+def test_the_schema_states_what_the_post_operations_accept(api):
+    import json
+
+    document = json.loads(api.get("/api/schema/", {"format": "json"}).content)
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for path, method in (("/api/v1/posts/", "post"), ("/api/v1/posts/{id}/", "patch")):
+        operation = paths[path][method]
+        assert list(operation["requestBody"]["content"]) == ["application/json"]
+        assert "415" in operation["responses"]
+    media = paths["/api/v1/media/"]["post"]
+    assert list(media["requestBody"]["content"]) == ["multipart/form-data"] and "415" in media["responses"]
+    assert schemas["MediaUpload"]["properties"]["file"]["format"] == "binary"
+    connect = paths["/api/v1/channels/bluesky/"]["post"]["requestBody"]["content"]
+    assert set(connect) == {"application/json", "application/x-www-form-urlencoded", "multipart/form-data"}
+
+    for name in ("PostInput", "PatchedPostUpdate"):
+        parts = schemas[name]["properties"]["parts"]
+        assert (parts["minItems"], parts["maxItems"]) == (1, 25)
+    part = schemas["PartInput"]["properties"]
+    assert part["langs"]["items"]["minLength"] == 1 and part["langs"]["maxItems"] == 3
+    assert part["images"]["maxItems"] == 4
+    assert schemas["ImageInput"]["properties"]["alt"]["maxLength"] == 2000
+    card = next(option for option in part["link_card"]["oneOf"] if option["type"] == "object")
+    assert card["properties"]["url"]["pattern"] == "^[Hh][Tt][Tt][Pp][Ss]?://"
+    assert "23:59:60" in schemas["PostInput"]["properties"]["scheduled_at"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("part", "code"),
+    [
+        ({"text": "hi", "langs": ["en", "de", "fr", "es"]}, "invalid_language"),  # maxItems 3
+        ({"text": "hi", "images": [{"media": 1, "alt": "x"}] * 5}, "too_many_images"),  # maxItems 4
+        ({"text": "hi", "images": [{"media": 1, "alt": "x" * 2001}]}, "invalid"),  # maxLength 2000
+        ({"text": "hi", "link_card": {"url": "mailto:someone@example.com"}}, "invalid"),  # pattern https?://
+    ],
+)
+def test_what_the_schema_refuses_the_api_refuses(api, channel, part, code):
+    assert_error(api.post(POSTS, {"channel": channel.pk, "parts": [part]}, format="json"), 400, code)
+    assert not Post.objects.exists()

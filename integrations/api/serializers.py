@@ -3,6 +3,7 @@
 import re
 from typing import Any
 
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -11,7 +12,10 @@ from rest_framework import serializers
 from integrations import pagination
 from integrations.bluesky import feed, services
 from integrations.bluesky.forms import ConnectBlueskyForm
-from integrations.bluesky.plans import web_url
+from integrations.bluesky.images import MAX_ALT_TEXT, MAX_IMAGES_PER_POST
+from integrations.bluesky.plans import MAX_PLANNED_PARTS, web_url
+from integrations.bluesky.richtext import MAX_LANGS
+from integrations.conf import app_settings
 from integrations.models import Channel, ChannelEvent
 from integrations.validators import MAX_DATABASE_ID
 
@@ -147,7 +151,9 @@ class ImageInputSerializer(serializers.Serializer):
     media = serializers.IntegerField(
         min_value=1, max_value=MAX_DATABASE_ID, help_text="The id from POST /api/v1/media/."
     )
-    alt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    alt = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False, max_length=MAX_ALT_TEXT
+    )
 
 
 class LinkCardInputSerializer(serializers.Serializer):
@@ -172,7 +178,12 @@ class LinkCardInputSerializer(serializers.Serializer):
             {
                 "type": "object",
                 "properties": {
-                    "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                    "url": {
+                        "type": "string",
+                        "format": "uri",
+                        "maxLength": 2000,
+                        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+                    },
                     "title": {"type": "string", "maxLength": 300},
                     "description": {"type": "string", "maxLength": 1000},
                 },
@@ -202,10 +213,47 @@ class LinkCardField(serializers.Field):
         return value
 
 
+class StatedLimit(MaxLengthValidator):
+    """A list's largest length, stated in the schema (`maxItems`) and enforced when the post is accepted, with that
+    check's own error code (`too_many_parts`, `too_many_images`, `invalid_language`) and words, the same as the web
+    composer's: nothing to check here."""
+
+    def __call__(self, value: Any) -> None:
+        return None
+
+
+def max_parts() -> int:
+    """How many parts a thread may have (`INTEGRATIONS_POST_MAX_PARTS`, read when the schema is made)."""
+    return min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
+
+
+def parts_field(**kwargs: Any) -> serializers.ListSerializer:
+    """A post's parts: at least one, at most `max_parts()` (stated for the schema; refused as `too_many_parts`)."""
+    return serializers.ListSerializer(
+        child=PartInputSerializer(),
+        allow_empty=False,
+        validators=[MinLengthValidator(1), StatedLimit(max_parts)],
+        **kwargs,
+    )
+
+
 class PartInputSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=30_000)
-    images = ImageInputSerializer(many=True, required=False, default=list)
-    langs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+    images = serializers.ListSerializer(
+        child=ImageInputSerializer(),
+        required=False,
+        default=list,
+        validators=[StatedLimit(MAX_IMAGES_PER_POST)],
+        help_text=f"At most {MAX_IMAGES_PER_POST} (more: `too_many_images`).",
+    )
+    langs = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=64),
+        required=False,
+        default=list,
+        validators=[StatedLimit(MAX_LANGS)],
+        help_text=f"BCP 47 language tags (en, pt-BR), at most {MAX_LANGS} (else `invalid_language`); "
+        "missing: the request's language.",
+    )
     link_card = LinkCardField(required=False, allow_null=True, default="auto")
 
 
@@ -245,7 +293,7 @@ SCHEDULED_AT_HELP = (
 
 class PostInputSerializer(serializers.Serializer):
     channel = serializers.IntegerField(min_value=1, max_value=MAX_DATABASE_ID)
-    parts = PartInputSerializer(many=True, allow_empty=False)
+    parts = parts_field()
     reply_to = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
     quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
     scheduled_at = AwareDateTimeField(required=False, allow_null=True, default=None, help_text=SCHEDULED_AT_HELP)
@@ -255,7 +303,7 @@ class PostUpdateSerializer(serializers.Serializer):
     """A scheduled post's new time and/or content; what is left out stays as it was (`reply_to` and `quote` only
     with `parts`: the content is checked as a whole)."""
 
-    parts = PartInputSerializer(many=True, allow_empty=False, required=False)
+    parts = parts_field(required=False)
     reply_to = serializers.CharField(required=False, allow_blank=True, max_length=1000)
     quote = serializers.CharField(required=False, allow_blank=True, max_length=1000)
     scheduled_at = AwareDateTimeField(
