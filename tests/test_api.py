@@ -266,7 +266,7 @@ def test_bad_identifier(use_pds, alice_api, user, identifier, create_session_cal
     error = assert_error(response, 400, "invalid")
     assert set(error["fields"]) == {"identifier"}
     assert error["fields"]["identifier"]
-    assert error["message"] == error["fields"]["identifier"][0]
+    assert error["message"] == error["fields"]["identifier"][0].replace("This field", "identifier")
     assert create_session_calls == []
     assert not Channel.objects.exists()
 

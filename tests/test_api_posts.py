@@ -324,3 +324,47 @@ def test_the_schema_states_what_the_post_operations_accept(api):
 def test_what_the_schema_refuses_the_api_refuses(api, channel, part, code):
     assert_error(api.post(POSTS, {"channel": channel.pk, "parts": [part]}, format="json"), 400, code)
     assert not Post.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("parts", "message", "fields"),
+    [
+        ([{}], "Part 1: text is required.", {"0": {"text": ["This field is required."]}}),
+        (
+            [{"text": "a"}, {"text": "b", "images": [{"media": 0}]}],
+            "Part 2, image 1: Ensure media is greater than or equal to 1.",
+            {"1": {"images": {"0": {"media": ["Ensure this value is greater than or equal to 1."]}}}},
+        ),
+        (
+            [{"text": "a", "langs": ["en", ""]}],
+            "Part 1: language 2 may not be blank.",
+            {"0": {"langs": {"1": ["This field may not be blank."]}}},
+        ),
+        (
+            [{"text": "a", "link_card": {"url": "not an address"}}],
+            "Part 1, link_card, url: Enter a valid URL.",
+            {"0": {"link_card": {"url": ["Enter a valid URL."]}}},
+        ),
+        (["a"], "Part 1: Invalid data. Expected a dictionary, but got str.", None),
+        ("a", "parts must be a list (a JSON array).", None),
+        ([], "parts may not be empty.", {"non_field_errors": ["This list may not be empty."]}),
+        ([{"text": "a", "images": "x"}], "Part 1: images must be a list (a JSON array).", None),
+        ([{"text": "a", "langs": "en"}], "Part 1: langs must be a list (a JSON array).", None),
+    ],
+)
+def test_a_mistake_inside_parts_is_told_in_a_sentence_naming_the_part(api, channel, parts, message, fields):
+    response = api.post(POSTS, {"channel": channel.pk, "parts": parts}, format="json")
+    error = assert_error(response, 400, "invalid")
+    assert error["message"] == message
+    assert "ErrorDetail" not in response.content.decode()
+    if fields is not None:
+        assert error["fields"] == {"parts": fields}
+    assert not Post.objects.exists()
+
+
+def test_a_missing_field_is_named_and_a_non_field_error_is_told_as_it_is(api, channel):
+    error = assert_error(api.post(POSTS, {"parts": [{"text": "hi"}]}, format="json"), 400, "invalid")
+    assert error["message"] == "channel is required."
+    error = assert_error(api.post(POSTS, [1, 2], format="json"), 400, "invalid")
+    assert error["message"] == "Invalid data. Expected a dictionary, but got list."
+    assert set(error["fields"]) == {"non_field_errors"}

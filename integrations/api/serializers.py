@@ -227,12 +227,16 @@ def max_parts() -> int:
     return min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
 
 
+NOT_A_LIST = {"not_a_list": "This field must be a list (a JSON array)."}
+
+
 def parts_field(**kwargs: Any) -> serializers.ListSerializer:
     """A post's parts: at least one, at most `max_parts()` (stated for the schema; refused as `too_many_parts`)."""
     return serializers.ListSerializer(
         child=PartInputSerializer(),
         allow_empty=False,
         validators=[MinLengthValidator(1), StatedLimit(max_parts)],
+        error_messages=NOT_A_LIST,
         **kwargs,
     )
 
@@ -244,6 +248,7 @@ class PartInputSerializer(serializers.Serializer):
         required=False,
         default=list,
         validators=[StatedLimit(MAX_IMAGES_PER_POST)],
+        error_messages=NOT_A_LIST,
         help_text=f"At most {MAX_IMAGES_PER_POST} (more: `too_many_images`).",
     )
     langs = serializers.ListField(
@@ -251,6 +256,7 @@ class PartInputSerializer(serializers.Serializer):
         required=False,
         default=list,
         validators=[StatedLimit(MAX_LANGS)],
+        error_messages=NOT_A_LIST,
         help_text=f"BCP 47 language tags (en, pt-BR), at most {MAX_LANGS} (else `invalid_language`); "
         "missing: the request's language.",
     )
