@@ -725,3 +725,21 @@ def test_connect_input_is_checked_once_with_the_same_words_on_the_page_and_in_th
     [message] = error["fields"][field]
     assert message.replace("'", "&#x27;") in page
     assert create_session_calls == []
+
+
+def test_disconnecting_a_disconnected_channel_again_changes_and_records_nothing(channel, alice_api, use_pds):
+    assert alice_api.delete(detail_url(channel.pk)).status_code == 204
+    before = Channel.objects.get(pk=channel.pk)
+    events = list(ChannelEvent.objects.filter(channel=channel).values_list("pk", "kind"))
+    assert [kind for _, kind in events].count("disconnected") == 1
+
+    for _ in range(3):
+        response = alice_api.delete(detail_url(channel.pk))
+        assert response.status_code == 204 and response.content == b""
+    after = Channel.objects.get(pk=channel.pk)
+    assert list(ChannelEvent.objects.filter(channel=channel).values_list("pk", "kind")) == events
+    assert (after.status, after.session_generation, after.updated_at) == (
+        before.status,
+        before.session_generation,
+        before.updated_at,
+    )
