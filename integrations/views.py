@@ -245,10 +245,13 @@ def channel_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
             back_url=channel.get_absolute_url(),
             back_label=f"@{channel.handle}",
         )
+    already = channel.status == Channel.Status.DISCONNECTED
     if services.disconnect(channel):
         messages.success(
             request, _("Disconnected @%(handle)s; its session was signed out on Bluesky.") % {"handle": channel.handle}
         )
+    elif already:
+        messages.info(request, _("@%(handle)s was already disconnected.") % {"handle": channel.handle})
     else:
         messages.warning(
             request,

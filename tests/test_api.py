@@ -266,7 +266,7 @@ def test_bad_identifier(use_pds, alice_api, user, identifier, create_session_cal
     error = assert_error(response, 400, "invalid")
     assert set(error["fields"]) == {"identifier"}
     assert error["fields"]["identifier"]
-    assert error["message"] == error["fields"]["identifier"][0]
+    assert error["message"] == error["fields"]["identifier"][0].replace("This field", "identifier")
     assert create_session_calls == []
     assert not Channel.objects.exists()
 
@@ -725,3 +725,41 @@ def test_connect_input_is_checked_once_with_the_same_words_on_the_page_and_in_th
     [message] = error["fields"][field]
     assert message.replace("'", "&#x27;") in page
     assert create_session_calls == []
+
+
+# --- one contract for every path and every repeat (issue 23) ------------------------------------------------------
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/posts/1%0A/",  # the test client drops a raw newline, as urllib does; the server gets this one
+        "/api/v1/channels/1%0A/events/",
+        "/api/v1/nope",
+        "/api/nope",
+        "/api/",
+        "/api/schema/nope",
+        "/api/%0A",
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_every_path_under_the_api_that_is_no_route_is_a_json_404(alice_api, path, method):
+    response = getattr(alice_api, method)(path)
+    assert response["Content-Type"] == "application/json"
+    assert_error(response, 404, "not_found")
+
+
+def test_disconnecting_a_disconnected_channel_again_changes_and_records_nothing(channel, alice_api, use_pds):
+    assert alice_api.delete(detail_url(channel.pk)).status_code == 204
+    before = Channel.objects.get(pk=channel.pk)
+    events = list(ChannelEvent.objects.filter(channel=channel).values_list("pk", "kind"))
+    assert [kind for _, kind in events].count("disconnected") == 1
+
+    for _ in range(3):
+        response = alice_api.delete(detail_url(channel.pk))
+        assert response.status_code == 204 and response.content == b""
+    after = Channel.objects.get(pk=channel.pk)
+    assert list(ChannelEvent.objects.filter(channel=channel).values_list("pk", "kind")) == events
+    assert (after.status, after.session_generation, after.updated_at) == (
+        before.status,
+        before.session_generation,
+        before.updated_at,
+    )

@@ -205,3 +205,166 @@ def test_a_card_title_with_a_nul_byte_is_stored_and_published_clean(api, channel
     assert part.card["title"] == "Null title" and part.card["description"] == "ab"
     [stored] = records(use_pds, account.did)
     assert stored["value"]["embed"]["external"]["title"] == "Null title"
+
+
+# --- the contract: what the schema says is what the API reads (issue 23) ----------------------------------------------
+def scheduled(api, channel, text="later", **extra):
+    """A post scheduled an hour ahead, through the API."""
+    from tests.test_scheduling import iso
+
+    body = {"channel": channel.pk, "parts": [{"text": text, "link_card": None}], "scheduled_at": iso(3600), **extra}
+    response = api.post(POSTS, body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+IMPOSSIBLE_TIMES = [
+    "2027-02-29T12:00:00Z",  # no February 29th in 2027
+    "2027-01-01T24:00:00Z",
+    "2027-13-01T12:00:00Z",
+    "2027-01-01T12:60:00Z",
+    "2027-01-01T12:00:61Z",
+    "2027-01-01T12:00:00+24:00",
+    "2027-01-01T12:00:00+25:00",
+]
+
+
+@pytest.mark.parametrize("value", IMPOSSIBLE_TIMES)
+def test_an_impossible_time_is_a_400_naming_scheduled_at_on_create_and_edit(api, channel, value):
+    body = {"channel": channel.pk, "parts": [{"text": "when?", "link_card": None}], "scheduled_at": value}
+    error = assert_error(api.post(POSTS, body, format="json"), 400, "invalid")
+    assert set(error["fields"]) == {"scheduled_at"}
+    assert error["message"].startswith("That date or time does not exist")
+    assert not Post.objects.exists()
+
+    post = scheduled(api, channel)
+    error = assert_error(api.patch(f"{POSTS}{post['id']}/", {"scheduled_at": value}, format="json"), 400, "invalid")
+    assert set(error["fields"]) == {"scheduled_at"}
+    assert api.get(f"{POSTS}{post['id']}/").json()["scheduled_at"] == post["scheduled_at"]
+
+
+def test_a_leap_second_is_read_as_the_59th_second(api, channel):
+    from datetime import UTC, datetime, timedelta
+
+    day = (datetime.now(UTC) + timedelta(days=30)).date()
+    body = {"channel": channel.pk, "parts": [{"text": "leap", "link_card": None}], "scheduled_at": f"{day}T23:59:60Z"}
+    created = api.post(POSTS, body, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["scheduled_at"] == f"{day}T23:59:59Z"
+
+    later = day + timedelta(days=1)
+    moved = api.patch(f"{POSTS}{created.json()['id']}/", {"scheduled_at": f"{later}t23:59:60.5z"}, format="json")
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["scheduled_at"] == f"{later}T23:59:59.500000Z"
+
+
+@pytest.mark.parametrize("encoding", ["multipart", "form"])
+def test_a_post_body_that_is_not_json_is_refused_with_415_and_nothing_changes(api, channel, encoding):
+    import json
+
+    post = scheduled(api, channel, "the old text")
+    url = f"{POSTS}{post['id']}/"
+    parts = json.dumps([{"text": "the new text"}])  # how OpenAPI encodes an array in a form
+    if encoding == "multipart":
+        edit = api.patch(url, {"parts": parts}, format="multipart")
+        create = api.post(POSTS, {"channel": channel.pk, "parts": parts}, format="multipart")
+    else:
+        form = "application/x-www-form-urlencoded"
+        edit = api.patch(url, f"parts={parts}", content_type=form)
+        create = api.post(POSTS, f"channel={channel.pk}&parts[0]text=hi", content_type=form)  # DRF's own syntax
+    for response in (edit, create):
+        error = assert_error(response, 415, "unsupported_media_type")
+        assert "Content-Type: application/json" in error["message"]
+    assert api.get(url).json()["parts"][0]["text"] == "the old text"
+    assert Post.objects.count() == 1
+
+
+def test_media_is_uploaded_as_multipart_only(api):
+    """A JSON body cannot carry a file: 415 saying what to send, not a 400 about a missing field."""
+    error = assert_error(api.post("/api/v1/media/", {"file": "x"}, format="json"), 415, "unsupported_media_type")
+    assert "Content-Type: multipart/form-data" in error["message"]
+
+
+def test_the_schema_states_what_the_post_operations_accept(api):
+    import json
+
+    document = json.loads(api.get("/api/schema/", {"format": "json"}).content)
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for path, method in (("/api/v1/posts/", "post"), ("/api/v1/posts/{id}/", "patch")):
+        operation = paths[path][method]
+        assert list(operation["requestBody"]["content"]) == ["application/json"]
+        assert "415" in operation["responses"]
+    media = paths["/api/v1/media/"]["post"]
+    assert list(media["requestBody"]["content"]) == ["multipart/form-data"] and "415" in media["responses"]
+    assert schemas["MediaUpload"]["properties"]["file"]["format"] == "binary"
+    connect = paths["/api/v1/channels/bluesky/"]["post"]["requestBody"]["content"]
+    assert set(connect) == {"application/json", "application/x-www-form-urlencoded", "multipart/form-data"}
+
+    for name in ("PostInput", "PatchedPostUpdate"):
+        parts = schemas[name]["properties"]["parts"]
+        assert (parts["minItems"], parts["maxItems"]) == (1, 25)
+    part = schemas["PartInput"]["properties"]
+    assert part["langs"]["items"]["minLength"] == 1 and part["langs"]["maxItems"] == 3
+    assert part["images"]["maxItems"] == 4
+    assert schemas["ImageInput"]["properties"]["alt"]["maxLength"] == 2000
+    card = next(option for option in part["link_card"]["oneOf"] if option["type"] == "object")
+    assert card["properties"]["url"]["pattern"] == "^[Hh][Tt][Tt][Pp][Ss]?://"
+    assert "23:59:60" in schemas["PostInput"]["properties"]["scheduled_at"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("part", "code"),
+    [
+        ({"text": "hi", "langs": ["en", "de", "fr", "es"]}, "invalid_language"),  # maxItems 3
+        ({"text": "hi", "images": [{"media": 1, "alt": "x"}] * 5}, "too_many_images"),  # maxItems 4
+        ({"text": "hi", "images": [{"media": 1, "alt": "x" * 2001}]}, "invalid"),  # maxLength 2000
+        ({"text": "hi", "link_card": {"url": "mailto:someone@example.com"}}, "invalid"),  # pattern https?://
+    ],
+)
+def test_what_the_schema_refuses_the_api_refuses(api, channel, part, code):
+    assert_error(api.post(POSTS, {"channel": channel.pk, "parts": [part]}, format="json"), 400, code)
+    assert not Post.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("parts", "message", "fields"),
+    [
+        ([{}], "Part 1: text is required.", {"0": {"text": ["This field is required."]}}),
+        (
+            [{"text": "a"}, {"text": "b", "images": [{"media": 0}]}],
+            "Part 2, image 1: Ensure media is greater than or equal to 1.",
+            {"1": {"images": {"0": {"media": ["Ensure this value is greater than or equal to 1."]}}}},
+        ),
+        (
+            [{"text": "a", "langs": ["en", ""]}],
+            "Part 1: language 2 may not be blank.",
+            {"0": {"langs": {"1": ["This field may not be blank."]}}},
+        ),
+        (
+            [{"text": "a", "link_card": {"url": "not an address"}}],
+            "Part 1, link_card, url: Enter a valid URL.",
+            {"0": {"link_card": {"url": ["Enter a valid URL."]}}},
+        ),
+        (["a"], "Part 1: Invalid data. Expected a dictionary, but got str.", None),
+        ("a", "parts must be a list (a JSON array).", None),
+        ([], "parts may not be empty.", {"non_field_errors": ["This list may not be empty."]}),
+        ([{"text": "a", "images": "x"}], "Part 1: images must be a list (a JSON array).", None),
+        ([{"text": "a", "langs": "en"}], "Part 1: langs must be a list (a JSON array).", None),
+    ],
+)
+def test_a_mistake_inside_parts_is_told_in_a_sentence_naming_the_part(api, channel, parts, message, fields):
+    response = api.post(POSTS, {"channel": channel.pk, "parts": parts}, format="json")
+    error = assert_error(response, 400, "invalid")
+    assert error["message"] == message
+    assert "ErrorDetail" not in response.content.decode()
+    if fields is not None:
+        assert error["fields"] == {"parts": fields}
+    assert not Post.objects.exists()
+
+
+def test_a_missing_field_is_named_and_a_non_field_error_is_told_as_it_is(api, channel):
+    error = assert_error(api.post(POSTS, {"parts": [{"text": "hi"}]}, format="json"), 400, "invalid")
+    assert error["message"] == "channel is required."
+    error = assert_error(api.post(POSTS, [1, 2], format="json"), 400, "invalid")
+    assert error["message"] == "Invalid data. Expected a dictionary, but got list."
+    assert set(error["fields"]) == {"non_field_errors"}

@@ -4,6 +4,7 @@ import base64
 import inspect
 import ipaddress
 import json
+import re
 import socket
 import time
 
@@ -457,3 +458,50 @@ def test_did_document_endpoint_on_public_addresses_is_used(settings, monkeypatch
 def test_did_document_endpoint_is_not_checked_when_insecure_hosts_are_allowed(settings):
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
     assert _usable_pds_endpoint(pds_doc("http://localhost:2583/")) == ("http://localhost:2583", "")
+
+
+def readme_error_table() -> dict[str, int]:
+    """The README's table of API error codes (REST API section): code -> HTTP status, as a reader finds it."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    header = readme.index("| status | codes | what they mean |")
+    table: dict[str, int] = {}
+    for line in readme[header:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        status, codes = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        for code in re.findall(r"`([a-z_]+)`", codes):
+            assert code not in table, f"{code} is listed twice in the README"
+            table[code] = int(status)
+    return table
+
+
+def api_error_table() -> dict[str, int]:
+    """Every code the API can answer with and its status, from the code: the adapter's table (what the providers
+    registered) and the API's own errors (DRF's exceptions, reshaped by `integrations.api.exceptions`)."""
+    from rest_framework import exceptions as drf
+
+    from integrations.api.exceptions import RequestTooLarge
+
+    table = {code: get_adapter().message_for(code)[0] for code in registered_codes()}
+    for exception in (*(c for _, c in inspect.getmembers(drf, inspect.isclass)), RequestTooLarge):
+        if issubclass(exception, drf.APIException) and exception is not drf.APIException:
+            assert table.setdefault(exception.default_code, exception.status_code) == exception.status_code
+    return table
+
+
+def test_the_readme_error_table_is_the_codes_table():
+    """The README lists every error code the API answers with, under the status the code gives it: a new code, a
+    moved status or a README edit that disagrees fails here (issue 23: four codes were listed under wrong ones)."""
+    readme, code = readme_error_table(), api_error_table()
+    assert {c: s for c, s in readme.items() if code.get(c) != s} == {}, "README rows that disagree with the code"
+    assert sorted(set(code) - set(readme)) == [], "codes missing from the README's table"
+    for name, status in (
+        ("invalid_credentials", 400),
+        ("main_password_refused", 400),
+        ("auth_factor_required", 400),
+        ("account_deactivated", 403),
+        ("account_suspended", 403),
+    ):
+        assert readme[name] == status

@@ -139,3 +139,33 @@ def test_the_adapter_decides_who_is_told_and_the_link(use_pds, user, account, se
     [message] = mail.outbox
     assert message.to == ["social-team@example.com"]
     assert f"https://social.example.com/app/channels/{channel.pk}" in message.body
+
+
+def test_a_second_disconnect_sends_nothing_and_records_nothing_from_the_api_or_the_page(
+    use_pds, user, account, received
+):
+    from django.test import Client
+    from django.urls import reverse
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from integrations.models import ChannelEvent
+
+    channel = services.connect(user, account.handle, account.app_passwords[0])
+    services.disconnect(channel)
+    assert [name for name, _ in received].count("disconnected") == 1
+    received.clear()
+    events = ChannelEvent.objects.filter(channel=channel).count()
+
+    assert services.disconnect(Channel.objects.get(pk=channel.pk)) is False
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    assert api.delete(f"/api/v1/channels/{channel.pk}/").status_code == 204
+    page = Client()
+    page.force_login(user)
+    answer = page.post(reverse("integrations:channel-disconnect", args=[channel.pk]), {"confirm": "yes"}, follow=True)
+    assert "was already disconnected" in answer.content.decode()
+    assert "could not be reached" not in answer.content.decode()
+
+    assert received == []
+    assert ChannelEvent.objects.filter(channel=channel).count() == events

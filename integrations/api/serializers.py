@@ -1,17 +1,21 @@
 """API representations. No token field exists on any serializer."""
 
+import re
 from typing import Any
 
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from integrations import pagination
 from integrations.bluesky import feed, services
 from integrations.bluesky.forms import ConnectBlueskyForm
-from integrations.bluesky.plans import web_url
+from integrations.bluesky.images import MAX_ALT_TEXT, MAX_IMAGES_PER_POST
+from integrations.bluesky.plans import MAX_PLANNED_PARTS, web_url
+from integrations.bluesky.richtext import MAX_LANGS
+from integrations.conf import app_settings
 from integrations.models import Channel, ChannelEvent
 from integrations.validators import MAX_DATABASE_ID
 
@@ -134,9 +138,9 @@ class MediaSerializer(serializers.Serializer):
     bytes = serializers.IntegerField(read_only=True, source="size")
 
 
-@extend_schema_field(OpenApiTypes.BINARY)  # a file's bytes in the request, not a URL (drf-spectacular's default)
+@extend_schema_field({"type": "string", "format": "binary"})
 class UploadField(serializers.FileField):
-    """A file sent as a multipart part."""
+    """A file sent as a multipart part: binary in the schema (drf-spectacular would call it a URI)."""
 
 
 class MediaUploadSerializer(serializers.Serializer):
@@ -147,7 +151,9 @@ class ImageInputSerializer(serializers.Serializer):
     media = serializers.IntegerField(
         min_value=1, max_value=MAX_DATABASE_ID, help_text="The id from POST /api/v1/media/."
     )
-    alt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    alt = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False, max_length=MAX_ALT_TEXT
+    )
 
 
 class LinkCardInputSerializer(serializers.Serializer):
@@ -172,7 +178,12 @@ class LinkCardInputSerializer(serializers.Serializer):
             {
                 "type": "object",
                 "properties": {
-                    "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                    "url": {
+                        "type": "string",
+                        "format": "uri",
+                        "maxLength": 2000,
+                        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+                    },
                     "title": {"type": "string", "maxLength": 300},
                     "description": {"type": "string", "maxLength": 1000},
                 },
@@ -202,25 +213,88 @@ class LinkCardField(serializers.Field):
         return value
 
 
+class StatedLimit(MaxLengthValidator):
+    """A list's largest length, stated in the schema (`maxItems`) and enforced when the post is accepted, with that
+    check's own error code (`too_many_parts`, `too_many_images`, `invalid_language`) and words, the same as the web
+    composer's: nothing to check here."""
+
+    def __call__(self, value: Any) -> None:
+        return None
+
+
+def max_parts() -> int:
+    """How many parts a thread may have (`INTEGRATIONS_POST_MAX_PARTS`, read when the schema is made)."""
+    return min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
+
+
+NOT_A_LIST = {"not_a_list": "This field must be a list (a JSON array)."}
+
+
+def parts_field(**kwargs: Any) -> serializers.ListSerializer:
+    """A post's parts: at least one, at most `max_parts()` (stated for the schema; refused as `too_many_parts`)."""
+    return serializers.ListSerializer(
+        child=PartInputSerializer(),
+        allow_empty=False,
+        validators=[MinLengthValidator(1), StatedLimit(max_parts)],
+        error_messages=NOT_A_LIST,
+        **kwargs,
+    )
+
+
 class PartInputSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=30_000)
-    images = ImageInputSerializer(many=True, required=False, default=list)
-    langs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+    images = serializers.ListSerializer(
+        child=ImageInputSerializer(),
+        required=False,
+        default=list,
+        validators=[StatedLimit(MAX_IMAGES_PER_POST)],
+        error_messages=NOT_A_LIST,
+        help_text=f"At most {MAX_IMAGES_PER_POST} (more: `too_many_images`).",
+    )
+    langs = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=64),
+        required=False,
+        default=list,
+        validators=[StatedLimit(MAX_LANGS)],
+        error_messages=NOT_A_LIST,
+        help_text=f"BCP 47 language tags (en, pt-BR), at most {MAX_LANGS} (else `invalid_language`); "
+        "missing: the request's language.",
+    )
     link_card = LinkCardField(required=False, allow_null=True, default="auto")
 
 
-class AwareDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with its time zone (`Z` or an offset): a bare local time would be read in the server's zone."""
+# RFC 3339 (what `format: date-time` means) allows lower-case T and Z and a leap second (:60), which Python's
+# datetime cannot hold: the leap second is read as :59 of the same minute.
+_LEAP_SECOND = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:)60(?=[.,]\d+|Z|[+-]\d\d|$)")
 
-    default_error_messages = {"naive": "Give the time zone too, e.g. 2026-11-23T18:00:00+01:00 or ...T17:00:00Z."}
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """ISO 8601 / RFC 3339 with its time zone (`Z` or an offset): a bare local time would be read in the server's
+    zone. A leap second (`23:59:60Z`) is read as `23:59:59Z`; a time that does not exist (February 30th, hour 24,
+    minute 60, an offset of a day or more) is refused, never a server error."""
+
+    default_error_messages = {
+        "naive": "Give the time zone too, e.g. 2026-11-23T18:00:00+01:00 or ...T17:00:00Z.",
+        "impossible": "That date or time does not exist: check the day of the month, the hour (00-23), minutes and "
+        "seconds (00-59) and the offset (less than 24 hours). E.g. 2026-11-23T18:00:00+01:00.",
+    }
 
     def to_internal_value(self, value: Any) -> Any:
-        if isinstance(value, str) and (parsed := parse_datetime(value)) is not None and timezone.is_naive(parsed):
-            self.fail("naive")
+        if isinstance(value, str):
+            value = _LEAP_SECOND.sub(r"\g<1>59", value.upper())
+            try:
+                parsed = parse_datetime(value)
+            except (ValueError, OverflowError):
+                self.fail("impossible")
+            if parsed is not None and timezone.is_naive(parsed):
+                self.fail("naive")
         return super().to_internal_value(value)
 
 
-SCHEDULED_AT_HELP = "Publish at this time (ISO 8601 with time zone, at least a few seconds ahead) instead of now."
+SCHEDULED_AT_HELP = (
+    "Publish at this time (RFC 3339 / ISO 8601 with time zone, at least a few seconds ahead) instead of now. A leap "
+    "second (…T23:59:60Z) is read as …T23:59:59Z."
+)
 REPLY_TO_HELP = (
     "The post this one replies to (the first part, for a thread): its bsky.app address "
     "(https://bsky.app/profile/<handle or DID>/post/<rkey>) or its at:// URI "
@@ -235,7 +309,7 @@ QUOTE_HELP = (
 
 class PostInputSerializer(serializers.Serializer):
     channel = serializers.IntegerField(min_value=1, max_value=MAX_DATABASE_ID)
-    parts = PartInputSerializer(many=True, allow_empty=False)
+    parts = parts_field()
     reply_to = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=1000, help_text=REPLY_TO_HELP
     )
@@ -247,14 +321,17 @@ class PostUpdateSerializer(serializers.Serializer):
     """A scheduled post's new time and/or content; what is left out stays as it was (`reply_to` and `quote` only
     with `parts`: the content is checked as a whole)."""
 
-    parts = PartInputSerializer(many=True, allow_empty=False, required=False)
+    parts = parts_field(required=False)
     reply_to = serializers.CharField(
         required=False, allow_blank=True, max_length=1000, help_text=f"{REPLY_TO_HELP} Only with `parts`."
     )
     quote = serializers.CharField(
         required=False, allow_blank=True, max_length=1000, help_text=f"{QUOTE_HELP} Only with `parts`."
     )
-    scheduled_at = AwareDateTimeField(required=False, help_text="The new time (ISO 8601 with time zone).")
+    scheduled_at = AwareDateTimeField(
+        required=False,
+        help_text="The new time (RFC 3339 / ISO 8601 with time zone; a leap second …T23:59:60Z is read as …:59).",
+    )
 
 
 class LinkCardSerializer(serializers.Serializer):

@@ -82,13 +82,15 @@ class DocsView(SpectacularSwaggerView):
 
 @csrf_exempt  # it changes nothing; token-authenticated clients send no CSRF token
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
-    """Unknown v1/ paths answer in the API's error shape, not with an HTML page."""
+    """Unknown paths under the API answer in the API's error shape, not with the host project's HTML page."""
     return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
 
 
 urlpatterns = [
     path("v1/", include((router.urls, "integrations-api"))),
-    re_path(r"^v1/(?P<rest>.*)$", not_found),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: every other path under the API's prefix. `[\s\S]`, not `.`, which stops at a newline (`/v1/posts/1%0A/`
+    # would reach the project's HTML 404).
+    re_path(r"^(?P<rest>[\s\S]*)\Z", not_found),
 ]

@@ -70,6 +70,9 @@ PDS = {
     503: "The PDS could not be reached or did not answer in time (`pds_unreachable`, `pds_timeout`, "
     "`temporary_error`). Nothing was changed.",
 }
+UNREADABLE_BODY = (
+    "A body in an encoding this operation does not read (`unsupported_media_type`): the message names the one to send."
+)
 POST_CONTENT = (
     "The input (`invalid`, `parse_error`) or what it asks for: `empty_post`, `too_many_parts`, `post_too_long`, "
     "`too_many_images`, `media_not_found`, `alt_text_required`, `alt_text_too_long`, `invalid_language`, "
@@ -167,6 +170,7 @@ class ChannelViewSet(
                     f"`account_suspended`. {NO_CSRF}",
                     409: "`account_moved`: the account lives on another server now.",
                     413: "The body is too large (`request_too_large`).",
+                    415: UNREADABLE_BODY,
                     429: "Too many connect attempts (`throttled`, this site's limit) or the PDS limits sign-ins "
                     "(`rate_limited`): try again after `Retry-After`.",
                     502: PDS[502],
@@ -290,6 +294,7 @@ class ChannelViewSet(
                     403: NO_CSRF,
                     413: "The body is too large (`request_too_large`), or your stored images would pass your quota "
                     "(`storage_full`).",
+                    415: UNREADABLE_BODY,
                     429: "Too many uploads this hour (`too_many_uploads`): try again after `Retry-After`.",
                 }
             ),
@@ -300,6 +305,7 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
     """Images a user uploads before attaching them to a post (prepared on arrival: metadata removed, limits met)."""
 
     serializer_class = MediaSerializer
+    parser_classes = [MultiPartParser]  # a file travels as multipart only, as the schema says (else 415)
 
     def create(self, request: Request) -> Response:
         upload = MediaUploadSerializer(data=request.data)
@@ -335,6 +341,7 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
                     404: "The post was deleted while it was being published (`post_gone`).",
                     409: f"The channel cannot publish (`channel_not_ready`). {NO_SESSION}",
                     413: "The body is too large (`request_too_large`).",
+                    415: UNREADABLE_BODY,
                     429: "Too many posts lately (`posts_throttled`), too many scheduled (`too_many_scheduled`), or "
                     "the PDS limits the account while `reply_to` or `quote` is looked up (`rate_limited`): try "
                     "again after `Retry-After`.",
@@ -378,6 +385,7 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
                     409: "It is no longer `scheduled` (`post_not_scheduled`), it is being worked on (`post_busy`), or "
                     f"its channel cannot publish (`channel_not_ready`). {NO_SESSION}",
                     413: "The body is too large (`request_too_large`).",
+                    415: UNREADABLE_BODY,
                     429: "Too many posts lately (`posts_throttled`), or the PDS limits the account while `reply_to` "
                     "or `quote` is looked up (`rate_limited`): try again after `Retry-After`.",
                     502: f"{PDS[502]} (while `reply_to` or `quote` is looked up)",
@@ -397,6 +405,9 @@ class PostViewSet(
     """A user's posts; another user's post is a 404."""
 
     serializer_class = PostSerializer
+    # JSON only: `parts` is a list of objects, which a form encoding cannot carry, and DRF's form parsers would
+    # silently drop it (an edit answered 200 and never saved). Any other body is a 415 saying to send JSON.
+    parser_classes = [SafeJSONParser]
     lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self) -> QuerySet[Post]:

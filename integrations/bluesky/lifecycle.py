@@ -494,9 +494,17 @@ def store_connection(user: AbstractBaseUser, session: Session, url: str) -> tupl
 
 @sensitive_variables("refresh_jwt")
 def disconnect(channel: Channel) -> bool:
-    """Wipe the stored tokens and revoke the session on the PDS where possible; True when the PDS confirmed."""
+    """Wipe the stored tokens and revoke the session on the PDS where possible; True when the PDS confirmed.
+
+    Idempotent: a channel already disconnected (no session stored) is left as it is, with no event and no
+    `channel_disconnected` signal, and False (nothing was signed out now), so retried or repeated disconnects
+    cannot fill its history."""
     with transaction.atomic():
         row = Channel.objects.select_for_update().get(pk=channel.pk)
+        holds_session = row.has_session or bool(row.access_jwt) or row.session_unreadable
+        if row.status == Channel.Status.DISCONNECTED and not holds_session:
+            copy_session_state(row, channel)
+            return False
         old_state = health_state(row)
         refresh_jwt, url, unreadable = row.refresh_jwt, row.pds_url, row.session_unreadable
         row.wipe_session()
