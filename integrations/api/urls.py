@@ -42,6 +42,8 @@ SCHEMA_SETTINGS = {
     "TITLE": "Skyport API",
     "DESCRIPTION": DESCRIPTION,
     "VERSION": "1.0.0",
+    # The enum hook is drf-spectacular's default; `add_links` adds the OpenAPI links between operations.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "integrations.api.schema.add_links"],
 }
 
 
