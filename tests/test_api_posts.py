@@ -243,6 +243,17 @@ def test_an_impossible_time_is_a_400_naming_scheduled_at_on_create_and_edit(api,
     assert api.get(f"{POSTS}{post['id']}/").json()["scheduled_at"] == post["scheduled_at"]
 
 
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [("9999-12-31T23:59:59-01:00", "scheduled_too_far"), ("0001-01-01T00:00:00+01:00", "scheduled_in_the_past")],
+)
+def test_a_time_whose_utc_leaves_the_calendar_is_said_too_far_or_past_not_out_of_range(api, channel, value, code):
+    body = {"channel": channel.pk, "parts": [{"text": "when?", "link_card": None}], "scheduled_at": value}
+    error = assert_error(api.post(POSTS, body, format="json"), 400, code)
+    assert "range" not in error["message"]
+    assert not Post.objects.exists()
+
+
 def test_a_leap_second_is_read_as_the_59th_second(api, channel):
     from datetime import UTC, datetime, timedelta
 

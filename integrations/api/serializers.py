@@ -16,6 +16,7 @@ from integrations.bluesky.images import MAX_ALT_TEXT, MAX_IMAGES_PER_POST
 from integrations.bluesky.plans import MAX_PLANNED_PARTS, web_url
 from integrations.bluesky.richtext import MAX_LANGS
 from integrations.conf import app_settings
+from integrations.exceptions import ScheduledInThePast, ScheduledTooFar
 from integrations.models import Channel, ChannelEvent
 from integrations.validators import MAX_DATABASE_ID
 
@@ -138,9 +139,9 @@ class MediaSerializer(serializers.Serializer):
     bytes = serializers.IntegerField(read_only=True, source="size")
 
 
-@extend_schema_field({"type": "string", "format": "binary"})
+@extend_schema_field({"type": "string", "format": "binary", "minLength": 1})
 class UploadField(serializers.FileField):
-    """A file sent as a multipart part: binary in the schema (drf-spectacular would call it a URI)."""
+    """A file sent as a multipart part: binary in the schema (drf-spectacular would call it a URI), never empty."""
 
 
 class MediaUploadSerializer(serializers.Serializer):
@@ -289,6 +290,14 @@ class AwareDateTimeField(serializers.DateTimeField):
             if parsed is not None and timezone.is_naive(parsed):
                 self.fail("naive")
         return super().to_internal_value(value)
+
+    def enforce_timezone(self, value: Any) -> Any:
+        """A valid time whose UTC falls outside years 1-9999 (9999-12-31T23:59:59-01:00) is far out of the range a
+        post can be scheduled in: said as that, not as Python's overflow."""
+        try:
+            return super().enforce_timezone(value)
+        except serializers.ValidationError:
+            raise ScheduledTooFar() if value.year > 1 else ScheduledInThePast() from None
 
 
 SCHEDULED_AT_HELP = (
