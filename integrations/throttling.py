@@ -66,15 +66,25 @@ def over_rate(
 ) -> int | None:
     """Count one hit (or `cost` units: bytes, say; 0 only looks) for `ident` in `scope` (fixed windows of `window`
     seconds); the seconds to wait when the count is now over `limit`, else None."""
+    return over_rates(scope, ident, {"": (limit, window)}, now=now, cost=cost)
+
+
+def over_rates(
+    scope: str, ident: str, rates: dict[str, tuple[int, int]], *, now: float | None = None, cost: int = 1
+) -> int | None:
+    """`over_rate` for several limits of one thing at once (per minute and per day, say: `rates` maps a name to
+    `(limit, window)`), counted in one statement; the longest wait among those now over their limit, else None."""
     now = time.time() if now is None else now
-    window_start = int(now // window * window)
-    key = f"{scope}:{ident}:{window_start}"
-    if len(key) > 200:  # a scope or ident longer than the column: its digest (still one key per window)
-        key = f"{scope[:60]}:{hashlib.sha256(key.encode()).hexdigest()}"
-    count = _count_hit(key, window_start + window, cost)
-    if count > limit:
-        return max(1, int(window_start + window - now + 0.999))
-    return None
+    windows = {}
+    for name, (limit, window) in rates.items():
+        window_start = int(now // window * window)
+        key = f"{scope}{':' + name if name else ''}:{ident}:{window_start}"
+        if len(key) > 200:  # a scope or ident longer than the column: its digest (still one key per window)
+            key = f"{scope[:60]}:{hashlib.sha256(key.encode()).hexdigest()}"
+        windows[key] = (limit, window_start + window)
+    counts = _count_hits([(key, ends_at, cost) for key, (_, ends_at) in windows.items()])
+    waits = [max(1, int(ends_at - now + 0.999)) for key, (limit, ends_at) in windows.items() if counts[key] > limit]
+    return max(waits, default=None)
 
 
 def first_use(scope: str, ident: str, *, keep_until: float) -> bool:
@@ -87,6 +97,11 @@ def first_use(scope: str, ident: str, *, keep_until: float) -> bool:
 
 
 def _count_hit(key: str, ends_at: int, cost: int) -> int:
+    return _count_hits([(key, ends_at, cost)])[key]
+
+
+def _count_hits(hits: list[tuple[str, int, int]]) -> dict[str, int]:
+    """Add each hit's cost to its counter (`(key, ends_at, cost)`, distinct keys); the new counts by key."""
     from integrations.models import RateCounter
 
     alias = router.db_for_write(RateCounter)
@@ -95,16 +110,18 @@ def _count_hit(key: str, ends_at: int, cost: int) -> int:
     key_column, count_column, end_column = (
         connection.ops.quote_name(RateCounter._meta.get_field(name).column) for name in ("key", "count", "ends_at")
     )
-    # Both backends know this upsert (SQLite 3.35+, PostgreSQL 9.5+): the row is created or incremented in one
-    # statement, so two processes counting at once both count. Only quoted names are put in; values are parameters.
+    # Both backends know this upsert (SQLite 3.35+, PostgreSQL 9.5+): each row is created or incremented in one
+    # statement, so two processes counting at once both count, and several windows cost one round trip (and one
+    # commit). Only quoted names are put in; values are parameters.
     sql = (
-        f"INSERT INTO {table} ({key_column}, {count_column}, {end_column}) VALUES (%s, %s, %s) "  # noqa: S608
-        f"ON CONFLICT ({key_column}) DO UPDATE SET {count_column} = {table}.{count_column} + %s "
-        f"RETURNING {count_column}"
+        f"INSERT INTO {table} ({key_column}, {count_column}, {end_column}) "  # noqa: S608
+        f"VALUES {', '.join(['(%s, %s, %s)'] * len(hits))} "
+        f"ON CONFLICT ({key_column}) DO UPDATE SET {count_column} = {table}.{count_column} + excluded.{count_column} "
+        f"RETURNING {key_column}, {count_column}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [key, cost, ends_at, cost])
-        return int(cursor.fetchone()[0])
+        cursor.execute(sql, [value for key, ends_at, cost in hits for value in (key, cost, ends_at)])
+        return {key: int(count) for key, count in cursor.fetchall()}
 
 
 _side = threading.local()

@@ -172,6 +172,30 @@ def test_posting_too_often_is_refused_with_429_saying_when_and_nothing_is_stored
     assert len(records(use_pds, account.did)) == 2
 
 
+def test_the_daily_post_limit_holds_beside_the_minute_one_and_says_the_longer_wait(
+    api, channel, use_pds, account, settings
+):
+    settings.INTEGRATIONS_POST_RATES = {"user": (10, 60), "user_day": (2, 86400)}
+    assert publish(api, channel, "one").status_code == 201
+    assert publish(api, channel, "two").status_code == 201
+    error = assert_error(publish(api, channel, "three"), 429, "posts_throttled")
+    assert error["retry_after"] > 60  # the day's window, not the minute's
+    assert len(records(use_pds, account.did)) == 2
+
+
+def test_a_post_is_counted_against_all_its_limits_in_one_statement(channel, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integrations.bluesky import publishing
+
+    settings.INTEGRATIONS_POST_RATES = {"user": (10, 60), "user_day": (100, 86400)}
+    with CaptureQueriesContext(connection) as queries:
+        publishing.accept(channel.user, channel, [publishing.PartRequest(text="counted")])
+    counters = [query["sql"] for query in queries.captured_queries if "integrations_ratecounter" in query["sql"]]
+    assert len(counters) == 1, counters  # one round trip (and one commit) for both windows
+
+
 def test_a_post_whose_card_page_has_a_charset_no_browser_reads_is_published_with_its_card(
     api,
     channel,

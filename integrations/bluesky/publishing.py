@@ -88,7 +88,7 @@ from integrations.exceptions import (
 )
 from integrations.models import Channel, Media, Post, PostPart, post_due_at
 from integrations.signals import post_failed, post_published, send_on_commit
-from integrations.throttling import over_rate
+from integrations.throttling import over_rate, over_rates
 
 logger = logging.getLogger(__name__)
 
@@ -833,10 +833,9 @@ def accept(
 
 def _count_post(user: AbstractBaseUser) -> None:
     """Count one post for `user` against each limit; raise PostsThrottled (with retry_after) when one is used up."""
-    for scope, (limit, window) in {**DEFAULT_POST_RATES, **app_settings.POST_RATES}.items():
-        retry_after = over_rate(f"posts:{scope}", str(user.pk), limit, window)
-        if retry_after is not None:
-            raise PostsThrottled(retry_after=retry_after)
+    retry_after = over_rates("posts", str(user.pk), {**DEFAULT_POST_RATES, **app_settings.POST_RATES})
+    if retry_after is not None:
+        raise PostsThrottled(retry_after=retry_after)
 
 
 def _cards_deadline() -> float:
