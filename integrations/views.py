@@ -778,8 +778,18 @@ def _token_gone(request: HttpRequest) -> HttpResponse:
     return redirect("integrations:api-tokens")
 
 
-def _own_token(request: HttpRequest, token_id: str) -> tokens.ApiToken | None:
-    return next((token for token in tokens.tokens_of(request.user) if token.id == token_id), None)
+def _confirm_token(request: HttpRequest, token_id: str, **words: str) -> HttpResponse:
+    """The question before changing one of the user's tokens (or, when it is gone already, saying so)."""
+    token = next((token for token in tokens.tokens_of(request.user) if token.id == token_id), None)
+    if token is None:
+        return _token_gone(request)
+    return _confirm_page(
+        request,
+        detail=_("Created %(when)s.") % {"when": shown(token.created)},
+        back_url=reverse("integrations:api-tokens"),
+        back_label=_("API token"),
+        **words,
+    )
 
 
 @never_cache
@@ -789,18 +799,13 @@ def _own_token(request: HttpRequest, token_id: str) -> tokens.ApiToken | None:
 def api_token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     """Revoke an API token, once confirmed: programs using it are refused from then on."""
     if not _confirmed(request):
-        token = _own_token(request, token_id)
-        if token is None:
-            return _token_gone(request)
-        return _confirm_page(
+        return _confirm_token(
             request,
+            token_id,
             title=_("Revoke your API token?"),
             question=_("Programs that use it are refused from now on. You can create a new one afterwards."),
-            detail=_("Created %(when)s.") % {"when": shown(token.created)},
             button=_("Revoke"),
             keep=_("Keep it"),
-            back_url=reverse("integrations:api-tokens"),
-            back_label=_("API token"),
         )
     try:
         tokens.revoke(request.user, token_id)
@@ -818,18 +823,13 @@ def api_token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
 def api_token_regenerate(request: HttpRequest, token_id: str) -> HttpResponse:
     """Replace an API token with a new one, once confirmed, and show the new key on this response only."""
     if not _confirmed(request):
-        token = _own_token(request, token_id)
-        if token is None:
-            return _token_gone(request)
-        return _confirm_page(
+        return _confirm_token(
             request,
+            token_id,
             title=_("Regenerate your API token?"),
             question=_("The current key stops working at once: programs that use it need the new one."),
-            detail=_("Created %(when)s.") % {"when": shown(token.created)},
             button=_("Regenerate"),
             keep=_("Keep the current key"),
-            back_url=reverse("integrations:api-tokens"),
-            back_label=_("API token"),
         )
     try:
         key = tokens.regenerate(request.user, token_id)
