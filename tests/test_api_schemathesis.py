@@ -139,10 +139,29 @@ def seed_user(django_user_model, pds, name, **extra):
     )
 
 
+def post_elsewhere(server, zone) -> SimpleNamespace:
+    """A post by an account on another PDS (its handle resolved by a DNS TXT record): replying to it or quoting it
+    means reading it from that server, as its DID document names it (the channel's PDS has no AppView to ask)."""
+    author = server.create_account()
+    zone.txt[f"_atproto.{author.handle}"] = [f"did={author.did}"]
+    record = {"$type": "app.bsky.feed.post", "text": "Posted on another server", "createdAt": "2026-11-30T08:15:00Z"}
+    answer = server.xrpc(
+        "POST",
+        "com.atproto.repo.createRecord",
+        token=author.access_jwt,
+        json={"repo": author.did, "collection": "app.bsky.feed.post", "record": record},
+    )
+    assert answer.status_code == 200, answer.text
+    uri = answer.json()["uri"]
+    rkey = uri.rsplit("/", 1)[1]
+    return SimpleNamespace(author=author, uri=uri, url=f"https://bsky.app/profile/{author.handle}/post/{rkey}")
+
+
 @pytest.fixture
-def world(use_pds, django_user_model, settings):
+def world(use_pds, second_pds, django_user_model, settings):
     """Alice and Bob as `seed_user` makes them, a spare account Alice connects, disconnects and removes (her main
-    channel keeps its session for the whole run) and a superuser who owns nothing."""
+    channel keeps its session for the whole run), two more scheduled posts of Alice's that only edits aim at, a
+    post on another PDS to reply to and quote, and a superuser who owns nothing."""
     settings.INTEGRATIONS_CONNECT_RATES = {scope: (100_000, 300) for scope in ("user", "ip", "account")}
     settings.INTEGRATIONS_POST_RATES = {"user": (100_000, 60), "user_day": (100_000, 86400)}
     settings.INTEGRATIONS_UPLOADS_PER_HOUR = 100_000
@@ -153,8 +172,22 @@ def world(use_pds, django_user_model, settings):
     spare.app_password = use_pds.create_app_password(spare)
     alice.spare = spare
     alice.spare_channel = services.connect(alice.user, spare.handle, spare.app_password)
+    later = timezone.now() + timedelta(days=30)
+    alice.editable = [
+        publishing.accept(alice.user, alice.channel, [publishing.PartRequest(text=f"To edit {n}")], scheduled_at=later)
+        for n in range(2)
+    ]
     admin = django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-password-123")
-    return SimpleNamespace(alice=alice, bob=bob, admin=Token.objects.create(user=admin).key, pds=use_pds)
+    zone_before = dict(use_pds.dns_zone.txt)
+    yield SimpleNamespace(
+        alice=alice,
+        bob=bob,
+        admin=Token.objects.create(user=admin).key,
+        pds=use_pds,
+        elsewhere=post_elsewhere(second_pds, use_pds.dns_zone),
+    )
+    use_pds.dns_zone.txt.clear()
+    use_pds.dns_zone.txt.update(zone_before)
 
 
 LOCAL_NAMES = ("localhost", ".test", ".example")
@@ -191,6 +224,21 @@ def raw_schema() -> dict:
     return json.loads(response.content)
 
 
+def aimed_at_seeded_data(schema: dict, world, in_a_month: str) -> dict:
+    """The served schema with `example`s from the seeded data; no constraint is touched. The coverage phase takes
+    no dictionaries: its valid values come from examples, so without them its edits go to post 0 (404), its posts
+    are scheduled in the year 2000 (refused before anything else is checked) and reply to nothing."""
+    for name in ("PostInput", "PatchedPostUpdate"):
+        properties = schema["components"]["schemas"][name]["properties"]
+        properties["scheduled_at"]["example"] = in_a_month
+        properties["reply_to"]["example"] = world.elsewhere.url
+        properties["quote"]["example"] = world.elsewhere.uri
+    for parameter in schema["paths"]["/api/v1/posts/{id}/"]["patch"]["parameters"]:
+        if parameter["name"] == "id":
+            parameter["example"] = str(world.alice.editable[0].pk)
+    return schema
+
+
 EDGE_DATES = [
     "2027-02-29T12:00:00Z",  # no such day
     "2027-01-01T24:00:00Z",  # hour 24
@@ -202,9 +250,12 @@ EDGE_DATES = [
     "9999-12-31T23:59:59-01:00",  # after year 9999 in UTC
     "2027-01-01T12:00:00",  # no time zone
 ]
+# Drawn for most `scheduled_at` a generated body holds (the rest is Schemathesis' own): the invalid ones in negative
+# cases, the leap second, the extremes and a time a month ahead (a post that can be scheduled) in positive ones.
+DATES_PROBABILITY = 0.7
 
 
-def contract_config(world, live_server, users_file) -> SchemathesisConfig:
+def contract_config(world, live_server, users_file, in_a_month: str) -> SchemathesisConfig:
     alice, bob = world.alice, world.bob
     posts = [p.pk for who in (alice, bob) for p in (who.published, *who.scheduled)]
     # A well-formed DID no PDS here hosts and the PLC directory does not know.
@@ -227,12 +278,20 @@ def contract_config(world, live_server, users_file) -> SchemathesisConfig:
                 "channel_ids": {"values": [str(alice.channel.pk), str(bob.channel.pk), f"{alice.channel.pk}\n"]},
                 "spare_channel_ids": {"values": [str(alice.spare_channel.pk), str(bob.channel.pk)]},
                 "post_ids": {"values": [*(str(pk) for pk in posts), f"{posts[0]}\n"]},
+                # Edits aim at scheduled posts no other operation's ids name (so they are still there to edit),
+                # and at a published one (409) and another user's (404).
+                "editable_post_ids": {
+                    "values": [*(str(p.pk) for p in alice.editable), str(alice.published.pk), str(bob.scheduled[0].pk)]
+                },
                 "media": {"values": [alice.media.pk, alice.media.pk, bob.media.pk]},
                 "references": {
                     "values": [
                         web_url(alice.published.parts.first().uri),
                         bob.published.parts.first().uri,
                         not_hosted,
+                        # On the second PDS: read from there (the channel's own PDS answers 502 for it).
+                        world.elsewhere.url,
+                        world.elsewhere.uri,
                     ]
                 },
                 "identifiers": {
@@ -244,14 +303,14 @@ def contract_config(world, live_server, users_file) -> SchemathesisConfig:
                     ]
                 },
                 "app_passwords": {"values": [alice.spare.app_password, alice.spare.password, "abcd-efgh-ijkl-mnop"]},
-                "dates": {"values": EDGE_DATES},
+                "dates": {"values": [*EDGE_DATES, in_a_month]},
             },
             "parameters": {
                 "body.channel": {"dictionary": "channels", "probability": 0.7},
                 "body.parts[*].images[*].media": {"dictionary": "media", "probability": 0.7},
                 "body.reply_to": {"dictionary": "references", "probability": 0.5},
                 "body.quote": {"dictionary": "references", "probability": 0.3},
-                "body.scheduled_at": {"dictionary": "dates", "probability": 0.3},
+                "body.scheduled_at": {"dictionary": "dates", "probability": DATES_PROBABILITY},
                 "body.identifier": {"dictionary": "identifiers", "probability": 0.7},
                 "body.app_password": {"dictionary": "app_passwords", "probability": 0.7},
             },
@@ -262,7 +321,14 @@ def contract_config(world, live_server, users_file) -> SchemathesisConfig:
                     "generation": {"max-examples": 3 * MAX_EXAMPLES},
                 },
                 {
+                    # An edit that answers 200 must have saved what was sent, in every encoding the schema offers.
+                    "include-operation-id": "v1_posts_partial_update",
+                    "generation": {"max-examples": 2 * MAX_EXAMPLES},
+                    "parameters": {"path.id": {"dictionary": "editable_post_ids", "probability": 0.8}},
+                },
+                {
                     "include-path-regex": "^/api/v1/posts/\\{id\\}/",
+                    "exclude-operation-id": "v1_posts_partial_update",
                     "parameters": {"path.id": {"dictionary": "post_ids", "probability": 0.7}},
                 },
                 {
@@ -423,7 +489,11 @@ def run_contract(world, live_server, tmp_path):
             }
         )
     )
-    schema = schemathesis.openapi.from_dict(raw_schema(), config=contract_config(world, live_server, users))
+    in_a_month = (timezone.now() + timedelta(days=30)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    schema = schemathesis.openapi.from_dict(
+        aimed_at_seeded_data(raw_schema(), world, in_a_month),
+        config=contract_config(world, live_server, users, in_a_month),
+    )
     schema.hooks.register_hook_with_name(documented_refusal, "filter_failure")
     schema.hooks.register_hook_with_name(keep_main_channel(world), "after_call")
     failures: dict[tuple[str, str, str], str] = {}
