@@ -403,3 +403,13 @@ def test_a_missing_field_is_named_and_a_non_field_error_is_told_as_it_is(api, ch
     error = assert_error(api.post(POSTS, [1, 2], format="json"), 400, "invalid")
     assert error["message"] == "Invalid data. Expected a dictionary, but got list."
     assert set(error["fields"]) == {"non_field_errors"}
+
+
+@pytest.mark.parametrize(
+    "part",
+    [{"text": 0}, {"text": "x", "images": [{"media": 1, "alt": 0}]}, {"text": "x", "langs": [7]}, {"text": True}],
+)
+def test_a_number_or_boolean_sent_for_text_is_refused_not_saved_as_its_text(api, channel, part):
+    error = assert_error(api.post(POSTS, {"channel": channel.pk, "parts": [part]}, format="json"), 400, "invalid")
+    assert "Must be text (a JSON string)" in error["message"]
+    assert not Post.objects.exists()

@@ -6,8 +6,8 @@ lists, missing fields, every declared encoding), fuzzing (schema-valid and schem
 (create -> read -> edit -> delete chains through the schema's OpenAPI links), with every check, as two plain users
 and a superuser whose objects must stay their own. Ids, channels, media, references, sign-in identifiers and dates
 are drawn part of the time from the seeded data and from dictionaries of edge cases, so requests reach the PDS
-instead of stopping at "not found". What the schema cannot say is excepted at the top of the file (`DOCUMENTED_*`), a
-known product defect until its fix (`KNOWN_DEFECTS`), nowhere else.
+instead of stopping at "not found". What the schema cannot say is excepted at the top of the file (`DOCUMENTED_*`),
+nowhere else.
 """
 
 import io
@@ -43,9 +43,9 @@ SEED = 23  # a fixed seed: the same requests every run, so a failure is reproduc
 # --- documented refusals the schema cannot express --------------------------------------------------------------
 # Schema-valid requests the API refuses by a documented rule that JSON Schema cannot state (positive_data_acceptance
 # would report each as "valid data rejected"). Keyed by the error code the API answers with (400 unless noted), and
-# for the generic `invalid` code by the field and the exact message. Nothing else is excepted anywhere but in
-# `KNOWN_DEFECTS`. A limit the schema states (parts, images and languages by maxItems, alt text by maxLength) is
-# never excepted: a schema-valid list or text refused for its length is a failure.
+# for the generic `invalid` code by the field and the exact message. Nothing else is excepted anywhere. A limit the
+# schema states (parts, images and languages by maxItems, alt text by maxLength) is never excepted: a schema-valid
+# list or text refused for its length is a failure.
 DOCUMENTED_REFUSALS = {
     # Text length counts graphemes after links are shortened (300); JSON Schema counts code points.
     "post_too_long": "300 graphemes per part, counted after links are shortened",
@@ -85,13 +85,6 @@ DOCUMENTED_FIELD_REFUSALS = {
     ("url", "Enter a valid URL."): "a link card's address is checked by Django's URL validator (host names and "
     "top-level domains as browsers accept them), stricter than JSON Schema's `format: uri`; the schema states "
     "`format: uri` and the http(s) pattern",
-}
-# A product defect the run meets, excepted only until its fix (remove the entry then): schema-violating requests
-# accepted (negative_data_rejection) because a string field received a JSON number.
-KNOWN_DEFECTS = {
-    "number_as_text": 'DRF\'s CharField reads a JSON number as its text: `"alt": 0` and `"text": 0` are saved as "0" '
-    "(200/201) where the schema says `type: string`; `reply_to`, `quote` and `langs` items are read the same way "
-    "and then refused for what they say",
 }
 # Schemathesis' own rules that meet an API rule the schema states in words, by check and operation.
 DOCUMENTED_STATEFUL = {
@@ -359,11 +352,9 @@ def contract_config(world, live_server, users_file, in_a_month: str) -> Schemath
 
 def documented_refusal(context, failure, case, response) -> bool:
     """`filter_failure` hook: keep every failure but a schema-valid request refused by a rule in
-    `DOCUMENTED_REFUSALS` (in the words of `DOCUMENTED_ONLY_AS`) or `DOCUMENTED_FIELD_REFUSALS`, the cases of
-    `DOCUMENTED_STATEFUL` and those of `KNOWN_DEFECTS`."""
+    `DOCUMENTED_REFUSALS` (in the words of `DOCUMENTED_ONLY_AS`) or `DOCUMENTED_FIELD_REFUSALS`, and the cases of
+    `DOCUMENTED_STATEFUL`."""
     freed = getattr(failure, "free", "")
-    if "negative_data_rejection" in failure.checks and number_as_text(failure, case):
-        return False  # KNOWN_DEFECTS["number_as_text"]
     if any(check in failure.checks and freed.startswith(prefix) for check, prefix in DOCUMENTED_STATEFUL):
         return False
     if "positive_data_acceptance" not in failure.checks:
@@ -382,22 +373,6 @@ def documented_refusal(context, failure, case, response) -> bool:
         any(field in ("*", name) and message in ("*", text) for field, message in DOCUMENTED_FIELD_REFUSALS)
         for name, text in refused
     )
-
-
-def number_as_text(failure, case) -> bool:
-    """The schema-violating part of an accepted request is a JSON number sent for a string field, the one
-    Schemathesis names ("... alt: Incorrect type")."""
-    found = re.search(r"(\w+): Incorrect type$", failure.message or "", re.MULTILINE)
-    return found is not None and holds_number(case.body, found[1])
-
-
-def holds_number(value: Any, field: str, key: str = "") -> bool:
-    """Whether a body holds a JSON number under `field` anywhere (a list's items count as its field's: `langs`)."""
-    if isinstance(value, dict):
-        return any(holds_number(item, field, str(name)) for name, item in value.items())
-    if isinstance(value, list):
-        return any(holds_number(item, field, key) for item in value)
-    return key == field and isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def field_errors(fields: Any, name: str = "") -> Iterator[tuple[str, str]]:

@@ -21,6 +21,18 @@ from integrations.models import Channel, ChannelEvent
 from integrations.validators import MAX_DATABASE_ID
 
 
+class TextInputField(serializers.CharField):
+    """A string the client sends. DRF's CharField would read a JSON number (or true) as its text and save "0"
+    where the schema says `type: string`; this refuses anything but a string."""
+
+    default_error_messages = {"not_a_string": "Must be text (a JSON string), not a number, true/false or a list."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
 class HealthSerializer(serializers.Serializer):
     state = serializers.ChoiceField(
         choices=["active", "expiring", "degraded", "needs_reconnection", "deactivated", "suspended", "disconnected"]
@@ -89,10 +101,8 @@ class ChannelSerializer(serializers.ModelSerializer):
 
 
 class ConnectBlueskySerializer(serializers.Serializer):
-    identifier = serializers.CharField(
-        max_length=2048, min_length=1, help_text="Handle (alice.bsky.social), email or DID."
-    )
-    app_password = serializers.CharField(
+    identifier = TextInputField(max_length=2048, min_length=1, help_text="Handle (alice.bsky.social), email or DID.")
+    app_password = TextInputField(
         write_only=True,
         trim_whitespace=False,
         min_length=1,
@@ -152,17 +162,13 @@ class ImageInputSerializer(serializers.Serializer):
     media = serializers.IntegerField(
         min_value=1, max_value=MAX_DATABASE_ID, help_text="The id from POST /api/v1/media/."
     )
-    alt = serializers.CharField(
-        required=False, allow_blank=True, default="", trim_whitespace=False, max_length=MAX_ALT_TEXT
-    )
+    alt = TextInputField(required=False, allow_blank=True, default="", trim_whitespace=False, max_length=MAX_ALT_TEXT)
 
 
 class LinkCardInputSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=2000, help_text="The page the card links to (http or https).")
-    title = serializers.CharField(
-        required=False, allow_blank=True, max_length=300, help_text="Missing: the page's title."
-    )
-    description = serializers.CharField(
+    title = TextInputField(required=False, allow_blank=True, max_length=300, help_text="Missing: the page's title.")
+    description = TextInputField(
         required=False, allow_blank=True, max_length=1000, help_text="Missing: the page's description."
     )
 
@@ -243,7 +249,7 @@ def parts_field(**kwargs: Any) -> serializers.ListSerializer:
 
 
 class PartInputSerializer(serializers.Serializer):
-    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=30_000)
+    text = TextInputField(allow_blank=True, trim_whitespace=False, max_length=30_000)
     images = serializers.ListSerializer(
         child=ImageInputSerializer(),
         required=False,
@@ -253,7 +259,7 @@ class PartInputSerializer(serializers.Serializer):
         help_text=f"At most {MAX_IMAGES_PER_POST} (more: `too_many_images`).",
     )
     langs = serializers.ListField(
-        child=serializers.CharField(min_length=1, max_length=64),
+        child=TextInputField(min_length=1, max_length=64),
         required=False,
         default=list,
         validators=[StatedLimit(MAX_LANGS)],
@@ -319,10 +325,8 @@ QUOTE_HELP = (
 class PostInputSerializer(serializers.Serializer):
     channel = serializers.IntegerField(min_value=1, max_value=MAX_DATABASE_ID)
     parts = parts_field()
-    reply_to = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=1000, help_text=REPLY_TO_HELP
-    )
-    quote = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000, help_text=QUOTE_HELP)
+    reply_to = TextInputField(required=False, allow_blank=True, default="", max_length=1000, help_text=REPLY_TO_HELP)
+    quote = TextInputField(required=False, allow_blank=True, default="", max_length=1000, help_text=QUOTE_HELP)
     scheduled_at = AwareDateTimeField(required=False, allow_null=True, default=None, help_text=SCHEDULED_AT_HELP)
 
 
@@ -331,10 +335,10 @@ class PostUpdateSerializer(serializers.Serializer):
     with `parts`: the content is checked as a whole)."""
 
     parts = parts_field(required=False)
-    reply_to = serializers.CharField(
+    reply_to = TextInputField(
         required=False, allow_blank=True, max_length=1000, help_text=f"{REPLY_TO_HELP} Only with `parts`."
     )
-    quote = serializers.CharField(
+    quote = TextInputField(
         required=False, allow_blank=True, max_length=1000, help_text=f"{QUOTE_HELP} Only with `parts`."
     )
     scheduled_at = AwareDateTimeField(
