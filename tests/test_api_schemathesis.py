@@ -138,15 +138,7 @@ def post_elsewhere(server, zone) -> SimpleNamespace:
     means reading it from that server, as its DID document names it (the channel's PDS has no AppView to ask)."""
     author = server.create_account()
     zone.txt[f"_atproto.{author.handle}"] = [f"did={author.did}"]
-    record = {"$type": "app.bsky.feed.post", "text": "Posted on another server", "createdAt": "2026-11-30T08:15:00Z"}
-    answer = server.xrpc(
-        "POST",
-        "com.atproto.repo.createRecord",
-        token=author.access_jwt,
-        json={"repo": author.did, "collection": "app.bsky.feed.post", "record": record},
-    )
-    assert answer.status_code == 200, answer.text
-    uri = answer.json()["uri"]
+    uri = server.create_post(author, "Posted on another server")["uri"]
     rkey = uri.rsplit("/", 1)[1]
     return SimpleNamespace(author=author, uri=uri, url=f"https://bsky.app/profile/{author.handle}/post/{rkey}")
 

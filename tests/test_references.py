@@ -27,17 +27,7 @@ NOWHERE = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"  # well-formed, registered in no PL
 
 
 def create_post(server, author, text, reply=None):
-    record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-11-30T08:15:00.000Z"}
-    if reply:
-        record["reply"] = reply
-    answer = server.xrpc(
-        "POST",
-        "com.atproto.repo.createRecord",
-        token=author.access_jwt,
-        json={"repo": author.did, "collection": "app.bsky.feed.post", "record": record},
-    )
-    assert answer.status_code == 200, answer.text
-    return {"uri": answer.json()["uri"], "cid": answer.json()["cid"]}
+    return server.create_post(author, text, **({"reply": reply} if reply else {}))
 
 
 @pytest.fixture

@@ -25,22 +25,8 @@ POSTS = reverse("integrations:post-list")
 def target(use_pds):
     """A post by another account on the same PDS: (its author, its at:// URI, its CID, its bsky.app address)."""
     author = use_pds.create_account()
-    answer = use_pds.xrpc(
-        "POST",
-        "com.atproto.repo.createRecord",
-        token=author.access_jwt,
-        json={
-            "repo": author.did,
-            "collection": "app.bsky.feed.post",
-            "record": {
-                "$type": "app.bsky.feed.post",
-                "text": "The post being answered",
-                "createdAt": "2026-11-30T08:15:00.000Z",
-            },
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    uri, cid = answer.json()["uri"], answer.json()["cid"]
+    written = use_pds.create_post(author, "The post being answered")
+    uri, cid = written["uri"], written["cid"]
     address = f"https://bsky.app/profile/{author.handle}/post/{uri.rsplit('/', 1)[1]}"
     return author, uri, cid, address
 

@@ -192,6 +192,21 @@ class LocalPds:
         )
         response.raise_for_status()
 
+    def create_post(
+        self, account: Account, text: str, *, created_at: str = "2026-11-30T08:15:00.000Z", **fields
+    ) -> dict:
+        """Write a post straight into `account`'s repository, bypassing Skyport (`fields`: `reply`, `embed`, ...);
+        its strong reference, `{"uri", "cid"}`."""
+        record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": created_at, **fields}
+        answer = self.xrpc(
+            "POST",
+            "com.atproto.repo.createRecord",
+            token=account.access_jwt,
+            json={"repo": account.did, "collection": "app.bsky.feed.post", "record": record},
+        )
+        assert answer.status_code == 200, answer.text
+        return {"uri": answer.json()["uri"], "cid": answer.json()["cid"]}
+
     def refresh_with(self, refresh_jwt: str) -> httpx.Response:
         return self.xrpc("POST", "com.atproto.server.refreshSession", token=refresh_jwt)
 
