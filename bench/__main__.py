@@ -42,8 +42,9 @@ from django.utils import timezone  # noqa: E402
 from bench import guard as guard_benchmarks  # noqa: E402
 from bench import images as image_benchmarks  # noqa: E402
 from bench import publishing as publishing_benchmarks  # noqa: E402
-from integrations.bluesky import keepalive, lifecycle, services  # noqa: E402
-from integrations.bluesky.client import PdsClient  # noqa: E402
+from integrations.bluesky import services  # noqa: E402
+from integrations.bluesky.accounts import keepalive, lifecycle  # noqa: E402
+from integrations.bluesky.xrpc.client import PdsClient  # noqa: E402
 from integrations.models import Channel  # noqa: E402
 from tests.localidentity import identities_on  # noqa: E402
 from tests.pds.server import LocalPds  # noqa: E402
@@ -237,10 +238,10 @@ def main() -> None:
 def bench_pds(*, quick: bool, sections: set[str]) -> None:
     setup_test_environment()  # the test client's host name is allowed
     # Setting up 1,000 channels is 1,000 connects from one address: lift the connect throttle for the bench.
-    from integrations.throttling import DEFAULT_RATES
+    from integrations.security.throttling import DEFAULT_RATES
 
     settings.INTEGRATIONS_CONNECT_RATES = {scope: (10**9, window) for scope, (_, window) in DEFAULT_RATES.items()}
-    from integrations.bluesky.publishing import DEFAULT_POST_RATES  # ... and 1,000 posts from one user
+    from integrations.bluesky.posts.publishing import DEFAULT_POST_RATES  # ... and 1,000 posts from one user
 
     settings.INTEGRATIONS_POST_RATES = {scope: (10**9, window) for scope, (_, window) in DEFAULT_POST_RATES.items()}
     call_command("migrate", verbosity=0)

@@ -104,7 +104,7 @@ def _django() -> None:
 def bench_speed(row: Row, url: str, runs: int) -> None:
     import httpx
 
-    from integrations import outbound
+    from integrations.security import outbound
 
     print("a 1 MB page: through the guard vs a bare httpx GET", flush=True)
     guarded, bare = [], []
@@ -162,7 +162,7 @@ def _peak_rss_kib() -> int:
 def measure_memory(url: str) -> None:
     """In the child process: warm the client on the page, reset the peak, read the attack; print the peak above."""
     _django()
-    from integrations import outbound
+    from integrations.security import outbound
 
     with outbound.loopback_only_for_tests():
         page = url.rsplit("/", 1)[0] + "/page"

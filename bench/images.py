@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageCms
 
-from integrations.bluesky import images
+from integrations.bluesky.posts import images
 
 Row = Callable[[str, str, str, bool | None], None]
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

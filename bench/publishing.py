@@ -18,8 +18,8 @@ from collections.abc import Callable
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from integrations.bluesky import publishing
-from integrations.bluesky.client import PdsClient
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel, Post
 from tests.faultproxy import FaultProxy
 

@@ -65,10 +65,12 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from integrations import crypto, pagination, retention, rotation  # noqa: E402
-from integrations.bluesky import feed, keepalive, lifecycle, publishing  # noqa: E402
+from integrations import pagination, retention  # noqa: E402
+from integrations.bluesky.accounts import feed, keepalive, lifecycle  # noqa: E402
+from integrations.bluesky.posts import publishing  # noqa: E402
 from integrations.migration_operations import AddIndexConcurrently  # noqa: E402
 from integrations.models import Channel, Post, PostPart, post_history_at  # noqa: E402
+from integrations.security import crypto, rotation  # noqa: E402
 from integrations.tasks import PUBLISH_DUE_PATH, PUBLISH_POST_PATH, schedule_publishing  # noqa: E402
 
 SIZES = {"small": {"channels": 2_000, "posts": 20_100}, "big": {"channels": 100_000, "posts": 1_000_100}}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from integrations.crypto import development_key
+from integrations.security.crypto import development_key
 
 
 def checkout_key(path: Path) -> str:

@@ -23,8 +23,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from integrations import options
 from integrations.adapter import describe
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky import publishing, services
+from integrations.bluesky import services
 from integrations.bluesky.forms import BlueskySettingsForm
+from integrations.bluesky.posts import publishing
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent, IntegrationOption, Post, PostPart

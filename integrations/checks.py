@@ -9,9 +9,9 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError
 
-from integrations import crypto, rotation
 from integrations.bluesky import options as bluesky_options
 from integrations.conf import app_settings
+from integrations.security import crypto, rotation
 from integrations.validators import normalize_service_url
 
 

@@ -2,7 +2,7 @@
 
 `code` is stable (the API's error code and the key of the adapter's word tables), `temporary` faults keep sessions
 and are retried, `retry_after` says when. Providers subclass it for what can go wrong upstream
-(`integrations.bluesky.errors`); the generic refusals live here. Nothing here ever carries a token or a password.
+(`integrations.bluesky.xrpc.errors`); the generic refusals live here. Nothing here ever carries a token or a password.
 """
 
 

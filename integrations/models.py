@@ -13,8 +13,9 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import crypto, options
-from integrations.fields import EncryptedTextField
+from integrations import options
+from integrations.security import crypto
+from integrations.security.fields import EncryptedTextField
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class ChannelEvent(models.Model):
 
 
 class RateCounter(models.Model):
-    """How many hits one limit counted for one client in one fixed window (`integrations.throttling`). In the
+    """How many hits one limit counted for one client in one fixed window (`integrations.security.throttling`). In the
     database, where other users' traffic cannot evict it as it can evict a cache entry."""
 
     key = models.CharField(max_length=255, unique=True)  # scope:ident:window start

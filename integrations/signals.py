@@ -8,7 +8,7 @@ Each is sent after the transaction that made the change commits (at once outside
 - `channel_disconnected(channel, revoked)`: the owner disconnected it; `revoked` says whether the server confirmed
   the sign-out.
 - `channel_health_changed(channel, old_state, new_state)`: its health moved from one state to another (see
-  `integrations.bluesky.health` for the states).
+  `integrations.bluesky.accounts.health` for the states).
 
 and with `sender=Post` and the post as `post`:
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 
-from integrations.bluesky import keepalive
+from integrations.bluesky.accounts import keepalive
 from integrations.conf import app_settings
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def schedule_publishing(delay: timedelta | None = None) -> bool:
         now = timezone.now()
         if delay is not None:
             return now + delay
-        from integrations.bluesky import publishing
+        from integrations.bluesky.posts import publishing
 
         soonest = publishing.next_due_at(now)
         return min(soonest, now + schedule_interval()) if soonest else now + schedule_interval()
@@ -100,8 +100,9 @@ def schedule_publishing(delay: timedelta | None = None) -> bool:
 
 
 def _keepalive_steps() -> list[tuple[str, Callable[[], Any]]]:
-    from integrations import retention, throttling
-    from integrations.bluesky import publishing
+    from integrations import retention
+    from integrations.bluesky.posts import publishing
+    from integrations.security import throttling
 
     return [
         ("sessions", lambda: keepalive.sweep().as_dict()),
@@ -152,7 +153,7 @@ def keepalive_sweep() -> dict:
 @task()
 def publish_post(post_id: int) -> str:
     """One more attempt at a post that is waiting for a retry (the attempt schedules the next one if needed)."""
-    from integrations.bluesky import publishing
+    from integrations.bluesky.posts import publishing
     from integrations.exceptions import PostBusy, PostGone
     from integrations.models import Post
 
@@ -171,7 +172,7 @@ def publish_post(post_id: int) -> str:
 def publish_due_posts() -> dict:
     """Publish every due post (scheduled, waiting to retry, or abandoned by a dead worker), then schedule the next
     run in `INTEGRATIONS_SCHEDULE_INTERVAL` seconds. Any number of workers may run it: each post is claimed once."""
-    from integrations.bluesky import publishing
+    from integrations.bluesky.posts import publishing
 
     try:
         schedule_publishing()  # first, so the chain goes on even if this run never finishes (a killed worker)
@@ -188,7 +189,7 @@ def publish_scheduled_post(post_id: int) -> dict:
     """A wake-up at one scheduled post's time, as earlier versions enqueued one per post (now `schedule_publishing`
     brings the recurring run forward instead); kept so the runs they left waiting still work: publishes whatever is
     due (the post was rescheduled or cancelled since? then it is not due, and nothing happens to it)."""
-    from integrations.bluesky import publishing
+    from integrations.bluesky.posts import publishing
 
     return dict(publishing.publish_due())
 
@@ -197,6 +198,6 @@ def publish_scheduled_post(post_id: int) -> dict:
 def build_link_cards(post_id: int) -> int:
     """Read a scheduled post's link cards off the request that accepted it, and replan the post with them while it
     is still scheduled and was never attempted (`publishing.build_pending_cards`); how many parts took theirs."""
-    from integrations.bluesky import publishing
+    from integrations.bluesky.posts import publishing
 
     return publishing.build_pending_cards(post_id)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from integrations import views
+from integrations.web import views
 
 app_name = "integrations"
 

@@ -1,6 +1,6 @@
 """Validation of a PDS service URL, shared by the admin form, the env check and the service layer.
 
-(A Bluesky sign-in identifier is checked by `integrations.bluesky.identifiers.normalize_identifier`.)
+(A Bluesky sign-in identifier is checked by `integrations.bluesky.identity.identifiers.normalize_identifier`.)
 """
 
 import ipaddress
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
 
-from integrations.outbound import guard_enabled, is_public_address
+from integrations.security.outbound import guard_enabled, is_public_address
 
 
 def insecure_pds_allowed() -> bool:

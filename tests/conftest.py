@@ -11,7 +11,7 @@ def _user_urls_on_loopback():
     """Link-card pages, handles' well-known files and did:web documents are served on loopback here: URLs users name
     may reach loopback addresses and nothing else (no test reaches out to the internet). A test of the production
     rule (public addresses only) turns it off with the `public_only` fixture."""
-    from integrations import outbound
+    from integrations.security import outbound
 
     with outbound.loopback_only_for_tests():
         yield
@@ -21,8 +21,8 @@ def _user_urls_on_loopback():
 def public_only(monkeypatch):
     """URLs users name are held to public addresses over https, as in production (tests/test_outbound.py patches
     the resolver and `is_public_address` to stand loopback servers in for the internet)."""
-    from integrations import outbound
-    from integrations.bluesky import client
+    from integrations.bluesky.xrpc import client
+    from integrations.security import outbound
 
     monkeypatch.setattr(outbound, "_loopback_for_tests", False)
     # Fresh connection pools: a connection opened while loopback was allowed would be reused without a new check.

@@ -14,7 +14,8 @@ def main() -> None:
     import django
 
     django.setup()
-    from integrations.bluesky import errors, lifecycle
+    from integrations.bluesky.accounts import lifecycle
+    from integrations.bluesky.xrpc import errors
     from integrations.models import Channel
 
     channel = Channel.objects.get(pk=int(sys.argv[1]))

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 from django.conf import settings
 
-from integrations import outbound
+from integrations.security import outbound
 from tests.dnszone import Zone, serving_zone
 from tests.pds.server import LocalPds
 
@@ -34,5 +34,5 @@ def identities_on(server: LocalPds) -> Iterator[Zone]:
         resolve_test_names_locally(patch)
         patch.setattr(settings, "INTEGRATIONS_PLC_URL", server.plc_url)
         patch.setattr(settings, "INTEGRATIONS_DNS_NAMESERVERS", [zone.address], raising=False)
-        patch.setattr("integrations.bluesky.identity.WEB_BASE", f"http://{{host}}:{server.port}")
+        patch.setattr("integrations.bluesky.identity.resolution.WEB_BASE", f"http://{{host}}:{server.port}")
         yield zone

@@ -13,7 +13,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from integrations.throttling import over_rate
+    from integrations.security.throttling import over_rate
 
     hits, limit = int(sys.argv[1]), int(sys.argv[2])
     print("ready", flush=True)

@@ -14,9 +14,10 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
-from integrations import options, outbound
+from integrations import options
 from integrations.bluesky import options as bluesky_options
 from integrations.models import IntegrationOption
+from integrations.security import outbound
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
 
-from integrations.bluesky.images import AnimatedImage, prepare
+from integrations.bluesky.posts.images import AnimatedImage, prepare
 from integrations.models import Media, Post
 from tests.test_images import saved
 from tests.test_posts_web import body, errors_of, text_of

@@ -16,7 +16,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from integrations.bluesky.client import PdsClient
+from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel, ChannelEvent, IntegrationOption
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]

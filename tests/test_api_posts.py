@@ -187,7 +187,7 @@ def test_a_post_is_counted_against_all_its_limits_in_one_statement(channel, sett
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from integrations.bluesky import publishing
+    from integrations.bluesky.posts import publishing
 
     settings.INTEGRATIONS_POST_RATES = {"user": (10, 60), "user_day": (100, 86400)}
     with CaptureQueriesContext(connection) as queries:

@@ -29,8 +29,9 @@ from rest_framework.authtoken.models import Token
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
-from integrations.bluesky import publishing, richtext, services
-from integrations.bluesky.plans import web_url
+from integrations.bluesky import services
+from integrations.bluesky.posts import publishing, richtext
+from integrations.bluesky.posts.plans import web_url
 from integrations.models import ChannelEvent, Post
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]

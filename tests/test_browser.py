@@ -15,7 +15,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from integrations.bluesky import services
-from integrations.bluesky.feed import FeedItem, FeedPage
+from integrations.bluesky.accounts.feed import FeedItem, FeedPage
 from integrations.models import Channel, ChannelEvent, IntegrationOption
 from tests.test_linkcards import site  # noqa: F401 (a fixture)
 
@@ -448,7 +448,7 @@ def test_the_composer_works_with_a_keyboard_alone(
 
 
 def test_the_live_counter_counts_what_the_server_counts(page, live_server, user, channel, settings, tmp_path):
-    from integrations.bluesky import richtext
+    from integrations.bluesky.posts import richtext
 
     samples = [
         "plain",
@@ -474,7 +474,7 @@ def test_the_live_counter_counts_what_the_server_counts(page, live_server, user,
 
 def seed_posts(user, channel):
     """A published thread, a failed post and a waiting one (newest first on the page)."""
-    from integrations.bluesky import publishing
+    from integrations.bluesky.posts import publishing
     from integrations.models import Post
 
     thread = publishing.accept(

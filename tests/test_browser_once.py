@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from integrations import views
 from integrations.models import Channel, Post
+from integrations.web import views
 from tests.faultproxy import FaultProxy
 from tests.test_browser import SHOTS, log_in_browser, page  # noqa: F401 (a fixture)
 from tests.test_publishing import records

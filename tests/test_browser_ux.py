@@ -13,7 +13,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from integrations.bluesky import publishing, services
+from integrations.bluesky import services
+from integrations.bluesky.posts import publishing
 from integrations.models import Channel, IntegrationOption, Post
 from tests import test_browser, test_linkcards, test_replies_web
 from tests.test_animated_images import animation

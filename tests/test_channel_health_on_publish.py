@@ -9,8 +9,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from integrations.bluesky import errors, lifecycle, publishing, services
-from integrations.bluesky.plans import PartInput
+from integrations.bluesky import services
+from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.plans import PartInput
+from integrations.bluesky.xrpc import errors
 from integrations.models import Channel, ChannelEvent
 from integrations.signals import channel_health_changed
 from tests.test_browser import SHOTS, log_in_browser, page  # noqa: F401 (a fixture)
@@ -67,7 +70,7 @@ def test_a_post_refused_because_the_account_is_deactivated_marks_the_channel_at_
 
 @pytest.mark.django_db
 def test_a_suspended_account_refusing_a_post_marks_the_channel(use_pds, user, channel, monkeypatch):
-    from integrations.bluesky.client import PdsClient
+    from integrations.bluesky.xrpc.client import PdsClient
 
     def refused(self, *args, **kwargs):
         raise errors.AccountSuspended("Account has been taken down", status_code=400, upstream_error="AccountTakedown")

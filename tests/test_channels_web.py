@@ -210,8 +210,8 @@ def test_disconnect_and_remove_ask_first_and_refresh_needs_post(use_pds, alice_c
 
 
 def test_profile_unavailable_still_connects(use_pds, alice_client, account, user, monkeypatch):
-    from integrations.bluesky import client as bluesky_client
-    from integrations.bluesky import errors
+    from integrations.bluesky.xrpc import client as bluesky_client
+    from integrations.bluesky.xrpc import errors
 
     def broken(self, access_jwt, did):
         raise errors.PdsServerError(status_code=502)

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.adapter import IntegrationsAdapter
-from integrations.bluesky import publishing
+from integrations.bluesky.posts import publishing
 from integrations.models import Channel, Post
 from tests.test_posts_web import body, errors_of, text_of
 

@@ -15,7 +15,8 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from integrations.bluesky import lifecycle, services
+from integrations.bluesky import services
+from integrations.bluesky.accounts import lifecycle
 from integrations.models import Channel
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]

@@ -10,8 +10,9 @@ from django.core import checks as django_checks
 from django.core.management import call_command
 from django.db import OperationalError, connection
 
-from integrations import checks, crypto
+from integrations import checks
 from integrations.models import Channel
+from integrations.security import crypto
 
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()

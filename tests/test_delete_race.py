@@ -12,8 +12,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from integrations import tasks
-from integrations.bluesky import publishing
-from integrations.bluesky.plans import PartInput, PlannedImage, blob_cid
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.plans import PartInput, PlannedImage, blob_cid
 from integrations.exceptions import PostDeleting, PostGone
 from integrations.models import Post
 from tests.test_publishing import proxy, records, thread  # noqa: F401 (a fixture)

@@ -4,8 +4,8 @@ import pytest
 from django.core import mail
 
 from integrations import checks
-from integrations.bluesky import publishing
-from integrations.bluesky.plans import PartInput
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.plans import PartInput
 
 
 @pytest.mark.pds

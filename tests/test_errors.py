@@ -14,11 +14,11 @@ from atproto_client import exceptions as e
 from atproto_client.models.common import XrpcError
 from atproto_client.request import Response
 
-from integrations import outbound
 from integrations.adapter import IntegrationsAdapter, get_adapter, registered_codes
-from integrations.bluesky import errors
-from integrations.bluesky.client import _usable_pds_endpoint, jwt_claims, pds_endpoint_of, translate
 from integrations.bluesky.words import APP_PASSWORDS_URL
+from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.client import _usable_pds_endpoint, jwt_claims, pds_endpoint_of, translate
+from integrations.security import outbound
 
 
 def response(status: int, content=None, headers: dict | None = None) -> Response:

@@ -1,5 +1,5 @@
-"""The channel's feed (`integrations.bluesky.feed`): its own posts read from its repository, through the API and on
-the channel page, against the real local PDS (posts written there directly, as any other client would)."""
+"""The channel's feed (`integrations.bluesky.accounts.feed`): its own posts read from its repository, through the API
+and on the channel page, against the real local PDS (posts written there directly, as any other client would)."""
 
 from datetime import UTC, datetime
 
@@ -8,8 +8,10 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from integrations.bluesky import feed, publishing, services
-from integrations.bluesky.plans import PartInput
+from integrations.bluesky import services
+from integrations.bluesky.accounts import feed
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.plans import PartInput
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel
 from tests.test_api import assert_error
@@ -211,7 +213,7 @@ def test_a_created_at_past_year_9999_in_utc_never_breaks_the_page_or_the_api(
     write(use_pds, account, post("fine"))
     late = {"$type": "app.bsky.feed.post", "text": "from the far future", "createdAt": "9999-12-31T23:59:00-00:01"}
     far = write(use_pds, account, late, validate=False)
-    caplog.set_level("WARNING", logger="integrations.bluesky.feed")
+    caplog.set_level("WARNING", logger="integrations.bluesky.accounts.feed")
 
     response = alice_api.get(posts_url(channel.pk))
     assert response.status_code == 200, response.content

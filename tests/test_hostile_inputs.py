@@ -118,7 +118,7 @@ def test_two_sends_of_one_form_at_the_same_moment_make_one_post(channel, user, u
 
 
 def test_a_token_from_another_user_or_a_forged_one_is_refused_and_nothing_is_sent(alice_client, channel, other_user):
-    from integrations.bluesky import composer
+    from integrations.web import composer
 
     for token in (composer.new_submit_token(other_user), "forged", ""):
         response = alice_client.post(COMPOSE, {**body(channel, "x"), "submit_token": token})
@@ -130,8 +130,8 @@ def test_a_token_from_another_user_or_a_forged_one_is_refused_and_nothing_is_sen
 def test_after_a_refusal_the_page_carries_a_new_token_that_works(alice_client, channel, user, monkeypatch):
     import re
 
-    from integrations.bluesky import publishing
-    from integrations.bluesky.errors import PdsUnreachable
+    from integrations.bluesky.posts import publishing
+    from integrations.bluesky.xrpc.errors import PdsUnreachable
 
     data = body(channel, "refused first")
     accept = publishing.accept
@@ -155,7 +155,8 @@ def test_a_thumbnail_link_from_another_site_or_another_user_fetches_nothing(
 ):
     """It was `GET ...?url=`: a page on another site could make a signed-in user's browser have the server fetch
     any page, on the user's preview quota. Only a link the composer signed for this user, within the hour, works."""
-    from integrations.bluesky import composer, linkcards
+    from integrations.bluesky.posts import linkcards
+    from integrations.web import composer
 
     settings.INTEGRATIONS_LINK_CARDS = True
     fetched = []

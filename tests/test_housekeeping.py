@@ -12,8 +12,9 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from integrations import retention
-from integrations.bluesky import keepalive, publishing
-from integrations.bluesky.publishing import PartRequest
+from integrations.bluesky.accounts import keepalive
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.publishing import PartRequest
 from integrations.models import ChannelEvent, Post
 from integrations.tasks import (
     PUBLISH_DUE_PATH,

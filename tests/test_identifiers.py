@@ -1,11 +1,11 @@
-"""`integrations.bluesky.identifiers` against the atproto interop tests' syntax vectors, and every module that reads
-or writes an identifier going through it."""
+"""`integrations.bluesky.identity.identifiers` against the atproto interop tests' syntax vectors, and every module that
+reads or writes an identifier going through it."""
 
 from pathlib import Path
 
 import pytest
 
-from integrations.bluesky import identifiers
+from integrations.bluesky.identity import identifiers
 
 VECTORS = Path(__file__).parent / "vectors" / "atproto-syntax"
 
@@ -172,7 +172,8 @@ def test_no_other_module_spells_an_identifiers_syntax():
     ],
 )
 def test_a_post_address_with_a_record_key_or_did_the_spec_forbids_is_refused(address):
-    from integrations.bluesky import errors, references
+    from integrations.bluesky.posts import references
+    from integrations.bluesky.xrpc import errors
 
     with pytest.raises(errors.InvalidReference):
         references.parse(address)
@@ -187,13 +188,13 @@ def test_a_post_address_with_a_record_key_or_did_the_spec_forbids_is_refused(add
     ],
 )
 def test_a_post_address_the_spec_allows_is_read(address, expected):
-    from integrations.bluesky import references
+    from integrations.bluesky.posts import references
 
     assert references.parse(address) == expected
 
 
 def test_a_mention_whose_did_is_longer_than_the_spec_allows_stays_text():
-    from integrations.bluesky import richtext
+    from integrations.bluesky.posts import richtext
 
     long_did = "did:plc:" + "a" * 2041  # 2,049 characters
     assert richtext.resolve_mentions(["a.test", "b.test"], {"a.test": long_did, "b.test": "did:plc:abc:"}.get) == {
@@ -207,7 +208,7 @@ def test_a_mention_whose_did_is_longer_than_the_spec_allows_stays_text():
 
 @pytest.mark.parametrize("tag", ["jaja", "de-DE-1901-1901", "en-a-foo-a-bar", "EN-u-co-phonebk-U-ca-buddhist"])
 def test_a_post_language_the_spec_refuses_is_refused(tag):
-    from integrations.bluesky import richtext
+    from integrations.bluesky.posts import richtext
 
     with pytest.raises(richtext.InvalidLanguage):
         richtext.canonical_lang(tag)
@@ -215,7 +216,7 @@ def test_a_post_language_the_spec_refuses_is_refused(tag):
 
 @pytest.mark.parametrize(("tag", "expected"), [("JA", "ja"), ("pt_br", "pt-BR"), ("X-fr-CH", "x-fr-CH")])
 def test_a_post_language_in_another_case_is_put_in_the_conventional_one(tag, expected):
-    from integrations.bluesky import richtext
+    from integrations.bluesky.posts import richtext
 
     assert richtext.canonical_lang(tag) == expected
 
@@ -225,7 +226,7 @@ def test_an_avatar_is_linked_for_a_cidv1_in_any_base_and_never_for_a_cidv0():
 
     import libipld
 
-    from integrations.bluesky.client import PdsClient
+    from integrations.bluesky.xrpc.client import PdsClient
 
     base32 = "bafkreibme22gw2h7y2h7tg2fhqotaqjucnbc24deqo72b6mkl2egezxhvy"
     _, raw = libipld.decode_multibase(base32)
@@ -241,6 +242,6 @@ def test_an_avatar_is_linked_for_a_cidv1_in_any_base_and_never_for_a_cidv0():
 def test_records_skyport_writes_carry_a_four_digit_year():
     from datetime import UTC, datetime
 
-    from integrations.bluesky.plans import iso_time
+    from integrations.bluesky.posts.plans import iso_time
 
     assert iso_time(datetime(812, 3, 4, 5, 6, 7, tzinfo=UTC)) == "0812-03-04T05:06:07.000Z"

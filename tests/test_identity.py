@@ -1,6 +1,6 @@
-"""integrations.bluesky.identity: handles by DNS (a dnslib server on loopback) and by the PDS's well-known endpoint,
-DID documents from the local PDS's PLC directory and from did:web hosts (a local HTTP server), verification, the
-outbound guard, and caching.
+"""integrations.bluesky.identity.resolution: handles by DNS (a dnslib server on loopback) and by the PDS's well-known
+endpoint, DID documents from the local PDS's PLC directory and from did:web hosts (a local HTTP server), verification,
+the outbound guard, and caching.
 
 Handles on the local PDS end in `.test`; their names are made to resolve to 127.0.0.1 by patching
 `socket.getaddrinfo`, and `identity.WEB_BASE` points well-known URLs at a loopback port over http.
@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import respx
 
-from integrations import outbound
-from integrations.bluesky import identity
+from integrations.bluesky.identity import resolution
+from integrations.security import outbound
 from tests.dnszone import Zone, serving_zone
 from tests.localidentity import resolve_test_names_locally
 from tests.test_outbound import drip  # noqa: F401 (a fixture)
@@ -61,7 +61,7 @@ def web(monkeypatch) -> Iterator[Web]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     site.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(identity, "WEB_BASE", f"http://{{host}}:{site.port}")
+    monkeypatch.setattr(resolution, "WEB_BASE", f"http://{{host}}:{site.port}")
     yield site
     server.shutdown()
     server.server_close()
@@ -82,7 +82,7 @@ def plc(pds, settings):
 @pytest.fixture
 def at_pds(monkeypatch, pds):
     """Well-known URLs go to the local PDS, which answers `/.well-known/atproto-did` for its own handles."""
-    monkeypatch.setattr(identity, "WEB_BASE", f"http://{{host}}:{pds.port}")
+    monkeypatch.setattr(resolution, "WEB_BASE", f"http://{{host}}:{pds.port}")
 
 
 def document(did: str, handle: str, pds: str = "https://pds.example.com") -> bytes:
@@ -99,27 +99,27 @@ def document(did: str, handle: str, pds: str = "https://pds.example.com") -> byt
 # --- handle → DID ---------------------------------------------------------------------------------------------
 def test_a_handle_on_the_local_pds_resolves_through_its_well_known_endpoint_and_is_verified(zone, plc, at_pds):
     account = plc.create_account()
-    assert identity.resolve_handle(account.handle) == account.did
+    assert resolution.resolve_handle(account.handle) == account.did
     assert f"_atproto.{account.handle}" in zone.queries  # DNS was asked first, and had nothing
 
-    found = identity.resolve_identity(account.handle)
-    assert isinstance(found, identity.Identity)
+    found = resolution.resolve_identity(account.handle)
+    assert isinstance(found, resolution.Identity)
     assert (found.did, found.handle, found.handle_verified) == (account.did, account.handle, True)
     assert found.pds is not None and found.pds.rstrip("/").endswith(f":{plc.port}")
 
 
 def test_a_did_resolves_to_its_handle_and_pds(zone, plc, at_pds):
     account = plc.create_account()
-    found = identity.resolve_identity(account.did)
-    assert isinstance(found, identity.Identity)
+    found = resolution.resolve_identity(account.did)
+    assert isinstance(found, resolution.Identity)
     assert (found.did, found.handle, found.handle_verified) == (account.did, account.handle, True)
 
 
 def test_a_dns_txt_record_resolves_a_handle(zone, web):
     zone.txt["_atproto.alice.example"] = ["did=did:web:alice.example"]
     web.files[("alice.example", "/.well-known/did.json")] = (200, document("did:web:alice.example", "alice.example"))
-    found = identity.resolve_identity("@Alice.Example")
-    assert isinstance(found, identity.Identity)
+    found = resolution.resolve_identity("@Alice.Example")
+    assert isinstance(found, resolution.Identity)
     assert (found.did, found.handle, found.handle_verified) == ("did:web:alice.example", "alice.example", True)
     assert found.pds == "https://pds.example.com"
     assert not any("atproto-did" in hit for hit in web.hits)  # DNS answered: no well-known request
@@ -128,55 +128,55 @@ def test_a_dns_txt_record_resolves_a_handle(zone, web):
 def test_a_txt_record_naming_another_did_leaves_the_handle_unverified(zone, plc, at_pds):
     owner, other = plc.create_account(), plc.create_account()
     zone.txt[f"_atproto.{owner.handle}"] = [f"did={other.did}"]
-    found = identity.resolve_identity(owner.handle)
-    assert isinstance(found, identity.Identity)
+    found = resolution.resolve_identity(owner.handle)
+    assert isinstance(found, resolution.Identity)
     assert found.did == other.did
     assert found.handle_verified is False  # the other account's document names its own handle, not this one
 
 
 def test_txt_records_naming_two_dids_are_a_conflict(zone, web):
     zone.txt["_atproto.twice.example"] = [f"did=did:plc:{'a' * 24}", f"did=did:plc:{'b' * 24}"]
-    found = identity.lookup_handle("twice.example")
-    assert isinstance(found, identity.Failure) and found.kind == "invalid"
-    assert identity.resolve_handle("twice.example") is None
+    found = resolution.lookup_handle("twice.example")
+    assert isinstance(found, resolution.Failure) and found.kind == "invalid"
+    assert resolution.resolve_handle("twice.example") is None
 
 
 def test_a_name_that_does_not_exist_is_unresolved(zone, plc, at_pds):
-    found = identity.resolve_identity("nobody-here.test")
-    assert isinstance(found, identity.Failure) and found.kind == "unresolved"
+    found = resolution.resolve_identity("nobody-here.test")
+    assert isinstance(found, resolution.Failure) and found.kind == "unresolved"
     assert "_atproto.nobody-here.test" in zone.queries
 
 
 def test_not_a_handle_is_invalid_without_any_request(zone):
-    found = identity.resolve_identity("not a handle")
-    assert isinstance(found, identity.Failure) and found.kind == "invalid"
+    found = resolution.resolve_identity("not a handle")
+    assert isinstance(found, resolution.Failure) and found.kind == "invalid"
     assert zone.queries == []
 
 
 # --- DID documents ------------------------------------------------------------------------------------------------
 def test_a_did_web_document_about_another_did_is_invalid(zone, web):
     web.files[("mallory.example", "/.well-known/did.json")] = (200, document("did:web:alice.example", "alice.example"))
-    found = identity.resolve_did("did:web:mallory.example")
-    assert isinstance(found, identity.Failure) and found.kind == "invalid"
+    found = resolution.resolve_did("did:web:mallory.example")
+    assert isinstance(found, resolution.Failure) and found.kind == "invalid"
 
 
 def test_a_document_too_large_is_invalid(zone, web):
-    big = document("did:web:big.example", "big.example") + b" " * identity.MAX_DOCUMENT_BYTES
+    big = document("did:web:big.example", "big.example") + b" " * resolution.MAX_DOCUMENT_BYTES
     web.files[("big.example", "/.well-known/did.json")] = (200, big)
-    found = identity.resolve_did("did:web:big.example")
-    assert isinstance(found, identity.Failure) and found.kind == "invalid"
+    found = resolution.resolve_did("did:web:big.example")
+    assert isinstance(found, resolution.Failure) and found.kind == "invalid"
 
 
 def test_a_did_web_with_a_path_or_another_method_is_invalid_without_a_request(web):
     for did in ("did:web:example.com:users:alice", "did:key:z6Mkabc"):
-        found = identity.resolve_did(did)
-        assert isinstance(found, identity.Failure) and found.kind == "invalid"
+        found = resolution.resolve_did(did)
+        assert isinstance(found, resolution.Failure) and found.kind == "invalid"
     assert web.hits == []
 
 
 def test_a_missing_plc_document_is_unresolved(plc):
-    found = identity.resolve_did("did:plc:zzzzzzzzzzzzzzzzzzzzzzzz")
-    assert isinstance(found, identity.Failure) and found.kind == "unresolved"
+    found = resolution.resolve_did("did:plc:zzzzzzzzzzzzzzzzzzzzzzzz")
+    assert isinstance(found, resolution.Failure) and found.kind == "unresolved"
 
 
 # --- the outbound guard ------------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def guard_on(settings, monkeypatch):
     """Production rules, with `*.private.example` resolving to a private address and `*.public.example` to a public
     one (no request reaches either)."""
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
-    monkeypatch.setattr(identity, "WEB_BASE", "https://{host}")
+    monkeypatch.setattr(resolution, "WEB_BASE", "https://{host}")
 
     def resolve(host, port):
         if host.endswith("private.example"):
@@ -198,14 +198,14 @@ def guard_on(settings, monkeypatch):
 
 
 def test_a_handle_whose_well_known_url_is_private_is_refused(zone, guard_on):
-    found = identity.lookup_handle("alice.private.example")
-    assert isinstance(found, identity.Failure) and found.kind == "refused"
-    assert identity.resolve_handle("alice.private.example") is None
+    found = resolution.lookup_handle("alice.private.example")
+    assert isinstance(found, resolution.Failure) and found.kind == "refused"
+    assert resolution.resolve_handle("alice.private.example") is None
 
 
 def test_a_did_web_document_on_a_private_address_is_refused(zone, guard_on):
-    found = identity.resolve_did("did:web:alice.private.example")
-    assert isinstance(found, identity.Failure) and found.kind == "refused"
+    found = resolution.resolve_did("did:web:alice.private.example")
+    assert isinstance(found, resolution.Failure) and found.kind == "refused"
 
 
 def test_a_did_document_naming_a_private_pds_is_refused(zone, guard_on, settings):
@@ -216,31 +216,31 @@ def test_a_did_document_naming_a_private_pds_is_refused(zone, guard_on, settings
         respx.get(f"https://plc.public.example/{did}").respond(
             200, content=document(did, "carol.public.example", pds="https://pds.private.example")
         )
-        found = identity.resolve_identity("carol.public.example")
-    assert isinstance(found, identity.Failure) and found.kind == "refused"
+        found = resolution.resolve_identity("carol.public.example")
+    assert isinstance(found, resolution.Failure) and found.kind == "refused"
     assert "pds.private.example" in found.detail
 
 
 def test_the_plc_directory_on_a_private_address_is_refused(guard_on, settings):
     settings.INTEGRATIONS_PLC_URL = "https://plc.private.example"
-    found = identity.resolve_did("did:plc:cccccccccccccccccccccccc")
-    assert isinstance(found, identity.Failure) and found.kind == "refused"
+    found = resolution.resolve_did("did:plc:cccccccccccccccccccccccc")
+    assert isinstance(found, resolution.Failure) and found.kind == "refused"
 
 
 # --- caching ---------------------------------------------------------------------------------------------------------
 def test_a_second_resolution_makes_no_request(zone, web):
     zone.txt["_atproto.cached.example"] = ["did=did:web:cached.example"]
     web.files[("cached.example", "/.well-known/did.json")] = (200, document("did:web:cached.example", "cached.example"))
-    first = identity.resolve_identity("cached.example")
+    first = resolution.resolve_identity("cached.example")
     queries, hits = len(zone.queries), len(web.hits)
-    assert identity.resolve_identity("cached.example") == first
+    assert resolution.resolve_identity("cached.example") == first
     assert (len(zone.queries), len(web.hits)) == (queries, hits)
 
 
 def test_a_failure_is_cached_briefly_too(zone, web):
-    assert isinstance(identity.resolve_identity("gone.example"), identity.Failure)
+    assert isinstance(resolution.resolve_identity("gone.example"), resolution.Failure)
     queries, hits = len(zone.queries), len(web.hits)
-    assert isinstance(identity.resolve_identity("gone.example"), identity.Failure)
+    assert isinstance(resolution.resolve_identity("gone.example"), resolution.Failure)
     assert (len(zone.queries), len(web.hits)) == (queries, hits)
 
 
@@ -257,7 +257,7 @@ def test_a_failure_is_cached_briefly_too(zone, web):
     ],
 )
 def test_which_pds_signs_in_through_which_service_url(service_url, pds, expected):
-    assert identity.signs_in_through(service_url, pds) is expected
+    assert resolution.signs_in_through(service_url, pds) is expected
 
 
 # --- the connect diagnosis ------------------------------------------------------------------------------------------
@@ -322,7 +322,8 @@ def test_an_account_hosted_elsewhere_is_told_where_and_nothing_is_stored(
 def test_the_diagnosis_goes_on_the_event_log_of_the_users_channel_for_that_account(
     zone, plc, at_pds, channel, user, account, refusing_server
 ):
-    from integrations.bluesky import errors, services
+    from integrations.bluesky import services
+    from integrations.bluesky.xrpc import errors
     from integrations.models import ChannelEvent
 
     with pytest.raises(errors.HostedElsewhere) as refused:
@@ -335,7 +336,8 @@ def test_the_diagnosis_goes_on_the_event_log_of_the_users_channel_for_that_accou
 
 @pytest.mark.django_db
 def test_a_handle_that_does_not_resolve_keeps_the_servers_refusal(zone, plc, at_pds, refusing_server, user):
-    from integrations.bluesky import errors, services
+    from integrations.bluesky import services
+    from integrations.bluesky.xrpc import errors
 
     with pytest.raises(errors.InvalidCredentials):
         services.connect(user, "nobody-here.test", "abcd-efgh-ijkl-mnop")
@@ -345,7 +347,8 @@ def test_a_handle_that_does_not_resolve_keeps_the_servers_refusal(zone, plc, at_
 
 @pytest.mark.django_db
 def test_an_account_on_the_service_urls_own_server_keeps_the_servers_refusal(zone, plc, at_pds, use_pds, user, account):
-    from integrations.bluesky import errors, services
+    from integrations.bluesky import services
+    from integrations.bluesky.xrpc import errors
 
     with pytest.raises(errors.InvalidCredentials):
         services.connect(user, account.handle, "wrong-pass-word-here")
@@ -420,7 +423,8 @@ def test_with_other_servers_allowed_an_account_signs_in_on_its_own_pds(
 def test_with_other_servers_allowed_an_unverified_handle_is_still_only_told(
     zone, plc, at_pds, refusing_server, user, account, settings
 ):
-    from integrations.bluesky import errors, services
+    from integrations.bluesky import services
+    from integrations.bluesky.xrpc import errors
     from integrations.models import Channel
 
     settings.INTEGRATIONS_BLUESKY_OTHER_SERVERS = "allow"
@@ -455,23 +459,23 @@ def test_a_document_handle_that_is_not_a_handle_is_never_taken(zone, web):
     body["alsoKnownAs"] = ["at://" + "x" * 300 + ".example", "at://not a handle", "at://carol.example"]
     web.files[("carol.example", "/.well-known/did.json")] = (200, json.dumps(body).encode())
     web.files[("carol.example", "/.well-known/atproto-did")] = (200, b"did:web:carol.example")
-    found = identity.resolve_identity("did:web:carol.example")
-    assert isinstance(found, identity.Identity)
+    found = resolution.resolve_identity("did:web:carol.example")
+    assert isinstance(found, resolution.Identity)
     assert (found.handle, found.handle_verified) == ("carol.example", True)
 
 
 def test_a_handle_lookup_that_times_out_is_unknown_not_unverified(zone, web, monkeypatch):
     web.files[("dave.example", "/.well-known/did.json")] = (200, document("did:web:dave.example", "dave.example"))
-    answering = identity._well_known_did
+    answering = resolution._well_known_did
     monkeypatch.setattr(
-        identity, "_well_known_did", lambda handle: identity.Failure("unresolved", handle, "ReadTimeout", True)
+        resolution, "_well_known_did", lambda handle: resolution.Failure("unresolved", handle, "ReadTimeout", True)
     )
-    found = identity.resolve_identity("did:web:dave.example")
-    assert isinstance(found, identity.Identity) and found.handle_verified is None
-    monkeypatch.setattr(identity, "_well_known_did", answering)
+    found = resolution.resolve_identity("did:web:dave.example")
+    assert isinstance(found, resolution.Identity) and found.handle_verified is None
+    monkeypatch.setattr(resolution, "_well_known_did", answering)
     web.files[("dave.example", "/.well-known/atproto-did")] = (404, b"")
-    found = identity.resolve_identity("did:web:dave.example", fresh=True)  # a 404 is an answer: not verified
-    assert isinstance(found, identity.Identity) and found.handle_verified is False
+    found = resolution.resolve_identity("did:web:dave.example", fresh=True)  # a 404 is an answer: not verified
+    assert isinstance(found, resolution.Identity) and found.handle_verified is False
 
 
 def test_a_posts_mentions_are_looked_up_at_once_and_never_wait_past_the_deadline(zone, monkeypatch):
@@ -486,12 +490,12 @@ def test_a_posts_mentions_are_looked_up_at_once_and_never_wait_past_the_deadline
             time.sleep(3)
         return f"did:plc:{handle.split('.')[0]:a<24}"
 
-    monkeypatch.setattr(identity, "lookup_handle", slow_lookup)
+    monkeypatch.setattr(resolution, "lookup_handle", slow_lookup)
     begun = time.monotonic()
-    found = identity.lookup_handles(["one.example", "two.example", "never.example", "one.example"], deadline=1.0)
+    found = resolution.lookup_handles(["one.example", "two.example", "never.example", "one.example"], deadline=1.0)
     assert time.monotonic() - begun < 2.5
     assert found["one.example"] == "did:plc:oneaaaaaaaaaaaaaaaaaaaaa" and found["two.example"].startswith("did:plc:two")
-    assert isinstance(found["never.example"], identity.Failure) and found["never.example"].transient
+    assert isinstance(found["never.example"], resolution.Failure) and found["never.example"].transient
 
 
 @pytest.mark.parametrize("did", ["did:plc:abc:", "did:plc:abc%"])
@@ -499,8 +503,8 @@ def test_a_txt_record_or_well_known_answer_that_is_no_did_by_the_spec_is_invalid
     zone.txt["_atproto.txt.example"] = [f"did={did}"]
     web.files[("web.example", "/.well-known/atproto-did")] = (200, did.encode())
     for handle in ("txt.example", "web.example"):
-        found = identity.lookup_handle(handle)
-        assert isinstance(found, identity.Failure) and found.kind == "invalid", (handle, found)
+        found = resolution.lookup_handle(handle)
+        assert isinstance(found, resolution.Failure) and found.kind == "invalid", (handle, found)
 
 
 # --- what could not be checked, in words; settings that change the answers ----------------------------------------
@@ -508,7 +512,7 @@ def test_a_txt_record_or_well_known_answer_that_is_no_did_by_the_spec_is_invalid
 def test_test_connection_says_what_it_could_not_check_in_words_and_never_no_when_it_does_not_know(
     zone, plc, admin_client_, account, monkeypatch
 ):
-    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:9")  # the handle's web server does not answer
+    monkeypatch.setattr(resolution, "WEB_BASE", "http://{host}:9")  # the handle's web server does not answer
     text = run_test_connection(admin_client_, plc.url, account.handle)
     assert (
         f'id="account-problem">{account.handle} could not be looked up: DNS has no _atproto.{account.handle} TXT '
@@ -535,56 +539,56 @@ def test_a_host_that_does_not_exist_is_an_answer_not_a_temporary_fault(zone, web
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     web.files[("erin.example", "/.well-known/did.json")] = (200, document("did:web:erin.example", "nowhere.example"))
-    found = identity.lookup_handle("nowhere.example")
-    assert isinstance(found, identity.Failure) and not found.transient
+    found = resolution.lookup_handle("nowhere.example")
+    assert isinstance(found, resolution.Failure) and not found.transient
     assert "nowhere.example does not exist" in found.detail
-    verified = identity.resolve_identity("did:web:erin.example")
-    assert isinstance(verified, identity.Identity) and verified.handle_verified is False  # not "try again"
+    verified = resolution.resolve_identity("did:web:erin.example")
+    assert isinstance(verified, resolution.Identity) and verified.handle_verified is False  # not "try again"
     assert "nowhere.example does not exist" in verified.handle_problem
 
 
 def test_a_handle_on_a_local_pds_is_verified_in_development_through_that_server(pds, zone, settings, monkeypatch):
     """No DNS record, and https://<handle> answers nothing: a local Service URL (development) is asked instead."""
     account = pds.create_account()
-    monkeypatch.setattr(identity, "WEB_BASE", "https://{host}")  # as in production
+    monkeypatch.setattr(resolution, "WEB_BASE", "https://{host}")  # as in production
     settings.INTEGRATIONS_PLC_URL = pds.plc_url
     settings.INTEGRATIONS_BLUESKY_SERVICE_URL = ""
-    found = identity.resolve_identity(account.did)
-    assert isinstance(found, identity.Identity) and found.handle_verified is None  # https://<handle>: no answer
+    found = resolution.resolve_identity(account.did)
+    assert isinstance(found, resolution.Identity) and found.handle_verified is None  # https://<handle>: no answer
 
     settings.INTEGRATIONS_BLUESKY_SERVICE_URL = pds.url  # a local PDS: http://127.0.0.1:<port>
-    found = identity.resolve_identity(account.did)  # the cache does not answer for other settings
-    assert isinstance(found, identity.Identity)
+    found = resolution.resolve_identity(account.did)  # the cache does not answer for other settings
+    assert isinstance(found, resolution.Identity)
     assert (found.handle, found.handle_verified) == (account.handle, True)
-    missing = identity.lookup_handle("nobody-there.test")
-    assert isinstance(missing, identity.Failure) and "does not host it" in missing.detail
+    missing = resolution.lookup_handle("nobody-there.test")
+    assert isinstance(missing, resolution.Failure) and "does not host it" in missing.detail
 
 
 def test_a_local_server_is_never_asked_with_the_guard_on(settings):
     settings.INTEGRATIONS_BLUESKY_SERVICE_URL = "http://127.0.0.1:2583"
-    assert identity.local_server() == "http://127.0.0.1:2583"
+    assert resolution.local_server() == "http://127.0.0.1:2583"
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
-    assert identity.local_server() is None
+    assert resolution.local_server() is None
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
     settings.INTEGRATIONS_BLUESKY_SERVICE_URL = "https://bsky.social"  # a public server is no local one
-    assert identity.local_server() is None
+    assert resolution.local_server() is None
 
 
 def test_a_failure_cached_under_old_settings_is_not_the_answer_under_fixed_ones(zone, plc, at_pds, settings):
     account = plc.create_account()
     settings.INTEGRATIONS_PLC_URL = "http://127.0.0.1:9"  # wrong: nothing answers there
-    broken = identity.resolve_identity(account.did)
-    assert isinstance(broken, identity.Failure) and broken.transient
+    broken = resolution.resolve_identity(account.did)
+    assert isinstance(broken, resolution.Failure) and broken.transient
     settings.INTEGRATIONS_PLC_URL = plc.plc_url  # fixed: answered at once, not a minute later
-    found = identity.resolve_identity(account.did)
-    assert isinstance(found, identity.Identity) and found.handle_verified is True
+    found = resolution.resolve_identity(account.did)
+    assert isinstance(found, resolution.Identity) and found.handle_verified is True
 
     other = serving_zone()
     with other as second:  # another DNS server: its answer, not the first one's cached failure
-        assert isinstance(identity.lookup_handle("dns-only.example"), identity.Failure)
+        assert isinstance(resolution.lookup_handle("dns-only.example"), resolution.Failure)
         second.txt["_atproto.dns-only.example"] = [f"did={account.did}"]
         settings.INTEGRATIONS_DNS_NAMESERVERS = [second.address]
-        assert identity.lookup_handle("dns-only.example") == account.did
+        assert resolution.lookup_handle("dns-only.example") == account.did
 
 
 # --- deadlines: the work ends, not only the wait ----------------------------------------------------------------------
@@ -606,15 +610,15 @@ def test_mention_lookups_past_their_deadline_leave_no_thread_behind(settings, mo
     import time
 
     settings.INTEGRATIONS_DNS_NAMESERVERS = [silent_dns]
-    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
+    monkeypatch.setattr(resolution, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
     earlier = set(lookup_threads())  # another test's may still be sleeping
 
     def ours() -> list[threading.Thread]:
         return [thread for thread in lookup_threads() if thread not in earlier]
 
     for _ in range(3):
-        found = identity.lookup_handles(["slow1.example", "slow2.example", "slow3.example"], deadline=1.0)
-        assert all(isinstance(answer, identity.Failure) and answer.transient for answer in found.values())
+        found = resolution.lookup_handles(["slow1.example", "slow2.example", "slow3.example"], deadline=1.0)
+        assert all(isinstance(answer, resolution.Failure) and answer.transient for answer in found.values())
     until = time.monotonic() + 1.5
     while ours() and time.monotonic() < until:
         time.sleep(0.05)
@@ -624,11 +628,11 @@ def test_mention_lookups_past_their_deadline_leave_no_thread_behind(settings, mo
 def test_a_dripping_well_known_file_ends_within_the_lookups_deadline(zone, monkeypatch, drip):  # noqa: F811
     import time
 
-    monkeypatch.setattr(identity, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
-    monkeypatch.setattr(identity, "TIMEOUT", 3.0)  # each byte comes sooner than this: only the total ends it
+    monkeypatch.setattr(resolution, "WEB_BASE", "http://{host}:" + drip.rsplit(":", 1)[1])
+    monkeypatch.setattr(resolution, "TIMEOUT", 3.0)  # each byte comes sooner than this: only the total ends it
     started = time.monotonic()
-    found = identity.lookup_handle("drip.example")
-    assert isinstance(found, identity.Failure) and found.transient
+    found = resolution.lookup_handle("drip.example")
+    assert isinstance(found, resolution.Failure) and found.transient
     assert time.monotonic() - started < 9  # 3 s and a margin, far from the drip's 20
 
 
@@ -638,6 +642,6 @@ def test_a_handles_well_known_file_is_public_only_even_while_insecure_pds_hosts_
     """A handle is a name a user types: INTEGRATIONS_ALLOW_INSECURE_PDS lets the configured PDS be local, never it."""
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
     web.files[("alice.example", "/.well-known/atproto-did")] = (200, b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")
-    found = identity.lookup_handle("alice.example")
-    assert isinstance(found, identity.Failure) and found.kind == "refused"
+    found = resolution.lookup_handle("alice.example")
+    assert isinstance(found, resolution.Failure) and found.kind == "refused"
     assert web.hits == []

@@ -11,8 +11,10 @@ import pytest
 from django.db.models import F
 from django.urls import reverse
 
-from integrations.bluesky import errors, publishing, services
-from integrations.bluesky.plans import PartInput
+from integrations.bluesky import services
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.plans import PartInput
+from integrations.bluesky.xrpc import errors
 from integrations.exceptions import ChannelNotReady
 from integrations.models import Channel, ChannelEvent, Post
 from tests.conftest import as_if_refreshed_long_ago, stored
@@ -198,7 +200,7 @@ def test_the_keep_alive_follows_identity_too(use_pds, channel, account, zone):
 
     from django.utils import timezone
 
-    from integrations.bluesky import keepalive
+    from integrations.bluesky.accounts import keepalive
 
     someone_else = use_pds.create_account()
     zone.txt[f"_atproto.{account.handle}"] = [f"did={someone_else.did}"]
@@ -222,10 +224,10 @@ def test_a_service_url_naming_the_pds_differently_than_its_document_is_no_move(u
 
 
 def test_a_handle_lookup_that_fails_for_now_leaves_the_verification_as_it_was(use_pds, channel, monkeypatch):
-    from integrations.bluesky import identity
+    from integrations.bluesky.identity import resolution
 
     monkeypatch.setattr(
-        identity, "_well_known_did", lambda handle: identity.Failure("unresolved", handle, "ConnectTimeout", True)
+        resolution, "_well_known_did", lambda handle: resolution.Failure("unresolved", handle, "ConnectTimeout", True)
     )
     as_if_refreshed_long_ago(channel)
     services.refresh_channel(channel)
@@ -236,17 +238,18 @@ def test_a_handle_lookup_that_fails_for_now_leaves_the_verification_as_it_was(us
 def test_a_stale_reading_of_the_document_never_undoes_a_session_stored_meanwhile(
     use_pds, second_pds, channel, account, monkeypatch
 ):
-    from integrations.bluesky import identity, lifecycle
+    from integrations.bluesky.accounts import lifecycle
+    from integrations.bluesky.identity import resolution
 
-    real = identity.resolve_identity
+    real = resolution.resolve_identity
 
     def slow_resolution(subject, fresh=False):
         found = real(subject, fresh=fresh)
         # While this lookup ran, a reconnection stored a new session on the row.
         Channel.objects.filter(pk=channel.pk).update(session_generation=F("session_generation") + 1)
-        return identity.Identity(found.did, found.handle, True, local_name(second_pds))
+        return resolution.Identity(found.did, found.handle, True, local_name(second_pds))
 
-    monkeypatch.setattr(identity, "resolve_identity", slow_resolution)
+    monkeypatch.setattr(resolution, "resolve_identity", slow_resolution)
     before = stored(channel)
     assert lifecycle.follow_identity(channel, suspect_move=True) is None
     after = stored(channel)
@@ -257,11 +260,11 @@ def test_a_stale_reading_of_the_document_never_undoes_a_session_stored_meanwhile
 def test_a_document_cached_before_a_migration_does_not_hide_where_the_account_went(
     use_pds, second_pds, zone, user, settings
 ):
-    from integrations.bluesky import identity
+    from integrations.bluesky.identity import resolution
 
     account = use_pds.create_account()
     old_password = use_pds.create_app_password(account)
-    assert identity.resolve_identity(account.handle).pds == local_name(use_pds)  # cached for an hour
+    assert resolution.resolve_identity(account.handle).pds == local_name(use_pds)  # cached for an hour
     moved = use_pds.migrate(account, to=second_pds)
     zone.txt[f"_atproto.{account.handle}"] = [f"did={account.did}"]
     settings.INTEGRATIONS_BLUESKY_OTHER_SERVERS = "allow"
@@ -278,7 +281,7 @@ def test_a_move_is_seen_even_when_the_old_server_hands_out_the_new_document(
     the new PDS. Its tokens are still the old server's, so the channel must not start sending them there."""
     import dataclasses
 
-    from integrations.bluesky.client import PdsClient
+    from integrations.bluesky.xrpc.client import PdsClient
 
     use_pds.migrate(account, to=second_pds)
     real = PdsClient.refresh_session

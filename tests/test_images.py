@@ -13,8 +13,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageCms, ImageDraw
 
 from integrations.adapter import IntegrationsAdapter, get_adapter
-from integrations.bluesky import images
-from integrations.bluesky.images import (
+from integrations.bluesky.posts import images
+from integrations.bluesky.posts.images import (
     MAX_ALT_TEXT,
     POST_IMAGE_MAX_BYTES,
     THUMB_MAX_BYTES,

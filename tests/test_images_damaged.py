@@ -8,8 +8,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from integrations.bluesky import images
-from integrations.bluesky.images import ImageTooLarge, UnsupportedImage, prepare
+from integrations.bluesky.posts import images
+from integrations.bluesky.posts.images import ImageTooLarge, UnsupportedImage, prepare
 from tests.test_images import photo, png_chunk, saved
 
 

@@ -14,7 +14,8 @@ from django.db import connections
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from integrations.bluesky import keepalive, services
+from integrations.bluesky import services
+from integrations.bluesky.accounts import keepalive
 from integrations.models import Channel
 from integrations.tasks import TASK_PATH, keepalive_sweep
 from tests.test_concurrency import ROOT, database_url

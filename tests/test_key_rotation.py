@@ -18,9 +18,9 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from integrations import crypto, rotation
-from integrations.bluesky import keepalive
+from integrations.bluesky.accounts import keepalive
 from integrations.models import Channel, ChannelEvent
+from integrations.security import crypto, rotation
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +75,7 @@ def marked(channel: Channel) -> Channel:
 # --- the field and the model ---------------------------------------------------------------------------------------
 @pytest.mark.pds
 def test_an_unreadable_session_loads_as_an_empty_unreadable_secret(lost, caplog):
-    with caplog.at_level(logging.WARNING, logger="integrations.fields"):
+    with caplog.at_level(logging.WARNING, logger="integrations.security.fields"):
         row = Channel.objects.get(pk=lost.pk)
     assert row.refresh_jwt == "" and row.access_jwt == ""
     assert isinstance(row.refresh_jwt, crypto.Secret) and row.refresh_jwt.readable is False

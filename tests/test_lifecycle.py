@@ -11,9 +11,11 @@ import pytest
 import respx
 from django.utils import timezone
 
-from integrations.bluesky import errors, lifecycle, services
-from integrations.bluesky.client import PdsClient
+from integrations.bluesky import services
+from integrations.bluesky.accounts import lifecycle
 from integrations.bluesky.words import APP_PASSWORDS_URL
+from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel, ChannelEvent
 from tests.conftest import as_if_refreshed_long_ago, stored
 

@@ -11,7 +11,9 @@ from django.db import connection
 from django.utils import timezone
 
 from integrations.adapter import get_adapter
-from integrations.bluesky import errors, lifecycle, services
+from integrations.bluesky import services
+from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.xrpc import errors
 from integrations.models import Channel, ChannelEvent
 from tests.conftest import stored
 

@@ -1,5 +1,5 @@
-"""integrations.bluesky.linkcards: cards read from pages on a local HTTP server, and posts that carry them (against
-the real local PDS).
+"""integrations.bluesky.posts.linkcards: cards read from pages on a local HTTP server, and posts that carry them
+(against the real local PDS).
 
 Pages are URLs users name: public addresses only, always. The suite runs with `outbound.loopback_only_for_tests`
 (conftest), so pages on 127.0.0.1 are read here; the refusal cases switch it off (`public_only`) and let a patched
@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from integrations import outbound
-from integrations.bluesky import images, linkcards
+from integrations.bluesky.posts import images, linkcards
 from integrations.models import Media
+from integrations.security import outbound
 from tests.test_outbound import count_as_public, fake_dns  # noqa: F401 (a fixture)
 from tests.test_publishing import records
 
@@ -270,7 +270,7 @@ def test_link_cards_stay_public_only_while_insecure_pds_hosts_are_allowed(site, 
     assert site.requests == []
 
 
-@pytest.mark.django_db  # the budget is counted in the database (integrations.throttling)
+@pytest.mark.django_db  # the budget is counted in the database (integrations.security.throttling)
 def test_pages_read_for_a_users_cards_are_limited_in_number(site, settings):
     settings.INTEGRATIONS_LINK_CARD_RATES = {"pages": (2, 3600)}
     for path in ("/a", "/b", "/c"):
@@ -286,7 +286,7 @@ def test_pages_read_for_a_users_cards_are_limited_in_number(site, settings):
     assert site.requests == ["/a", "/b", "/c"]
 
 
-@pytest.mark.django_db  # the budget is counted in the database (integrations.throttling)
+@pytest.mark.django_db  # the budget is counted in the database (integrations.security.throttling)
 def test_bytes_received_for_a_users_cards_are_limited(site, settings):
     settings.INTEGRATIONS_LINK_CARD_RATES = {"bytes": (30_000, 3600)}
     site.routes["/big"] = html("<title>Big</title>" + " " * 40_000)

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from config.localkeys import checkout_key, development_keys
-from integrations.crypto import development_key
+from integrations.security.crypto import development_key
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,7 +27,9 @@ def test_control_characters_are_written_as_escapes():
 
 def test_every_value_the_app_logs_is_escaped_whatever_the_handler(caplog):
     caplog.set_level(logging.INFO, logger="integrations")
-    logging.getLogger("integrations.bluesky.linkcards").info("no link card for %s: %r", HOSTILE, ValueError(HOSTILE))
+    logging.getLogger("integrations.bluesky.posts.linkcards").info(
+        "no link card for %s: %r", HOSTILE, ValueError(HOSTILE)
+    )
     logging.getLogger("integrations.anything.new").warning("mapping %(value)s", {"value": HOSTILE})
     logging.getLogger("integrations").info(f"pre-formatted {HOSTILE}")
     messages = [record.getMessage() for record in caplog.records]
@@ -38,7 +40,7 @@ def test_every_value_the_app_logs_is_escaped_whatever_the_handler(caplog):
 
 def test_a_link_from_a_post_is_logged_escaped(caplog, settings):
     """The real path: a post's link whose page cannot be read is logged with the link as the post wrote it."""
-    from integrations.bluesky import linkcards
+    from integrations.bluesky.posts import linkcards
 
     settings.INTEGRATIONS_LINK_CARDS = True
     caplog.set_level(logging.INFO, logger="integrations")

@@ -11,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
 
-from integrations.bluesky import publishing, services
-from integrations.bluesky.publishing import ImageRequest, PartRequest
+from integrations.bluesky import services
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.publishing import ImageRequest, PartRequest
 from integrations.exceptions import MediaNotFound, StorageFull, TooManyScheduled, TooManyUploads
 from integrations.models import Media, Post
 from tests.test_api import assert_error

@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from integrations.bluesky import publishing
+from integrations.bluesky.posts import publishing
 from integrations.models import Media
 
 pytestmark = pytest.mark.django_db

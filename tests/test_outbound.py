@@ -1,5 +1,5 @@
-"""integrations.outbound: which addresses are public, resolution pinned to the checked address, redirects, and the
-guard on every call the app makes (Service URL, the DID document's PDS endpoint, the refresh API).
+"""integrations.security.outbound: which addresses are public, resolution pinned to the checked address, redirects, and
+the guard on every call the app makes (Service URL, the DID document's PDS endpoint, the refresh API).
 
 No name here needs /etc/hosts: `outbound.resolve` (or `socket.getaddrinfo` under it) is patched. The test settings
 allow insecure hosts, so tests of the guard switch it on with `settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False`.
@@ -23,11 +23,12 @@ import pytest
 import respx
 from django.conf import settings as django_settings
 
-from integrations import outbound
 from integrations.adapter import get_adapter
-from integrations.bluesky import errors, services
-from integrations.bluesky.client import PdsClient
+from integrations.bluesky import services
+from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel, ChannelEvent
+from integrations.security import outbound
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -623,7 +624,7 @@ def test_a_referenced_posts_own_pds_is_public_only_even_while_insecure_pds_hosts
 ):
     """Quoting or replying to a post on another server reads it from the PDS its DID document names: a server the
     user's input leads to, so INTEGRATIONS_ALLOW_INSECURE_PDS (on here) does not let it be a local one."""
-    from integrations.bluesky import references
+    from integrations.bluesky.posts import references
 
     internal = serve(page(b"{}"))  # an internal service posing as that PDS: never asked
     monkeypatch.setattr(references.lifecycle, "call", lambda channel, fn: None)  # "not on this PDS"

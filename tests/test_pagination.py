@@ -11,9 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import crypto, pagination
+from integrations import pagination
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel, ChannelEvent, Post, PostPart
+from integrations.security import crypto
 
 pytestmark = pytest.mark.django_db
 

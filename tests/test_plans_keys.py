@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.bluesky.plans import MAX_PLANNED_PARTS, TID_ALPHABET, part_keys, tid_time
+from integrations.bluesky.posts.plans import MAX_PLANNED_PARTS, TID_ALPHABET, part_keys, tid_time
 
 EARLIEST = datetime(2000, 1, 1)
 LATEST = datetime(2254, 12, 31)  # TIDs hold microseconds until 2255
@@ -84,8 +84,8 @@ def test_a_thread_has_at_most_its_planned_parts():
 def test_posts_stored_for_nearby_moments_on_one_account_plan_apart_through_the_database(user, channel, use_pds):
     """Through `create_post`: the second post's id is the first's plus 1,024 and its time a millisecond earlier,
     which planned the first post's keys before. It also holds when a post is moved next to another."""
-    from integrations.bluesky import publishing
-    from integrations.bluesky.plans import PartInput
+    from integrations.bluesky.posts import publishing
+    from integrations.bluesky.posts.plans import PartInput
     from integrations.models import Post
 
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)

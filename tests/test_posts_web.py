@@ -8,8 +8,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from integrations.bluesky import composer, publishing, richtext
+from integrations.bluesky.posts import publishing, richtext
 from integrations.models import Channel, IntegrationOption, Media, Post
+from integrations.web import composer
 from tests.test_api_posts import png_bytes
 from tests.test_linkcards import site  # noqa: F401 (a fixture)
 from tests.test_publishing import records
@@ -439,7 +440,7 @@ def test_without_the_script_an_edited_card_is_noticed_and_an_untouched_one_stays
 
 
 def test_an_edited_card_for_another_link_gives_way_to_the_new_links_card(alice_client, channel, use_pds, cards_on):
-    from integrations.bluesky import composer
+    from integrations.web import composer
 
     cards_on.routes["/other"] = (200, {"Content-Type": "text/html"}, b"<title>The other page</title>")
     form = composer.PartForm(
@@ -510,7 +511,7 @@ def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, c
 
 
 def publishing_image(data: bytes) -> bytes:
-    from integrations.bluesky import images
+    from integrations.bluesky.posts import images
 
     return images.prepare(data, max_bytes=images.THUMB_MAX_BYTES).data
 
@@ -688,7 +689,7 @@ def test_another_users_scheduled_post_cannot_be_edited(alice_client, channel, ot
 
 
 def test_card_previews_are_limited_per_user(alice_client, channel, cards_on, monkeypatch, django_user_model):
-    from integrations import views
+    from integrations.web import views
 
     monkeypatch.setattr(views, "CARD_PREVIEWS_PER_WINDOW", (2, 300))
     endpoint = reverse("integrations:link-card")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from integrations.bluesky import publishing
-from integrations.bluesky.plans import PartInput, blob_cid, part_keys, record_cid, tid, tid_time
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.plans import PartInput, blob_cid, part_keys, record_cid, tid, tid_time
 from integrations.exceptions import ChannelNotReady, PostBusy
 from integrations.models import Channel, Post
 from tests.faultproxy import FaultProxy
@@ -296,7 +296,7 @@ def test_uploads_are_removed_a_day_after_no_unpublished_post_needs_them(use_pds,
 
 def test_writing_a_planned_key_that_is_already_there_is_reconciled_not_repeated(use_pds, channel, user, account):
     """The reference PDS answers a create on a used key with a 500: that answer is reconciled like a lost one."""
-    from integrations.bluesky import errors
+    from integrations.bluesky.xrpc import errors
 
     post = publishing.create_post(user, channel, thread("already there"))
     assert publishing.publish(post.pk).post.status == Post.Status.PUBLISHED
@@ -311,7 +311,7 @@ def test_writing_a_planned_key_that_is_already_there_is_reconciled_not_repeated(
 
 
 def test_a_rate_limit_delays_a_post_however_long_and_never_fails_it():
-    from integrations.bluesky import errors
+    from integrations.bluesky.xrpc import errors
 
     limited = errors.RateLimited(retry_after=3600)
     assert publishing.retry_delay(1, limited) == 3600

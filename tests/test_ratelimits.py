@@ -11,9 +11,10 @@ from django.core.management import call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
-from integrations import checks, throttling
+from integrations import checks
 from integrations.models import Channel, RateCounter
-from integrations.throttling import over_rate, shared_cache
+from integrations.security import throttling
+from integrations.security.throttling import over_rate, shared_cache
 from tests.test_concurrency import database_url
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from integrations.bluesky import identity
+from integrations.bluesky.identity import resolution
 from integrations.models import Post
 from tests.test_api import assert_error
 from tests.test_identity_channels import account_on, zone  # noqa: F401 (a fixture)
@@ -142,7 +142,7 @@ def flaky(serve, monkeypatch, request):  # noqa: F811
         return 200, {"Content-Type": "application/json"}, json.dumps(document).encode()
 
     server = serve(answer)
-    monkeypatch.setattr(identity, "WEB_BASE", server.url)  # every did:web document is asked of that server
+    monkeypatch.setattr(resolution, "WEB_BASE", server.url)  # every did:web document is asked of that server
     return server
 
 

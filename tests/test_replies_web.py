@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.bluesky import composer
 from integrations.models import Post
+from integrations.web import composer
 from tests.test_posts_web import body, errors_of, text_of
 from tests.test_publishing import records
 
@@ -82,7 +82,7 @@ def test_an_address_that_is_not_a_post_or_names_none_is_refused_next_to_its_fiel
 
 
 def test_the_feeds_reply_and_quote_open_the_composer_filled_in(alice_client, channel, use_pds, account, target):
-    from integrations.bluesky import publishing
+    from integrations.bluesky.posts import publishing
 
     mine = publishing.accept(channel.user, channel, [publishing.PartRequest("My own post", link_card=None)])
     publishing.publish(mine.pk, claimed=mine)
@@ -160,7 +160,7 @@ def test_the_reference_endpoint_answers_the_composers_script(alice_client, chann
 
 
 def test_reference_lookups_are_limited_per_user(alice_client, channel, use_pds, target, monkeypatch):
-    from integrations import views
+    from integrations.web import views
 
     monkeypatch.setattr(views, "CARD_PREVIEWS_PER_WINDOW", (2, 300))  # each lookup makes the server read a post
     endpoint = reverse("integrations:post-reference")

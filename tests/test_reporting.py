@@ -16,11 +16,12 @@ from django.test import Client
 from django.urls import reverse
 from django.views.debug import get_exception_reporter_class, get_exception_reporter_filter
 
-from integrations.bluesky import keepalive, lifecycle, services
-from integrations.bluesky.client import PdsClient
-from integrations.crypto import Secret
+from integrations.bluesky import services
+from integrations.bluesky.accounts import keepalive, lifecycle
+from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel
 from integrations.reporting import CLEANSED, SecretsReporterFilter, redact
+from integrations.security.crypto import Secret
 from tests.conftest import as_if_refreshed_long_ago
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")

@@ -1,4 +1,4 @@
-"""integrations.bluesky.richtext: lengths, facets, link shortening, mention resolution and languages."""
+"""integrations.bluesky.posts.richtext: lengths, facets, link shortening, mention resolution and languages."""
 
 import itertools
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.bluesky import richtext
-from integrations.bluesky.richtext import (
+from integrations.bluesky.posts import richtext
+from integrations.bluesky.posts.richtext import (
     MAX_BYTES,
     InvalidLanguage,
     PostTooLong,

@@ -12,7 +12,8 @@ from django.db.migrations.loader import MigrationLoader
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from integrations.bluesky import feed, keepalive, publishing
+from integrations.bluesky.accounts import feed, keepalive
+from integrations.bluesky.posts import publishing
 from integrations.migration_operations import AddIndexConcurrently
 from integrations.models import Channel, Post, PostPart
 from tests.test_pagination import make_channels, make_posts

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from integrations.bluesky import publishing
-from integrations.bluesky.publishing import PartRequest
+from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.publishing import PartRequest
 from integrations.exceptions import PostNotScheduled, ScheduledInThePast
 from integrations.models import Channel, IntegrationOption, Post
 from tests.test_linkcards import site  # noqa: F401 (a fixture)

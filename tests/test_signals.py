@@ -5,7 +5,8 @@ import pytest
 from django.core import mail
 from django.db import transaction
 
-from integrations.bluesky import keepalive, services
+from integrations.bluesky import services
+from integrations.bluesky.accounts import keepalive
 from integrations.models import Channel
 from integrations.signals import channel_connected, channel_disconnected, channel_health_changed
 from tests.conftest import as_if_refreshed_long_ago

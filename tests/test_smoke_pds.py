@@ -1,6 +1,6 @@
 import pytest
 
-from integrations.bluesky.client import PdsClient
+from integrations.bluesky.xrpc.client import PdsClient
 
 
 @pytest.mark.pds

@@ -20,8 +20,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from integrations.adapter import describe
-from integrations.bluesky import errors, lifecycle, services
-from integrations.bluesky.client import MAX_RETRY_AFTER
+from integrations.bluesky import services
+from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.client import MAX_RETRY_AFTER
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
 from tests.conftest import as_if_refreshed_long_ago, stored

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from integrations.bluesky.identifiers import normalize_identifier
+from integrations.bluesky.identity.identifiers import normalize_identifier
 from integrations.validators import normalize_service_url
 
 

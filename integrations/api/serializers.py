@@ -10,11 +10,12 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from integrations import pagination
-from integrations.bluesky import feed, services
+from integrations.bluesky import services
+from integrations.bluesky.accounts import feed
 from integrations.bluesky.forms import ConnectBlueskyForm
-from integrations.bluesky.images import MAX_ALT_TEXT, MAX_IMAGES_PER_POST
-from integrations.bluesky.plans import MAX_PLANNED_PARTS, web_url
-from integrations.bluesky.richtext import MAX_LANGS
+from integrations.bluesky.posts.images import MAX_ALT_TEXT, MAX_IMAGES_PER_POST
+from integrations.bluesky.posts.plans import MAX_PLANNED_PARTS, web_url
+from integrations.bluesky.posts.richtext import MAX_LANGS
 from integrations.conf import app_settings
 from integrations.exceptions import ScheduledInThePast, ScheduledTooFar
 from integrations.models import Channel, ChannelEvent

@@ -40,7 +40,8 @@ from integrations.api.serializers import (
     PostSerializer,
     PostUpdateSerializer,
 )
-from integrations.bluesky import publishing, richtext, services
+from integrations.bluesky import services
+from integrations.bluesky.posts import publishing, richtext
 from integrations.exceptions import PostGone, PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Post

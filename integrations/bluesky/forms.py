@@ -4,8 +4,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from integrations.bluesky import identifiers
 from integrations.bluesky import options as bluesky_options
+from integrations.bluesky.identity import identifiers
 from integrations.validators import normalize_service_url
 
 

@@ -13,11 +13,10 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations import pagination
-from integrations.bluesky import errors, identifiers, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
-from integrations.bluesky.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
-from integrations.bluesky.health import (  # noqa: F401  (services is what views, API and admin use)
+from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
+from integrations.bluesky.accounts.health import (  # noqa: F401  (services is what views, API and admin use)
     PROBLEM_STATES,
     Health,
     channels_with_problems,
@@ -26,10 +25,13 @@ from integrations.bluesky.health import (  # noqa: F401  (services is what views
     session_unreadable,
     take_owner_notices,
 )
+from integrations.bluesky.identity import identifiers, resolution
+from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.conf import app_settings
 from integrations.exceptions import ChannelConnected, IntegrationError
 from integrations.models import Channel, ChannelEvent
-from integrations.throttling import hit_connect_attempt, shared_cache
+from integrations.security.throttling import hit_connect_attempt, shared_cache
 from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class AccountCheck:
     whether it signs in through the Service URL tested."""
 
     subject: str
-    identity: identity.Identity | None
+    identity: resolution.Identity | None
     problem: str  # what could not be checked, in words ("" when the identity was found)
     temporary: bool  # asking again later may answer differently (a timeout, an unreachable server)
     can_sign_in: bool | None  # None: not known, since where the account lives could not be learnt
@@ -76,11 +78,11 @@ def check_account(handle_or_did: str, url: str) -> AccountCheck:
     """Resolve an account for the admin, before any user tries to connect it through `url`: asked afresh (a test
     is no test when it answers from the cache)."""
     subject = handle_or_did.strip().lstrip("@")
-    found = identity.resolve_identity(subject, fresh=True)
-    if isinstance(found, identity.Failure):
+    found = resolution.resolve_identity(subject, fresh=True)
+    if isinstance(found, resolution.Failure):
         return AccountCheck(subject, None, found.detail or found.kind, found.transient, can_sign_in=None)
     can_sign_in = bool(found.pds) and (
-        identity.signs_in_through(url, found.pds) or may_sign_in_elsewhere(found, subject)
+        resolution.signs_in_through(url, found.pds) or may_sign_in_elsewhere(found, subject)
     )
     temporary = found.handle_verified is None
     return AccountCheck(subject, found, "", temporary, can_sign_in)
@@ -136,7 +138,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     return channel
 
 
-def may_sign_in_elsewhere(found: identity.Identity, identifier: str) -> bool:
+def may_sign_in_elsewhere(found: resolution.Identity, identifier: str) -> bool:
     """Whether an account the Service URL does not host may sign in on its own PDS: the administrator allows
     accounts on other servers, and the identifier is the DID itself or a handle its document verifies."""
     return bluesky_options.other_servers_allowed() and bool(found.handle_verified or identifier.startswith("did:"))
@@ -148,7 +150,7 @@ def sign_in_where_hosted(
     identifier: str,
     app_password: str,
     url: str,
-    hosted: identity.Identity,
+    hosted: resolution.Identity,
     refusal: errors.InvalidCredentials | None,
 ) -> tuple[str, PdsClient, Session]:
     """Sign in on the account's own PDS when the administrator allows accounts on other servers (and the handle is
@@ -156,7 +158,7 @@ def sign_in_where_hosted(
     if not may_sign_in_elsewhere(hosted, identifier):
         raise refuse_elsewhere(user, identifier, url, hosted) from refusal
     assert hosted.pds is not None
-    url = identity.sign_in_url(hosted.pds)
+    url = resolution.sign_in_url(hosted.pds)
     client = PdsClient(url)
     try:
         session = client.create_session(identifier, app_password)
@@ -172,23 +174,23 @@ def sign_in_where_hosted(
     return url, client, session
 
 
-def hosted_elsewhere(identifier: str, url: str) -> identity.Identity | None:
+def hosted_elsewhere(identifier: str, url: str) -> resolution.Identity | None:
     """The identity of an account `url` refused when its DID document names a PDS that does not sign in through
     `url`; else None. Emails cannot be resolved, and a resolution failure is no diagnosis: the refusal stays as the
     server gave it."""
     if "@" in identifier:
         return None
-    found = identity.resolve_identity(identifier, fresh=True)  # a document cached before a migration misleads
-    if isinstance(found, identity.Failure):
+    found = resolution.resolve_identity(identifier, fresh=True)  # a document cached before a migration misleads
+    if isinstance(found, resolution.Failure):
         logger.info("no diagnosis for a refused sign-in: %s", found)
         return None
-    if not found.pds or identity.signs_in_through(url, found.pds):
+    if not found.pds or resolution.signs_in_through(url, found.pds):
         return None
     return found
 
 
 def refuse_elsewhere(
-    user: AbstractBaseUser, identifier: str, url: str, hosted: identity.Identity
+    user: AbstractBaseUser, identifier: str, url: str, hosted: resolution.Identity
 ) -> errors.HostedElsewhere:
     """The error for an account hosted on another PDS, logged and put on the event log of the user's channel for
     that account when there is one."""

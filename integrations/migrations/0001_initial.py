@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import integrations.fields
+import integrations.security.fields
 from django.conf import settings
 from django.db import migrations, models
 
@@ -25,8 +25,8 @@ class Migration(migrations.Migration):
                 ('handle', models.CharField(max_length=255)),
                 ('service_url', models.URLField(max_length=500, verbose_name='service URL')),
                 ('pds_endpoint', models.URLField(blank=True, max_length=500, verbose_name='PDS endpoint')),
-                ('access_jwt', integrations.fields.EncryptedTextField(blank=True, default='')),
-                ('refresh_jwt', integrations.fields.EncryptedTextField(blank=True, default='')),
+                ('access_jwt', integrations.security.fields.EncryptedTextField(blank=True, default='')),
+                ('refresh_jwt', integrations.security.fields.EncryptedTextField(blank=True, default='')),
                 ('access_expires_at', models.DateTimeField(blank=True, null=True)),
                 ('refresh_expires_at', models.DateTimeField(blank=True, null=True)),
                 ('scope', models.CharField(blank=True, max_length=100)),

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from integrations.bluesky import keepalive
+from integrations.bluesky.accounts import keepalive
 from integrations.tasks import schedule_keepalive
 
 

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from integrations.bluesky import publishing
+from integrations.bluesky.posts import publishing
 from integrations.tasks import schedule_publishing
 
 

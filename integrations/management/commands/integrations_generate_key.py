@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from integrations.crypto import generate_key
+from integrations.security.crypto import generate_key
 
 
 class Command(BaseCommand):

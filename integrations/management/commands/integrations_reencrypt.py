@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from integrations import rotation
+from integrations.security import rotation
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from integrations.adapter import get_adapter
-from integrations.bluesky import errors
+from integrations.bluesky.xrpc import errors
 from integrations.models import Channel
 
 EXPIRING_WITHIN = timedelta(days=7)

@@ -26,9 +26,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.bluesky import errors, identity
-from integrations.bluesky.client import MAX_ENDPOINT_LENGTH, PdsClient, Session, claim_time
-from integrations.bluesky.health import health_state
+from integrations.bluesky.accounts.health import health_state
+from integrations.bluesky.identity import resolution
+from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.client import MAX_ENDPOINT_LENGTH, PdsClient, Session, claim_time
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
@@ -226,8 +227,8 @@ def follow_identity(channel: Channel, *, suspect_move: bool = False) -> errors.A
     before = Channel.objects.filter(pk=channel.pk).first()
     if before is None:
         return None
-    found = identity.resolve_identity(before.did, fresh=True)
-    if isinstance(found, identity.Failure):
+    found = resolution.resolve_identity(before.did, fresh=True)
+    if isinstance(found, resolution.Failure):
         logger.info("identity not followed: %s", found)
         return None
     if _identity_plan(before, found, suspect_move) is None:
@@ -273,7 +274,7 @@ class _IdentityPlan:
     changes: list[str]  # what the event log says (a handle confirmed as before is no news)
 
 
-def _identity_plan(row: Channel, found: identity.Identity, suspect_move: bool) -> _IdentityPlan | None:
+def _identity_plan(row: Channel, found: resolution.Identity, suspect_move: bool) -> _IdentityPlan | None:
     """What following `found` changes on `row` (see `follow_identity`), or None when nothing."""
     changes = []
     verified = row.handle_verified if found.handle_verified is None else found.handle_verified
@@ -284,8 +285,8 @@ def _identity_plan(row: Channel, found: identity.Identity, suspect_move: bool) -
         changes.append(f"@{handle} is not verified (it does not resolve to {row.did})")
     pds_endpoint, moved_to = row.pds_endpoint, ""
     pds = found.pds if found.pds and len(found.pds) <= MAX_ENDPOINT_LENGTH else None
-    if pds and identity.signs_in_through(row.service_url, pds):
-        if not identity.same_server(pds, row.pds_url):
+    if pds and resolution.signs_in_through(row.service_url, pds):
+        if not resolution.same_server(pds, row.pds_url):
             changes.append(f"its PDS is now {pds}")
             pds_endpoint = pds
     elif pds and suspect_move and row.status != Channel.Status.DISCONNECTED:

@@ -11,7 +11,8 @@ from datetime import datetime
 from threading import Lock
 from typing import Any
 
-from integrations.bluesky import identifiers, lifecycle
+from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.identity import identifiers
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel, PostPart
 from integrations.text import clean_text

@@ -1,8 +1,9 @@
 """The only module that talks XRPC to a PDS (through the `atproto` SDK's raw client, with timeouts).
 
-Every failure leaves here as one of `integrations.bluesky.errors`, carrying the base URL it called. Requests go
-through `integrations.outbound` (public addresses only, pinned) and never follow a redirect. Tokens are passed per
-call in the Authorization header and never kept on a shared object, so no caller can reuse a stale token by accident.
+Every failure leaves here as one of `integrations.bluesky.xrpc.errors`, carrying the base URL it called. Requests go
+through `integrations.security.outbound` (public addresses only, pinned) and never follow a redirect. Tokens are passed
+per call in the Authorization header and never kept on a shared object, so no caller can reuse a stale token by
+accident.
 """
 
 import base64
@@ -25,11 +26,12 @@ from atproto_client.request import Request, RequestBase
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
-from integrations import outbound
-from integrations.bluesky import errors, identifiers
+from integrations.bluesky.identity import identifiers
+from integrations.bluesky.xrpc import errors
 from integrations.conf import app_settings
-from integrations.crypto import Secret
 from integrations.exceptions import IntegrationError
+from integrations.security import outbound
+from integrations.security.crypto import Secret
 from integrations.text import clean_text
 from integrations.validators import normalize_service_url
 

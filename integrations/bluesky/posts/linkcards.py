@@ -1,6 +1,6 @@
 """Link cards (`app.bsky.embed.external`): a page's title, description and image, fetched by the server.
 
-`fetch_card(url)` reads the page through the outbound guard (`integrations/outbound.py`) as a URL a user named
+`fetch_card(url)` reads the page through the outbound guard (`integrations/security/outbound.py`) as a URL a user named
 (`Reach.PUBLIC`): only public addresses over https, whatever `INTEGRATIONS_ALLOW_INSECURE_PDS` says, every redirect
 checked (at most 5), the socket pinned to the checked address, at most 1 MB read (decoded: one layer of gzip or
 deflate, counted as it streams), and the page and its image together within `INTEGRATIONS_LINK_CARD_TIMEOUT` (5 s)
@@ -31,12 +31,12 @@ from html.parser import HTMLParser
 
 import httpx
 
-from integrations import outbound
 from integrations.adapter import humanize_seconds
-from integrations.bluesky import images
+from integrations.bluesky.posts import images
 from integrations.conf import app_settings
+from integrations.security import outbound
+from integrations.security.throttling import over_rate, shared_cache
 from integrations.text import clean_text
-from integrations.throttling import over_rate, shared_cache
 
 logger = logging.getLogger(__name__)
 

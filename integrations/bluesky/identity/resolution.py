@@ -11,7 +11,7 @@
   with the handle as Host: a local PDS answers for the handles it hosts, as it would at https://<handle>/ in
   production, so handles on a local PDS can be verified (they do not resolve in public DNS).
 
-Every HTTP fetch goes through the outbound guard (`integrations.outbound`) with a size cap and a total deadline
+Every HTTP fetch goes through the outbound guard (`integrations.security.outbound`) with a size cap and a total deadline
 (`TIMEOUT`, connect to last byte). A handle's well-known file and a did:web document are at addresses a user names
 (`Reach.PUBLIC`: public https only, always); the PLC directory and the local Service URL are configured
 (`Reach.SERVICE`). A DNS query ends within `DNS_LIFETIME`, and every lookup ends by the deadline in force
@@ -40,11 +40,11 @@ import dns.resolver
 import httpx
 from django.core.exceptions import ValidationError
 
-from integrations import outbound
-from integrations.bluesky import identifiers
-from integrations.bluesky.client import pds_endpoint_of
+from integrations.bluesky.identity import identifiers
+from integrations.bluesky.xrpc.client import pds_endpoint_of
 from integrations.conf import app_settings
-from integrations.throttling import shared_cache
+from integrations.security import outbound
+from integrations.security.throttling import shared_cache
 from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)

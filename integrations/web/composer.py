@@ -41,14 +41,14 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from integrations.adapter import describe
-from integrations.bluesky import images, linkcards, publishing, references, richtext
-from integrations.bluesky.health import Health, health
+from integrations.bluesky.accounts.health import Health, health
+from integrations.bluesky.posts import images, linkcards, publishing, references, richtext
 from integrations.bluesky.words import mid_sentence
 from integrations.clock import zone_named
 from integrations.conf import app_settings
 from integrations.exceptions import EmptyPost, IntegrationError, MediaNotFound
 from integrations.models import Channel, Media, Post
-from integrations.throttling import first_use
+from integrations.security.throttling import first_use
 from integrations.validators import parse_id, parse_number
 
 SLOTS = range(1, images.MAX_IMAGES_PER_POST + 1)  # image slots of a part, numbered as people count

@@ -22,7 +22,7 @@
   sent (the new plan is stored first); on any later attempt it is dropped, and `card_note` says why. Either way the
   plan never changes once anything may have been sent.
 - Accepting posts is limited per user (`INTEGRATIONS_POST_RATES`, web and API together: `posts_throttled`, 429).
-  A post's mentions are looked up within `identity.MENTIONS_DEADLINE` in all, and its link cards within
+  A post's mentions are looked up within `resolution.MENTIONS_DEADLINE` in all, and its link cards within
   `CARDS_DEADLINE_FACTOR` times `INTEGRATIONS_LINK_CARD_TIMEOUT` (each card within one), so no request waits
   long on pages or name servers.
 - Temporary faults are retried by a background task with backoff (about an hour in all; a 429's Retry-After is
@@ -45,12 +45,12 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from integrations import outbound
 from integrations.adapter import describe, get_adapter
-from integrations.bluesky import errors, identity, lifecycle
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky.health import health_state
-from integrations.bluesky.plans import (
+from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts.health import health_state
+from integrations.bluesky.identity import resolution
+from integrations.bluesky.posts.plans import (
     MAX_PLANNED_PARTS,
     POST_COLLECTION,
     ExternalCard,
@@ -64,6 +64,7 @@ from integrations.bluesky.plans import (
     plan_thread,
     record_cid,
 )
+from integrations.bluesky.xrpc import errors
 from integrations.clock import shown
 from integrations.conf import app_settings
 from integrations.exceptions import (
@@ -87,8 +88,9 @@ from integrations.exceptions import (
     TooManyUploads,
 )
 from integrations.models import Channel, Media, Post, PostPart, post_due_at
+from integrations.security import outbound
+from integrations.security.throttling import over_rate, over_rates
 from integrations.signals import post_failed, post_published, send_on_commit
-from integrations.throttling import over_rate, over_rates
 
 logger = logging.getLogger(__name__)
 
@@ -768,7 +770,7 @@ def accept(
     are fetched last and never refuse a post: a part whose card cannot be built is stored without one and with the
     reason (`card_note`).
     """
-    from integrations.bluesky import images, references, richtext
+    from integrations.bluesky.posts import images, references, richtext
 
     _count_post(user)
     if scheduled_at is not None:
@@ -858,10 +860,10 @@ def _mention_dids(channel: Channel, handles: list[str]) -> dict[str, str | None]
     """The DIDs a post's mentions name: each handle's own DNS or well-known record, all at once (cached); the
     channel's PDS (`resolveHandle`) for the rest (handles it hosts that no public name server knows, or a site whose
     network reaches no DNS). A mention without a DID stays plain text."""
-    from integrations.bluesky import richtext
+    from integrations.bluesky.posts import richtext
 
-    until = time.monotonic() + identity.MENTIONS_DEADLINE  # for all of them, the channel's PDS included
-    found = identity.lookup_handles(handles, deadline=identity.MENTIONS_DEADLINE)
+    until = time.monotonic() + resolution.MENTIONS_DEADLINE  # for all of them, the channel's PDS included
+    found = resolution.lookup_handles(handles, deadline=resolution.MENTIONS_DEADLINE)
 
     def ask_pds(client: Any, handle: str) -> str | None:
         # The deadline covers the question only: a session refresh `lifecycle.call` may need first is not cut short.
@@ -1067,7 +1069,7 @@ def _wanted_card(
 def _built_card(user: AbstractBaseUser, wanted: WantedCard) -> tuple[ExternalCard | None, str]:
     """The card, read from its page now (within the deadline in force, on `user`'s budget), and, when it has none
     (or no thumbnail) though one was expected, why not. A card that cannot be built never stops the post."""
-    from integrations.bluesky import linkcards
+    from integrations.bluesky.posts import linkcards
     from integrations.bluesky.words import mid_sentence
 
     if not app_settings.LINK_CARDS:  # switched off since the post was accepted
@@ -1215,7 +1217,7 @@ def store_media(user: AbstractBaseUser, upload: Any, *, first_frame: bool = Fals
     is kept as a still.
     `too_many_uploads` past `INTEGRATIONS_UPLOADS_PER_HOUR` (every upload counts, a refused one too: it cost the
     work), `storage_full` when it would take the owner past `INTEGRATIONS_MEDIA_BYTES_PER_USER`."""
-    from integrations.bluesky import images
+    from integrations.bluesky.posts import images
 
     retry_after = over_rate("media-upload", str(user.pk), int(app_settings.UPLOADS_PER_HOUR), 3600)
     if retry_after is not None:

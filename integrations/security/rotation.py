@@ -18,8 +18,8 @@ from django.db import connections, models, transaction
 from django.db.models.functions import Cast
 from django.views.decorators.debug import sensitive_variables
 
-from integrations import crypto
-from integrations.fields import EncryptedTextField
+from integrations.security import crypto
+from integrations.security.fields import EncryptedTextField
 
 DEFAULT_BATCH_SIZE = 500
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import libipld
 
-from integrations.bluesky.identifiers import TID_ALPHABET, format_datetime
+from integrations.bluesky.identity.identifiers import TID_ALPHABET, format_datetime
 
 POST_COLLECTION = "app.bsky.feed.post"
 _DAG_CBOR, _RAW, _SHA256 = 0x71, 0x55, 0x12

@@ -149,7 +149,7 @@ def _close_side_connections(**kwargs: object) -> None:
         side.close_if_unusable_or_obsolete()
 
 
-request_finished.connect(_close_side_connections, dispatch_uid="integrations.throttling.side_connections")
+request_finished.connect(_close_side_connections, dispatch_uid="integrations.security.throttling.side_connections")
 
 
 def prune_counters(now: float | None = None) -> int:

@@ -18,7 +18,7 @@ from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from integrations.bluesky import lifecycle
+from integrations.bluesky.accounts import lifecycle
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import KEEPALIVE_STATES, Channel, last_refreshed

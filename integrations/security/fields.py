@@ -5,13 +5,13 @@ from typing import Any
 
 from django.db import models
 
-from integrations import crypto
+from integrations.security import crypto
 
 logger = logging.getLogger(__name__)
 
 
 class EncryptedTextField(models.TextField):
-    """A text column stored as Fernet ciphertext (see `integrations.crypto`). Empty stays empty.
+    """A text column stored as Fernet ciphertext (see `integrations.security.crypto`). Empty stays empty.
 
     Values read back are `crypto.Secret`s. A stored value that no configured key decrypts (its key was dropped from
     `INTEGRATIONS_ENCRYPTION_KEYS`) reads as an empty `Secret` with `readable=False` instead of raising, so the row

@@ -20,10 +20,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from integrations import pagination, tokens
 from integrations.adapter import describe
-from integrations.bluesky import composer, publishing, richtext, services
 from integrations.bluesky import options as bluesky_options
+from integrations.bluesky import services
 from integrations.bluesky.forms import ConnectBlueskyForm
-from integrations.bluesky.plans import web_url
+from integrations.bluesky.posts import publishing, richtext
+from integrations.bluesky.posts.plans import web_url
 from integrations.clock import local, on_users_clock, shown
 from integrations.conf import app_settings
 from integrations.exceptions import (
@@ -35,7 +36,8 @@ from integrations.exceptions import (
 )
 from integrations.http import client_ip
 from integrations.models import Channel, Media, Post, post_history_at
-from integrations.throttling import over_rate
+from integrations.security.throttling import over_rate
+from integrations.web import composer
 
 logger = logging.getLogger(__name__)
 
