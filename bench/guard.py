@@ -162,7 +162,7 @@ def _peak_rss_kib() -> int:
 def measure_memory(url: str) -> None:
     """In the child process: warm the client on the page, reset the peak, read the attack; print the peak above."""
     _django()
-    from integrations.security import outbound
+    from integrations.security import bodies, outbound
 
     with outbound.loopback_only_for_tests():
         page = url.rsplit("/", 1)[0] + "/page"
@@ -173,9 +173,9 @@ def measure_memory(url: str) -> None:
         try:
             outbound.get(url)
             outcome = "read"
-        except outbound.ResponseTooLarge:
+        except bodies.ResponseTooLarge:
             outcome = "refused-at-1MB"
-        except outbound.UnsupportedEncoding:
+        except bodies.UnsupportedEncoding:
             outcome = "refused-unread"
     print(f"{outcome} {(_peak_rss_kib() - baseline) / 1024:.2f}")
 

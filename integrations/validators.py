@@ -10,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
 
-from integrations.security.outbound import guard_enabled, is_public_address
+from integrations.security.addresses import is_public_address
+from integrations.security.outbound import guard_enabled
 
 
 def insecure_pds_allowed() -> bool:

@@ -25,6 +25,7 @@ from integrations.bluesky.posts.images import (
     UnsupportedImage,
     check_alt,
     check_image_count,
+    encoding,
     prepare,
     sniff,
 )
@@ -293,10 +294,10 @@ def test_the_quality_search_finds_the_highest_fitting_quality():
         tried.append(quality)
         return b"x" * (quality * 1000) if quality * 1000 <= limit else None
 
-    assert len(images._highest_quality(encode, 77_500)) == 77_000
+    assert len(encoding.highest_quality(encode, 77_500)) == 77_000
     assert len(tried) <= 8
     with pytest.raises(ImageTooLarge):
-        images._highest_quality(encode, 10_000)
+        encoding.highest_quality(encode, 10_000)
 
 
 def test_the_thumbnail_limit_is_a_parameter():

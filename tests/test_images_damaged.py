@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from integrations.bluesky.posts import images
-from integrations.bluesky.posts.images import ImageTooLarge, UnsupportedImage, prepare
+from integrations.bluesky.posts.images import ImageTooLarge, UnsupportedImage, checks, encoding, prepare
 from tests.test_images import photo, png_chunk, saved
 
 
@@ -68,7 +68,7 @@ def test_an_interlaced_png_is_counted_by_its_passes():
 def test_a_small_png_that_would_need_hundreds_of_megabytes_is_refused_before_decoding():
     """190 KB on the wire, 7,000 by 7,000 pixels at 16 bits per channel with transparency: ~400 MB to prepare,
     though its pixel count is within the cap."""
-    assert images.MAX_PIXELS >= 7000 * 7000
+    assert checks.MAX_PIXELS >= 7000 * 7000
     bomb = png_of(7000, 7000, 16, 6, b"\x00" * 56_001 * 40)  # a few rows are enough: it is refused first
     with pytest.raises(ImageTooLarge) as caught:
         prepare(bomb)
@@ -99,5 +99,5 @@ def test_the_same_pixels_in_black_and_white_are_accepted():
     ],
 )
 def test_the_memory_bound_follows_the_mode(mode, size, fits):
-    target = images._fit(size, images.MAX_SIDE)
-    assert (images._decoded_bytes(mode, size, target) <= images.MAX_DECODED_BYTES) is fits
+    target = encoding.fit(size, images.MAX_SIDE)
+    assert (checks.decoded_bytes(mode, size, target) <= checks.MAX_DECODED_BYTES) is fits

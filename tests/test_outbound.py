@@ -28,7 +28,7 @@ from integrations.bluesky import services
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel, ChannelEvent
-from integrations.security import outbound
+from integrations.security import addresses, bodies, outbound
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -211,12 +211,12 @@ PUBLIC = [
 
 @pytest.mark.parametrize("address", NOT_PUBLIC)
 def test_non_public_addresses_are_refused(address):
-    assert outbound.is_public_address(ipaddress.ip_address(address)) is False
+    assert addresses.is_public_address(ipaddress.ip_address(address)) is False
 
 
 @pytest.mark.parametrize("address", PUBLIC)
 def test_public_addresses_are_accepted(address):
-    assert outbound.is_public_address(ipaddress.ip_address(address)) is True
+    assert addresses.is_public_address(ipaddress.ip_address(address)) is True
 
 
 # --- resolve_allowed: who may be reached -----------------------------------------------------------------------
@@ -374,7 +374,7 @@ def test_get_refuses_plain_http_when_guarded(guard, public_only, fake_dns):
 
 def test_get_reads_at_most_max_bytes(serve):
     big = serve(page(b"x" * 5000))
-    with pytest.raises(outbound.ResponseTooLarge):
+    with pytest.raises(bodies.ResponseTooLarge):
         outbound.get(big.url, max_bytes=1000)
     assert outbound.get(big.url, max_bytes=5000).content == b"x" * 5000
 
@@ -586,7 +586,7 @@ def test_requests_ask_only_for_gzip_and_deflate_whoever_asks_for_more(serve):
 def test_any_other_coding_or_a_second_layer_is_refused(serve, coding):
     body = gzip.compress(gzip.compress(b"<title>x</title>"))
     server = serve(lambda path: (200, {"Content-Encoding": coding, "Content-Type": "text/html"}, body))
-    with pytest.raises(outbound.UnsupportedEncoding):
+    with pytest.raises(bodies.UnsupportedEncoding):
         outbound.get(f"{server.url}/")
 
 
@@ -601,7 +601,7 @@ def test_a_compression_bomb_stops_at_the_cap_and_memory_stays_bounded(serve, cod
     server = serve(lambda path: (200, {"Content-Encoding": coding, "Content-Type": "text/html"}, body))
     tracemalloc.start()
     try:
-        with pytest.raises(outbound.ResponseTooLarge):
+        with pytest.raises(bodies.ResponseTooLarge):
             outbound.get(f"{server.url}/", max_bytes=1_000_000)
         _, peak = tracemalloc.get_traced_memory()
     finally:

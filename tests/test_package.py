@@ -18,6 +18,9 @@ GENERIC = [
     "signals.py",
     "notifications.py",
     "security/outbound.py",
+    "security/addresses.py",
+    "security/bodies.py",
+    "security/deadlines.py",
     "reporting.py",
     "http.py",
 ]

@@ -19,8 +19,8 @@ from integrations.bluesky.posts.richtext import (
     detect_facets,
     normalize_langs,
     shorten_links,
-    to_short_url,
 )
+from integrations.bluesky.posts.shortlinks import to_short_url
 
 FULLWIDTH_HASH = "\uff03"
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # 👨‍👩‍👧‍👦: 7 code points, 25 bytes

@@ -11,10 +11,11 @@ identity resolution.
   no switch a deployment or a user could turn to let them read internal pages.
 
 A checked request resolves its host once per connection; every address it resolves to must be allowed
-(`is_public_address`: the IANA special-purpose registries in full), and the socket is opened to the address that was
-checked, so DNS cannot answer differently the second time (rebinding); TLS still checks the certificate against the
-host name. Port 0 is refused; redirects are never followed implicitly (`get` follows them by hand, checking every
-hop); a refusal is an `OutboundRefused` whose words name the host and never depend on whether anything listens there.
+(`addresses.is_public_address`: the IANA special-purpose registries in full), and the socket is opened to the
+address that was checked, so DNS cannot answer differently the second time (rebinding); TLS still checks the
+certificate against the host name. Port 0 is refused; redirects are never followed implicitly (`get` follows them by
+hand, checking every hop); a refusal is an `OutboundRefused` whose words name the host and never depend on whether
+anything listens there.
 
 **Tests** serve pages and handles on loopback. `loopback_only_for_tests()` (a context manager; the test suite's
 conftest holds it open for the whole run, and `tests.localidentity.identities_on` for the benchmarks) makes
@@ -25,34 +26,37 @@ production code never turns it on.
 **Deadlines.** Each request has a total deadline (connect, TLS, sending, headers and body together), on top of the
 per-operation timeout: `get(timeout=...)` is the total of one fetch (every redirect included), a client from
 `make_client` gives each request `3 * timeout`, and `deadline(seconds)` sets one for everything inside it (the
-stricter one wins). A page that drips one byte every two seconds is cut at its deadline. Name resolution is the
-system resolver's (bounded by its own `timeout`/`attempts`); the deadline is checked as soon as it answers.
+stricter one wins; the clock is `deadlines`). A page that drips one byte every two seconds is cut at its deadline.
+Name resolution is the system resolver's (bounded by its own `timeout`/`attempts`); the deadline is checked as soon
+as it answers.
 
-**Bodies.** Requests ask for `Accept-Encoding: gzip, deflate` and a response may use one of those, once (or none):
-any other coding (br, zstd, `gzip, gzip`, ...) is refused as `UnsupportedEncoding`. Bodies are decoded here, in
-steps of 64 KiB, counting the decoded bytes (and the bytes on the wire) as they stream; a body over its cap stops
-there (`ResponseTooLarge`): a compressed page never costs more memory than the cap it is read under.
+**Bodies** are decoded by the transport (one layer of gzip or deflate) and capped as they stream, decoded and on the
+wire (`bodies`: `ResponseTooLarge`, `UnsupportedEncoding`).
 
-This module is generic: it must not import a provider package.
+This module is generic, and so are the three it uses (`addresses`, `deadlines`, `bodies`): they must not import a
+provider package.
 """
 
-import contextvars
 import enum
 import ipaddress
 import socket
-import time
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 import httpx
 
 from integrations.conf import app_settings
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from integrations.security.addresses import IPAddress, is_loopback, is_public_address
+from integrations.security.bodies import (
+    ACCEPT_ENCODING,
+    Meter,
+    ResponseTooLarge,
+    content_coding,
+    decode_body,
+)
+from integrations.security.deadlines import deadline, pinned, remaining, stricter
 
 USER_AGENT = "Skyport (Django)"
 MAX_REDIRECTS = 5
@@ -63,65 +67,6 @@ CLIENT_MAX_BYTES = 16_000_000
 # A client's requests each end within this many times its per-operation timeout (an uploadBlob on a slow link).
 CLIENT_DEADLINE_FACTOR = 3
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's own defaults
-ACCEPT_ENCODING = "gzip, deflate"
-DECODE_STEP = 64 * 1024  # decoded bytes produced at most per step, whatever one compressed chunk expands to
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are the IPv4 address
-_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")  # the only IPv6 space IANA allocates for global unicast
-
-# The IANA IPv4 Special-Purpose Address Registry, in full (whether or not an entry is "globally reachable": none is
-# a web page), and multicast. https://www.iana.org/assignments/iana-ipv4-special-registry
-_SPECIAL_IPV4 = tuple(
-    ipaddress.ip_network(block)
-    for block in (
-        "0.0.0.0/8",  # "this network" (RFC 791), with 0.0.0.0/32
-        "10.0.0.0/8",  # private use (RFC 1918)
-        "100.64.0.0/10",  # shared address space, carrier-grade NAT (RFC 6598)
-        "127.0.0.0/8",  # loopback (RFC 1122)
-        "169.254.0.0/16",  # link-local, cloud metadata (RFC 3927)
-        "172.16.0.0/12",  # private use (RFC 1918)
-        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890), with .0/29, .8, .9, .10, .170, .171
-        "192.0.2.0/24",  # documentation, TEST-NET-1 (RFC 5737)
-        "192.31.196.0/24",  # AS112-v4 (RFC 7535)
-        "192.52.193.0/24",  # AMT (RFC 7450)
-        "192.88.99.0/24",  # deprecated 6to4 relay anycast (RFC 7526)
-        "192.168.0.0/16",  # private use (RFC 1918)
-        "192.175.48.0/24",  # direct delegation AS112 service (RFC 7534)
-        "198.18.0.0/15",  # benchmarking (RFC 2544)
-        "198.51.100.0/24",  # documentation, TEST-NET-2 (RFC 5737)
-        "203.0.113.0/24",  # documentation, TEST-NET-3 (RFC 5737)
-        "224.0.0.0/4",  # multicast (RFC 5771): not one host
-        "240.0.0.0/4",  # reserved (RFC 1112), with 255.255.255.255/32 limited broadcast (RFC 919)
-    )
-)
-# The IANA IPv6 Special-Purpose Address Registry, in full, and what else is not one public host: multicast, the
-# deprecated site-local and IPv4-compatible forms. https://www.iana.org/assignments/iana-ipv6-special-registry
-# (64:ff9b::/96, NAT64, is judged by the IPv4 address it carries.)
-_SPECIAL_IPV6 = tuple(
-    ipaddress.ip_network(block)
-    for block in (
-        "::/128",  # unspecified (RFC 4291)
-        "::1/128",  # loopback (RFC 4291)
-        "::/96",  # deprecated IPv4-compatible addresses (RFC 4291), routed to the IPv4 address by some stacks
-        "::ffff:0:0/96",  # IPv4-mapped addresses (RFC 4291): never a DNS answer for a public host
-        "64:ff9b:1::/48",  # local-use IPv4/IPv6 translation (RFC 8215)
-        "100::/64",  # discard-only (RFC 6666)
-        "100:0:0:1::/64",  # dummy IPv6 prefix (RFC 9780)
-        "2001::/23",  # IETF protocol assignments (RFC 2928): Teredo 2001::/32, 2001:1::1-3, benchmarking
-        # 2001:2::/48, AMT 2001:3::/32, AS112 2001:4:112::/48, ORCHID 2001:10::/28, ORCHIDv2 2001:20::/28,
-        # DRIP 2001:30::/28
-        "2001:db8::/32",  # documentation (RFC 3849)
-        "2002::/16",  # 6to4 (RFC 3056): tunnels to an IPv4 address of its own
-        "2620:4f:8000::/48",  # direct delegation AS112 service (RFC 7534)
-        "3fff::/20",  # documentation (RFC 9637)
-        "5f00::/16",  # segment routing SIDs (RFC 9602)
-        "fc00::/7",  # unique local (RFC 4193)
-        "fe80::/10",  # link-local unicast (RFC 4291)
-        "fec0::/10",  # deprecated site-local (RFC 3879)
-        "ff00::/8",  # multicast (RFC 4291): not one host
-    )
-)
-_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class Reach(enum.Enum):
@@ -138,21 +83,6 @@ class OutboundRefused(Exception):
         super().__init__(f"{host}: {reason}")
         self.host = host
         self.reason = reason
-
-
-class ResponseTooLarge(httpx.DecodingError):
-    """A response body (decoded, or on the wire) was longer than the caller accepts."""
-
-
-class UnsupportedEncoding(httpx.DecodingError):
-    """A response used a content coding we did not ask for (anything but one layer of gzip or deflate)."""
-
-
-@dataclass
-class Meter:
-    """Bytes received on the wire by the requests it is given to (see `get`), failed ones included."""
-
-    wire_bytes: int = 0
 
 
 # --- who may be reached -----------------------------------------------------------------------------------------
@@ -186,27 +116,9 @@ def _checked(reach: Reach) -> bool:
     return reach is Reach.PUBLIC or guard_enabled()
 
 
-def is_public_address(ip: IPAddress) -> bool:
-    """Whether `ip` is one public unicast host: in no block of the IANA special-purpose registries (IPv4 and IPv6),
-    not multicast, and for IPv6 in the global unicast space (2000::/3). A NAT64 address (64:ff9b::/96) is judged by
-    the IPv4 address it carries."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _NAT64:
-            return is_public_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        special, allocated = _SPECIAL_IPV6, ip in _GLOBAL_UNICAST
-    else:
-        special, allocated = _SPECIAL_IPV4, True
-    # Python's own table (`is_global`) too: a block it knows and the registry list above misses is refused as well.
-    return allocated and ip.is_global and not any(ip in block for block in special)
-
-
-def _is_loopback(ip: IPAddress) -> bool:
-    return any(ip.version == block.version and ip in block for block in _LOOPBACK)
-
-
 def _allowed(ip: IPAddress, reach: Reach) -> bool:
     if reach is Reach.PUBLIC and _loopback_for_tests:
-        return _is_loopback(ip)
+        return is_loopback(ip)
     return is_public_address(ip)
 
 
@@ -264,35 +176,6 @@ def _check_scheme(url: httpx.URL, reach: Reach = Reach.SERVICE) -> None:
 
 
 # --- deadlines ----------------------------------------------------------------------------------------------------
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("outbound_deadline", default=None)
-
-
-def _at(seconds: float | None) -> float | None:
-    """The stricter of the deadline in force and one `seconds` from now (monotonic clock)."""
-    current = _deadline.get()
-    if seconds is None:
-        return current
-    mine = time.monotonic() + seconds
-    return mine if current is None else min(current, mine)
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Every request made inside (in this thread or context) ends within `seconds` from now, or sooner when an
-    enclosing deadline says so. A request past it raises an httpx timeout (httpx.TimeoutException)."""
-    token = _deadline.set(_at(seconds))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-def remaining() -> float | None:
-    """Seconds left before the deadline in force (never below 0), or None when there is none."""
-    at = _deadline.get()
-    return None if at is None else max(0.0, at - time.monotonic())
-
-
 def _clamp(timeout: float | None, expired: type[Exception]) -> float | None:
     """The per-operation `timeout`, shortened to what is left of the deadline; `expired` raised when none is."""
     left = remaining()
@@ -370,52 +253,10 @@ class GuardedBackend(httpcore.SyncBackend):
 # --- reading answers ----------------------------------------------------------------------------------------------
 _LIMIT = "skyport.max_bytes"  # request extensions `get` passes to the transport
 _METER = "skyport.meter"
-_ENCODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
-
-
-def _coding(headers: httpx.Headers, host: str) -> str | None:
-    """The one content coding of an answer ("gzip" or "deflate"), None for none; UnsupportedEncoding otherwise."""
-    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
-    codings = [c for c in codings if c and c != "identity"]
-    if not codings:
-        return None
-    if len(codings) > 1 or codings[0] not in _ENCODINGS:
-        raise UnsupportedEncoding(f"{host} answered with content coding {', '.join(codings)!r}")
-    return _ENCODINGS[codings[0]]
-
-
-class _Inflater:
-    """Decodes gzip or deflate a step at a time: however much a chunk expands to, at most DECODE_STEP bytes are made
-    before the caller has counted them."""
-
-    def __init__(self, coding: str) -> None:
-        self._deflate = coding == "deflate"
-        self._object = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding == "gzip" else zlib.MAX_WBITS)
-        self._started = False
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        while not self._object.eof:
-            try:
-                out = self._object.decompress(data, DECODE_STEP)
-            except zlib.error as exc:
-                if self._deflate and not self._started:  # "deflate" sent without its zlib wrapper, as many do
-                    self._object, self._deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
-                    continue
-                raise httpx.DecodingError(f"the compressed body is damaged ({exc})") from exc
-            self._started = True
-            if out:
-                yield out
-            data = self._object.unconsumed_tail
-            if not data and len(out) < DECODE_STEP:
-                return  # everything given was decoded (a full step may have more waiting: go round again)
-
-    def finish(self) -> bytes:
-        # Everything fed was decoded step by step: what is left is at most what zlib holds back (its window).
-        return b"" if self._object.eof else self._object.flush()
 
 
 class _GuardedBody(httpx.SyncByteStream):
-    """A response body read under its request's deadline, decoded here, counted on the wire and decoded."""
+    """A response body read under its request's deadline, decoded here, counted on the wire and decoded (`bodies`)."""
 
     def __init__(
         self, raw: httpx.SyncByteStream, *, at: float | None, coding: str | None, limit: int, meter: Meter | None
@@ -429,33 +270,14 @@ class _GuardedBody(httpx.SyncByteStream):
     def _chunks(self) -> Iterator[bytes]:
         iterator = iter(self._raw)
         while True:
-            token = _deadline.set(self._at)
-            try:
+            with pinned(self._at):
                 chunk = next(iterator, None)
-            finally:
-                _deadline.reset(token)
             if chunk is None:
                 return
             yield chunk
 
     def __iter__(self) -> Iterator[bytes]:
-        inflater = _Inflater(self._coding) if self._coding else None
-        wire = decoded = 0
-        for chunk in self._chunks():
-            wire += len(chunk)
-            if self._meter is not None:
-                self._meter.wire_bytes += len(chunk)
-            if wire > self._limit:
-                raise ResponseTooLarge(f"more than {self._limit} bytes")
-            for piece in inflater.feed(chunk) if inflater else (chunk,):
-                decoded += len(piece)
-                if decoded > self._limit:
-                    raise ResponseTooLarge(f"more than {self._limit} bytes once decoded")
-                yield piece
-        if inflater and (rest := inflater.finish()):
-            if decoded + len(rest) > self._limit:
-                raise ResponseTooLarge(f"more than {self._limit} bytes once decoded")
-            yield rest
+        return decode_body(self._chunks(), coding=self._coding, limit=self._limit, meter=self._meter)
 
     def close(self) -> None:
         self._raw.close()
@@ -497,15 +319,12 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.headers["Accept-Encoding"] = ACCEPT_ENCODING  # only what `_Inflater` decodes, whoever asked
-        at = _at(self.total)
-        token = _deadline.set(at)
-        try:
+        at = stricter(self.total)
+        with pinned(at):
             response = super().handle_request(request)
-        finally:
-            _deadline.reset(token)
         limit = int(request.extensions.get(_LIMIT, self.max_bytes))
         try:
-            coding = _coding(response.headers, request.url.host)
+            coding = content_coding(response.headers, request.url.host)
             length = response.headers.get("content-length", "")
             if coding is None and length.isdigit() and int(length) > limit:
                 raise ResponseTooLarge(f"{request.url.host} announced {length} bytes, more than {limit}")

