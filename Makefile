@@ -15,7 +15,7 @@ help:
 	@echo "make smoke  - build the wheel, install it outside the checkout, run the smoke suite in another project"
 	@echo "make bench  - benchmarks against the local PDS; prints a table"
 	@echo "make bench-scale - costs at 2,000 and 100,000 channels on PostgreSQL, side by side (about 10 minutes)"
-	@echo "make lint   - ruff check and ruff format --check (CI runs it first)"
+	@echo "make lint   - ruff check, ruff format --check and the import rules (lint-imports; CI runs it first)"
 
 $(VENV)/.created:
 	@py=$$(.ci/find-python) || exit 1; echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV)
@@ -117,6 +117,7 @@ test: install-dev pds browser
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 # The wheel, installed in a fresh virtualenv outside the checkout, inside tests/hostproject, against the local PDS.
 smoke: install-dev pds
