@@ -4,9 +4,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from integrations.models import Channel, IntegrationOption, Post
-from tests.test_api import assert_error
-from tests.test_linkcards import site  # noqa: F401 (a fixture)
-from tests.test_publishing import records
+from tests.api.test_api import assert_error
+from tests.bluesky.posts.test_linkcards import site  # noqa: F401 (a fixture)
+from tests.bluesky.posts.test_publishing import records
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
@@ -234,7 +234,7 @@ def test_a_card_title_with_a_nul_byte_is_stored_and_published_clean(api, channel
 # --- the contract: what the schema says is what the API reads (issue 23) ----------------------------------------------
 def scheduled(api, channel, text="later", **extra):
     """A post scheduled an hour ahead, through the API."""
-    from tests.test_scheduling import iso
+    from tests.bluesky.posts.test_scheduling import iso
 
     body = {"channel": channel.pk, "parts": [{"text": text, "link_card": None}], "scheduled_at": iso(3600), **extra}
     response = api.post(POSTS, body, format="json")

@@ -185,8 +185,8 @@ def loopback_only(monkeypatch):
     """Generated text never leaves the machine: on top of the suite's rule (URLs users name may reach loopback
     addresses only, `outbound.loopback_only_for_tests`), a name that is not local is not even looked up: the
     system resolver is never asked, so nothing waits on a DNS time-out and no generated host name reaches a DNS
-    server. `*.test`, `*.example` and localhost resolve to 127.0.0.1 (tests/localidentity.py); the DNS lookups of
-    handles go to the suite's loopback DNS server. Yields the names refused."""
+    server. `*.test`, `*.example` and localhost resolve to 127.0.0.1 (tests/support/localidentity.py); the DNS lookups
+    of handles go to the suite's loopback DNS server. Yields the names refused."""
     refused: list[str] = []
     resolve = socket.getaddrinfo
 

@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 from integrations.bluesky import services
 from integrations.bluesky.accounts.feed import FeedItem, FeedPage
 from integrations.models import Channel, ChannelEvent, IntegrationOption
-from tests.test_linkcards import site  # noqa: F401 (a fixture)
+from tests.bluesky.posts.test_linkcards import site  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -215,7 +215,7 @@ VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1280, 
 
 @pytest.fixture(scope="session")
 def axe_script():
-    from tests.axe import ensure_installed
+    from tests.support.axe import ensure_installed
 
     return ensure_installed()
 
@@ -389,7 +389,7 @@ def tab_to(page, selector, limit=60):
 
 
 def small_png(tmp_path):
-    from tests.test_api_posts import png_bytes
+    from tests.api.test_api_posts import png_bytes
 
     path = tmp_path / "square.png"
     path.write_bytes(png_bytes())
@@ -399,7 +399,7 @@ def small_png(tmp_path):
 def test_the_composer_works_with_a_keyboard_alone(
     page, live_server, user, channel, use_pds, account, settings, tmp_path
 ):
-    from tests.test_publishing import records
+    from tests.bluesky.posts.test_publishing import records
 
     settings.MEDIA_ROOT = tmp_path / "media"
     log_in_browser(page, live_server, user)
@@ -555,7 +555,7 @@ def test_the_post_pages_are_accessible_and_fit_the_screen(
 
 
 def test_the_composer_works_without_javascript(page, live_server, user, channel, use_pds, account, settings, tmp_path):
-    from tests.test_publishing import records
+    from tests.bluesky.posts.test_publishing import records
 
     settings.MEDIA_ROOT = tmp_path / "media"
     context = page.context.browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
@@ -596,8 +596,8 @@ def test_a_link_card_is_edited_removed_and_brought_back_in_the_composer(
     tmp_path,
     site,  # noqa: F811
 ):
-    from tests.test_linkcards import OG_PAGE, png
-    from tests.test_publishing import records
+    from tests.bluesky.posts.test_linkcards import OG_PAGE, png
+    from tests.bluesky.posts.test_publishing import records
 
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.INTEGRATIONS_LINK_CARDS = True

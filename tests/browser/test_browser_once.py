@@ -8,9 +8,9 @@ import pytest
 
 from integrations.models import Channel, Post
 from integrations.web import views
-from tests.faultproxy import FaultProxy
-from tests.test_browser import SHOTS, log_in_browser, page  # noqa: F401 (a fixture)
-from tests.test_publishing import records
+from tests.bluesky.posts.test_publishing import records
+from tests.browser.test_browser import SHOTS, log_in_browser, page  # noqa: F401 (a fixture)
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 

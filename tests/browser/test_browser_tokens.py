@@ -11,8 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests import test_browser
-from tests.test_browser import SHOTS, VIEWPORTS, check_page, log_in_browser
+from tests.browser import test_browser
+from tests.browser.test_browser import SHOTS, VIEWPORTS, check_page, log_in_browser
 
 page = test_browser.page
 axe_script = test_browser.axe_script

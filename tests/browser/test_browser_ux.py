@@ -16,10 +16,12 @@ from playwright.sync_api import expect
 from integrations.bluesky import services
 from integrations.bluesky.posts import publishing
 from integrations.models import Channel, IntegrationOption, Post
-from tests import test_browser, test_linkcards, test_replies_web
-from tests.test_animated_images import animation
-from tests.test_browser import SHOTS, VIEWPORTS, check_page, fake_feed, log_in_browser, small_png, tab_to
-from tests.test_publishing import records
+from tests.bluesky.posts import test_linkcards
+from tests.bluesky.posts.test_animated_images import animation
+from tests.bluesky.posts.test_publishing import records
+from tests.browser import test_browser
+from tests.browser.test_browser import SHOTS, VIEWPORTS, check_page, fake_feed, log_in_browser, small_png, tab_to
+from tests.web import test_replies_web
 
 # Fixtures shared with the other browser tests (assigned, so a test's parameter of the same name is no redefinition).
 page = test_browser.page
@@ -175,7 +177,7 @@ def test_a_three_part_thread_keeps_the_page_compact(page, live_server, user, cha
 def test_the_preview_looks_like_the_post_will(
     page, live_server, user, channel, use_pds, account, target, site, settings, tmp_path
 ):
-    from tests.test_linkcards import OG_PAGE, png
+    from tests.bluesky.posts.test_linkcards import OG_PAGE, png
 
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.INTEGRATIONS_LINK_CARDS = True
@@ -286,7 +288,7 @@ def test_cancel_and_disconnect_ask_first_and_a_cancelled_post_stays_in_the_histo
 
 # --- Small things ---------------------------------------------------------------------------------------------------
 def test_small_things_icon_headings_gaps_and_the_admins_select(page, live_server, user, channel, admin_user):
-    from tests.test_browser import seed_posts
+    from tests.browser.test_browser import seed_posts
 
     seed_posts(user, channel)
     publishing.accept(

@@ -1,4 +1,4 @@
-"""`make demo` (tests/pds/demo.py): a local Bluesky server with two demo accounts, written into `.env`, and a
+"""`make demo` (tests/support/pds/demo.py): a local Bluesky server with two demo accounts, written into `.env`, and a
 Skyport that connects them with their handles verified; stopping it leaves nothing running and `.env` as it was."""
 
 import os
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.pds import demo
-from tests.test_browser import page  # noqa: F401 (a fixture)
+from tests.browser.test_browser import page  # noqa: F401 (a fixture)
+from tests.support.pds import demo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 USERS_ENV = "DEBUG=true\n# my own comment, kept\nexport SECRET_KEY='abc'  # quoted\nEMPTY=\nCACHE_URL=dummycache://"
 
 
@@ -78,14 +78,14 @@ def listening(port: int) -> bool:
 
 
 class Demo:
-    """`make demo` as a process: `python -m tests.pds.demo` with a private .env, data folder and ports."""
+    """`make demo` as a process: `python -m tests.support.pds.demo` with a private .env, data folder and ports."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
         self.env_file, self.data_dir = tmp_path / ".env", tmp_path / "var" / "demo"
         self.ports = (free_port(), free_port())
         self.args = [
-            sys.executable, "-m", "tests.pds.demo", "--env-file", str(self.env_file), "--data-dir", str(self.data_dir),
-            "--pds-port", str(self.ports[0]), "--plc-port", str(self.ports[1]),
+            sys.executable, "-m", "tests.support.pds.demo", "--env-file", str(self.env_file),
+            "--data-dir", str(self.data_dir), "--pds-port", str(self.ports[0]), "--plc-port", str(self.ports[1]),
         ]  # fmt: skip
         self.env = {**{k: v for k, v in os.environ.items() if k not in demo.OWNED}, **(env or {})}
         self.process = subprocess.Popen(
@@ -157,8 +157,8 @@ def test_make_demo_gives_a_working_setup_and_ctrl_c_leaves_nothing_behind(
 ):
     from playwright.sync_api import expect
 
-    from tests.dnszone import serving_zone
-    from tests.test_browser import SHOTS, log_in_browser
+    from tests.browser.test_browser import SHOTS, log_in_browser
+    from tests.support.dnszone import serving_zone
 
     (tmp_path / ".env").write_text(USERS_ENV)
     running = start_demo()

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.pds.server import _free_port
+from tests.support.pds.server import _free_port
 
 pytestmark = pytest.mark.deploy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIDECAR_BUNDLE = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
 ADMIN_CSS = "admin/css/base.css"
 HTTPS = {"X-Forwarded-Proto": "https"}  # what the proxy in front says; gunicorn trusts it from 127.0.0.1

@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from config.localkeys import checkout_key, development_keys
 from integrations.security.crypto import development_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_checkout_key_is_made_once_private_and_shared_by_processes_starting_together(tmp_path):

@@ -15,9 +15,9 @@ from integrations import checks
 from integrations.models import Channel, RateCounter
 from integrations.security import throttling
 from integrations.security.throttling import over_rate, shared_cache
-from tests.test_concurrency import database_url
+from tests.system.test_concurrency import database_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 3600
 
 
@@ -47,7 +47,7 @@ def test_a_limit_holds_exactly_across_processes():
     env = {**os.environ, "TEST_DATABASE_URL": database_url()}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.ratelimit_worker", "50", "120"],
+            [sys.executable, "-m", "tests.support.ratelimit_worker", "50", "120"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,

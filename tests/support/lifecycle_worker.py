@@ -1,6 +1,6 @@
 """A separate process that makes one authenticated call through the lifecycle (for the multi-process test).
 
-Usage: python -m tests.lifecycle_worker CHANNEL_ID  (env TEST_DATABASE_URL names the test database)
+Usage: python -m tests.support.lifecycle_worker CHANNEL_ID  (env TEST_DATABASE_URL names the test database)
 Prints "ready", waits for a line on stdin, calls, prints one JSON line with the outcome.
 """
 

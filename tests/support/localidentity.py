@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 
 from integrations.security import outbound
-from tests.dnszone import Zone, serving_zone
-from tests.pds.server import LocalPds
+from tests.support.dnszone import Zone, serving_zone
+from tests.support.pds.server import LocalPds
 
 
 def resolve_test_names_locally(patch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """A separate process that counts hits against one rate limit (for the test that limits hold across processes).
 
-Usage: python -m tests.ratelimit_worker HITS LIMIT  (env TEST_DATABASE_URL names the test database)
+Usage: python -m tests.support.ratelimit_worker HITS LIMIT  (env TEST_DATABASE_URL names the test database)
 Prints "ready", waits for a line on stdin, hits, prints how many hits were allowed.
 """
 

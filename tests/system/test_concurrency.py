@@ -21,7 +21,7 @@ from integrations.models import Channel
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def expire_access_token(channel: Channel) -> None:
@@ -88,7 +88,7 @@ def test_four_processes_on_an_expired_access_token_refresh_once(channel, use_pds
     env = {**os.environ, "TEST_DATABASE_URL": database_url(), "BLUESKY_SERVICE_URL": use_pds.url}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.lifecycle_worker", str(channel.pk)],
+            [sys.executable, "-m", "tests.support.lifecycle_worker", str(channel.pk)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from integrations.models import Media, Post
-from tests.test_posts_web import COMPOSE, body, errors_of
+from tests.web.test_posts_web import COMPOSE, body, errors_of
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
@@ -64,7 +64,7 @@ def test_web_paths_with_ids_no_database_can_hold_are_not_found(alice_client, nam
 
 # --- a form sent twice makes one post (item 14) ------------------------------------------------------------------
 def test_the_same_composer_form_sent_twice_makes_one_post(alice_client, channel, use_pds, account):
-    from tests.test_publishing import records
+    from tests.bluesky.posts.test_publishing import records
 
     data = body(channel, "only once")
     first = alice_client.post(COMPOSE, data)
@@ -94,7 +94,7 @@ def test_two_sends_of_one_form_at_the_same_moment_make_one_post(channel, user, u
     from django.db import connection
     from django.test import Client
 
-    from tests.test_publishing import records
+    from tests.bluesky.posts.test_publishing import records
 
     data = body(channel, "raced")
     barrier, statuses = threading.Barrier(2), []

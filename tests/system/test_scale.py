@@ -324,7 +324,7 @@ def test_the_composer_lists_20_channels_and_finds_the_others(alice_client, user,
 
 
 def test_without_the_script_find_keeps_the_draft_and_a_far_channel_can_be_chosen(alice_client, user):
-    from tests.test_posts_web import body
+    from tests.web.test_posts_web import body
 
     channels = make_channels(user, 30)
     far = channels[27]

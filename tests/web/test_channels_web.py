@@ -125,7 +125,7 @@ def test_disabled_integration_refuses_connecting_and_keeps_existing_channels(use
     channel = Channel.objects.get(user=user)
     IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
 
-    from tests.test_posts_web import SWITCHED_OFF
+    from tests.web.test_posts_web import SWITCHED_OFF
 
     page = page_text(alice_client.get(LIST))
     assert SWITCHED_OFF in page

@@ -11,9 +11,9 @@ from django.urls import reverse
 from integrations.bluesky.posts import publishing, richtext
 from integrations.models import Channel, IntegrationOption, Media, Post
 from integrations.web import composer
-from tests.test_api_posts import png_bytes
-from tests.test_linkcards import site  # noqa: F401 (a fixture)
-from tests.test_publishing import records
+from tests.api.test_api_posts import png_bytes
+from tests.bluesky.posts.test_linkcards import site  # noqa: F401 (a fixture)
+from tests.bluesky.posts.test_publishing import records
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
@@ -343,7 +343,7 @@ def test_the_post_pages_speak_the_browsers_language(alice_client, channel, user,
 @pytest.fixture
 def cards_on(settings, site):  # noqa: F811
     """Link cards switched on (the test settings switch them off) and a page with Open Graph tags and an image."""
-    from tests.test_linkcards import OG_PAGE, png
+    from tests.bluesky.posts.test_linkcards import OG_PAGE, png
 
     settings.INTEGRATIONS_LINK_CARDS = True
     site.routes["/og"] = OG_PAGE
@@ -481,7 +481,7 @@ def test_remove_card_sends_the_post_without_an_embed(alice_client, channel, use_
 
 
 def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, cards_on):
-    from tests.test_linkcards import png
+    from tests.bluesky.posts.test_linkcards import png
 
     endpoint = reverse("integrations:link-card")
     link = f"{cards_on.url}/og"

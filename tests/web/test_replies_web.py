@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from integrations.models import Post
 from integrations.web import composer
-from tests.test_posts_web import body, errors_of, text_of
-from tests.test_publishing import records
+from tests.bluesky.posts.test_publishing import records
+from tests.web.test_posts_web import body, errors_of, text_of
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 

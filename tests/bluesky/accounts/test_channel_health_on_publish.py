@@ -16,7 +16,7 @@ from integrations.bluesky.posts.plans import PartInput
 from integrations.bluesky.xrpc import errors
 from integrations.models import Channel, ChannelEvent
 from integrations.signals import channel_health_changed
-from tests.test_browser import SHOTS, log_in_browser, page  # noqa: F401 (a fixture)
+from tests.browser.test_browser import SHOTS, log_in_browser, page  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.pds]
 

@@ -14,7 +14,7 @@ from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.plans import PartInput
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel
-from tests.test_api import assert_error
+from tests.api.test_api import assert_error
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 

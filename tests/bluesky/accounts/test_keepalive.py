@@ -18,7 +18,7 @@ from integrations.bluesky import services
 from integrations.bluesky.accounts import keepalive
 from integrations.models import Channel
 from integrations.tasks import TASK_PATH, keepalive_sweep
-from tests.test_concurrency import ROOT, database_url
+from tests.system.test_concurrency import ROOT, database_url
 
 TEST_KEY = os.environ["INTEGRATIONS_ENCRYPTION_KEYS"].split(",")[0]
 
@@ -156,7 +156,7 @@ def test_a_broken_channel_does_not_stop_the_sweep_and_the_next_sweep_is_schedule
 
     result = keepalive.sweep()
     assert result.refreshed == 1
-    assert result.failed == {"session_unreadable": 1}  # a state the app understands (tests/test_key_rotation.py)
+    assert result.failed == {"session_unreadable": 1}  # a state the app understands (security/test_key_rotation.py)
     assert use_pds.refresh_count(good_acct.did) == 1
 
 

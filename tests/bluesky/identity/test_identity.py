@@ -20,9 +20,9 @@ import respx
 
 from integrations.bluesky.identity import resolution
 from integrations.security import outbound
-from tests.dnszone import Zone, serving_zone
-from tests.localidentity import resolve_test_names_locally
-from tests.test_outbound import drip  # noqa: F401 (a fixture)
+from tests.security.test_outbound import drip  # noqa: F401 (a fixture)
+from tests.support.dnszone import Zone, serving_zone
+from tests.support.localidentity import resolve_test_names_locally
 
 
 # --- a DNS server on loopback -----------------------------------------------------------------------------------

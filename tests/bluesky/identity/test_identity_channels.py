@@ -18,7 +18,7 @@ from integrations.bluesky.xrpc import errors
 from integrations.exceptions import ChannelNotReady
 from integrations.models import Channel, ChannelEvent, Post
 from tests.conftest import as_if_refreshed_long_ago, stored
-from tests.pds.server import Account, LocalPds
+from tests.support.pds.server import Account, LocalPds
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 

@@ -11,9 +11,9 @@ from PIL import Image
 
 from integrations.bluesky.posts.images import AnimatedImage, prepare
 from integrations.models import Media, Post
-from tests.test_images import saved
-from tests.test_posts_web import body, errors_of, text_of
-from tests.test_publishing import records
+from tests.bluesky.posts.test_images import saved
+from tests.bluesky.posts.test_publishing import records
+from tests.web.test_posts_web import body, errors_of, text_of
 
 COMPOSE = reverse("integrations:compose")
 CHOICE = "You can post its first frame as a still image, or choose another image."
@@ -39,7 +39,7 @@ def test_an_animation_is_refused_for_a_post_and_becomes_its_first_frame_when_cho
 @pytest.mark.pds
 @pytest.mark.django_db
 def test_the_api_refuses_an_animated_gif_naming_the_choice(api, settings, tmp_path):
-    from tests.test_api import assert_error
+    from tests.api.test_api import assert_error
 
     settings.MEDIA_ROOT = tmp_path
     upload = SimpleUploadedFile("moving.gif", animation(), content_type="image/gif")

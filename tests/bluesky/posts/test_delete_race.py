@@ -16,7 +16,7 @@ from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.plans import PartInput, PlannedImage, blob_cid
 from integrations.exceptions import PostDeleting, PostGone
 from integrations.models import Post
-from tests.test_publishing import proxy, records, thread  # noqa: F401 (a fixture)
+from tests.bluesky.posts.test_publishing import proxy, records, thread  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 

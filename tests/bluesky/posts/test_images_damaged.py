@@ -10,7 +10,7 @@ from PIL import Image
 
 from integrations.bluesky.posts import images
 from integrations.bluesky.posts.images import ImageTooLarge, UnsupportedImage, prepare
-from tests.test_images import photo, png_chunk, saved
+from tests.bluesky.posts.test_images import photo, png_chunk, saved
 
 
 def png_of(width: int, height: int, depth: int, colour: int, rows: bytes, *, interlace: int = 0) -> bytes:

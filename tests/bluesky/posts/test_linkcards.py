@@ -3,7 +3,7 @@
 
 Pages are URLs users name: public addresses only, always. The suite runs with `outbound.loopback_only_for_tests`
 (conftest), so pages on 127.0.0.1 are read here; the refusal cases switch it off (`public_only`) and let a patched
-resolver take a loopback address for a public one (as tests/test_outbound.py does).
+resolver take a loopback address for a public one (as tests/security/test_outbound.py does).
 """
 
 import contextlib
@@ -20,8 +20,8 @@ from PIL import Image
 from integrations.bluesky.posts import images, linkcards
 from integrations.models import Media
 from integrations.security import outbound
-from tests.test_outbound import count_as_public, fake_dns  # noqa: F401 (a fixture)
-from tests.test_publishing import records
+from tests.bluesky.posts.test_publishing import records
+from tests.security.test_outbound import count_as_public, fake_dns  # noqa: F401 (a fixture)
 
 Answer = tuple[int, dict[str, str], bytes]
 

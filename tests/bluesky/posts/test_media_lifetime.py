@@ -16,9 +16,9 @@ from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.publishing import ImageRequest, PartRequest
 from integrations.exceptions import MediaNotFound, StorageFull, TooManyScheduled, TooManyUploads
 from integrations.models import Media, Post
-from tests.test_api import assert_error
-from tests.test_linkcards import OG_PAGE, png, site  # noqa: F401 (a fixture)
-from tests.test_posts_web import COMPOSE, body, errors_of
+from tests.api.test_api import assert_error
+from tests.bluesky.posts.test_linkcards import OG_PAGE, png, site  # noqa: F401 (a fixture)
+from tests.web.test_posts_web import COMPOSE, body, errors_of
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 
@@ -46,7 +46,7 @@ def second_channel(use_pds, user):
 
 
 def blob_in_repo(pds, did: str, record_uri: str) -> bool:
-    from tests.test_publishing import records
+    from tests.bluesky.posts.test_publishing import records
 
     value = {r["uri"]: r["value"] for r in records(pds, did)}[record_uri]
     cid = value["embed"]["images"][0]["image"]["ref"]["$link"]

@@ -10,7 +10,7 @@ from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.plans import PartInput, blob_cid, part_keys, record_cid, tid, tid_time
 from integrations.exceptions import ChannelNotReady, PostBusy
 from integrations.models import Channel, Post
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 

@@ -13,11 +13,11 @@ from django.urls import reverse
 
 from integrations.bluesky.identity import resolution
 from integrations.models import Post
-from tests.test_api import assert_error
-from tests.test_identity_channels import account_on, zone  # noqa: F401 (a fixture)
-from tests.test_outbound import serve  # noqa: F401 (a fixture)
-from tests.test_posts_web import body, errors_of, text_of
-from tests.test_publishing import records
+from tests.api.test_api import assert_error
+from tests.bluesky.identity.test_identity_channels import account_on, zone  # noqa: F401 (a fixture)
+from tests.bluesky.posts.test_publishing import records
+from tests.security.test_outbound import serve  # noqa: F401 (a fixture)
+from tests.web.test_posts_web import body, errors_of, text_of
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 

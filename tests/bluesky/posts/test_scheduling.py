@@ -14,8 +14,8 @@ from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.publishing import PartRequest
 from integrations.exceptions import PostNotScheduled, ScheduledInThePast
 from integrations.models import Channel, IntegrationOption, Post
-from tests.test_linkcards import site  # noqa: F401 (a fixture)
-from tests.test_publishing import records
+from tests.bluesky.posts.test_linkcards import site  # noqa: F401 (a fixture)
+from tests.bluesky.posts.test_publishing import records
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
@@ -244,7 +244,7 @@ def iso(seconds: float) -> str:
 
 
 def test_the_api_schedules_edits_reschedules_and_cancels(api, use_pds, channel, account):
-    from tests.test_api import assert_error
+    from tests.api.test_api import assert_error
 
     body = {"channel": channel.pk, "parts": [{"text": "at noon", "link_card": None}], "scheduled_at": iso(3600)}
     created = api.post(POSTS, body, format="json")
@@ -274,7 +274,7 @@ def test_the_api_schedules_edits_reschedules_and_cancels(api, use_pds, channel, 
 
 
 def test_the_api_refuses_a_past_time_and_changes_to_a_post_that_started(api, use_pds, channel):
-    from tests.test_api import assert_error
+    from tests.api.test_api import assert_error
 
     body = {"channel": channel.pk, "parts": [{"text": "yesterday"}], "scheduled_at": iso(-86400)}
     assert_error(api.post(POSTS, body, format="json"), 400, "scheduled_in_the_past")
@@ -301,7 +301,7 @@ def test_the_composer_schedules_on_the_users_clock_and_refuses_a_past_time(alice
 
     from django.urls import reverse
 
-    from tests.test_posts_web import body, errors_of
+    from tests.web.test_posts_web import body, errors_of
 
     berlin = ZoneInfo("Europe/Berlin")
     alice_client.cookies["skyport_tz"] = "Europe/Berlin"  # the browser's zone, as clock.js tells it
@@ -367,7 +367,7 @@ def test_the_owner_is_told_on_both_pages_when_a_due_post_waits_for_the_channel(a
 # --- link cards of scheduled posts: read off the request, before the post's time ---------------------------------
 @pytest.fixture
 def card_page(settings, site):  # noqa: F811
-    from tests.test_linkcards import OG_PAGE, png
+    from tests.bluesky.posts.test_linkcards import OG_PAGE, png
 
     settings.INTEGRATIONS_LINK_CARDS = True
     site.routes["/og"] = OG_PAGE

@@ -357,7 +357,7 @@ class ShoutingAdapter(IntegrationsAdapter):
 
 
 def test_projects_can_replace_the_words(settings):
-    settings.INTEGRATIONS_ADAPTER = "tests.test_errors.ShoutingAdapter"
+    settings.INTEGRATIONS_ADAPTER = "tests.bluesky.xrpc.test_errors.ShoutingAdapter"
     described = get_adapter().describe(errors.RateLimited(retry_after=120))
     assert (described.message, described.http_status) == ("SLOW DOWN for 2 minutes", 503)
 
@@ -464,7 +464,7 @@ def readme_error_table() -> dict[str, int]:
     """The README's table of API error codes (REST API section): code -> HTTP status, as a reader finds it."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     header = readme.index("| status | codes | what they mean |")
     table: dict[str, int] = {}
     for line in readme[header:].splitlines()[2:]:

@@ -1,7 +1,7 @@
 """axe-core for the browser tests' accessibility audit: a pinned npm package, installed outside the clone.
 
-Like the local PDS (tests/pds/server.py), the install is cached under ~/.cache/skyport/, keyed by the lock file, so
-fresh clones (CI) reuse it and a changed lock file gets a fresh install. Pages get the script from disk through
+Like the local PDS (tests/support/pds/server.py), the install is cached under ~/.cache/skyport/, keyed by the lock
+file, so fresh clones (CI) reuse it and a changed lock file gets a fresh install. Pages get the script from disk through
 Playwright, never from a CDN. `make browser` installs it; the browser tests install it on first use too.
 """
 

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 BEGIN = "# >>> make demo: a local Bluesky server; `make demo` writes these lines and removes them when it stops >>>"
 END = "# <<< make demo <<<"
 OWNED = ("BLUESKY_SERVICE_URL", "BLUESKY_PLC_URL", "INTEGRATIONS_ALLOW_INSECURE_PDS")
@@ -199,7 +199,7 @@ def run(env_file: Path, data_dir: Path, pds_port: int, plc_port: int) -> int:
         )
         return 1
 
-    from tests.pds.server import LocalPds
+    from tests.support.pds.server import LocalPds
 
     server_dir = data_dir / "pds"
     if server_dir.exists():  # an earlier demo's data: its PLC directory is gone, so are its DIDs
