@@ -45,8 +45,8 @@ def events_url(pk: int) -> str:
 
 # --- helpers -------------------------------------------------------------------------------------------------------
 @pytest.fixture
-def api():
-    """An API client that is not signed in."""
+def anonymous_api():
+    """An API client that is not signed in (conftest's `api` is signed in with `user`'s token)."""
     return APIClient()
 
 
@@ -142,8 +142,8 @@ def create_session_calls(monkeypatch):
         ("get", events_url(1)),
     ],
 )
-def test_unauthenticated_requests_are_refused_with_the_error_shape(api, method, path):
-    response = getattr(api, method)(path, format="json")
+def test_unauthenticated_requests_are_refused_with_the_error_shape(anonymous_api, method, path):
+    response = getattr(anonymous_api, method)(path, format="json")
     assert response.status_code == 401  # not 403: a token client is told how to authenticate
     assert response["WWW-Authenticate"] == "Token"
     body = response.json()
@@ -152,9 +152,9 @@ def test_unauthenticated_requests_are_refused_with_the_error_shape(api, method, 
     assert body["error"]["message"]
 
 
-def test_a_wrong_token_is_refused(api, user):
-    api.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
-    response = api.get(LIST)
+def test_a_wrong_token_is_refused(anonymous_api, user):
+    anonymous_api.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    response = anonymous_api.get(LIST)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Token"
     assert response.json()["error"]["code"] == "authentication_failed"
@@ -166,16 +166,16 @@ def test_token_auth_works(alice_api):
     assert response.json() == {"channels": [], "cursor": None}
 
 
-def test_session_auth_works(api, user):
-    api.force_login(user)
-    response = api.get(LIST)
+def test_session_auth_works(anonymous_api, user):
+    anonymous_api.force_login(user)
+    response = anonymous_api.get(LIST)
     assert response.status_code == 200
     assert response.json() == {"channels": [], "cursor": None}
 
 
-def test_session_auth_can_connect(use_pds, api, user, account):
-    api.force_login(user)
-    response = connect(api, account.handle, account.app_passwords[0])
+def test_session_auth_can_connect(use_pds, anonymous_api, user, account):
+    anonymous_api.force_login(user)
+    response = connect(anonymous_api, account.handle, account.app_passwords[0])
     assert response.status_code == 201
     assert Channel.objects.get(user=user).did == account.did
 
@@ -485,16 +485,16 @@ def property_names(value: Any) -> list[str]:
     return names
 
 
-def test_schema_is_openapi_3(api):
-    response = api.get(SCHEMA)
+def test_schema_is_openapi_3(anonymous_api):
+    response = anonymous_api.get(SCHEMA)
     assert response.status_code == 200
     text = response.content.decode()
     assert re.search(r"^openapi: ['\"]?3\.", text, re.MULTILINE)
     assert "/api/v1/channels/bluesky/:" in text
 
 
-def test_schema_documents_connect_and_no_token_property(api):
-    response = api.get(SCHEMA, {"format": "json"})
+def test_schema_documents_connect_and_no_token_property(anonymous_api):
+    response = anonymous_api.get(SCHEMA, {"format": "json"})
     assert response.status_code == 200
     document = json.loads(response.content)
     assert document["openapi"].startswith("3.")
@@ -520,8 +520,8 @@ def test_schema_documents_connect_and_no_token_property(api):
     assert "refresh_jwt" not in response.content.decode()
 
 
-def test_docs_use_local_static_files_only(api):
-    response = api.get(DOCS)
+def test_docs_use_local_static_files_only(anonymous_api):
+    response = anonymous_api.get(DOCS)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     html = response.content.decode()
