@@ -63,7 +63,9 @@ def test_make_serve_reads_the_sessions_make_run_stored_and_development_prints_no
     checked = manage(project, run, "check")
     assert checked.returncode == 0, checked.stderr
     assert "integrations.W001" not in checked.stdout + checked.stderr  # the development setup is fine
-    stored = manage(project, run, "shell", "-c", "from integrations import crypto; print(crypto.encrypt('token'))")
+    stored = manage(
+        project, run, "shell", "-c", "from integrations.security import crypto; print(crypto.encrypt('token'))"
+    )
     assert stored.returncode == 0, stored.stderr
     key_file = project / "var" / "encryption_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -76,7 +78,7 @@ def test_make_serve_reads_the_sessions_make_run_stored_and_development_prints_no
         serve,
         "shell",
         "-c",
-        f"from integrations import crypto; print(crypto.decrypt({stored.stdout.split()[-1]!r}))",
+        f"from integrations.security import crypto; print(crypto.decrypt({stored.stdout.split()[-1]!r}))",
     )
     assert read.returncode == 0, read.stderr
     assert read.stdout.split()[-1] == "token"
