@@ -15,7 +15,7 @@ help:
 	@echo "make smoke  - build the wheel, install it outside the checkout, run the smoke suite in another project"
 	@echo "make bench  - benchmarks against the local PDS; prints a table"
 	@echo "make bench-scale - costs at 2,000 and 100,000 channels on PostgreSQL, side by side (about 10 minutes)"
-	@echo "make lint   - ruff check and ruff format --check (CI runs it first)"
+	@echo "make lint   - ruff check, ruff format --check and the import rules (lint-imports; CI runs it first)"
 
 $(VENV)/.created:
 	@py=$$(.ci/find-python) || exit 1; echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV)
@@ -88,27 +88,27 @@ worker: install
 
 # The reference PDS (Node 22 + @atproto/pds), cached under ~/.cache/skyport/, keyed by its lock file.
 pds: install-dev
-	@$(PY) -c "from tests.pds.server import ensure_installed; ensure_installed()"
+	@$(PY) -c "from tests.support.pds.server import ensure_installed; ensure_installed()"
 
-# A local Bluesky server to try Skyport against (tests/pds/demo.py): the reference PDS and its PLC directory on
+# A local Bluesky server to try Skyport against (tests/support/pds/demo.py): the reference PDS and its PLC directory on
 # 127.0.0.1:2583 and :2582 (DEMO_PDS_PORT, DEMO_PLC_PORT), two demo accounts with app passwords, and what the app
 # needs written between marker lines into .env. It runs in the foreground: Ctrl-C, or `make demo-stop` from
 # another terminal, stops it and takes its lines out of .env again.
 demo: pds
-	@$(PY) -m tests.pds.demo
+	@$(PY) -m tests.support.pds.demo
 
 demo-stop: install-dev
-	@$(PY) -m tests.pds.demo --stop
+	@$(PY) -m tests.support.pds.demo --stop
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download), and axe-core for their
-# accessibility audit (npm, cached under ~/.cache/skyport/ keyed by tests/axe/package-lock.json; no CDN).
+# accessibility audit (npm, cached under ~/.cache/skyport/ keyed by tests/support/axe/package-lock.json; no CDN).
 browser: install-dev
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
-	@$(PY) -c "from tests.axe import ensure_installed; ensure_installed()"
+	@$(PY) -c "from tests.support.axe import ensure_installed; ensure_installed()"
 
 test: install-dev pds browser
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -117,8 +117,10 @@ test: install-dev pds browser
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
-# The wheel, installed in a fresh virtualenv outside the checkout, inside tests/hostproject, against the local PDS.
+# The wheel, installed in a fresh virtualenv outside the checkout, inside tests/support/hostproject, against the
+# local PDS.
 smoke: install-dev pds
 	bash tests/smoke/run.sh $(abspath $(PY))
 

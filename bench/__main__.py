@@ -46,8 +46,8 @@ from integrations.bluesky import services  # noqa: E402
 from integrations.bluesky.accounts import keepalive, lifecycle  # noqa: E402
 from integrations.bluesky.xrpc.client import PdsClient  # noqa: E402
 from integrations.models import Channel  # noqa: E402
-from tests.localidentity import identities_on  # noqa: E402
-from tests.pds.server import LocalPds  # noqa: E402
+from tests.support.localidentity import identities_on  # noqa: E402
+from tests.support.pds.server import LocalPds  # noqa: E402
 
 User = get_user_model()
 rows: list[tuple[str, str, str, str]] = []

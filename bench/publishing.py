@@ -21,7 +21,7 @@ from PIL import Image
 from integrations.bluesky.posts import publishing
 from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel, Post
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
 
 Row = Callable[[str, str, str, bool | None], None]
 

@@ -1,6 +1,6 @@
 """Settings for the test suite: the demo settings with test-only keys, a private cache and insecure PDS allowed
 (the reference PDS runs on http://localhost), served over plain http like `make run` (the production HTTPS settings
-are tested by tests/test_deploy.py against gunicorn)."""
+are tested by tests/project/test_deploy.py against gunicorn)."""
 
 import os
 import tempfile
@@ -18,8 +18,8 @@ from config.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests
 # Uploads of a test run go to a private temporary folder, never into the checkout.
 MEDIA_ROOT = tempfile.mkdtemp(prefix="skyport-test-media-")
-# No link card is fetched unless a test asks for one (tests/test_linkcards.py serves its pages on loopback):
-# a post text mentioning a public site must not make the suite reach out to it.
+# No link card is fetched unless a test asks for one (tests/bluesky/posts/test_linkcards.py serves its pages on
+# loopback): a post text mentioning a public site must not make the suite reach out to it.
 INTEGRATIONS_LINK_CARDS = False
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

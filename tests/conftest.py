@@ -2,8 +2,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 
-from tests.localidentity import identities_on
-from tests.pds.server import LocalPds
+from tests.support.localidentity import identities_on
+from tests.support.pds.server import LocalPds
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -19,8 +19,8 @@ def _user_urls_on_loopback():
 
 @pytest.fixture
 def public_only(monkeypatch):
-    """URLs users name are held to public addresses over https, as in production (tests/test_outbound.py patches
-    the resolver and `is_public_address` to stand loopback servers in for the internet)."""
+    """URLs users name are held to public addresses over https, as in production (tests/security/test_outbound.py
+    patches the resolver and `is_public_address` to stand loopback servers in for the internet)."""
     from integrations.bluesky.xrpc import client
     from integrations.security import outbound
 
@@ -132,5 +132,6 @@ def as_if_refreshed_long_ago(channel):
     Channel.objects.filter(pk=channel.pk).update(refreshed_at=channel.refreshed_at)
 
 
-# The smoke suite runs against the installed wheel in its own virtual environment (tests/smoke/run.sh).
-collect_ignore = ["smoke", "hostproject"]
+# The smoke suite runs against the installed wheel in its own virtual environment (tests/smoke/run.sh); support/ holds
+# the infrastructure (the PDS, the host project, proxies), no tests.
+collect_ignore = ["smoke", "support"]

@@ -13,7 +13,7 @@ from django.utils import timezone
 from integrations.adapter import IntegrationsAdapter
 from integrations.bluesky.posts import publishing
 from integrations.models import Channel, Post
-from tests.test_posts_web import body, errors_of, text_of
+from tests.web.test_posts_web import body, errors_of, text_of
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db]
 

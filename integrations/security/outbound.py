@@ -18,7 +18,7 @@ hand, checking every hop); a refusal is an `OutboundRefused` whose words name th
 anything listens there.
 
 **Tests** serve pages and handles on loopback. `loopback_only_for_tests()` (a context manager; the test suite's
-conftest holds it open for the whole run, and `tests.localidentity.identities_on` for the benchmarks) makes
+conftest holds it open for the whole run, and `tests.support.localidentity.identities_on` for the benchmarks) makes
 `Reach.PUBLIC` mean "loopback addresses (127.0.0.0/8, ::1) over http or https, and nothing else": a test that runs
 inside it can be sure no link card or handle look-up leaves the machine. It is a module switch, not a setting:
 production code never turns it on.

@@ -1,4 +1,4 @@
-"""Fixtures of the smoke suite. It runs outside the checkout (see `run.sh`): `pds` is a copy of tests/pds."""
+"""Fixtures of the smoke suite. It runs outside the checkout (see `run.sh`): `pds` is a copy of tests/support/pds."""
 
 import pytest
 

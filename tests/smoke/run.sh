@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The smoke suite of the installable app: build the wheel, install it into a fresh virtual environment outside the
-# checkout (same pinned versions as the project), and run tests/smoke against tests/hostproject and the local PDS.
+# checkout (same pinned versions as the project), and run tests/smoke against tests/support/hostproject and the local
+# PDS.
 # Usage: tests/smoke/run.sh [PYTHON]   (`make smoke`)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,8 +34,8 @@ fi
 "$work/venv/bin/python" -c "import integrations"  # the install above must have worked
 
 mkdir -p "$work/suite/pds"
-cp -r "$root/tests/hostproject" "$root/tests/smoke" "$work/suite/"
-cp "$root"/tests/pds/{server.py,install.sh,start.mjs,package.json,package-lock.json} "$work/suite/pds/"
+cp -r "$root/tests/support/hostproject" "$root/tests/smoke" "$work/suite/"
+cp "$root"/tests/support/pds/{server.py,install.sh,start.mjs,package.json,package-lock.json} "$work/suite/pds/"
 printf '[pytest]\nDJANGO_SETTINGS_MODULE = hostproject.settings\naddopts = -ra -p no:cacheprovider\n' \
   > "$work/suite/pytest.ini"
 cd "$work/suite"

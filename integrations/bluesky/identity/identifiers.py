@@ -3,7 +3,7 @@ record keys, TIDs, CIDs, datetimes and language tags here.
 
 Each rule is the one the atproto specs define (https://atproto.com/specs/did, /handle, /nsid, /at-uri-scheme,
 /record-key, /tid, /lexicon#string-formats, /data-model), as `@atproto/syntax` implements it, and is tested against
-the syntax vectors of `bluesky-social/atproto-interop-tests` (kept in tests/vectors/atproto-syntax/).
+the syntax vectors of `bluesky-social/atproto-interop-tests` (kept in tests/bluesky/identity/vectors/atproto-syntax/).
 
 Syntax only: nothing here resolves anything or talks to a server. Every predicate takes any value and answers False
 for what is not a string, so upstream data can be checked without a guard first.
