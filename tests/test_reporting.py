@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.debug import get_exception_reporter_class, get_exception_reporter_filter
 
 from integrations.bluesky import services
-from integrations.bluesky.accounts import keepalive, lifecycle
+from integrations.bluesky.accounts import door, keepalive
 from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel
 from integrations.reporting import CLEANSED, SecretsReporterFilter, redact
@@ -188,7 +188,7 @@ def test_no_secret_in_reports_when_a_save_fails_anywhere(use_pds, user, account,
     refresh_reports = fail_every_write(failure, services.refresh_channel, prepare=fresh_channel)
     keepalive_reports = fail_every_write(
         failure,
-        lambda row: lifecycle.refresh(row, seen_generation=row.session_generation, force=True),
+        lambda row: door.refresh(row, seen_generation=row.session_generation, force=True),
         prepare=fresh_channel,
     )
     disconnect_reports = fail_every_write(failure, services.disconnect, prepare=fresh_channel)

@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from integrations import pagination
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import connection, door
 from integrations.bluesky.accounts.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
 from integrations.bluesky.accounts.health import (  # noqa: F401  (services is what views, API and admin use)
     PROBLEM_STATES,
@@ -25,7 +25,7 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     session_unreadable,
     take_owner_notices,
 )
-from integrations.bluesky.identity import identifiers, resolution
+from integrations.bluesky.identity import following, identifiers, resolution
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.conf import app_settings
@@ -95,7 +95,7 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     Raises a BlueskyError (nothing stored) when the integration is off, the attempt is throttled, the PDS refuses,
     the password is a main password, or the account is not active. An account whose DID document places it on
     another server is signed in there when the administrator allows it, else refused with that diagnosis. The
-    handle stored is the one the DID document verifies (`lifecycle.follow_identity`).
+    handle stored is the one the DID document verifies (`following.follow_identity`).
     """
     if not bluesky_options.enabled():
         raise errors.IntegrationDisabled()
@@ -114,26 +114,26 @@ def connect(user: AbstractBaseUser, identifier: str, app_password: str, *, ip: s
     if not session.active and (hosted := hosted_elsewhere(session.did, url)):
         # The server still signs in a deactivated account that its DID document places elsewhere: what an old
         # PDS does after a migration. The account lives on the other server now.
-        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+        connection.revoke_quietly(client, session.refresh_jwt, session.did)
         url, client, session = sign_in_where_hosted(user, identifier, app_password, url, hosted, None)
     scope = session.access_claims.get("scope")
     if scope not in APP_PASSWORD_SCOPES:
-        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+        connection.revoke_quietly(client, session.refresh_jwt, session.did)
         logger.info("refused a main-password session did=%s scope=%s", session.did, scope)
         raise errors.MainPasswordRefused()
     if not session.active:
-        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+        connection.revoke_quietly(client, session.refresh_jwt, session.did)
         if session.account_status in ("takendown", "suspended"):
             raise errors.AccountSuspended()
         raise errors.AccountDeactivated()
 
     try:
-        channel, replaced_refresh_jwt, replaced_endpoint = lifecycle.store_connection(user, session, url)
+        channel, replaced_refresh_jwt, replaced_endpoint = connection.store_connection(user, session, url)
     except IntegrityError:  # the same account connected by a simultaneous request: update that row instead
-        channel, replaced_refresh_jwt, replaced_endpoint = lifecycle.store_connection(user, session, url)
+        channel, replaced_refresh_jwt, replaced_endpoint = connection.store_connection(user, session, url)
     if replaced_refresh_jwt:  # a reconnection: the old session should not linger on the PDS
-        lifecycle.revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
-    lifecycle.follow_identity(channel)  # the handle its DID document verifies
+        connection.revoke_quietly(PdsClient(replaced_endpoint), replaced_refresh_jwt, channel.did)
+    following.follow_identity(channel)  # the handle its DID document verifies
     update_profile(channel)
     return channel
 
@@ -169,7 +169,7 @@ def sign_in_where_hosted(
         # server the account left, which its new server does not know.
         raise errors.AccountMoved(hosted.handle or identifier, hosted.pds) from exc
     if session.did != hosted.did:
-        lifecycle.revoke_quietly(client, session.refresh_jwt, session.did)
+        connection.revoke_quietly(client, session.refresh_jwt, session.did)
         raise errors.AccountMismatch(f"{url} signed in {session.did}, not {hosted.did}.") from refusal
     return url, client, session
 
@@ -232,7 +232,7 @@ def account_key(client: PdsClient, identifier: str) -> str:
 
 def refresh_channel(channel: Channel) -> Channel:
     """User-initiated refresh: rotate the tokens now (unless that happened moments ago), then update the profile."""
-    lifecycle.refresh(
+    door.refresh(
         channel,
         seen_generation=channel.session_generation,
         force=True,
@@ -244,9 +244,9 @@ def refresh_channel(channel: Channel) -> Channel:
 
 
 def update_profile(channel: Channel) -> bool:
-    """Fetch display name, bio and avatar through the lifecycle; on failure mark the profile unavailable."""
+    """Fetch display name, bio and avatar through the session door; on failure mark the profile unavailable."""
     try:
-        profile = lifecycle.call(channel, lambda client, token: client.get_profile(token, channel.did))
+        profile = door.call(channel, lambda client, token: client.get_profile(token, channel.did))
     except IntegrationError as exc:
         logger.info("profile unavailable (%s) did=%s handle=%s", exc.code, channel.did, channel.handle)
         Channel.objects.filter(pk=channel.pk).update(profile_status=Channel.ProfileStatus.UNAVAILABLE)
@@ -283,7 +283,7 @@ def update_profile(channel: Channel) -> bool:
 
 def disconnect(channel: Channel) -> bool:
     """Revoke the session on the PDS where possible and wipe the stored tokens; True when the PDS confirmed."""
-    return lifecycle.disconnect(channel)
+    return connection.disconnect(channel)
 
 
 def remove(channel: Channel) -> None:

@@ -627,7 +627,7 @@ def test_a_referenced_posts_own_pds_is_public_only_even_while_insecure_pds_hosts
     from integrations.bluesky.posts import references
 
     internal = serve(page(b"{}"))  # an internal service posing as that PDS: never asked
-    monkeypatch.setattr(references.lifecycle, "call", lambda channel, fn: None)  # "not on this PDS"
+    monkeypatch.setattr(references.door, "call", lambda channel, fn: None)  # "not on this PDS"
     monkeypatch.setattr(references, "_pds_of", lambda did: internal.url)
     with pytest.raises(errors.InvalidReference) as refused:  # the reference cannot be used: no "try again"
         references.resolve(channel, "at://did:plc:aaaaaaaaaaaaaaaaaaaaaaaa/app.bsky.feed.post/3kabcdefghijk")

@@ -14,7 +14,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from integrations.bluesky.accounts import lifecycle
+    from integrations.bluesky.accounts import door
     from integrations.bluesky.xrpc import errors
     from integrations.models import Channel
 
@@ -22,7 +22,7 @@ def main() -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     try:
-        did = lifecycle.call(channel, lambda client, token: client.get_session(token)["did"])
+        did = door.call(channel, lambda client, token: client.get_session(token)["did"])
         print(json.dumps({"ok": did == channel.did}), flush=True)
     except errors.BlueskyError as exc:
         print(json.dumps({"ok": False, "error": exc.code}), flush=True)

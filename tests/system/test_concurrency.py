@@ -16,7 +16,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from integrations.bluesky import services
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.models import Channel
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
@@ -36,7 +36,7 @@ def run_threads(count: int, target) -> list:
         try:
             own = Channel.objects.get(pk=target.pk)
             barrier.wait()
-            results[index] = lifecycle.call(own, lambda client, token: client.get_session(token)["did"])
+            results[index] = door.call(own, lambda client, token: client.get_session(token)["did"])
         except Exception as exc:  # reported through the results
             results[index] = exc
         finally:

@@ -11,7 +11,7 @@ from datetime import datetime
 from threading import Lock
 from typing import Any
 
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.bluesky.identity import identifiers
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel, PostPart
@@ -59,14 +59,14 @@ def check_cursor(cursor: str | None) -> str | None:
 
 
 def channel_feed(channel: Channel, cursor: str | None = None, limit: int | None = None) -> FeedPage:
-    """One page of the channel's own posts, newest first, through the session lifecycle.
+    """One page of the channel's own posts, newest first, through the session door.
 
-    Raises InvalidCursor for a malformed cursor, the lifecycle's errors for a channel without a session, and the
+    Raises InvalidCursor for a malformed cursor, the door's errors for a channel without a session, and the
     client's errors when the PDS fails.
     """
     cursor = check_cursor(cursor)
     limit = max(1, min(MAX_LIMIT, int(limit or DEFAULT_LIMIT)))
-    records, next_cursor = lifecycle.call(
+    records, next_cursor = door.call(
         channel, lambda client, token: client.list_records(token, channel.did, POST_COLLECTION, limit, cursor)
     )
     records = records[:limit]

@@ -1,6 +1,7 @@
 """A channel's health, decided in one place from its stored state: active, expiring, degraded, needs reconnection,
 deactivated, suspended or disconnected, with the adapter's words and the action its owner should take."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,6 +11,9 @@ from django.utils import timezone
 from integrations.adapter import get_adapter
 from integrations.bluesky.xrpc import errors
 from integrations.models import Channel
+from integrations.signals import channel_health_changed, send_on_commit
+
+logger = logging.getLogger(__name__)
 
 EXPIRING_WITHIN = timedelta(days=7)
 
@@ -58,6 +62,14 @@ def health_state(channel: Channel, now: datetime | None = None) -> str:
     if status == Channel.Status.DEGRADED:
         return "degraded"
     return "active"
+
+
+def announce_health(row: Channel, old_state: str | None) -> None:
+    """Send `channel_health_changed` (once the transaction commits) when the row's health moved from `old_state`."""
+    new_state = health_state(row)
+    if old_state is not None and new_state != old_state:
+        logger.info("channel health %s -> %s did=%s handle=%s", old_state, new_state, row.did, row.handle)
+        send_on_commit(channel_health_changed, Channel, channel=row, old_state=old_state, new_state=new_state)
 
 
 def health(channel: Channel, now: datetime | None = None) -> Health:

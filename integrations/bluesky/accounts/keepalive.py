@@ -2,7 +2,7 @@
 
 A channel is due when its refresh token ends within `INTEGRATIONS_KEEPALIVE_WITHIN_DAYS` (default 30) or its last
 successful refresh is older than `INTEGRATIONS_KEEPALIVE_STALE_DAYS` (default 7). Degraded channels wait for their
-retry time. Each refresh goes through `lifecycle.refresh` with the generation the sweep saw, so two overlapping
+retry time. Each refresh goes through `door.refresh` with the generation the sweep saw, so two overlapping
 sweeps (two workers) refresh a channel once: the second finds the row moved on and leaves it.
 """
 
@@ -18,7 +18,7 @@ from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import KEEPALIVE_STATES, Channel, last_refreshed
@@ -67,7 +67,7 @@ def _refresh_one(pk: int, generation: int) -> str:
     close_old_connections()
     try:
         channel = Channel(pk=pk)
-        refreshed = lifecycle.refresh(channel, seen_generation=generation, force=True)
+        refreshed = door.refresh(channel, seen_generation=generation, force=True)
         return "refreshed" if refreshed else "skipped"
     except Channel.DoesNotExist:
         return "skipped"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.bluesky.accounts.feed import parse_time
 from integrations.bluesky.identity import identifiers, resolution
 from integrations.bluesky.posts.plans import POST_COLLECTION, StrongRef
@@ -114,7 +114,7 @@ def _handle_did(channel: Channel, handle: str) -> str:
     """The DID `handle` names: the channel's PDS's answer, else (a PDS need not resolve handles it does not host, and
     one without an AppView may fail to) our own lookup."""
     try:
-        return lifecycle.call(channel, lambda client, token: client.resolve_handle(handle))
+        return door.call(channel, lambda client, token: client.resolve_handle(handle))
     except (errors.RequestRejected, errors.PdsServerError):
         pass
     found = resolution.lookup_handle(handle)
@@ -131,7 +131,7 @@ def _read(channel: Channel, did: str, rkey: str) -> tuple[str, Any] | None:
         pds = _pds_of(did)
         if not resolution.same_server(pds, channel.pds_url):
             return _read_elsewhere(pds, did, rkey)
-    return lifecycle.call(channel, lambda client, token: client.get_record(token, did, POST_COLLECTION, rkey))
+    return door.call(channel, lambda client, token: client.get_record(token, did, POST_COLLECTION, rkey))
 
 
 def _read_elsewhere(pds: str, did: str, rkey: str) -> tuple[str, Any] | None:

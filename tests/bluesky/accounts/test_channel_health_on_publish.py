@@ -10,7 +10,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from integrations.bluesky import services
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.plans import PartInput
 from integrations.bluesky.xrpc import errors
@@ -59,7 +59,7 @@ def test_a_post_refused_because_the_account_is_deactivated_marks_the_channel_at_
     assert ("active", "deactivated") in heard
     # A second refused call tells nothing new: one event.
     with pytest.raises(errors.AccountDeactivated):
-        lifecycle.call(row, lambda client, token: client.apply_writes(token, row.did, [write()]))
+        door.call(row, lambda client, token: client.apply_writes(token, row.did, [write()]))
     assert row.events.filter(kind=ChannelEvent.Kind.CALL_REFUSED).count() == 1
 
     # Reactivated, a refresh makes it active again.
@@ -117,7 +117,7 @@ def test_the_channel_page_shows_a_failed_posts_reason_without_a_refresh(page, li
 
     # A dead session (its app password revoked, the access token ended): the next post says so, the page too.
     use_pds.xrpc("POST", "com.atproto.server.activateAccount", token=account.access_jwt).raise_for_status()
-    lifecycle.refresh(Channel.objects.get(pk=channel.pk), force=True)
+    door.refresh(Channel.objects.get(pk=channel.pk), force=True)
     revoke_app_password(use_pds, account)
     Channel.objects.filter(pk=channel.pk).update(access_expires_at=timezone.now() - timedelta(minutes=1))
     page.goto(f"{live_server.url}/app/posts/new?channel={channel.pk}")

@@ -12,7 +12,7 @@ import respx
 from django.utils import timezone
 
 from integrations.bluesky import services
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.bluesky.words import APP_PASSWORDS_URL
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import PdsClient
@@ -46,7 +46,7 @@ def test_access_token_ending_within_the_margin_is_refreshed_once_before_the_call
     channel.access_expires_at = timezone.now() + timedelta(minutes=1)
     channel.save()
 
-    result = lifecycle.call(channel, get_session)
+    result = door.call(channel, get_session)
 
     assert result["did"] == account.did
     assert pds.refresh_count(account.did) == 1
@@ -67,7 +67,7 @@ def test_access_token_well_ahead_of_the_margin_is_used_as_it_is(channel, pds, ac
     channel.access_expires_at = timezone.now() + timedelta(hours=1)
     channel.save()
 
-    assert lifecycle.call(channel, get_session)["did"] == account.did
+    assert door.call(channel, get_session)["did"] == account.did
 
     assert pds.refresh_count(account.did) == 0
     after = stored(channel)
@@ -81,11 +81,11 @@ def test_refresh_margin_follows_the_setting(channel, pds, account, settings):
     settings.INTEGRATIONS_REFRESH_MARGIN = 30
     channel.access_expires_at = timezone.now() + timedelta(minutes=1)
     channel.save()
-    lifecycle.call(channel, get_session)
+    door.call(channel, get_session)
     assert pds.refresh_count(account.did) == 0
 
     settings.INTEGRATIONS_REFRESH_MARGIN = 3 * 3600
-    lifecycle.call(channel, get_session)
+    door.call(channel, get_session)
     assert pds.refresh_count(account.did) == 1
 
 
@@ -95,7 +95,7 @@ def test_rejected_access_token_is_refreshed_once_and_the_call_replayed_with_the_
     garbage = corrupt_signature(before.access_jwt)
     channel.access_jwt = garbage
     channel.save()
-    assert not channel.access_expires_within(lifecycle.refresh_margin())  # nothing proactive about this one
+    assert not channel.access_expires_within(door.refresh_margin())  # nothing proactive about this one
 
     calls = []
 
@@ -103,7 +103,7 @@ def test_rejected_access_token_is_refreshed_once_and_the_call_replayed_with_the_
         calls.append((token, stored(channel).access_jwt))
         return client.get_session(token)
 
-    result = lifecycle.call(channel, fn)
+    result = door.call(channel, fn)
 
     assert result["did"] == account.did
     assert pds.refresh_count(account.did) == 1
@@ -130,7 +130,7 @@ def test_replay_that_is_rejected_again_does_not_loop(channel, pds, account):
         raise errors.SessionRejected("Token could not be verified", status_code=401, upstream_error="InvalidToken")
 
     with pytest.raises(errors.SessionRejected):
-        lifecycle.call(channel, always_rejected)
+        door.call(channel, always_rejected)
 
     assert len(invocations) == 2
     assert pds.refresh_count(account.did) == 1
@@ -168,7 +168,7 @@ def test_revoked_refresh_token_wipes_the_session_and_asks_for_a_reconnection(cha
         respx_mock.route().pass_through()
         for target in (channel, row):
             with pytest.raises((errors.SessionExpired, errors.NoSession)):
-                lifecycle.call(target, lambda client, token: invoked.append(token))
+                door.call(target, lambda client, token: invoked.append(token))
         assert respx_mock.calls.call_count == 0
     assert invoked == []
     assert pds.refresh_count(account.did) == 0

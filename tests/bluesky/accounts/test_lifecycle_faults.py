@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from integrations.adapter import get_adapter
 from integrations.bluesky import services
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.bluesky.xrpc import errors
 from integrations.models import Channel, ChannelEvent
 from tests.conftest import stored
@@ -123,7 +123,7 @@ def test_temporary_fault_on_refresh_keeps_the_session_and_a_later_refresh_recove
     )
     assert row.status == Channel.Status.DEGRADED
     assert row.last_error_code == code
-    expected_delay = retry_after or lifecycle.DEFAULT_RETRY_DELAY
+    expected_delay = retry_after or door.DEFAULT_RETRY_DELAY
     assert row.next_retry_at is not None
     assert (row.next_retry_at - started).total_seconds() == pytest.approx(expected_delay, abs=5)
     assert exc.retry_after == pytest.approx(expected_delay, abs=5)
@@ -151,7 +151,7 @@ def test_temporary_fault_on_refresh_keeps_the_session_and_a_later_refresh_recove
         assert waiting.value.code == "rate_limited"
         assert 0 < waiting.value.retry_after <= retry_after + 5
         assert pds.refresh_count(account.did) == 0
-        assert lifecycle.refresh(channel, force=True, ignore_retry_time=True) is True
+        assert door.refresh(channel, force=True, ignore_retry_time=True) is True
     else:
         services.refresh_channel(channel)
 
@@ -182,7 +182,7 @@ def test_expired_token_on_the_first_call_leads_to_one_refresh_and_a_successful_r
     with respx.mock(assert_all_called=False) as respx_mock:
         respx_mock.get(url__regex=GET_SESSION).mock(side_effect=expired_once)
         respx_mock.route().pass_through()
-        result = lifecycle.call(channel, fn)
+        result = door.call(channel, fn)
 
     assert next(answers, None) is None  # the 401 was served
     assert len(invocations) == 2  # the call and one replay
@@ -209,7 +209,7 @@ def test_fault_on_a_proactive_refresh_keeps_the_session(channel, pds, account):
         )
         respx_mock.route().pass_through()
         with pytest.raises(errors.BlueskyError) as caught:
-            lifecycle.call(channel, lambda client, token: client.get_session(token))
+            door.call(channel, lambda client, token: client.get_session(token))
     assert caught.value.temporary is True
     assert caught.value.retry_after == 120
 
@@ -230,9 +230,9 @@ def test_call_still_uses_a_valid_token_when_a_proactive_refresh_hits_a_fault(cha
     with respx.mock(assert_all_called=False) as respx_mock:
         respx_mock.post(url__regex=REFRESH_SESSION).mock(return_value=httpx.Response(503, json=INTERNAL))
         respx_mock.route().pass_through()
-        assert lifecycle.call(channel, lambda client, token: client.get_session(token))["did"] == account.did
+        assert door.call(channel, lambda client, token: client.get_session(token))["did"] == account.did
     # And once the fault is gone, within the retry window.
-    assert lifecycle.call(channel, lambda client, token: client.get_session(token))["did"] == account.did
+    assert door.call(channel, lambda client, token: client.get_session(token))["did"] == account.did
     assert stored(channel).access_jwt == access_jwt
 
 

@@ -238,8 +238,7 @@ def test_a_handle_lookup_that_fails_for_now_leaves_the_verification_as_it_was(us
 def test_a_stale_reading_of_the_document_never_undoes_a_session_stored_meanwhile(
     use_pds, second_pds, channel, account, monkeypatch
 ):
-    from integrations.bluesky.accounts import lifecycle
-    from integrations.bluesky.identity import resolution
+    from integrations.bluesky.identity import following, resolution
 
     real = resolution.resolve_identity
 
@@ -251,7 +250,7 @@ def test_a_stale_reading_of_the_document_never_undoes_a_session_stored_meanwhile
 
     monkeypatch.setattr(resolution, "resolve_identity", slow_resolution)
     before = stored(channel)
-    assert lifecycle.follow_identity(channel, suspect_move=True) is None
+    assert following.follow_identity(channel, suspect_move=True) is None
     after = stored(channel)
     assert (after.status, after.refresh_jwt, after.pds_url) == (before.status, before.refresh_jwt, before.pds_url)
     assert use_pds.refresh_with(before.refresh_jwt).status_code == 200  # never signed out

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from integrations.adapter import describe
 from integrations.bluesky import services
-from integrations.bluesky.accounts import lifecycle
+from integrations.bluesky.accounts import door
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import MAX_RETRY_AFTER
 from integrations.exceptions import IntegrationError
@@ -315,7 +315,7 @@ def test_fuzzed_refresh_answers_rotate_or_keep_the_session_exactly(answer, user,
     with respx.mock(assert_all_called=False) as mock:
         mock.post(url__regex=REFRESH_SESSION).mock(return_value=_respond(status, body, header))
         try:
-            refreshed = lifecycle.refresh(channel, seen_generation=channel.session_generation, force=True)
+            refreshed = door.refresh(channel, seen_generation=channel.session_generation, force=True)
         except IntegrationError as exc:
             after = stored(channel)
             if exc.code == "session_expired":  # the PDS's own verdict on the token: the session is gone
