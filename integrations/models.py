@@ -3,6 +3,7 @@
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import models, transaction
@@ -66,6 +67,17 @@ def last_refreshed() -> Coalesce:
 # The channel states keep-alive refreshes (the others wait for their owner).
 KEEPALIVE_STATUSES = ("active", "degraded", "deactivated")
 KEEPALIVE_STATES = Q(status__in=KEEPALIVE_STATUSES)
+
+# The columns a change of a channel's state writes when nothing else on the row changed.
+CHANNEL_STATE_FIELDS = ["status", "last_error_code", "next_retry_at", "updated_at"]
+
+
+class EventNote(NamedTuple):
+    """An event a channel transition records before its own one: what caused it."""
+
+    kind: str
+    error_code: str = ""
+    detail: str = ""
 
 
 class Channel(models.Model):
@@ -197,6 +209,85 @@ class Channel(models.Model):
         if not self.access_jwt or self.access_expires_at is None:
             return True
         return self.access_expires_at <= (now or timezone.now()) + margin
+
+    # Transitions: each sets the state, saves (only the state columns, unless `save_all` says the caller changed more
+    # on the row, such as wiped tokens or a followed handle) and records its event.
+
+    def _enter(self, status: str, error_code: str, next_retry_at: datetime | None, *, save_all: bool) -> None:
+        self.status, self.last_error_code, self.next_retry_at = status, error_code, next_retry_at
+        if save_all:
+            self.save()
+        else:
+            self.save(update_fields=CHANNEL_STATE_FIELDS)
+
+    def mark_needs_reconnection(
+        self, error_code: str, *, detail: str = "", save_all: bool = False, cause: EventNote | None = None
+    ) -> None:
+        """Only a new sign-in by the owner brings the channel back; `cause` is recorded first when given."""
+        self._enter(self.Status.NEEDS_RECONNECTION, error_code, None, save_all=save_all)
+        if cause is not None:
+            self.record_event(cause.kind, error_code=cause.error_code, detail=cause.detail)
+        self.record_event(ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=error_code, detail=detail)
+
+    def mark_account_refused(self, status: str, error_code: str, *, event_kind: str, save_all: bool = False) -> None:
+        """The account's server refused it as deactivated or suspended (`status`); recorded as `event_kind`."""
+        if status not in (self.Status.DEACTIVATED, self.Status.SUSPENDED):
+            raise ValueError(f"not a refused account's state: {status}")
+        self._enter(status, error_code, None, save_all=save_all)
+        self.record_event(event_kind, error_code=error_code)
+
+    def mark_degraded(self, error_code: str, retry_at: datetime, *, detail: str) -> None:
+        """A refresh failed for now: the tokens stay as they are and the next attempt waits until `retry_at`."""
+        self._enter(self.Status.DEGRADED, error_code, retry_at, save_all=False)
+        self.record_event(ChannelEvent.Kind.REFRESH_FAILED, error_code=error_code, detail=detail)
+
+    def take_session_state(self, status: str) -> None:
+        """A fresh session is in force (not saved: the caller saves it with the tokens): the account's state as its
+        server gave it, no error, no retry time, and no problem told to the owner yet."""
+        self.status, self.last_error_code, self.next_retry_at = status, "", None
+        self.owner_told_status = ""
+
+    def mark_refreshed(self, now: datetime, *, detail: str = "") -> None:
+        """Save the session a refresh stored on the row (`take_session_state`) and record it."""
+        self.refreshed_at = now
+        self.save()
+        self.record_event(ChannelEvent.Kind.REFRESHED, detail=detail)
+
+    def mark_connected(self, *, detail: str = "") -> None:
+        """Save the session a sign-in stored on the row (`take_session_state`) and record it."""
+        self.connected_at = timezone.now()
+        self.refreshed_at = None
+        self.save()
+        self.record_event(ChannelEvent.Kind.CONNECTED, detail=detail)
+
+    def mark_disconnected(self) -> None:
+        """Forget the session and save. The DISCONNECTED event is the caller's to record once it knows whether the
+        server signed the session out (after the transaction: that call is network time)."""
+        self.wipe_session()
+        self.refresh_expires_at = None
+        self.status = self.Status.DISCONNECTED
+        self.next_retry_at = None
+        self.save()
+
+    def mark_profile_unavailable(self) -> None:
+        """The profile could not be fetched or stored: say so on the row (this column only)."""
+        Channel.objects.filter(pk=self.pk).update(profile_status=self.ProfileStatus.UNAVAILABLE)
+        self.profile_status = self.ProfileStatus.UNAVAILABLE
+
+    def store_profile(self, display_name: str, description: str, avatar_url: str) -> None:
+        """Write a fetched profile (these columns only). Raises DatabaseError when the database refuses a value; the
+        savepoint keeps the caller's transaction usable."""
+        self.display_name, self.description, self.avatar_url = display_name, description, avatar_url
+        self.profile_status = self.ProfileStatus.OK
+        self.profile_fetched_at = timezone.now()
+        with transaction.atomic():
+            Channel.objects.filter(pk=self.pk).update(
+                display_name=self.display_name,
+                description=self.description,
+                avatar_url=self.avatar_url,
+                profile_status=self.profile_status,
+                profile_fetched_at=self.profile_fetched_at,
+            )
 
 
 class ChannelEvent(models.Model):

@@ -8,8 +8,7 @@ from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
-from django.utils import timezone
+from django.db import DatabaseError, IntegrityError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations import pagination
@@ -249,32 +248,18 @@ def update_profile(channel: Channel) -> bool:
         profile = door.call(channel, lambda client, token: client.get_profile(token, channel.did))
     except IntegrationError as exc:
         logger.info("profile unavailable (%s) did=%s handle=%s", exc.code, channel.did, channel.handle)
-        Channel.objects.filter(pk=channel.pk).update(profile_status=Channel.ProfileStatus.UNAVAILABLE)
-        channel.profile_status = Channel.ProfileStatus.UNAVAILABLE
+        channel.mark_profile_unavailable()
         return False
     changed = (channel.display_name, channel.description, channel.avatar_url) != (
         profile.display_name,
         profile.description,
         profile.avatar_url,
     )
-    channel.display_name = profile.display_name
-    channel.description = profile.description
-    channel.avatar_url = profile.avatar_url
-    channel.profile_status = Channel.ProfileStatus.OK
-    channel.profile_fetched_at = timezone.now()
     try:
-        with transaction.atomic():  # a savepoint: a refused value must not break the caller's transaction
-            Channel.objects.filter(pk=channel.pk).update(
-                display_name=channel.display_name,
-                description=channel.description,
-                avatar_url=channel.avatar_url,
-                profile_status=channel.profile_status,
-                profile_fetched_at=channel.profile_fetched_at,
-            )
+        channel.store_profile(profile.display_name, profile.description, profile.avatar_url)
     except DatabaseError:
         logger.warning("profile could not be stored did=%s handle=%s", channel.did, channel.handle, exc_info=True)
-        Channel.objects.filter(pk=channel.pk).update(profile_status=Channel.ProfileStatus.UNAVAILABLE)
-        channel.profile_status = Channel.ProfileStatus.UNAVAILABLE
+        channel.mark_profile_unavailable()
         return False
     if changed:
         channel.record_event(ChannelEvent.Kind.PROFILE_UPDATED)

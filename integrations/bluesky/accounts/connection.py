@@ -5,7 +5,6 @@ import logging
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky.accounts.health import announce_health, health_state
@@ -39,15 +38,12 @@ def store_session(row: Channel, session: Session) -> None:
     elif session.pds_endpoint_refused:
         row.pds_endpoint = ""
     row.session_generation += 1
-    row.next_retry_at = None
-    row.last_error_code = ""
-    row.owner_told_status = ""
     if session.active:
-        row.status = Channel.Status.ACTIVE
+        row.take_session_state(Channel.Status.ACTIVE)
     elif session.account_status in ("takendown", "suspended"):
-        row.status = Channel.Status.SUSPENDED
+        row.take_session_state(Channel.Status.SUSPENDED)
     else:
-        row.status = Channel.Status.DEACTIVATED
+        row.take_session_state(Channel.Status.DEACTIVATED)
 
 
 @sensitive_variables("session", "replaced_refresh_jwt")
@@ -70,10 +66,7 @@ def store_connection(user: AbstractBaseUser, session: Session, url: str) -> tupl
         channel.pds_endpoint = ""
         channel.handle_verified = None  # checked again for this sign-in (`follow_identity`)
         store_session(channel, session)
-        channel.connected_at = timezone.now()
-        channel.refreshed_at = None
-        channel.save()
-        channel.record_event(ChannelEvent.Kind.CONNECTED, detail=session.pds_endpoint_refused)
+        channel.mark_connected(detail=session.pds_endpoint_refused)
         announce_health(channel, old_state)
         send_on_commit(channel_connected, Channel, channel=channel, reconnected=existed)
     return channel, replaced_refresh_jwt, replaced_endpoint
@@ -94,11 +87,7 @@ def disconnect(channel: Channel) -> bool:
             return False
         old_state = health_state(row)
         refresh_jwt, url, unreadable = row.refresh_jwt, row.pds_url, row.session_unreadable
-        row.wipe_session()
-        row.refresh_expires_at = None
-        row.status = Channel.Status.DISCONNECTED
-        row.next_retry_at = None
-        row.save()
+        row.mark_disconnected()
     revoked = revoke_quietly(PdsClient(url), refresh_jwt, row.did) if refresh_jwt else False
     if revoked:
         detail = "session revoked on the PDS"

@@ -32,7 +32,7 @@ from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import PdsClient, Session
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
-from integrations.models import Channel, ChannelEvent
+from integrations.models import Channel, ChannelEvent, EventNote
 
 logger = logging.getLogger(__name__)
 
@@ -119,15 +119,10 @@ def mark_session_unreadable(channel: Channel) -> errors.SessionUnreadable:
         channel.status == Channel.Status.NEEDS_RECONNECTION and channel.last_error_code == errors.SessionUnreadable.code
     )
     if not already:
-        channel.status = Channel.Status.NEEDS_RECONNECTION
-        channel.last_error_code = errors.SessionUnreadable.code
-        channel.next_retry_at = None
-        # Only these columns: a full save would write the empty value the unreadable tokens read as.
-        channel.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
-        channel.record_event(
-            ChannelEvent.Kind.NEEDS_RECONNECTION,
-            error_code=errors.SessionUnreadable.code,
-            detail="no configured encryption key decrypts the stored session",
+        # Only the state columns (no `save_all`): a full save would write the empty value the unreadable tokens
+        # read as.
+        channel.mark_needs_reconnection(
+            errors.SessionUnreadable.code, detail="no configured encryption key decrypts the stored session"
         )
         logger.warning(
             "stored session unreadable (its encryption key was removed); channel needs reconnection did=%s handle=%s",
@@ -147,9 +142,7 @@ def mark_account_refused(channel: Channel, exc: errors.AccountDeactivated | erro
         if row.status in (status, Channel.Status.DISCONNECTED, Channel.Status.NEEDS_RECONNECTION):
             return
         old_state = health_state(row)
-        row.status, row.last_error_code, row.next_retry_at = status, exc.code, None
-        row.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
-        row.record_event(ChannelEvent.Kind.CALL_REFUSED, error_code=exc.code)
+        row.mark_account_refused(status, exc.code, event_kind=ChannelEvent.Kind.CALL_REFUSED)
         logger.warning("call refused: account %s did=%s handle=%s", status, row.did, row.handle)
         announce_health(row, old_state)
     copy_session_state(row, channel)
@@ -313,9 +306,7 @@ def _refresh_on_server(row: Channel, now: datetime) -> _RefreshOutcome:
     if session.did != row.did:
         return _RefreshOutcome(refreshed=False, failure=_refuse_other_account(row, session), reached_server=True)
     store_session(row, session)
-    row.refreshed_at = now
-    row.save()
-    row.record_event(ChannelEvent.Kind.REFRESHED, detail=session.pds_endpoint_refused)
+    row.mark_refreshed(now, detail=session.pds_endpoint_refused)
     return _RefreshOutcome(refreshed=True, failure=None, reached_server=True)
 
 
@@ -338,31 +329,21 @@ def _classify(row: Channel, exc: IntegrationError) -> IntegrationError:
     if session_dead and exc.upstream_error:
         row.wipe_session()
         row.refresh_expires_at = None  # no session is valid until any time now
-        row.status = Channel.Status.NEEDS_RECONNECTION
-        row.last_error_code = errors.SessionExpired.code
-        row.next_retry_at = None
-        row.save()
-        row.record_event(ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail="refresh token rejected")
-        row.record_event(ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.SessionExpired.code)
+        row.mark_needs_reconnection(
+            errors.SessionExpired.code,
+            save_all=True,
+            cause=EventNote(ChannelEvent.Kind.REFRESH_FAILED, exc.code, "refresh token rejected"),
+        )
         logger.warning("refresh token dead; channel needs reconnection did=%s handle=%s", row.did, row.handle)
         return errors.SessionExpired(status_code=exc.status_code, upstream_error=exc.upstream_error)
     if isinstance(exc, errors.AccountDeactivated | errors.AccountSuspended):
-        row.status = (
-            Channel.Status.DEACTIVATED if isinstance(exc, errors.AccountDeactivated) else Channel.Status.SUSPENDED
-        )
-        row.last_error_code = exc.code
-        row.next_retry_at = None
-        row.save()
-        row.record_event(ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code)
+        status = Channel.Status.DEACTIVATED if isinstance(exc, errors.AccountDeactivated) else Channel.Status.SUSPENDED
+        row.mark_account_refused(status, exc.code, event_kind=ChannelEvent.Kind.REFRESH_FAILED, save_all=True)
         logger.warning("refresh refused: account %s did=%s handle=%s", row.status, row.did, row.handle)
         return exc
     # Anything else is temporary: tokens stay exactly as they were.
     delay = exc.retry_after or DEFAULT_RETRY_DELAY
-    row.status = Channel.Status.DEGRADED
-    row.last_error_code = exc.code
-    row.next_retry_at = now + timedelta(seconds=delay)
-    row.save(update_fields=["status", "last_error_code", "next_retry_at", "updated_at"])
-    row.record_event(ChannelEvent.Kind.REFRESH_FAILED, error_code=exc.code, detail=f"retry after {delay} s")
+    row.mark_degraded(exc.code, now + timedelta(seconds=delay), detail=f"retry after {delay} s")
     logger.warning(
         "refresh failed temporarily (%s); retry at %s did=%s handle=%s",
         exc.code,

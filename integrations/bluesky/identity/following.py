@@ -12,7 +12,7 @@ from integrations.bluesky.accounts.health import announce_health, health_state
 from integrations.bluesky.identity import resolution
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import MAX_ENDPOINT_LENGTH, PdsClient
-from integrations.models import Channel, ChannelEvent
+from integrations.models import Channel, ChannelEvent, EventNote
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +79,15 @@ def _follow_under_row_lock(
 def _apply(row: Channel, plan: _IdentityPlan) -> None:
     """Write `plan` on the locked row and record it."""
     row.handle, row.handle_verified, row.pds_endpoint = plan.handle, plan.handle_verified, plan.pds_endpoint
+    changed = EventNote(ChannelEvent.Kind.IDENTITY_CHANGED, detail="; ".join(plan.changes)[:500])
     if plan.moved_to:
         row.wipe_session()
-        row.status = Channel.Status.NEEDS_RECONNECTION
-        row.last_error_code = errors.AccountMoved.code
-        row.next_retry_at = None
+        row.mark_needs_reconnection(errors.AccountMoved.code, save_all=True, cause=changed if plan.changes else None)
+        logger.warning("account moved to %s; channel needs reconnection did=%s", plan.moved_to, row.did)
+        return
     row.save()
     if plan.changes:
-        row.record_event(ChannelEvent.Kind.IDENTITY_CHANGED, detail="; ".join(plan.changes)[:500])
-    if plan.moved_to:
-        row.record_event(ChannelEvent.Kind.NEEDS_RECONNECTION, error_code=errors.AccountMoved.code)
-        logger.warning("account moved to %s; channel needs reconnection did=%s", plan.moved_to, row.did)
+        row.record_event(changed.kind, detail=changed.detail)
 
 
 def _identity_plan(row: Channel, found: resolution.Identity, suspect_move: bool) -> _IdentityPlan | None:
