@@ -9,7 +9,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky.accounts.health import announce_health, health_state
 from integrations.bluesky.xrpc import errors
-from integrations.bluesky.xrpc.client import PdsClient, Session, claim_time
+from integrations.bluesky.xrpc.client import PdsClient, Session
+from integrations.bluesky.xrpc.tokens import claim_time
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
 from integrations.signals import channel_connected, channel_disconnected, send_on_commit

@@ -6,30 +6,26 @@ per call in the Authorization header and never kept on a shared object, so no ca
 accident.
 """
 
-import base64
 import json
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
-from atproto_client import exceptions as sdk_errors
 from atproto_client import models
 from atproto_client.client.raw import ClientRaw
-from atproto_client.models.common import XrpcError
 from atproto_client.request import Request, RequestBase
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky.identity import identifiers
 from integrations.bluesky.xrpc import errors
+from integrations.bluesky.xrpc.errors import translate
+from integrations.bluesky.xrpc.tokens import claim_time, jwt_claims
 from integrations.conf import app_settings
-from integrations.exceptions import IntegrationError
 from integrations.security import outbound
 from integrations.security.crypto import Secret
 from integrations.text import clean_text
@@ -38,16 +34,11 @@ from integrations.validators import normalize_service_url
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "Skyport (Django; atproto SDK)"
-MAX_RETRY_AFTER = 24 * 60 * 60
-EARLIEST_TOKEN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-LONGEST_TOKEN_LIFETIME = timedelta(days=400)  # refresh tokens live 90 days; anything past a year is garbage
 MAX_DID_LENGTH = 255  # the column; did:plc is 32 characters, did:web at most a host name
 MAX_ENDPOINT_LENGTH = 500
 MAX_DISPLAY_NAME_LENGTH = 640  # the lexicon's maxLength (bytes; 64 graphemes)
 MAX_DESCRIPTION_LENGTH = 2560
 MAX_AVATAR_URL_LENGTH = 1000
-MAX_UPSTREAM_CODE = 100  # an XRPC error name ("InvalidRequest"); anything longer is not one
-MAX_UPSTREAM_MESSAGE = 1000
 APP_PASSWORD_SCOPES = frozenset({"com.atproto.appPass", "com.atproto.appPassPrivileged"})
 T = TypeVar("T")
 
@@ -91,39 +82,6 @@ class Profile:
     avatar_url: str
 
 
-def jwt_claims(token: str) -> dict[str, Any]:
-    """The (unverified) claims of a JWT: we only read `exp` and `scope` of tokens the PDS just gave us."""
-    try:
-        payload = token.split(".")[1]
-        payload += "=" * (-len(payload) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (IndexError, ValueError) as exc:
-        raise errors.InvalidResponse("The PDS returned a session token that is not a JWT.") from exc
-    if not isinstance(claims, dict):
-        raise errors.InvalidResponse("The PDS returned a session token with unreadable claims.")
-    return claims
-
-
-def claim_time(claims: dict[str, Any], name: str = "exp") -> datetime | None:
-    """A JWT time claim as an aware datetime (None when absent).
-
-    Raises InvalidResponse for a value that is not a plausible time (not a number, before 2000, or further ahead
-    than any session lives), so an absurd claim can neither crash a save nor park a channel for centuries.
-    """
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise errors.InvalidResponse(f"The PDS returned a session token whose {name!r} is not a time.")
-    try:
-        when = datetime.fromtimestamp(value, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        when = None
-    if when is None or not EARLIEST_TOKEN_TIME <= when <= datetime.now(UTC) + LONGEST_TOKEN_LIFETIME:
-        raise errors.InvalidResponse(f"The PDS returned a session token with an impossible {name!r} time.")
-    return when
-
-
 def pds_endpoint_of(did_doc: Any) -> str | None:
     """The `#atproto_pds` service endpoint of a DID document, when it is a valid URL (see `_usable_pds_endpoint`
     for whether calls may go there)."""
@@ -159,94 +117,6 @@ def _usable_pds_endpoint(did_doc: Any) -> tuple[str | None, str]:
     else:
         return endpoint, ""
     return None, f"PDS endpoint {endpoint} from the DID document not used ({reason}); calls go to the Service URL."
-
-
-def _retry_after(response: Any) -> int | None:
-    """Seconds to wait, from `Retry-After` (seconds or an HTTP date) or `RateLimit-Reset` (epoch seconds).
-
-    Bounded to [1 s, MAX_RETRY_AFTER]: a server asking for a pause of years gets a day, then is asked again.
-    """
-    # The SDK's 429 error already parses both headers; reuse it for any status (a 503 may carry Retry-After).
-    parsed = sdk_errors.RateLimitExceededError(response)
-    seconds: float | None = None
-    try:
-        if parsed.retry_after is not None:
-            seconds = parsed.retry_after
-        elif parsed.reset_at is not None:
-            seconds = (parsed.reset_at - datetime.now(UTC)).total_seconds()
-    except (OverflowError, OSError, ValueError):  # a date or epoch beyond what datetime holds
-        seconds = MAX_RETRY_AFTER
-    if seconds is None or not math.isfinite(seconds):
-        return None if seconds is None else MAX_RETRY_AFTER
-    return max(1, min(MAX_RETRY_AFTER, int(seconds + 0.999)))
-
-
-def _refusal(exc: BaseException) -> outbound.OutboundRefused | None:
-    """The guard's refusal behind an exception, however many layers (httpx, httpcore, SDK) wrapped it."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, outbound.OutboundRefused):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def translate(exc: Exception) -> errors.BlueskyError:
-    """Map an SDK/httpx failure to our exception (the one place that reads upstream error codes)."""
-    if isinstance(exc, IntegrationError):
-        return exc
-    refused = _refusal(exc)
-    if refused is not None:
-        # The same words whatever listens at that address: the answer must not tell open ports from closed ones.
-        return errors.AddressRefused(f"{refused.host} is not a public address.")
-    if isinstance(exc, sdk_errors.InvokeTimeoutError):
-        return errors.PdsTimeout("The PDS did not answer in time.")
-    if isinstance(exc, sdk_errors.RequestErrorBase):
-        response = exc.response
-        if response is None:
-            return errors.PdsUnreachable("The PDS could not be reached.")
-        status = response.status_code
-        content = response.content
-        # Upstream words end up stored (a post's error, a channel's event): nothing a database refuses.
-        xrpc = content if isinstance(content, XrpcError) else None
-        code = (clean_text(xrpc.error)[:MAX_UPSTREAM_CODE] or None) if xrpc else None
-        message = clean_text(xrpc.message)[:MAX_UPSTREAM_MESSAGE] if xrpc else ""
-        kwargs = {"status_code": status, "upstream_error": code, "retry_after": _retry_after(response)}
-        if status == 429:
-            return errors.RateLimited("The PDS rate limit was hit.", **kwargs)
-        if 300 <= status < 400:
-            # Never followed: a redirect could lead an authenticated call (and its token) anywhere.
-            return errors.Redirected(f"The PDS answered {status} with a redirect.", **kwargs)
-        if code is None:
-            # No XRPC error body (an HTML page from a proxy, a bare 401/5xx): not a PDS verdict on the session, so
-            # it must never be taken for "token revoked".
-            if status >= 500:
-                return errors.PdsServerError(f"The PDS answered {status}.", **kwargs)
-            return errors.InvalidResponse(f"The PDS answered {status} with a body that is not XRPC JSON.", **kwargs)
-        if code == "AuthFactorTokenRequired":
-            return errors.AuthFactorRequired(message, **kwargs)
-        if code in ("AccountTakedown", "AccountSuspended"):
-            return errors.AccountSuspended(message, **kwargs)
-        if code == "AccountDeactivated":
-            return errors.AccountDeactivated(message, **kwargs)
-        if code in ("ExpiredToken", "InvalidToken") or (status == 401 and code != "AuthenticationRequired"):
-            return errors.SessionRejected(message, **kwargs)
-        if code == "AuthenticationRequired":
-            return errors.InvalidCredentials(message, **kwargs)
-        if code == "RateLimitExceeded":
-            return errors.RateLimited(message, **kwargs)
-        if status >= 500:
-            return errors.PdsServerError(message or f"The PDS answered {status}.", **kwargs)
-        return errors.RequestRejected(message or f"The PDS answered {status}.", **kwargs)
-    if isinstance(exc, sdk_errors.ModelError | ValueError):
-        return errors.InvalidResponse("The PDS answered with JSON of an unexpected shape.")
-    if isinstance(exc, httpx.DecodingError):  # a body over the cap, or in a coding we did not ask for
-        return errors.InvalidResponse(f"The PDS answered with a body that cannot be read ({clean_text(str(exc))}).")
-    if isinstance(exc, httpx.HTTPError):
-        return errors.PdsUnreachable("The PDS could not be reached.")
-    raise exc
 
 
 class _GuardedRequest(Request):

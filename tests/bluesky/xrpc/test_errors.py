@@ -17,7 +17,9 @@ from atproto_client.request import Response
 from integrations.adapter import IntegrationsAdapter, get_adapter, registered_codes
 from integrations.bluesky.words import APP_PASSWORDS_URL
 from integrations.bluesky.xrpc import errors
-from integrations.bluesky.xrpc.client import _usable_pds_endpoint, jwt_claims, pds_endpoint_of, translate
+from integrations.bluesky.xrpc.client import _usable_pds_endpoint, pds_endpoint_of
+from integrations.bluesky.xrpc.errors import translate
+from integrations.bluesky.xrpc.tokens import jwt_claims
 from integrations.security import outbound
 
 

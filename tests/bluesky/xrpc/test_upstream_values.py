@@ -23,7 +23,7 @@ from integrations.adapter import describe
 from integrations.bluesky import services
 from integrations.bluesky.accounts import door
 from integrations.bluesky.xrpc import errors
-from integrations.bluesky.xrpc.client import MAX_RETRY_AFTER
+from integrations.bluesky.xrpc.errors import MAX_RETRY_AFTER
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent
 from tests.conftest import as_if_refreshed_long_ago, stored
