@@ -25,11 +25,11 @@ from integrations.adapter import describe
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky import services
 from integrations.bluesky.forms import BlueskySettingsForm
+from integrations.bluesky.identity.service_url import normalize_service_url
 from integrations.bluesky.posts import publishing
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import Channel, ChannelEvent, IntegrationOption, Post, PostPart
-from integrations.validators import normalize_service_url
 
 MANAGE_PERMISSION = "integrations.manage_integrations"
 
@@ -289,7 +289,7 @@ class LatestEventsFormSet(BaseInlineFormSet):
 
     def get_queryset(self) -> QuerySet[ChannelEvent]:
         if not hasattr(self, "_latest"):
-            self._latest = super().get_queryset().order_by("-created_at", "-pk")[: int(app_settings.EVENTS_SHOWN)]
+            self._latest = super().get_queryset().order_by("-created_at", "-pk")[: app_settings.EVENTS_SHOWN]
         return self._latest
 
 
@@ -305,7 +305,7 @@ class ChannelEventInline(admin.TabularInline):
 
     @property
     def verbose_name_plural(self) -> str:  # type: ignore[override]
-        count, days = int(app_settings.EVENTS_SHOWN), int(app_settings.EVENTS_RETENTION_DAYS)
+        count, days = app_settings.EVENTS_SHOWN, app_settings.EVENTS_RETENTION_DAYS
         if days <= 0:
             return _("Channel events: the latest %(count)d") % {"count": count}
         words = _("Channel events: the latest %(count)d (events are kept %(days)d days)")

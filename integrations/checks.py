@@ -6,13 +6,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
-from integrations.bluesky import options as bluesky_options
 from integrations.conf import app_settings
 from integrations.security import crypto, rotation
-from integrations.validators import normalize_service_url
 
 
 @checks.register(checks.Tags.security)
@@ -85,28 +83,6 @@ def check_stored_secrets(
                 )
             )
     return messages
-
-
-@checks.register()
-def check_service_url_env(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """A bad BLUESKY_SERVICE_URL (INTEGRATIONS_BLUESKY_SERVICE_URL) is reported here, not at the first connection."""
-    env_var = bluesky_options.SERVICE_URL.env_var
-    raw = str(app_settings.BLUESKY_SERVICE_URL or "").strip()
-    if not raw:
-        return []
-    try:
-        normalize_service_url(raw)
-    except ValidationError as exc:
-        return [
-            checks.Error(
-                f"{env_var} is not a usable PDS URL (the setting INTEGRATIONS_BLUESKY_SERVICE_URL): "
-                + " ".join(exc.messages),
-                hint="Fix it in .env or the environment (e.g. https://bsky.social), or leave it unset. Local "
-                "http:// servers need INTEGRATIONS_ALLOW_INSECURE_PDS=true.",
-                id="integrations.E003",
-            )
-        ]
-    return []
 
 
 @checks.register()

@@ -1,7 +1,8 @@
 """The app's settings, in one place: every `INTEGRATIONS_*` setting with its default, type and meaning.
 
-Read them as `app_settings.HTTP_TIMEOUT` (the name without the prefix). Values come from Django's settings on every
-read, so `override_settings` and pytest-django's `settings` fixture work in tests. A project sets them in its
+Read them as `app_settings.HTTP_TIMEOUT` (the name without the prefix), already of the type the app uses (a number,
+a bool, text): call sites never cast. Values come from Django's settings on every read, so `override_settings` and
+pytest-django's `settings` fixture work in tests. A project sets them in its
 settings module (the demo project reads them from the environment with django-environ); `manage.py check` reports
 a value of the wrong type (`integrations.E010`). The README's configuration table is checked against `SETTINGS` by
 a test.
@@ -28,6 +29,23 @@ class Setting:
     @property
     def full_name(self) -> str:
         return PREFIX + self.name
+
+    def cast(self, value: Any) -> Any:
+        """`value` as the app uses it: a number or a bool as such, the text settings read as text ("" when unset).
+        A value of the wrong type is reported by `manage.py check` (E010), which reads the value as configured."""
+        if self.types == (bool,):
+            return bool(value)
+        if self.types == (int,):
+            return int(value)
+        if self.types == (int, float):
+            return float(value)
+        if self.name in _TEXT:
+            return str(value or "")
+        return value
+
+
+# Text settings read as text whatever they hold, "" when unset (the other text settings are handed over as configured).
+_TEXT = frozenset({"BLUESKY_SERVICE_URL", "BLUESKY_OTHER_SERVERS"})
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -200,6 +218,11 @@ class AppSettings:
             setting = BY_NAME[name]
         except KeyError:
             raise AttributeError(f"There is no setting {PREFIX}{name}.") from None
+        return setting.cast(self.configured(setting))
+
+    @staticmethod
+    def configured(setting: Setting) -> Any:
+        """The value as the project configured it (or the default), before `Setting.cast`."""
         return getattr(settings, setting.full_name, setting.default)
 
     def wrong_types(self) -> list[tuple[Setting, Any]]:
@@ -207,7 +230,7 @@ class AppSettings:
         return [
             (setting, value)
             for setting in SETTINGS
-            if not isinstance(value := getattr(self, setting.name), setting.types)
+            if not isinstance(value := self.configured(setting), setting.types)
             or (isinstance(value, bool) and bool not in setting.types)
         ]
 

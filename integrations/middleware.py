@@ -49,7 +49,7 @@ class RequestSizeLimitMiddleware:
             length = -1
         if length < 0:
             return HttpResponse(_("The request's Content-Length is not a number."), status=400)
-        limit = int(app_settings.MAX_REQUEST_BYTES)
+        limit = app_settings.MAX_REQUEST_BYTES
         if length <= limit:
             return self.get_response(request)
         message = too_large_message(length, limit)

@@ -19,7 +19,7 @@ BATCH = 5000
 
 def prune_events() -> int:
     """Delete channel events older than `INTEGRATIONS_EVENTS_RETENTION_DAYS` (0: keep them all); how many."""
-    days = int(app_settings.EVENTS_RETENTION_DAYS)
+    days = app_settings.EVENTS_RETENTION_DAYS
     if days <= 0:
         return 0
     return _delete_in_batches(ChannelEvent.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)))
@@ -29,7 +29,7 @@ def prune_task_results() -> int:
     """Delete finished background task results (django-tasks-db's table) older than
     `INTEGRATIONS_TASK_RESULTS_RETENTION_DAYS` (0: keep them all); how many. Runs still waiting or running are never
     touched. With another task backend there is nothing here to prune (0)."""
-    days = int(app_settings.TASK_RESULTS_RETENTION_DAYS)
+    days = app_settings.TASK_RESULTS_RETENTION_DAYS
     if days <= 0:
         return 0
     try:

@@ -2,8 +2,8 @@
 reads them."""
 
 from integrations import options
+from integrations.bluesky.identity.service_url import normalize_service_url
 from integrations.options import OptionDef, ResolvedOption, Source
-from integrations.validators import normalize_service_url
 
 SERVICE_URL = options.register(
     OptionDef(

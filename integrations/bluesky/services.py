@@ -25,13 +25,13 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     take_owner_notices,
 )
 from integrations.bluesky.identity import following, identifiers, resolution
+from integrations.bluesky.identity.service_url import normalize_service_url
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.conf import app_settings
 from integrations.exceptions import ChannelConnected, IntegrationError
 from integrations.models import Channel, ChannelEvent
 from integrations.security.throttling import hit_connect_attempt, shared_cache
-from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -287,5 +287,5 @@ def events_page(channel: Channel, cursor: str | None = None, limit: int | None =
     """A page of the channel's events, newest first (the first one as long as its page's list); InvalidCursor for a
     cursor that is not one of this list's."""
     return pagination.page(
-        channel.events.all(), ChannelEvent._meta.ordering, cursor, limit or int(app_settings.EVENTS_SHOWN)
+        channel.events.all(), ChannelEvent._meta.ordering, cursor, limit or app_settings.EVENTS_SHOWN
     )

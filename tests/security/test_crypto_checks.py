@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db import OperationalError, connection
 
 from integrations import checks
+from integrations.bluesky import checks as bluesky_checks
 from integrations.models import Channel
 from integrations.security import crypto
 
@@ -235,7 +236,7 @@ def test_missing_keys_are_reported_by_manage_py_check(settings):
 @pytest.mark.parametrize("value", ["ftp://x", "https://", "https://user:pw@pds.example.com"])
 def test_unusable_env_service_url_is_an_error(monkeypatch, value):
     monkeypatch.setattr(django_settings, SETTING, value)
-    messages = checks.check_service_url_env()
+    messages = bluesky_checks.check_service_url_env()
     assert ids(messages) == ["integrations.E003"]
     assert "BLUESKY_SERVICE_URL is not a usable PDS URL" in messages[0].msg
     assert "pw@" not in messages[0].msg  # the value is not echoed: it may carry credentials
@@ -244,7 +245,7 @@ def test_unusable_env_service_url_is_an_error(monkeypatch, value):
 @pytest.mark.parametrize("value", ["https://ok.example", "https://ok.example/", "  https://ok.example  "])
 def test_good_env_service_url_passes(monkeypatch, value):
     monkeypatch.setattr(django_settings, SETTING, value)
-    assert checks.check_service_url_env() == []
+    assert bluesky_checks.check_service_url_env() == []
 
 
 @pytest.mark.parametrize("value", [None, "", "   "])
@@ -253,15 +254,15 @@ def test_unset_env_service_url_passes(monkeypatch, value):
         monkeypatch.setattr(django_settings, SETTING, "")
     else:
         monkeypatch.setattr(django_settings, SETTING, value)
-    assert checks.check_service_url_env() == []
+    assert bluesky_checks.check_service_url_env() == []
 
 
 def test_local_http_pds_needs_the_insecure_setting(monkeypatch, settings):
     monkeypatch.setattr(django_settings, SETTING, "http://localhost:2583")
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = True
-    assert checks.check_service_url_env() == []
+    assert bluesky_checks.check_service_url_env() == []
     settings.INTEGRATIONS_ALLOW_INSECURE_PDS = False
-    messages = checks.check_service_url_env()
+    messages = bluesky_checks.check_service_url_env()
     assert ids(messages) == ["integrations.E003"]
     assert "INTEGRATIONS_ALLOW_INSECURE_PDS" in messages[0].hint
 

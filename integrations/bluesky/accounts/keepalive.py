@@ -48,9 +48,9 @@ def channels_due(now=None, *, within_days: int | None = None, stale_days: int | 
     """Channels whose session should be refreshed now."""
     now = now or timezone.now()
     if within_days is None:
-        within_days = int(app_settings.KEEPALIVE_WITHIN_DAYS)
+        within_days = app_settings.KEEPALIVE_WITHIN_DAYS
     if stale_days is None:
-        stale_days = int(app_settings.KEEPALIVE_STALE_DAYS)
+        stale_days = app_settings.KEEPALIVE_STALE_DAYS
     within, stale = timedelta(days=within_days), timedelta(days=stale_days)
     # Written for the two partial indexes over the states refreshed here (`integrations_channel_ka_ends` and
     # `_ka_stale`): the due channels are read from them, never by scanning every channel.
@@ -95,7 +95,7 @@ def sweep(
         .values_list("pk", "session_generation")
     )
     result = SweepResult(due=len(due))
-    workers = max(1, concurrency or int(app_settings.KEEPALIVE_CONCURRENCY))
+    workers = max(1, concurrency or app_settings.KEEPALIVE_CONCURRENCY)
     if connection.vendor == "sqlite":
         # SQLite has one write lock and a refresh holds it for its PDS round trip: more workers would only queue
         # (and make other writers wait longer), so refresh one at a time.

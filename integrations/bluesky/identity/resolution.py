@@ -41,11 +41,11 @@ import httpx
 from django.core.exceptions import ValidationError
 
 from integrations.bluesky.identity import identifiers
+from integrations.bluesky.identity.service_url import normalize_service_url
 from integrations.bluesky.xrpc.client import pds_endpoint_of
 from integrations.conf import app_settings
 from integrations.security import bodies, outbound
 from integrations.security.throttling import shared_cache
-from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def local_server() -> str | None:
     local server (http://, loopback or private): the one a handle's well-known file is asked of when
     https://<handle> gives no answer. None otherwise. (Settings only: lookups run in worker threads, which must not
     open database connections to read the admin's value.)"""
-    if outbound.guard_enabled() or not (configured := str(app_settings.BLUESKY_SERVICE_URL or "").strip()):
+    if outbound.guard_enabled() or not (configured := app_settings.BLUESKY_SERVICE_URL.strip()):
         return None
     try:
         url = normalize_service_url(configured, allow_insecure=True)

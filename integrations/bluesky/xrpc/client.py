@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky.identity import identifiers
+from integrations.bluesky.identity.service_url import normalize_service_url
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.errors import translate
 from integrations.bluesky.xrpc.tokens import claim_time, jwt_claims
@@ -29,7 +30,6 @@ from integrations.conf import app_settings
 from integrations.security import outbound
 from integrations.security.crypto import Secret
 from integrations.text import clean_text
-from integrations.validators import normalize_service_url
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _raw_client(base_url: str, reach: outbound.Reach) -> ClientRaw:
     The raw client keeps no session (tokens travel per call), so sharing it is safe; building one costs ~85 µs,
     which would otherwise be paid on every authenticated call.
     """
-    timeout = float(app_settings.HTTP_TIMEOUT)
+    timeout = app_settings.HTTP_TIMEOUT
     with _raw_clients_lock:
         if (timeout, reach) not in _requests:
             _requests[(timeout, reach)] = _GuardedRequest(timeout, reach)
