@@ -7,7 +7,7 @@ Include them before the admin itself: `path("admin/api-integration/", include("i
 from django.contrib import admin
 from django.urls import path
 
-from integrations.admin import BlueskySettingsView
+from integrations.bluesky.admin import BlueskySettingsView
 
 app_name = "integrations-admin"
 

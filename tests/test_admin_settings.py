@@ -274,3 +274,27 @@ def test_a_local_service_url_refused_with_debug_off_says_why_and_what_to_set(adm
     assert 'id="effective-url">(invalid)<' in text
     assert "BLUESKY_SERVICE_URL is invalid: The PDS URL must use https://." in text
     assert "accepted only with INTEGRATIONS_ALLOW_INSECURE_PDS=true, which is on by default only with DEBUG" in text
+
+
+def test_the_service_url_is_resolved_once_per_render(admin_client_, monkeypatch):
+    from integrations.bluesky import services
+    from integrations.bluesky.xrpc import errors
+
+    monkeypatch.setattr(django_settings, "INTEGRATIONS_BLUESKY_SERVICE_URL", "https://pds.example.com/")
+    real, seen, tested = options.resolve, [], []
+    monkeypatch.setattr(options, "resolve", lambda key: seen.append(key) or real(key))
+
+    def unreachable(url):
+        tested.append(url)
+        raise errors.PdsUnreachable("no")
+
+    monkeypatch.setattr(services, "test_connection", unreachable)
+    assert admin_client_.get(URL).status_code == 200
+    assert seen.count(bluesky_options.SERVICE_URL.key) == 1
+    seen.clear()
+    # Test connection without a URL in the form tests the one in force: the same resolution serves both.
+    response = admin_client_.post(URL, {"service_url": "", "status": "enabled", "_test": "Test"})
+    assert response.status_code == 200
+    assert tested == ["https://pds.example.com"]
+    assert seen.count(bluesky_options.SERVICE_URL.key) == 1
+    assert 'id="effective-url">https://pds.example.com<' in response.content.decode()

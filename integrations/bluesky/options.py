@@ -35,10 +35,15 @@ OTHER_SERVERS = options.register(
 )
 
 
-def service_url() -> ResolvedOption:
+# The settings page's form fields and the options they edit.
+PAGE_FIELDS = {"service_url": SERVICE_URL, "status": STATUS, "other_servers": OTHER_SERVERS}
+
+
+def service_url(resolved: ResolvedOption | None = None) -> ResolvedOption:
     """The PDS URL in force, normalised; ValidationError when it is not acceptable under the current settings
-    (a value from the settings, or a stored one saved while http:// or local hosts were allowed)."""
-    resolved = options.resolve(SERVICE_URL.key)
+    (a value from the settings, or a stored one saved while http:// or local hosts were allowed). `resolved`: the
+    option as the caller already resolved it."""
+    resolved = resolved or options.resolve(SERVICE_URL.key)
     if resolved.source is Source.DEFAULT:
         return resolved
     return ResolvedOption(normalize_service_url(resolved.value), resolved.source, resolved.raw_env)
