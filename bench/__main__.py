@@ -43,7 +43,7 @@ from bench import guard as guard_benchmarks  # noqa: E402
 from bench import images as image_benchmarks  # noqa: E402
 from bench import publishing as publishing_benchmarks  # noqa: E402
 from integrations.bluesky import services  # noqa: E402
-from integrations.bluesky.accounts import keepalive, lifecycle  # noqa: E402
+from integrations.bluesky.accounts import door, keepalive  # noqa: E402
 from integrations.bluesky.xrpc.client import PdsClient  # noqa: E402
 from integrations.models import Channel  # noqa: E402
 from tests.support.localidentity import identities_on  # noqa: E402
@@ -95,13 +95,13 @@ def bench_overhead(pds: LocalPds, calls: int) -> None:
     raw, wrapped = [], []
     for _ in range(20):  # warm up both paths
         raw_client.get_session(token)
-        lifecycle.call(channel, lambda client, access: client.get_session(access))
+        door.call(channel, lambda client, access: client.get_session(access))
     for _ in range(calls):  # interleaved, so drift in the PDS's speed hits both alike
         started = time.perf_counter()
         raw_client.get_session(token)
         raw.append(time.perf_counter() - started)
         started = time.perf_counter()
-        lifecycle.call(channel, lambda client, access: client.get_session(access))
+        door.call(channel, lambda client, access: client.get_session(access))
         wrapped.append(time.perf_counter() - started)
     ratio = statistics.median(wrapped) / statistics.median(raw)
     row(f"getSession, raw call (median of {calls})", f"{statistics.median(raw) * 1000:.2f} ms", "", None)
@@ -128,7 +128,7 @@ def bench_thundering_herd(pds: LocalPds, callers: int) -> None:
         barrier.wait()
         started = time.perf_counter()
         try:
-            lifecycle.call(own, lambda client, access: client.get_session(access))
+            door.call(own, lambda client, access: client.get_session(access))
             latencies.append(time.perf_counter() - started)
         except Exception as exc:
             failures.append(exc)

@@ -16,7 +16,7 @@ row); no background query scans posts or parts.
 The databases (`skyport_bench_small`, `skyport_bench_big` on BENCH_SCALE_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/) are built once and reused while the script that fills them and the migrations
 are unchanged (a marker table records their version); `--rebuild` builds them again. The big one takes about five
-minutes to build. Upstream is never called: the PDS answers at once (a stub at `lifecycle.call`), so what is
+minutes to build. Upstream is never called: the PDS answers at once (a stub at `door.call`), so what is
 measured is Skyport's own work.
 """
 
@@ -66,7 +66,7 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment  # n
 from django.utils import timezone  # noqa: E402
 
 from integrations import pagination, retention  # noqa: E402
-from integrations.bluesky.accounts import feed, keepalive, lifecycle  # noqa: E402
+from integrations.bluesky.accounts import door, feed, keepalive  # noqa: E402
 from integrations.bluesky.posts import publishing  # noqa: E402
 from integrations.migration_operations import AddIndexConcurrently  # noqa: E402
 from integrations.models import Channel, Post, PostPart, post_history_at  # noqa: E402
@@ -817,7 +817,7 @@ def main() -> None:
     setup_test_environment()
     settings.INTEGRATIONS_LINK_CARDS = False
     settings.MEDIA_ROOT = tempfile.mkdtemp(prefix="skyport-bench-scale-media-")
-    lifecycle.call = instant_call  # the PDS answers at once: Skyport's own work is measured
+    door.call = instant_call  # the PDS answers at once: Skyport's own work is measured
 
     version = _version()
     builds: dict[str, Any] = {}
