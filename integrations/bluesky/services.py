@@ -25,7 +25,7 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     take_owner_notices,
 )
 from integrations.bluesky.identity import following, identifiers, resolution
-from integrations.bluesky.identity.service_url import normalize_service_url
+from integrations.bluesky.identity.service_url import normalize_service_url, sign_in_url, signs_in_through
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.conf import app_settings
@@ -80,9 +80,7 @@ def check_account(handle_or_did: str, url: str) -> AccountCheck:
     found = resolution.resolve_identity(subject, fresh=True)
     if isinstance(found, resolution.Failure):
         return AccountCheck(subject, None, found.detail or found.kind, found.transient, can_sign_in=None)
-    can_sign_in = bool(found.pds) and (
-        resolution.signs_in_through(url, found.pds) or may_sign_in_elsewhere(found, subject)
-    )
+    can_sign_in = bool(found.pds) and (signs_in_through(url, found.pds) or may_sign_in_elsewhere(found, subject))
     temporary = found.handle_verified is None
     return AccountCheck(subject, found, "", temporary, can_sign_in)
 
@@ -157,7 +155,7 @@ def sign_in_where_hosted(
     if not may_sign_in_elsewhere(hosted, identifier):
         raise refuse_elsewhere(user, identifier, url, hosted) from refusal
     assert hosted.pds is not None
-    url = resolution.sign_in_url(hosted.pds)
+    url = sign_in_url(hosted.pds)
     client = PdsClient(url)
     try:
         session = client.create_session(identifier, app_password)
@@ -183,7 +181,7 @@ def hosted_elsewhere(identifier: str, url: str) -> resolution.Identity | None:
     if isinstance(found, resolution.Failure):
         logger.info("no diagnosis for a refused sign-in: %s", found)
         return None
-    if not found.pds or resolution.signs_in_through(url, found.pds):
+    if not found.pds or signs_in_through(url, found.pds):
         return None
     return found
 

@@ -10,6 +10,7 @@ from django.db import transaction
 from integrations.bluesky.accounts.connection import copy_session_state, revoke_quietly
 from integrations.bluesky.accounts.health import announce_health, health_state
 from integrations.bluesky.identity import resolution
+from integrations.bluesky.identity.service_url import same_server, signs_in_through
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import MAX_ENDPOINT_LENGTH, PdsClient
 from integrations.models import Channel, ChannelEvent, EventNote
@@ -117,8 +118,8 @@ def _pds_change(row: Channel, found: resolution.Identity, suspect_move: bool) ->
     """The PDS endpoint after following `found`, the server the account moved to ("" when none) and what the event
     log says ("" when nothing)."""
     pds = found.pds if found.pds and len(found.pds) <= MAX_ENDPOINT_LENGTH else None
-    if pds and resolution.signs_in_through(row.service_url, pds):
-        if not resolution.same_server(pds, row.pds_url):
+    if pds and signs_in_through(row.service_url, pds):
+        if not same_server(pds, row.pds_url):
             return pds, "", f"its PDS is now {pds}"
     elif pds and suspect_move and row.status != Channel.Status.DISCONNECTED:
         return pds, pds, f"the account moved to {pds}; the session on {row.pds_url} was signed out"

@@ -32,7 +32,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import dns.exception
 import dns.nameserver
@@ -412,35 +411,3 @@ def _resolve_identity(handle_or_did: str, fresh: bool) -> Identity | Failure:
         return Identity(did=did, handle=handle, handle_verified=True, pds=document.pds)
     problem = f"the DID document of {did} does not name {handle}"
     return Identity(did=did, handle=handle, handle_verified=False, pds=document.pds, handle_problem=problem)
-
-
-# --- where an account signs in --------------------------------------------------------------------------------------
-BLUESKY_ENTRYWAY = "bsky.social"
-BLUESKY_PDS_SUFFIX = ".bsky.network"
-
-
-def _server(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if host in ("localhost", "::1"):  # one machine, however a local PDS names itself (development and tests)
-        host = "127.0.0.1"
-    return host, parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def same_server(one: str, other: str) -> bool:
-    """Whether two URLs name the same server (scheme's default port and loopback spellings aside)."""
-    return _server(one) == _server(other)
-
-
-def signs_in_through(service_url: str, pds: str) -> bool:
-    """Whether an account hosted on `pds` signs in through `service_url`: the same server, or one of Bluesky's own
-    PDS hosts (`*.bsky.network`) behind the `bsky.social` entryway."""
-    service, hosted = _server(service_url), _server(pds)
-    if service == hosted:
-        return True
-    return service == (BLUESKY_ENTRYWAY, 443) and hosted[0].endswith(BLUESKY_PDS_SUFFIX)
-
-
-def sign_in_url(pds: str) -> str:
-    """Where an account hosted on `pds` signs in: Bluesky's entryway for Bluesky's own PDS hosts, else the PDS."""
-    return f"https://{BLUESKY_ENTRYWAY}" if _server(pds)[0].endswith(BLUESKY_PDS_SUFFIX) else pds

@@ -1,5 +1,5 @@
 """What a PDS URL may be: the Service URL (admin page, environment, sign-in form) and a DID document's PDS endpoint
-are checked and put in one canonical form here."""
+are checked and put in one canonical form here; and which server an account hosted on a PDS signs in through."""
 
 import ipaddress
 import re
@@ -103,3 +103,35 @@ def _check_secure(scheme: str, host: str) -> None:
         raise ValidationError("The PDS URL must use https://.", code="insecure")
     if _is_local_host(host):
         raise ValidationError("Loopback and private network addresses are not allowed as a PDS.", code="private_host")
+
+
+# --- where an account signs in ---------------------------------------------------------------------------------
+BLUESKY_ENTRYWAY = "bsky.social"
+BLUESKY_PDS_SUFFIX = ".bsky.network"
+
+
+def _server(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "::1"):  # one machine, however a local PDS names itself (development and tests)
+        host = "127.0.0.1"
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def same_server(one: str, other: str) -> bool:
+    """Whether two URLs name the same server (scheme's default port and loopback spellings aside)."""
+    return _server(one) == _server(other)
+
+
+def signs_in_through(service_url: str, pds: str) -> bool:
+    """Whether an account hosted on `pds` signs in through `service_url`: the same server, or one of Bluesky's own
+    PDS hosts (`*.bsky.network`) behind the `bsky.social` entryway."""
+    service, hosted = _server(service_url), _server(pds)
+    if service == hosted:
+        return True
+    return service == (BLUESKY_ENTRYWAY, 443) and hosted[0].endswith(BLUESKY_PDS_SUFFIX)
+
+
+def sign_in_url(pds: str) -> str:
+    """Where an account hosted on `pds` signs in: Bluesky's entryway for Bluesky's own PDS hosts, else the PDS."""
+    return f"https://{BLUESKY_ENTRYWAY}" if _server(pds)[0].endswith(BLUESKY_PDS_SUFFIX) else pds

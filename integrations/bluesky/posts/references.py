@@ -21,6 +21,7 @@ from typing import Any
 from integrations.bluesky.accounts import door
 from integrations.bluesky.accounts.feed import parse_time
 from integrations.bluesky.identity import identifiers, resolution
+from integrations.bluesky.identity.service_url import same_server
 from integrations.bluesky.posts.plans import POST_COLLECTION, StrongRef
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import PdsClient, clean_text
@@ -129,7 +130,7 @@ def _read(channel: Channel, did: str, rkey: str) -> tuple[str, Any] | None:
     """The record's CID and value from the PDS that hosts `did`'s repository, or None when it holds no such record."""
     if did != channel.did:
         pds = _pds_of(did)
-        if not resolution.same_server(pds, channel.pds_url):
+        if not same_server(pds, channel.pds_url):
             return _read_elsewhere(pds, did, rkey)
     return door.call(channel, lambda client, token: client.get_record(token, did, POST_COLLECTION, rkey))
 

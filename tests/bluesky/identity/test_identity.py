@@ -19,6 +19,7 @@ import pytest
 import respx
 
 from integrations.bluesky.identity import resolution
+from integrations.bluesky.identity import service_url as service_url_rules
 from integrations.security import outbound
 from tests.security.test_outbound import drip  # noqa: F401 (a fixture)
 from tests.support.dnszone import Zone, serving_zone
@@ -257,7 +258,7 @@ def test_a_failure_is_cached_briefly_too(zone, web):
     ],
 )
 def test_which_pds_signs_in_through_which_service_url(service_url, pds, expected):
-    assert resolution.signs_in_through(service_url, pds) is expected
+    assert service_url_rules.signs_in_through(service_url, pds) is expected
 
 
 # --- the connect diagnosis ------------------------------------------------------------------------------------------
