@@ -21,9 +21,7 @@ from integrations.bluesky import services
 from integrations.bluesky.posts import publishing
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
-from integrations.models import Channel, ChannelEvent, IntegrationOption, Post, PostPart
-
-MANAGE_PERMISSION = "integrations.manage_integrations"
+from integrations.models import MANAGE_PERMISSION, Channel, ChannelEvent, IntegrationOption, Post, PostPart
 
 
 @admin.register(IntegrationOption)

@@ -40,6 +40,10 @@ class IntegrationOption(models.Model):
         return self.key
 
 
+# Who may see and change the integration settings (declared on IntegrationOption above).
+MANAGE_PERMISSION = "integrations.manage_integrations"
+
+
 @receiver([post_save, post_delete], sender=IntegrationOption)
 def _invalidate_option_cache(**kwargs: object) -> None:
     options.invalidate()

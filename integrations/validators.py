@@ -1,6 +1,6 @@
 """Validation of what users send that is not any provider's business: ids and whole numbers.
 
-(A PDS URL is checked by `integrations.bluesky.identity.service_url`, a Bluesky sign-in identifier by
+(A PDS URL is checked by `integrations.bluesky.xrpc.servers`, a Bluesky sign-in identifier by
 `integrations.bluesky.identity.identifiers`.)
 """
 

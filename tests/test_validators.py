@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from integrations.bluesky.identity.identifiers import normalize_identifier
-from integrations.bluesky.identity.service_url import normalize_service_url
+from integrations.bluesky.xrpc.servers import normalize_service_url
 
 
 @pytest.fixture(autouse=True)

@@ -16,13 +16,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from integrations import options
 from integrations.adapter import describe
-from integrations.admin import MANAGE_PERMISSION
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky import services
 from integrations.bluesky.forms import BlueskySettingsForm
-from integrations.bluesky.identity.service_url import normalize_service_url
+from integrations.bluesky.xrpc.servers import normalize_service_url
 from integrations.exceptions import IntegrationError
-from integrations.models import IntegrationOption, Post
+from integrations.models import MANAGE_PERMISSION, IntegrationOption, Post
 
 _SOURCE_LABELS = {
     options.Source.DB: "set on this page",

@@ -6,7 +6,7 @@ from django.core import checks
 from django.core.exceptions import ValidationError
 
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky.identity.service_url import normalize_service_url
+from integrations.bluesky.xrpc.servers import normalize_service_url
 from integrations.conf import app_settings
 
 

@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.identity import identifiers
-from integrations.bluesky.identity.service_url import normalize_service_url
+from integrations.bluesky.xrpc.servers import normalize_service_url
 
 
 class BlueskySettingsForm(forms.Form):

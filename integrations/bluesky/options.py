@@ -2,7 +2,7 @@
 reads them."""
 
 from integrations import options
-from integrations.bluesky.identity.service_url import normalize_service_url
+from integrations.bluesky.xrpc.servers import normalize_service_url
 from integrations.options import OptionDef, ResolvedOption, Source
 
 SERVICE_URL = options.register(

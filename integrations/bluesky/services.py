@@ -13,7 +13,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from integrations import pagination
 from integrations.bluesky import options as bluesky_options
-from integrations.bluesky.accounts import connection, door
+from integrations.bluesky.accounts import connection, door, following
 from integrations.bluesky.accounts.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
 from integrations.bluesky.accounts.health import (  # noqa: F401  (services is what views, API and admin use)
     PROBLEM_STATES,
@@ -24,10 +24,10 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     session_unreadable,
     take_owner_notices,
 )
-from integrations.bluesky.identity import following, identifiers, resolution
-from integrations.bluesky.identity.service_url import normalize_service_url, sign_in_url, signs_in_through
+from integrations.bluesky.identity import identifiers, resolution
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
+from integrations.bluesky.xrpc.servers import normalize_service_url, sign_in_url, signs_in_through
 from integrations.conf import app_settings
 from integrations.exceptions import ChannelConnected, IntegrationError
 from integrations.models import Channel, ChannelEvent

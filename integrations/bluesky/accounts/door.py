@@ -11,7 +11,7 @@
 - Refresh failures are classified in one place (`_classify`): a dead refresh token wipes the session and asks for
   a reconnection; a temporary fault keeps every token as it was and marks the channel degraded with a retry time.
 - After every refresh that reached the server, the account's DID document is read again
-  (`identity.following.follow_identity`).
+  (`following.follow_identity`).
 """
 
 import enum
@@ -26,8 +26,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky.accounts.connection import copy_session_state, store_session
+from integrations.bluesky.accounts.following import follow_identity
 from integrations.bluesky.accounts.health import announce_health, health_state
-from integrations.bluesky.identity.following import follow_identity
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import PdsClient, Session
 from integrations.conf import app_settings

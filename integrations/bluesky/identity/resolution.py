@@ -40,8 +40,8 @@ import httpx
 from django.core.exceptions import ValidationError
 
 from integrations.bluesky.identity import identifiers
-from integrations.bluesky.identity.service_url import normalize_service_url
 from integrations.bluesky.xrpc.client import pds_endpoint_of
+from integrations.bluesky.xrpc.servers import normalize_service_url
 from integrations.conf import app_settings
 from integrations.security import bodies, outbound
 from integrations.security.throttling import shared_cache

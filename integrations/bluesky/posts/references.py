@@ -21,10 +21,10 @@ from typing import Any
 from integrations.bluesky.accounts import door
 from integrations.bluesky.accounts.feed import parse_time
 from integrations.bluesky.identity import identifiers, resolution
-from integrations.bluesky.identity.service_url import same_server
 from integrations.bluesky.posts.plans import POST_COLLECTION, StrongRef
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import PdsClient, clean_text
+from integrations.bluesky.xrpc.servers import same_server
 from integrations.conf import app_settings
 from integrations.models import Channel
 from integrations.security import outbound

@@ -22,9 +22,9 @@ from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from integrations.bluesky.identity import identifiers
-from integrations.bluesky.identity.service_url import normalize_service_url
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.errors import translate
+from integrations.bluesky.xrpc.servers import normalize_service_url
 from integrations.bluesky.xrpc.tokens import claim_time, jwt_claims
 from integrations.conf import app_settings
 from integrations.security import outbound

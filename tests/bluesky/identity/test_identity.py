@@ -19,7 +19,7 @@ import pytest
 import respx
 
 from integrations.bluesky.identity import resolution
-from integrations.bluesky.identity import service_url as service_url_rules
+from integrations.bluesky.xrpc import servers as service_url_rules
 from integrations.security import outbound
 from tests.security.test_outbound import drip  # noqa: F401 (a fixture)
 from tests.support.dnszone import Zone, serving_zone

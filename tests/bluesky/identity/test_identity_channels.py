@@ -238,7 +238,8 @@ def test_a_handle_lookup_that_fails_for_now_leaves_the_verification_as_it_was(us
 def test_a_stale_reading_of_the_document_never_undoes_a_session_stored_meanwhile(
     use_pds, second_pds, channel, account, monkeypatch
 ):
-    from integrations.bluesky.identity import following, resolution
+    from integrations.bluesky.accounts import following
+    from integrations.bluesky.identity import resolution
 
     real = resolution.resolve_identity
 

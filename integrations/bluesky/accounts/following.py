@@ -10,9 +10,9 @@ from django.db import transaction
 from integrations.bluesky.accounts.connection import copy_session_state, revoke_quietly
 from integrations.bluesky.accounts.health import announce_health, health_state
 from integrations.bluesky.identity import resolution
-from integrations.bluesky.identity.service_url import same_server, signs_in_through
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import MAX_ENDPOINT_LENGTH, PdsClient
+from integrations.bluesky.xrpc.servers import same_server, signs_in_through
 from integrations.models import Channel, ChannelEvent, EventNote
 
 logger = logging.getLogger(__name__)
