@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import regex
 from django.conf import settings
@@ -274,6 +274,18 @@ def detect_facets(text: str) -> list[DetectedFacet]:
         if not facets or facet.byte_start >= facets[-1].byte_end:
             facets.append(facet)
     return facets
+
+
+def link_spans(facets: Iterable[Mapping[str, Any]]) -> list[tuple[int, int, str]]:
+    """The links among a record's facets as (byteStart, byteEnd, uri), in the facets' order: the one place that
+    reads link facets back."""
+    link_type = _FEATURE_TYPES["link"][0]
+    return [
+        (facet["index"]["byteStart"], facet["index"]["byteEnd"], str(feature["uri"]))
+        for facet in facets
+        for feature in facet.get("features", ())
+        if feature.get("$type") == link_type and feature.get("uri")
+    ]
 
 
 def shorten_links(text: str, facets: list[DetectedFacet]) -> tuple[str, list[DetectedFacet]]:
