@@ -1018,11 +1018,9 @@ def edit(
 
 def first_link(facets: Sequence[dict[str, Any]]) -> str | None:
     """The URI of the first link in a part's facets (the full URI, however the text shortens it)."""
-    for facet in facets:
-        for feature in facet.get("features", ()):
-            if feature.get("$type") == "app.bsky.richtext.facet#link" and feature.get("uri"):
-                return str(feature["uri"])
-    return None
+    from integrations.bluesky.posts import richtext
+
+    return next((uri for _, _, uri in richtext.link_spans(facets)), None)
 
 
 @dataclass(frozen=True)
