@@ -1,10 +1,14 @@
 """What views, the API, the admin, tasks and commands do with Bluesky: connect, refresh, disconnect, profile,
-test a server, and a channel's health. None of them talk HTTP themselves."""
+test a server, a channel's health, and a post's way from the composer or the API to Bluesky (`submit_post`). None
+of them talk HTTP themselves, and none reaches into the provider's subpackages: what they need from there is named
+here."""
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -14,6 +18,8 @@ from django.views.decorators.debug import sensitive_variables
 from integrations import pagination
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.accounts import connection, door, following
+from integrations.bluesky.accounts.feed import DEFAULT_LIMIT as FEED_DEFAULT_LIMIT  # noqa: F401  (the API's query)
+from integrations.bluesky.accounts.feed import MAX_LIMIT as FEED_MAX_LIMIT  # noqa: F401
 from integrations.bluesky.accounts.feed import FeedItem, FeedPage, channel_feed  # noqa: F401  (for views and the API)
 from integrations.bluesky.accounts.health import (  # noqa: F401  (services is what views, API and admin use)
     PROBLEM_STATES,
@@ -25,12 +31,57 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     take_owner_notices,
 )
 from integrations.bluesky.identity import identifiers, resolution
+from integrations.bluesky.posts import linkcards, publishing, richtext
+
+# What the composer and the API check a post against and show while it is written (limits, words, the text as it
+# will be sent): named here so that web/ and api/ never import the posts/ modules themselves.
+from integrations.bluesky.posts.images import (  # noqa: F401  (the composer's image slots and alt text)
+    MAX_ALT_TEXT,
+    MAX_IMAGES_PER_POST,
+    AltTextRequired,
+    AnimatedImage,
+    check_alt,
+)
+from integrations.bluesky.posts.linkcards import MAX_DESCRIPTION, MAX_TITLE, CardResult  # noqa: F401  (card fields)
+from integrations.bluesky.posts.plans import MAX_PLANNED_PARTS, web_url  # noqa: F401  (API limits, bsky.app links)
+from integrations.bluesky.posts.publishing import (  # noqa: F401  (the post's requests and its changes, for both)
+    READY_STATES,
+    ImageRequest,
+    Outcome,
+    PartRequest,
+    check_schedule,
+    ensure_channel_ready,
+    store_media,
+)
+from integrations.bluesky.posts.publishing import cancel as cancel_post  # noqa: F401  (as named for web and API)
+from integrations.bluesky.posts.publishing import delete as delete_post  # noqa: F401
+from integrations.bluesky.posts.publishing import edit as edit_post  # noqa: F401
+from integrations.bluesky.posts.publishing import reschedule as reschedule_post  # noqa: F401
+from integrations.bluesky.posts.references import Target  # noqa: F401  (a replied-to or quoted post, as shown)
+from integrations.bluesky.posts.references import look_up as look_up_post  # noqa: F401
+from integrations.bluesky.posts.references import parse as parse_reference  # noqa: F401
+from integrations.bluesky.posts.richtext import (  # noqa: F401  (the composer's counter, preview and languages)
+    MAX_BYTES,
+    MAX_GRAPHEMES,
+    MAX_LANGS,
+    DetectedFacet,
+    PostTooLong,
+    TextLength,
+    detect_facets,
+    link_spans,
+    measure,
+    normalize_langs,
+    prepare_text,
+    shorten_links,
+)
+from integrations.bluesky.posts.richtext import count as count_text  # noqa: F401
+from integrations.bluesky.words import mid_sentence  # noqa: F401  (a reason after "No link card:")
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.bluesky.xrpc.servers import normalize_service_url, sign_in_url, signs_in_through
 from integrations.conf import app_settings
 from integrations.exceptions import ChannelConnected, IntegrationError
-from integrations.models import Channel, ChannelEvent
+from integrations.models import Channel, ChannelEvent, Post
 from integrations.security.throttling import hit_connect_attempt, shared_cache
 
 logger = logging.getLogger(__name__)
@@ -287,3 +338,52 @@ def events_page(channel: Channel, cursor: str | None = None, limit: int | None =
     return pagination.page(
         channel.events.all(), ChannelEvent._meta.ordering, cursor, limit or app_settings.EVENTS_SHOWN
     )
+
+
+# --- posts: the one way from the composer or the API to Bluesky ------------------------------------------------------
+def submit_post(
+    user: AbstractBaseUser,
+    channel: Channel,
+    parts: Sequence[PartRequest],
+    *,
+    reply_to: str = "",
+    quote: str = "",
+    default_lang: str = "",
+    scheduled_at: datetime | None = None,
+) -> Outcome:
+    """Accept a post (checked, planned and stored: see `publishing.accept`) and, unless it is scheduled, make its
+    first attempt now; what the composer's Publish and the API's create both do. The outcome's post is as stored:
+    `scheduled`, `published`, `waiting` or `failed`. Raises the app's errors when the post is refused (nothing is
+    stored then)."""
+    post = publishing.accept(
+        user,
+        channel,
+        parts,
+        reply_to=reply_to,
+        quote=quote,
+        default_lang=default_lang,
+        scheduled_at=scheduled_at,
+    )
+    if post.status == Post.Status.SCHEDULED:
+        return Outcome(post)
+    return publishing.publish(post.pk, claimed=post)
+
+
+def publish_again(post: Post) -> Outcome:
+    """Publish a failed or waiting post again: the same plan, so nothing is ever posted twice."""
+    return publishing.publish(post.pk, retry=True)
+
+
+def post_language(request: Any) -> str:
+    """The language a post written in this request gets when it names none (see `richtext.default_lang`)."""
+    return richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))
+
+
+def can_publish(channel_health: Health) -> bool:
+    """Whether a channel in this health can publish (whether Bluesky is switched on is another matter)."""
+    return channel_health.state in READY_STATES
+
+
+def fetch_card(url: str, *, user_id: int | None = None) -> CardResult:
+    """The link card of the page at `url`, as `linkcards.fetch_card` reads it (cached; on `user_id`'s budget)."""
+    return linkcards.fetch_card(url, user_id=user_id)
