@@ -7,7 +7,7 @@ import time
 import pytest
 
 from integrations.models import Channel, Post
-from integrations.web import views
+from integrations.web.compose import views
 from tests.bluesky.posts.test_publishing import records
 from tests.browser.test_browser import SHOTS, log_in_browser, page  # noqa: F401 (a fixture)
 from tests.support.faultproxy import FaultProxy

@@ -118,9 +118,9 @@ def test_two_sends_of_one_form_at_the_same_moment_make_one_post(channel, user, u
 
 
 def test_a_token_from_another_user_or_a_forged_one_is_refused_and_nothing_is_sent(alice_client, channel, other_user):
-    from integrations.web import composer
+    from integrations.web.compose import submit_tokens
 
-    for token in (composer.new_submit_token(other_user), "forged", ""):
+    for token in (submit_tokens.new_submit_token(other_user), "forged", ""):
         response = alice_client.post(COMPOSE, {**body(channel, "x"), "submit_token": token})
         assert response.status_code == 400
         assert "This page is out of date. Check the post and send it again." in response.content.decode()
@@ -156,7 +156,7 @@ def test_a_thumbnail_link_from_another_site_or_another_user_fetches_nothing(
     """It was `GET ...?url=`: a page on another site could make a signed-in user's browser have the server fetch
     any page, on the user's preview quota. Only a link the composer signed for this user, within the hour, works."""
     from integrations.bluesky.posts import linkcards
-    from integrations.web import composer
+    from integrations.web.compose import cards as composer
 
     settings.INTEGRATIONS_LINK_CARDS = True
     fetched = []

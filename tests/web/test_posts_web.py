@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from integrations.bluesky.posts import publishing, richtext
 from integrations.models import Channel, IntegrationOption, Media, Post
-from integrations.web import composer
+from integrations.web.compose import cards, submit_tokens
 from tests.api.test_api_posts import png_bytes
 from tests.bluesky.posts.test_linkcards import site  # noqa: F401 (a fixture)
 from tests.bluesky.posts.test_publishing import records
@@ -34,7 +34,7 @@ def body(channel, *texts, action="publish", langs="en", **extra):
         "channel": channel.pk,
         "langs": langs,
         "action": action,
-        "submit_token": composer.new_submit_token(channel.user),  # as the page gives it
+        "submit_token": submit_tokens.new_submit_token(channel.user),  # as the page gives it
         "parts-TOTAL_FORMS": len(texts),
         "parts-INITIAL_FORMS": 0,
         "parts-MIN_NUM_FORMS": 1,
@@ -440,10 +440,10 @@ def test_without_the_script_an_edited_card_is_noticed_and_an_untouched_one_stays
 
 
 def test_an_edited_card_for_another_link_gives_way_to_the_new_links_card(alice_client, channel, use_pds, cards_on):
-    from integrations.web import composer
+    from integrations.web.compose import forms
 
     cards_on.routes["/other"] = (200, {"Content-Type": "text/html"}, b"<title>The other page</title>")
-    form = composer.PartForm(
+    form = forms.PartForm(
         {
             "parts-0-text": f"Now about {cards_on.url}/other",
             "parts-0-card": "edited",
@@ -503,7 +503,7 @@ def test_the_card_endpoint_answers_the_composers_script(alice_client, channel, c
     assert alice_client.post(endpoint, {"text": "no link here"}).json()["link"] == ""
     broken = alice_client.post(endpoint, {"text": f"{cards_on.url}/missing"}).json()
     assert broken["url"] == "" and broken["note"] == "No link card: the page answered with HTTP status 404."
-    missing = composer.thumb_link(channel.user.pk, f"{cards_on.url}/missing")
+    missing = cards.thumb_link(channel.user.pk, f"{cards_on.url}/missing")
     assert alice_client.get(missing).status_code == 404
     assert alice_client.get(endpoint).status_code == 405
     assert Client().post(endpoint, {"text": link}).status_code == 302  # signed-in users only
@@ -689,7 +689,7 @@ def test_another_users_scheduled_post_cannot_be_edited(alice_client, channel, ot
 
 
 def test_card_previews_are_limited_per_user(alice_client, channel, cards_on, monkeypatch, django_user_model):
-    from integrations.web import views
+    from integrations.web import cards as views
 
     monkeypatch.setattr(views, "CARD_PREVIEWS_PER_WINDOW", (2, 300))
     endpoint = reverse("integrations:link-card")
@@ -697,7 +697,7 @@ def test_card_previews_are_limited_per_user(alice_client, channel, cards_on, mon
         assert alice_client.post(endpoint, {"text": f"{cards_on.url}/og"}).status_code == 200
     refused = alice_client.post(endpoint, {"text": f"{cards_on.url}/og"})
     assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 300
-    image = alice_client.get(composer.thumb_link(channel.user.pk, f"{cards_on.url}/og"))
+    image = alice_client.get(cards.thumb_link(channel.user.pk, f"{cards_on.url}/og"))
     assert image.status_code == 429
     assert cards_on.requests.count("/og") == 1  # nothing was fetched for the refused ones
     other = Client()

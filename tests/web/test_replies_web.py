@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import Post
-from integrations.web import composer
+from integrations.web.compose import submit_tokens
 from tests.bluesky.posts.test_publishing import records
 from tests.web.test_posts_web import body, errors_of, text_of
 
@@ -125,7 +125,7 @@ def test_a_scheduled_reply_and_quote_keep_their_target_when_edited(alice_client,
     assert alice_client.post(edit, changed).status_code == 302
     old_page = {k: v for k, v in changed.items() if k not in ("reply_to", "quote")}  # a page without the fields
     old_page["parts-0-text"] = "Later, reworded again"
-    old_page["submit_token"] = composer.new_submit_token(channel.user)  # another page, another token
+    old_page["submit_token"] = submit_tokens.new_submit_token(channel.user)  # another page, another token
     assert alice_client.post(edit, old_page).status_code == 302
 
     edited = Post.objects.get()
@@ -134,7 +134,7 @@ def test_a_scheduled_reply_and_quote_keep_their_target_when_edited(alice_client,
     assert planned["reply"]["parent"] == {"uri": uri, "cid": cid}
     assert planned["embed"]["record"] == {"uri": uri, "cid": cid}
 
-    dropped = {**changed, "quote": "", "submit_token": composer.new_submit_token(channel.user)}  # emptied: it goes
+    dropped = {**changed, "quote": "", "submit_token": submit_tokens.new_submit_token(channel.user)}  # emptied: it goes
     assert alice_client.post(edit, dropped).status_code == 302
     assert Post.objects.get().quote_uri == "" and "embed" not in Post.objects.get().parts.get().record
 
@@ -160,7 +160,7 @@ def test_the_reference_endpoint_answers_the_composers_script(alice_client, chann
 
 
 def test_reference_lookups_are_limited_per_user(alice_client, channel, use_pds, target, monkeypatch):
-    from integrations.web import views
+    from integrations.web import cards as views
 
     monkeypatch.setattr(views, "CARD_PREVIEWS_PER_WINDOW", (2, 300))  # each lookup makes the server read a post
     endpoint = reverse("integrations:post-reference")
