@@ -50,21 +50,35 @@ def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, reshaped; BlueskyErrors become their mapped status and code."""
-    if isinstance(exc, IntegrationError):
-        exc = IntegrationAPIException(exc)
-    elif isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
-    elif isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
-        exc = RequestTooLarge()
-    elif isinstance(exc, exceptions.UnsupportedMediaType) and not isinstance(exc, UnsupportedMediaType):
-        view, request = context.get("view"), context.get("request")
-        accepted = [parser.media_type for parser in view.get_parsers()] if view is not None else []
-        exc = UnsupportedMediaType(getattr(request, "content_type", "") or "", accepted)
+    exc = _as_api_exception(exc, context)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    _reshape(response, exc)
+    if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS and "Retry-After" not in response:
+        response["Retry-After"] = "60"
+    return response
+
+
+def _as_api_exception(exc: Exception, context: dict[str, Any]) -> Exception:
+    """The app's and Django's own errors as the DRF exceptions that answer them (others as they are)."""
+    if isinstance(exc, IntegrationError):
+        return IntegrationAPIException(exc)
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
+        return RequestTooLarge()
+    if isinstance(exc, exceptions.UnsupportedMediaType) and not isinstance(exc, UnsupportedMediaType):
+        view, request = context.get("view"), context.get("request")
+        accepted = [parser.media_type for parser in view.get_parsers()] if view is not None else []
+        return UnsupportedMediaType(getattr(request, "content_type", "") or "", accepted)
+    return exc
+
+
+def _reshape(response: Response, exc: Exception) -> None:
+    """Give DRF's answer to `exc` the API's one error shape (and `Retry-After` when the error says when)."""
     if isinstance(exc, IntegrationAPIException):
         response.data = _body(exc.detail.code, str(exc.detail), retry_after=exc.retry_after)
         if exc.retry_after:
@@ -77,9 +91,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         response.data = _body(code, str(exc.detail))
-    if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS and "Retry-After" not in response:
-        response["Retry-After"] = "60"
-    return response
 
 
 # Items of these lists are named as people count them ("Part 2, image 1"); other keys are shown as sent.

@@ -12,8 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
+from integrations.api.channels import ChannelViewSet
+from integrations.api.posts import MediaViewSet, PostViewSet
 from integrations.api.schema import documented
-from integrations.api.views import ChannelViewSet, MediaViewSet, PostViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("channels", ChannelViewSet, basename="channel")

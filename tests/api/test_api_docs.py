@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 SCHEMA = "/api/schema/"
 DOCS = "/api/docs/"
 
-# Each operation's error statuses, from its code path (integrations/api/views.py says what gives each).
+# Each operation's error statuses, from its code path (integrations/api/channels.py and posts.py say what gives each).
 PDS_CALLED = {429, 502, 503}
 EXPECTED_ERRORS = {
     ("get", "/api/v1/channels/"): {400, 401},
