@@ -201,6 +201,7 @@ class Draft:
         return form_ok and parts_ok and targets_ok and not self.upload_errors
 
     def requests(self) -> list[services.PartRequest]:
+        """The parts as `services.submit_post` takes them, each with the post's languages."""
         langs = self.form.cleaned_data["langs"]
         return [part.request(langs) for part in self.parts.forms]
 

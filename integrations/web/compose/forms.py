@@ -345,6 +345,8 @@ class PartForm(forms.Form):
 
 
 class BasePartFormSet(forms.BaseFormSet):
+    """A thread's parts, as many as a thread may have."""
+
     def clean(self) -> None:
         if any(self.errors):
             return
@@ -353,6 +355,7 @@ class BasePartFormSet(forms.BaseFormSet):
 
 
 def part_formset(*, max_parts: int | None = None) -> type[forms.BaseFormSet]:
+    """The formset class of a thread's parts: 1 to `max_parts` (`INTEGRATIONS_POST_MAX_PARTS`) of `PartForm`."""
     max_parts = max_parts or int(app_settings.POST_MAX_PARTS)
     return forms.formset_factory(
         PartForm,

@@ -56,6 +56,8 @@ def script_words() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class PartPreview:
+    """One part as it will be sent: its marked-up text, its length and the images it carries (with alt text)."""
+
     html: SafeString
     length: services.TextLength
     images: list[tuple[Media, str]]
