@@ -41,7 +41,7 @@ from integrations.api.serializers import (
     PostUpdateSerializer,
 )
 from integrations.bluesky import services
-from integrations.bluesky.posts import publishing, richtext
+from integrations.bluesky.posts import richtext
 from integrations.exceptions import PostGone, PostNotScheduled
 from integrations.http import client_ip
 from integrations.models import Channel, Post
@@ -311,7 +311,7 @@ class MediaViewSet(viewsets.GenericViewSet, IntegrationsAPIView):
     def create(self, request: Request) -> Response:
         upload = MediaUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
-        media = publishing.store_media(request.user, upload.validated_data["file"])
+        media = services.store_media(request.user, upload.validated_data["file"])
         return Response(MediaSerializer(media).data, status=status.HTTP_201_CREATED)
 
 
@@ -424,7 +424,7 @@ class PostViewSet(
         channel = Channel.objects.filter(pk=values["channel"], user=request.user).first()
         if channel is None:
             raise ValidationError({"channel": ["Not one of your channels."]}, code="invalid")
-        post = publishing.accept(
+        post = services.accept(
             request.user,
             channel,
             _part_requests(values["parts"]),
@@ -434,7 +434,7 @@ class PostViewSet(
             scheduled_at=values["scheduled_at"],
         )
         if post.status != Post.Status.SCHEDULED:
-            publishing.publish(post.pk, claimed=post)
+            services.publish(post.pk, claimed=post)
         return Response(PostSerializer(self._fresh(post.pk)).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -443,7 +443,7 @@ class PostViewSet(
         data.is_valid(raise_exception=True)
         values = data.validated_data
         if "parts" in values:
-            publishing.edit(
+            services.edit(
                 post,
                 _part_requests(values["parts"]),
                 scheduled_at=values.get("scheduled_at"),
@@ -454,7 +454,7 @@ class PostViewSet(
         elif "reply_to" in values or "quote" in values:
             raise ValidationError({"parts": ["Give the parts too when changing reply_to or quote."]}, code="required")
         elif "scheduled_at" in values:
-            publishing.reschedule(post, values["scheduled_at"])
+            services.reschedule(post, values["scheduled_at"])
         elif post.status != Post.Status.SCHEDULED:
             raise PostNotScheduled()
         return Response(PostSerializer(self._fresh(post.pk)).data)
@@ -466,7 +466,7 @@ class PostViewSet(
         return post
 
     def perform_destroy(self, instance: Post) -> None:
-        publishing.delete(instance)
+        services.delete_post(instance)
 
     @documented(
         summary="Cancel a scheduled post",
@@ -487,7 +487,7 @@ class PostViewSet(
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        publishing.cancel(self.get_object())
+        services.cancel(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @documented(
@@ -510,15 +510,15 @@ class PostViewSet(
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, pk: str | None = None) -> Response:
         post = self.get_object()
-        outcome = publishing.publish(post.pk, retry=True)
+        outcome = services.publish(post.pk, retry=True)
         return Response(PostSerializer(self._fresh(outcome.post.pk)).data)
 
 
-def _part_requests(parts: list[dict[str, Any]]) -> list[publishing.PartRequest]:
+def _part_requests(parts: list[dict[str, Any]]) -> list[services.PartRequest]:
     return [
-        publishing.PartRequest(
+        services.PartRequest(
             text=part["text"],
-            images=tuple(publishing.ImageRequest(i["media"], i["alt"]) for i in part["images"]),
+            images=tuple(services.ImageRequest(i["media"], i["alt"]) for i in part["images"]),
             langs=tuple(part["langs"]),
             link_card=part["link_card"],
         )

@@ -1,5 +1,6 @@
 """What views, the API, the admin, tasks and commands do with Bluesky: connect, refresh, disconnect, profile,
-test a server, and a channel's health. None of them talk HTTP themselves."""
+test a server, and a channel's health; and posts: accept, publish, edit, reschedule, cancel, delete, uploads (from
+`bluesky/posts/`). None of them talk HTTP themselves."""
 
 import hashlib
 import logging
@@ -25,6 +26,14 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     take_owner_notices,
 )
 from integrations.bluesky.identity import identifiers, resolution
+
+# Posts, for views, the API and the admin (`noqa: F401`: services is what they use).
+from integrations.bluesky.posts.accept import ImageRequest, PartRequest, accept, edit  # noqa: F401
+from integrations.bluesky.posts.deletion import delete as delete_post  # noqa: F401
+from integrations.bluesky.posts.media import store_media  # noqa: F401
+from integrations.bluesky.posts.readiness import READY_STATES, ensure_channel_ready  # noqa: F401
+from integrations.bluesky.posts.schedule import cancel, check_schedule, reschedule  # noqa: F401
+from integrations.bluesky.posts.submit import Outcome, publish  # noqa: F401
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
 from integrations.bluesky.xrpc.servers import normalize_service_url, sign_in_url, signs_in_through

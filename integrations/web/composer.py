@@ -1,18 +1,18 @@
-"""The web composer's forms and preview: what `/app/posts/new` needs beyond `publishing` and `richtext`.
+"""The web composer's forms and preview: what `/app/posts/new` needs beyond `services` and `richtext`.
 
 A draft is one submission of the composer. Its parts use Django's formset naming (`parts-0-text`, `parts-0-image_1`,
 `parts-TOTAL_FORMS`), so the page works without JavaScript: "Add part", "Remove part" and "Preview" are submit
 buttons that re-render the form. Images uploaded with any submission are stored at once with
-`publishing.store_media` (all of them, or none when one is refused) and carried on as hidden media ids, so nobody
+`services.store_media` (all of them, or none when one is refused) and carried on as hidden media ids, so nobody
 picks a file twice; the preview shows them through the owner-only media view.
 
 A part with a link (and no images) shows the link card it will carry, read by `linkcards.fetch_card` (cached), with
 its title and description editable and "Remove card". The choice travels as `parts-N-card` ("auto", "edited" or
-"none") with the card's URL, title and description, and becomes the `link_card` of `publishing.PartRequest`, as the
+"none") with the card's URL, title and description, and becomes the `link_card` of `services.PartRequest`, as the
 API's: "auto", `{"url", "title", "description"}` or None. The page's script asks `card_for` for the card while the
 user types; without it, the card is shown by Preview (an edit is noticed by comparing with the page's own words).
 
-`post_data` turns a scheduled post back into the fields of this form, for editing it (`publishing.edit`).
+`post_data` turns a scheduled post back into the fields of this form, for editing it (`services.edit`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from integrations.adapter import describe
+from integrations.bluesky import services
 from integrations.bluesky.accounts.health import Health, health
-from integrations.bluesky.posts import images, linkcards, publishing, references, richtext
+from integrations.bluesky.posts import images, linkcards, references, richtext
 from integrations.bluesky.words import mid_sentence
 from integrations.clock import zone_named
 from integrations.conf import app_settings
@@ -124,7 +125,7 @@ def channel_options(user: AbstractBaseUser, *, query: str = "", chosen: Any = No
 def _option(channel: Channel) -> ChannelOption:
     state = health(channel)
     try:
-        publishing.ensure_channel_ready(channel)
+        services.ensure_channel_ready(channel)
     except IntegrationError:
         reason = state.advice or f"{state.label}."  # the label is on the badge next to it
     else:
@@ -277,7 +278,7 @@ class ComposerForm(forms.Form):
             when = timezone.make_aware(timezone.make_naive(when), zone)
             cleaned["scheduled_at"] = when
             try:
-                publishing.check_schedule(when)
+                services.check_schedule(when)
             except IntegrationError as exc:
                 self.add_error("scheduled_at", describe(exc).message)
         return cleaned
@@ -405,7 +406,7 @@ class PartForm(forms.Form):
             except IntegrationError as exc:
                 self.add_error(f"alt_{slot}", describe(exc).message)
                 continue
-            attached.append(publishing.ImageRequest(media.pk, alt))
+            attached.append(services.ImageRequest(media.pk, alt))
         cleaned["images"] = attached
         if "text" in cleaned and not cleaned["text"].strip() and not attached and not self.errors:
             self.add_error("text", describe(EmptyPost()).message)
@@ -418,7 +419,7 @@ class PartForm(forms.Form):
         return mode if mode in CARD_MODES else "auto"
 
     def _link_card(self, cleaned: dict[str, Any]) -> str | dict[str, str] | None:
-        """The user's choice as `publishing.PartRequest.link_card` takes it. An edited card belongs to its link: once
+        """The user's choice as `services.PartRequest.link_card` takes it. An edited card belongs to its link: once
         the text links elsewhere, the new link's card is the page's again."""
         mode = cleaned.get("card") or "auto"
         if mode == "none":
@@ -435,8 +436,8 @@ class PartForm(forms.Form):
             return edited
         return "auto"
 
-    def request(self, langs: list[str]) -> publishing.PartRequest:
-        return publishing.PartRequest(
+    def request(self, langs: list[str]) -> services.PartRequest:
+        return services.PartRequest(
             text=self.cleaned_data["text"],
             images=tuple(self.cleaned_data["images"]),
             langs=tuple(langs),
@@ -598,10 +599,10 @@ class Draft:
             kind = "media"
             try:
                 try:
-                    media = publishing.store_media(self.user, files[key])
+                    media = services.store_media(self.user, files[key])
                 except images.AnimatedImage:
                     files[key].seek(0)
-                    media, kind = publishing.store_media(self.user, files[key], first_frame=True), "pending"
+                    media, kind = services.store_media(self.user, files[key], first_frame=True), "pending"
             except IntegrationError as exc:
                 self.upload_errors[(int(match[1]), int(match[2]))] = describe(exc).message
                 continue
@@ -681,7 +682,7 @@ class Draft:
         targets_ok = self.look_up_targets()
         return form_ok and parts_ok and targets_ok and not self.upload_errors
 
-    def requests(self) -> list[publishing.PartRequest]:
+    def requests(self) -> list[services.PartRequest]:
         langs = self.form.cleaned_data["langs"]
         return [part.request(langs) for part in self.parts.forms]
 
@@ -745,7 +746,7 @@ def post_data(post: Post, zone_name: str = "") -> QueryDict:
             fields[f"{prefix}alt_{slot}"] = image["alt"]
         card = part.card
         if card and card.get("pending") and not card.get("explicit"):
-            fields[prefix + "card"] = "auto"  # still to be read from the page (`publishing.build_pending_cards`)
+            fields[prefix + "card"] = "auto"  # still to be read from the page (`cards.build_pending_cards`)
         elif card:
             fields[prefix + "card"] = "edited"
             fields[prefix + "card_url"] = card["uri"]
@@ -781,7 +782,7 @@ def written_text(record: dict[str, Any]) -> str:
 
 
 def editable(post: Post) -> bool:
-    """Whether the post can still be changed: scheduled and never attempted (`publishing.edit` checks it again
+    """Whether the post can still be changed: scheduled and never attempted (`services.edit` checks it again
     under the row lock)."""
     return post.status == Post.Status.SCHEDULED and not post.attempts
 

@@ -1,5 +1,5 @@
-"""Channel and post pages for signed-in users. Thin: the work happens in `integrations.bluesky.services`,
-`publishing` and (for the composer's forms and preview) `composer`."""
+"""Channel and post pages for signed-in users. Thin: the work happens in `integrations.bluesky.services`
+and (for the composer's forms and preview) `composer`."""
 
 import logging
 from typing import Any
@@ -23,7 +23,7 @@ from integrations.adapter import describe
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky import services
 from integrations.bluesky.forms import ConnectBlueskyForm
-from integrations.bluesky.posts import publishing, richtext
+from integrations.bluesky.posts import richtext
 from integrations.bluesky.posts.plans import web_url
 from integrations.clock import local, on_users_clock, shown
 from integrations.conf import app_settings
@@ -93,7 +93,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
             "paged": bool(connected_cursor or disconnected_cursor),
             "bluesky_enabled": bluesky_options.enabled(),
             "switched_off": _switched_off(),
-            "publish_states": publishing.READY_STATES,
+            "publish_states": services.READY_STATES,
         },
     )
 
@@ -108,7 +108,7 @@ def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "channel": channel,
         "health": health,
         "events": services.recent_events(channel),
-        "can_publish": health.state in publishing.READY_STATES,
+        "can_publish": health.state in services.READY_STATES,
         "switched_off": _switched_off(),
     }
     context.update(_schedule_of(request, channel))
@@ -363,7 +363,7 @@ class ComposeView(View):
         return response
 
     def _save(self, request: HttpRequest, draft: composer.Draft) -> HttpResponse:
-        post = publishing.accept(
+        post = services.accept(
             request.user,
             draft.form.chosen_channel,
             draft.requests(),
@@ -379,7 +379,7 @@ class ComposeView(View):
                 % {"handle": post.channel.handle, "when": _when(request, post)},
             )
         else:
-            _tell_outcome(request, publishing.publish(post.pk, claimed=post))
+            _tell_outcome(request, services.publish(post.pk, claimed=post))
         return redirect("integrations:post-list")
 
     def _render(
@@ -416,7 +416,7 @@ class ComposeView(View):
 
 class EditPostView(ComposeView):
     """Change a scheduled post (its parts, time and link cards) in the composer until it starts publishing; it
-    stays on its channel. Saved through `publishing.edit`, which refuses a post a worker has started meanwhile."""
+    stays on its channel. Saved through `services.edit`, which refuses a post a worker has started meanwhile."""
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:  # type: ignore[override]
         post = _own_post(request, pk)
@@ -449,7 +449,7 @@ class EditPostView(ComposeView):
         fields = {
             name: draft.form.cleaned_data[name] if name in request.POST else None for name in ("reply_to", "quote")
         }
-        edited = publishing.edit(
+        edited = services.edit(
             post,
             draft.requests(),
             scheduled_at=when,
@@ -563,7 +563,7 @@ def link_card_image(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _tell_outcome(request: HttpRequest, outcome: publishing.Outcome) -> None:
+def _tell_outcome(request: HttpRequest, outcome: services.Outcome) -> None:
     post = outcome.post
     handle = post.channel.handle
     if post.status == Post.Status.WAITING and post.error_code == IntegrationDisabled.code:
@@ -659,7 +659,7 @@ def post_publish(request: HttpRequest, pk: int) -> HttpResponse:
     """Publish a failed or waiting post again: the same plan, so nothing is ever posted twice."""
     post = _own_post(request, pk)
     try:
-        outcome = publishing.publish(post.pk, retry=True)
+        outcome = services.publish(post.pk, retry=True)
     except IntegrationError as exc:
         messages.error(request, describe(exc).message)
     else:
@@ -685,7 +685,7 @@ def post_cancel(request: HttpRequest, pk: int) -> HttpResponse:
             back_label=_("Posts"),
         )
     try:
-        publishing.cancel(post)
+        services.cancel(post)
     except IntegrationError as exc:
         messages.error(request, describe(exc).message)
     else:
@@ -716,7 +716,7 @@ def post_delete(request: HttpRequest, pk: int) -> HttpResponse:
             back_label=_("Posts"),
         )
     try:
-        publishing.delete(post)
+        services.delete_post(post)
     except IntegrationError as exc:
         messages.error(request, describe(exc).message)
     else:
