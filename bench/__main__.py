@@ -241,7 +241,7 @@ def bench_pds(*, quick: bool, sections: set[str]) -> None:
     from integrations.security.throttling import DEFAULT_RATES
 
     settings.INTEGRATIONS_CONNECT_RATES = {scope: (10**9, window) for scope, (_, window) in DEFAULT_RATES.items()}
-    from integrations.bluesky.posts.publishing import DEFAULT_POST_RATES  # ... and 1,000 posts from one user
+    from integrations.bluesky.posts.accept import DEFAULT_POST_RATES  # ... and 1,000 posts from one user
 
     settings.INTEGRATIONS_POST_RATES = {scope: (10**9, window) for scope, (_, window) in DEFAULT_POST_RATES.items()}
     call_command("migrate", verbosity=0)

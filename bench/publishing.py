@@ -18,7 +18,9 @@ from collections.abc import Callable
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.accept import ImageRequest, PartRequest, accept
+from integrations.bluesky.posts.media import store_media
+from integrations.bluesky.posts.submit import publish, publish_due
 from integrations.bluesky.xrpc.client import PdsClient
 from integrations.models import Channel, Post
 from tests.support.faultproxy import FaultProxy
@@ -106,8 +108,8 @@ def _text_posts(channel: Channel, posts: int) -> tuple[list[float], list[float]]
         )
 
     def service_post(index: int) -> None:
-        post = publishing.accept(channel.user, channel, [publishing.PartRequest(text=f"service {index}")])
-        assert publishing.publish(post.pk, claimed=post).post.status == Post.Status.PUBLISHED
+        post = accept(channel.user, channel, [PartRequest(text=f"service {index}")])
+        assert publish(post.pk, claimed=post).post.status == Post.Status.PUBLISHED
 
     for index in range(5):  # warm up both paths
         raw_post(-index)
@@ -140,27 +142,27 @@ def bench_fault_run(pds, channel: Channel, row: Row, posts: int) -> None:
     try:
         for index in range(posts):
             if index % 3 == 0:
-                media = publishing.store_media(channel.user, SimpleUploadedFile("p.png", image))
+                media = store_media(channel.user, SimpleUploadedFile("p.png", image))
                 parts = [
-                    publishing.PartRequest(
+                    PartRequest(
                         text=f"thread {index} part {n}",
-                        images=(publishing.ImageRequest(media.pk, "noise"),) if n == 0 else (),
+                        images=(ImageRequest(media.pk, "noise"),) if n == 0 else (),
                     )
                     for n in range(3)
                 ]
             else:
-                parts = [publishing.PartRequest(text=f"post {index}")]
+                parts = [PartRequest(text=f"post {index}")]
             post = None
             while post is None:  # accepting reads references/handles too: it may meet the faults as well
                 try:
-                    post = publishing.accept(channel.user, channel, parts)
+                    post = accept(channel.user, channel, parts)
                 except Exception:
                     attempts["accept retried"] += 1
             planned += len(parts)
-            outcome = publishing.publish(post.pk, claimed=post)
+            outcome = publish(post.pk, claimed=post)
             tries = 1
             while outcome.post.status != Post.Status.PUBLISHED and tries < 20:
-                outcome = publishing.publish(post.pk, retry=True)  # no backoff wait in a benchmark
+                outcome = publish(post.pk, retry=True)  # no backoff wait in a benchmark
                 tries += 1
             attempts[tries] += 1
     finally:
@@ -198,7 +200,7 @@ def bench_scheduled(pds, channels: list[Channel], row: Row, posts: int) -> None:
     due = timezone.now() + timedelta(seconds=max(20, posts // 40))
     for index in range(posts):
         channel = channels[index % len(channels)]
-        publishing.accept(channel.user, channel, [publishing.PartRequest(text=f"scheduled {index}")], scheduled_at=due)
+        accept(channel.user, channel, [PartRequest(text=f"scheduled {index}")], scheduled_at=due)
     raw_client = PdsClient(channels[0].pds_url)
     started = time.perf_counter()
     for index in range(posts):  # the baseline: the same number of writes, one after the other, nothing stored
@@ -219,7 +221,7 @@ def bench_scheduled(pds, channels: list[Channel], row: Row, posts: int) -> None:
     def worker() -> None:
         try:
             while Post.objects.filter(status__in=pending).exists() and time.monotonic() < deadline:
-                if not publishing.publish_due():
+                if not publish_due():
                     time.sleep(0.05)
         finally:
             connections.close_all()

@@ -67,9 +67,11 @@ from django.utils import timezone  # noqa: E402
 
 from integrations import pagination, retention  # noqa: E402
 from integrations.bluesky.accounts import door, feed, keepalive  # noqa: E402
-from integrations.bluesky.posts import publishing  # noqa: E402
+from integrations.bluesky.posts.media import purge_unused_media  # noqa: E402
+from integrations.bluesky.posts.submit import publish_due  # noqa: E402
 from integrations.migration_operations import AddIndexConcurrently  # noqa: E402
 from integrations.models import Channel, Post, PostPart, post_history_at  # noqa: E402
+from integrations.posting.due import claim_due  # noqa: E402
 from integrations.security import crypto, rotation  # noqa: E402
 from integrations.tasks import PUBLISH_DUE_PATH, PUBLISH_POST_PATH, schedule_publishing  # noqa: E402
 
@@ -603,22 +605,22 @@ def stale_uploads(context: dict[str, Any], count: int = 20) -> None:
 
 
 def _claim_due(context: dict[str, Any]) -> Any:
-    return publishing.claim_due()
+    return claim_due()
 
 
 def _claim_28(context: dict[str, Any]) -> Any:
     make_due(context)
-    return publishing.claim_due()
+    return claim_due()
 
 
 def _publish_28(context: dict[str, Any]) -> Any:
     make_due(context)
-    return publishing.publish_due()
+    return publish_due()
 
 
 def _purge(context: dict[str, Any]) -> Any:
     stale_uploads(context)
-    return publishing.purge_unused_media()
+    return purge_unused_media()
 
 
 def _db_worker_claim(context: dict[str, Any]) -> Any:

@@ -18,7 +18,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from integrations.bluesky import services
-from integrations.bluesky.posts import publishing
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 from integrations.models import MANAGE_PERMISSION, Channel, ChannelEvent, IntegrationOption, Post, PostPart
@@ -304,7 +303,7 @@ class PostAdmin(BigTableAdmin):
         done, failed = 0, []
         for post in queryset.filter(status__in=[Post.Status.FAILED, Post.Status.WAITING]):
             try:
-                outcome = publishing.publish(post.pk, retry=True)
+                outcome = services.publish_again(post)
             except IntegrationError as exc:
                 failed.append(f"#{post.pk}: {exc.code}")
                 continue

@@ -350,7 +350,7 @@ class Media(models.Model):
     own views and API, never from a public URL). One upload may go into several posts (one per channel, say): it
     lives as long as a post that is not published yet uses it (`PostPart.media`), and at least a day after its last
     use (`used_at`: uploaded, or the time of the last post it was attached to), so a client can still attach it to
-    its next post; then `publishing.purge_unused_media` removes it. A thumbnail is stored once per owner and content
+    its next post; then `media.purge_unused_media` removes it. A thumbnail is stored once per owner and content
     (`digest`).
     """
 
@@ -447,7 +447,7 @@ class Post(models.Model):
                 condition=Q(status="scheduled"),
                 name="integrations_post_user_sched",
             ),
-            # Claiming due posts in the order they fell due (`publishing.claim_due`): finished posts have no due time,
+            # Claiming due posts in the order they fell due (`posting.due.claim_due`): finished posts have no due time,
             # so the range `due_at <= now` holds only the few that may be due. Not a partial index: PostgreSQL keeps
             # no statistics of a partial index's expression, and without them it misjudged how few posts are due.
             models.Index(post_due_at(), "id", name="integrations_post_due"),
@@ -462,11 +462,100 @@ class Post(models.Model):
             ),
         ]
 
-    # The parts as they were just planned, on a post `create_post` returns (saves its first attempt a read).
+    # The parts as they were just planned, on a post `store` returns (saves its first attempt a read).
     planned_parts: list["PostPart"] | None = None
 
     def __str__(self) -> str:
         return f"post {self.pk} on {self.channel}"
+
+    # --- transitions: each sets its fields and saves exactly those -----------------------------------------------
+    def start_attempt(self, lease_until: datetime) -> None:
+        """Take the post for one more attempt, held by this worker's lease until `lease_until` (call under its row
+        lock)."""
+        self.status = self.Status.PUBLISHING
+        self.lease_until = lease_until
+        self.attempts += 1
+        self.next_attempt_at = None
+        self.save(update_fields=["status", "lease_until", "attempts", "next_attempt_at"])
+
+    def mark_published(self) -> bool:
+        """Every part is on the channel: published now, lease released, no error. False (nothing saved) when its
+        owner marked it for deletion meanwhile."""
+        self.status = self.Status.PUBLISHED
+        self.published_at = timezone.now()
+        self.lease_until = None
+        self.error_code = self.error_message = ""
+        return self._store_unless_deleting(["status", "published_at", "lease_until", "error_code", "error_message"])
+
+    def mark_waiting(self, until: datetime, error_code: str, message: str) -> bool:
+        """The attempt failed for now: the next one is due at `until`, lease released, the reason kept. False
+        (nothing saved) when its owner marked it for deletion meanwhile."""
+        self.lease_until = None
+        self.error_code, self.error_message = error_code, message
+        self.status = self.Status.WAITING
+        self.next_attempt_at = until
+        return self._store_unless_deleting(["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+
+    def mark_blocked(self, until: datetime, error_code: str, message: str) -> bool:
+        """Nothing could be sent (the channel or the integration cannot publish): it waits until `until` with the
+        reason, and the attempt does not count. False (nothing saved) when its owner marked it for deletion."""
+        self.attempts = max(self.attempts - 1, 0)
+        self.lease_until = None
+        self.status = self.Status.WAITING
+        self.next_attempt_at = until
+        self.error_code, self.error_message = error_code, message
+        fields = ["attempts", "status", "lease_until", "error_code", "error_message", "next_attempt_at"]
+        return self._store_unless_deleting(fields)
+
+    def mark_failed(self, error_code: str, message: str) -> bool:
+        """Failed for good with the reason (a retry is its owner's decision), lease released, no retry waiting.
+        False (nothing saved) when its owner marked it for deletion meanwhile."""
+        self.lease_until = self.next_attempt_at = None
+        self.status = self.Status.FAILED
+        self.error_code, self.error_message = error_code, message
+        return self._store_unless_deleting(["status", "lease_until", "error_code", "error_message", "next_attempt_at"])
+
+    def mark_deleting(self, lease_until: datetime | None = None) -> None:
+        """Its owner deleted it (call under its row lock): no attempt starts any more. `lease_until`: the deleter
+        takes the lease (no attempt holds it); otherwise the running attempt keeps its own."""
+        self.status = self.Status.DELETING
+        if lease_until is not None:
+            self.lease_until = lease_until
+        self.save(update_fields=["status", "lease_until"])
+
+    def mark_deletion_failed(self, error_code: str, message: str) -> None:
+        """Its records could not all be deleted from the channel yet: it stays being deleted, with the reason and no
+        lease, and its owner's next delete finishes it."""
+        Post.objects.filter(pk=self.pk).update(
+            status=self.Status.DELETING, lease_until=None, error_code=error_code, error_message=message
+        )
+        self.status = self.Status.DELETING
+        self.error_code, self.error_message, self.lease_until = error_code, message, None
+
+    def mark_cancelled(self) -> None:
+        """A scheduled post that never started is cancelled: it stays in its owner's history, never to be sent."""
+        self.status = self.Status.CANCELLED
+        self.cancelled_at = timezone.now()
+        self.lease_until = self.next_attempt_at = None
+        self.save(update_fields=["status", "cancelled_at", "lease_until", "next_attempt_at"])
+
+    def hold(self, until: datetime) -> None:
+        """Hold a scheduled post for an edit until `until` (call under its row lock): no worker starts it meanwhile."""
+        self.lease_until = until
+        self.save(update_fields=["lease_until"])
+
+    def release_hold(self) -> None:
+        """Let go of a scheduled post held for an edit that did not go through (if it is still scheduled)."""
+        Post.objects.filter(pk=self.pk, status=self.Status.SCHEDULED).update(lease_until=None)
+
+    def _store_unless_deleting(self, fields: list[str]) -> bool:
+        """Save `fields` unless the post was marked for deletion meanwhile (then nothing is saved: False)."""
+        updated = (
+            Post.objects.filter(pk=self.pk)
+            .exclude(status=self.Status.DELETING)
+            .update(**{name: getattr(self, name) for name in fields})
+        )
+        return bool(updated)
 
 
 class PostPart(models.Model):

@@ -1,4 +1,8 @@
-"""Background tasks (Django's Tasks framework; the project uses the django-tasks-db backend)."""
+"""Background tasks (Django's Tasks framework; the project uses the django-tasks-db backend).
+
+On top of the domain: it hears what the post lifecycle asks for through signals (`connect`, called from the app's
+`ready()`); nothing below imports this module.
+"""
 
 import logging
 from collections.abc import Callable, Iterable
@@ -8,8 +12,14 @@ from typing import Any
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 
+from integrations import retention
 from integrations.bluesky.accounts import keepalive
+from integrations.bluesky.posts import cards, media, submit
 from integrations.conf import app_settings
+from integrations.exceptions import PostBusy, PostGone
+from integrations.models import Post
+from integrations.posting import due, signals
+from integrations.security import throttling
 
 logger = logging.getLogger(__name__)
 
@@ -91,24 +101,18 @@ def schedule_publishing(delay: timedelta | None = None) -> bool:
         now = timezone.now()
         if delay is not None:
             return now + delay
-        from integrations.bluesky.posts import publishing
-
-        soonest = publishing.next_due_at(now)
+        soonest = due.next_due_at(now)
         return min(soonest, now + schedule_interval()) if soonest else now + schedule_interval()
 
     return _enqueue_once(publish_due_posts, PUBLISH_DUE_PATH, run_after, bring_forward=True)
 
 
 def _keepalive_steps() -> list[tuple[str, Callable[[], Any]]]:
-    from integrations import retention
-    from integrations.bluesky.posts import publishing
-    from integrations.security import throttling
-
     return [
         ("sessions", lambda: keepalive.sweep().as_dict()),
-        ("media_removed", publishing.purge_unused_media),  # uploads no post used within a day
+        ("media_removed", media.purge_unused_media),  # uploads no post used within a day
         ("rate_counters_removed", throttling.prune_counters),  # windows that have ended
-        ("posts", lambda: dict(publishing.publish_due())),  # a safety net under the per-post retry tasks
+        ("posts", lambda: dict(submit.publish_due())),  # a safety net under the per-post retry tasks
         ("events_removed", retention.prune_events),
         ("task_results_removed", retention.prune_task_results),
         ("publishing_scheduled", schedule_publishing),  # restarts the chain of due-post runs if it ever stopped
@@ -153,14 +157,10 @@ def keepalive_sweep() -> dict:
 @task()
 def publish_post(post_id: int) -> str:
     """One more attempt at a post that is waiting for a retry (the attempt schedules the next one if needed)."""
-    from integrations.bluesky.posts import publishing
-    from integrations.exceptions import PostBusy, PostGone
-    from integrations.models import Post
-
     if not Post.objects.filter(pk=post_id, status=Post.Status.WAITING).exists():
         return "nothing to do"
     try:
-        outcome = publishing.publish(post_id, retry=True)
+        outcome = submit.publish(post_id, retry=True)
     except PostBusy:
         return "busy"  # another worker holds it; that one schedules what comes next
     except PostGone:
@@ -172,14 +172,12 @@ def publish_post(post_id: int) -> str:
 def publish_due_posts() -> dict:
     """Publish every due post (scheduled, waiting to retry, or abandoned by a dead worker), then schedule the next
     run in `INTEGRATIONS_SCHEDULE_INTERVAL` seconds. Any number of workers may run it: each post is claimed once."""
-    from integrations.bluesky.posts import publishing
-
     try:
         schedule_publishing()  # first, so the chain goes on even if this run never finishes (a killed worker)
     except Exception:  # the database is away? tried again at the end
         logger.exception("could not schedule the next run of publish_due_posts before this one")
     try:
-        return dict(publishing.publish_due())
+        return dict(submit.publish_due())
     finally:
         schedule_publishing()  # a no-op when the run above was enqueued
 
@@ -189,15 +187,40 @@ def publish_scheduled_post(post_id: int) -> dict:
     """A wake-up at one scheduled post's time, as earlier versions enqueued one per post (now `schedule_publishing`
     brings the recurring run forward instead); kept so the runs they left waiting still work: publishes whatever is
     due (the post was rescheduled or cancelled since? then it is not due, and nothing happens to it)."""
-    from integrations.bluesky.posts import publishing
-
-    return dict(publishing.publish_due())
+    return dict(submit.publish_due())
 
 
 @task()
 def build_link_cards(post_id: int) -> int:
     """Read a scheduled post's link cards off the request that accepted it, and replan the post with them while it
-    is still scheduled and was never attempted (`publishing.build_pending_cards`); how many parts took theirs."""
-    from integrations.bluesky.posts import publishing
+    is still scheduled and was never attempted (`cards.build_pending_cards`); how many parts took theirs."""
+    return cards.build_pending_cards(post_id)
 
-    return publishing.build_pending_cards(post_id)
+
+# --- what the domain asks for (connected by `connect`) -----------------------------------------------------------
+def _enqueue_retry(sender: type, post: Post, **kwargs: Any) -> None:
+    """`posting.signals.retry_wanted` (on commit): the next attempt when the post is due again."""
+    publish_post.using(run_after=post.next_attempt_at).enqueue(post.pk)
+
+
+def _bring_forward(sender: type, **kwargs: Any) -> None:
+    """`posting.signals.due_soon` (on commit): a scheduled post falls due; the due-post run comes at its time."""
+    schedule_publishing()
+
+
+def _cancel_wake_ups(sender: type, post: Post, due_times: Iterable[datetime | None], **kwargs: Any) -> None:
+    """`posting.signals.wake_ups_obsolete` (inside the transaction that changes the post)."""
+    cancel_wake_ups(post.pk, due_times)
+
+
+def _enqueue_cards(sender: type, post: Post, **kwargs: Any) -> None:
+    """`cards.cards_pending` (on commit): a scheduled post's link cards, read by a worker as soon as it can."""
+    build_link_cards.enqueue(post.pk)
+
+
+def connect() -> None:
+    """Connect the tasks to the signals the domain sends (once; the app's `ready()` calls it)."""
+    signals.retry_wanted.connect(_enqueue_retry, sender=Post, dispatch_uid="integrations.tasks.retry")
+    signals.due_soon.connect(_bring_forward, sender=Post, dispatch_uid="integrations.tasks.due_soon")
+    signals.wake_ups_obsolete.connect(_cancel_wake_ups, sender=Post, dispatch_uid="integrations.tasks.wake_ups")
+    cards.cards_pending.connect(_enqueue_cards, sender=Post, dispatch_uid="integrations.tasks.cards")

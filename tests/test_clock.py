@@ -11,7 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.adapter import IntegrationsAdapter
-from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.accept import PartRequest, accept
+from integrations.bluesky.posts.submit import publish, publish_due
 from integrations.models import Channel, Post
 from tests.web.test_posts_web import body, errors_of, text_of
 
@@ -67,7 +68,7 @@ def test_the_profiles_zone_comes_before_the_browsers_and_a_bad_one_falls_back_to
     alice_client, user, channel, settings
 ):
     when = tokyo_evening()
-    publishing.accept(user, channel, [publishing.PartRequest("planned")], scheduled_at=when)
+    accept(user, channel, [PartRequest("planned")], scheduled_at=when)
     alice_client.cookies["skyport_tz"] = "Asia/Tokyo"
     settings.INTEGRATIONS_ADAPTER = f"{__name__}.ProfileZoneAdapter"
     listing = text_of(alice_client.get(POSTS))
@@ -86,9 +87,7 @@ def test_an_edit_keeps_when_a_post_was_written_and_the_history_is_sorted_by_when
     alice_client, user, channel
 ):
     now = timezone.now()
-    scheduled = publishing.accept(
-        user, channel, [publishing.PartRequest("planned long ago")], scheduled_at=now + timedelta(hours=1)
-    )
+    scheduled = accept(user, channel, [PartRequest("planned long ago")], scheduled_at=now + timedelta(hours=1))
     Post.objects.filter(pk=scheduled.pk).update(created_at=now - timedelta(days=3))
     edit = reverse("integrations:post-edit", args=[scheduled.pk])
     data = body(
@@ -101,10 +100,10 @@ def test_an_edit_keeps_when_a_post_was_written_and_the_history_is_sorted_by_when
     assert alice_client.post(edit, data).status_code == 302
     assert Post.objects.get(pk=scheduled.pk).created_at == now - timedelta(days=3)  # not reset by the edit
 
-    direct = publishing.accept(user, channel, [publishing.PartRequest("published at once")])
-    publishing.publish(direct.pk, claimed=direct)
+    direct = accept(user, channel, [PartRequest("published at once")])
+    publish(direct.pk, claimed=direct)
     Post.objects.filter(pk=scheduled.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     went_out = now - timedelta(days=1)  # as if a day ago, a minute after its time
     Post.objects.filter(pk=scheduled.pk).update(scheduled_at=went_out - timedelta(minutes=1), published_at=went_out)
     Post.objects.filter(pk=direct.pk).update(created_at=now - timedelta(days=2), published_at=now - timedelta(days=2))
@@ -121,9 +120,9 @@ def test_an_edit_keeps_when_a_post_was_written_and_the_history_is_sorted_by_when
 def test_a_channels_retry_time_and_a_missed_posts_time_are_said_on_the_same_clock(alice_client, user, channel):
     retry = timezone.now() + timedelta(minutes=20)
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.DEGRADED, next_retry_at=retry)
-    missed = publishing.accept(user, channel, [publishing.PartRequest("too late")], scheduled_at=tokyo_evening())
+    missed = accept(user, channel, [PartRequest("too late")], scheduled_at=tokyo_evening())
     Post.objects.filter(pk=missed.pk).update(scheduled_at=timezone.now() - timedelta(days=2))
-    assert publishing.publish_due() == {Post.Status.FAILED: 1}
+    assert publish_due() == {Post.Status.FAILED: 1}
     assert Post.objects.get(pk=missed.pk).error_message.count(" UTC") == 1  # stored as the worker said it
     alice_client.cookies["skyport_tz"] = "Asia/Tokyo"
 

@@ -4,8 +4,9 @@ import pytest
 from django.core import mail
 
 from integrations import checks
-from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.plans import PartInput
+from integrations.bluesky.posts.store import create_post
+from integrations.bluesky.posts.submit import publish
 
 
 @pytest.mark.pds
@@ -17,9 +18,9 @@ def test_every_email_links_with_the_sites_address(
     user.email = "alice@example.com"
     user.save()
     use_pds.deactivate(account)  # the post fails, and the channel newly has a problem: two e-mails
-    post = publishing.create_post(user, channel, [PartInput(text="hello", langs=["en"])])
+    post = create_post(user, channel, [PartInput(text="hello", langs=["en"])])
     with django_capture_on_commit_callbacks(execute=True):
-        assert publishing.publish(post.pk).error.code == "account_deactivated"
+        assert publish(post.pk).error.code == "account_deactivated"
 
     bodies = {message.subject: message.body for message in mail.outbox}
     problem = next(body for subject, body in bodies.items() if "Account deactivated" in subject)

@@ -13,9 +13,12 @@ from django_tasks_db.models import DBTaskResult
 
 from integrations import retention
 from integrations.bluesky.accounts import keepalive
-from integrations.bluesky.posts import publishing
-from integrations.bluesky.posts.publishing import PartRequest
+from integrations.bluesky.posts import media
+from integrations.bluesky.posts.accept import PartRequest, accept, edit
+from integrations.bluesky.posts.deletion import delete
+from integrations.bluesky.posts.schedule import cancel, reschedule
 from integrations.models import ChannelEvent, Post
+from integrations.posting.due import next_due_at
 from integrations.tasks import (
     PUBLISH_DUE_PATH,
     PUBLISH_POST_PATH,
@@ -68,7 +71,7 @@ def test_a_step_that_raises_stops_neither_the_other_steps_nor_the_chain(monkeypa
     def broken_purge(*args, **kwargs):
         raise RuntimeError("the media storage went away")
 
-    monkeypatch.setattr(publishing, "purge_unused_media", broken_purge)
+    monkeypatch.setattr(media, "purge_unused_media", broken_purge)
     call_command("bluesky_keepalive", "--schedule", stdout=StringIO())
     run_worker()
 
@@ -147,7 +150,7 @@ def scheduling(user, django_capture_on_commit_callbacks, settings):
     def schedule(text: str, hours: float = 2) -> Post:
         with django_capture_on_commit_callbacks(execute=True):
             when = timezone.now() + timedelta(hours=hours)
-            return publishing.accept(user, channel, [PartRequest(text=text, link_card=None)], scheduled_at=when)
+            return accept(user, channel, [PartRequest(text=text, link_card=None)], scheduled_at=when)
 
     return schedule
 
@@ -166,7 +169,7 @@ def test_scheduled_posts_wait_in_no_task_of_their_own_and_the_recurring_run_come
     assert waiting_for(near) == [] and chain_runs() == [near.scheduled_at]  # brought forward to the next post
     sooner = timezone.now() + timedelta(minutes=1)
     with django_capture_on_commit_callbacks(execute=True):
-        publishing.reschedule(far, sooner)
+        reschedule(far, sooner)
     assert chain_runs() == [sooner]
 
 
@@ -178,10 +181,10 @@ def test_a_waiting_run_left_for_a_post_goes_with_it(scheduling):
     for each in (post, other):  # as earlier versions did
         publish_scheduled_post.using(run_after=each.scheduled_at).enqueue(each.pk)
     later = timezone.now() + timedelta(days=1)
-    publishing.reschedule(post, later)
+    reschedule(post, later)
     assert waiting_for(post) == []
     publish_scheduled_post.using(run_after=later).enqueue(post.pk)
-    publishing.cancel(Post.objects.get(pk=post.pk))
+    cancel(Post.objects.get(pk=post.pk))
     assert waiting_for(post) == []
     assert waiting_for(other) == [other.scheduled_at]  # another post's run stays
 
@@ -190,14 +193,14 @@ def test_a_waiting_run_left_for_a_post_goes_with_it(scheduling):
 def test_an_edit_in_the_composer_moves_the_waiting_run_to_the_new_time_and_keeps_when_the_post_was_written(
     scheduling, django_capture_on_commit_callbacks
 ):
-    """The web's edit replaces a scheduled post's content and time (`publishing.edit`): the wake-up an earlier
+    """The web's edit replaces a scheduled post's content and time (`edit`): the wake-up an earlier
     version left at the old time goes, the one recurring run comes at the new time, and the post keeps its
     `created_at` (its place among what was written)."""
     post = scheduling("first words", hours=5)
     publish_scheduled_post.using(run_after=post.scheduled_at).enqueue(post.pk)  # as earlier versions did
     sooner = timezone.now() + timedelta(minutes=2)
     with django_capture_on_commit_callbacks(execute=True):
-        edited = publishing.edit(post, [PartRequest(text="second words", link_card=None)], scheduled_at=sooner)
+        edited = edit(post, [PartRequest(text="second words", link_card=None)], scheduled_at=sooner)
     assert edited.pk == post.pk and edited.created_at == post.created_at
     assert edited.parts.get().text == "second words"
     assert waiting_for(post) == [] and chain_runs() == [sooner]
@@ -207,10 +210,10 @@ def test_an_edit_in_the_composer_moves_the_waiting_run_to_the_new_time_and_keeps
 def test_a_cancelled_post_stays_listed_and_no_run_waits_for_it(scheduling):
     post = scheduling("to be cancelled")
     publish_scheduled_post.using(run_after=post.scheduled_at).enqueue(post.pk)
-    cancelled = publishing.cancel(Post.objects.get(pk=post.pk))
+    cancelled = cancel(Post.objects.get(pk=post.pk))
     assert cancelled.status == Post.Status.CANCELLED and cancelled.cancelled_at is not None
     assert waiting_for(post) == []
-    assert publishing.next_due_at(timezone.now()) is None  # the recurring run is not brought forward for it
+    assert next_due_at(timezone.now()) is None  # the recurring run is not brought forward for it
 
 
 @pytest.mark.django_db
@@ -220,5 +223,5 @@ def test_deleting_a_post_that_waits_for_a_retry_removes_its_retry(scheduling):
     Post.objects.filter(pk=post.pk).update(status=Post.Status.WAITING, next_attempt_at=retry_at)
     publish_post.using(run_after=retry_at).enqueue(post.pk)
     assert waiting_for(post) == [retry_at]
-    publishing.delete(Post.objects.get(pk=post.pk))
+    delete(Post.objects.get(pk=post.pk))
     assert waiting_for(post) == []

@@ -31,7 +31,10 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     take_owner_notices,
 )
 from integrations.bluesky.identity import identifiers, resolution
-from integrations.bluesky.posts import linkcards, publishing, richtext
+from integrations.bluesky.posts import linkcards, richtext
+from integrations.bluesky.posts.accept import ImageRequest, PartRequest, accept  # noqa: F401  (for both)
+from integrations.bluesky.posts.accept import edit as edit_post  # noqa: F401  (as named for web and API)
+from integrations.bluesky.posts.deletion import delete as delete_post  # noqa: F401
 
 # What the composer and the API check a post against and show while it is written (limits, words, the text as it
 # will be sent): named here so that web/ and api/ never import the posts/ modules themselves.
@@ -43,20 +46,9 @@ from integrations.bluesky.posts.images import (  # noqa: F401  (the composer's i
     check_alt,
 )
 from integrations.bluesky.posts.linkcards import MAX_DESCRIPTION, MAX_TITLE, CardResult  # noqa: F401  (card fields)
+from integrations.bluesky.posts.media import store_media  # noqa: F401
 from integrations.bluesky.posts.plans import MAX_PLANNED_PARTS, web_url  # noqa: F401  (API limits, bsky.app links)
-from integrations.bluesky.posts.publishing import (  # noqa: F401  (the post's requests and its changes, for both)
-    READY_STATES,
-    ImageRequest,
-    Outcome,
-    PartRequest,
-    check_schedule,
-    ensure_channel_ready,
-    store_media,
-)
-from integrations.bluesky.posts.publishing import cancel as cancel_post  # noqa: F401  (as named for web and API)
-from integrations.bluesky.posts.publishing import delete as delete_post  # noqa: F401
-from integrations.bluesky.posts.publishing import edit as edit_post  # noqa: F401
-from integrations.bluesky.posts.publishing import reschedule as reschedule_post  # noqa: F401
+from integrations.bluesky.posts.readiness import READY_STATES, ensure_channel_ready  # noqa: F401
 from integrations.bluesky.posts.references import Target  # noqa: F401  (a replied-to or quoted post, as shown)
 from integrations.bluesky.posts.references import look_up as look_up_post  # noqa: F401
 from integrations.bluesky.posts.references import parse as parse_reference  # noqa: F401
@@ -75,6 +67,10 @@ from integrations.bluesky.posts.richtext import (  # noqa: F401  (the composer's
     shorten_links,
 )
 from integrations.bluesky.posts.richtext import count as count_text  # noqa: F401
+from integrations.bluesky.posts.schedule import cancel as cancel_post  # noqa: F401
+from integrations.bluesky.posts.schedule import check_schedule  # noqa: F401
+from integrations.bluesky.posts.schedule import reschedule as reschedule_post  # noqa: F401
+from integrations.bluesky.posts.submit import Outcome, publish
 from integrations.bluesky.words import mid_sentence  # noqa: F401  (a reason after "No link card:")
 from integrations.bluesky.xrpc import errors
 from integrations.bluesky.xrpc.client import APP_PASSWORD_SCOPES, PdsClient, ServerDescription, Session
@@ -351,11 +347,11 @@ def submit_post(
     default_lang: str = "",
     scheduled_at: datetime | None = None,
 ) -> Outcome:
-    """Accept a post (checked, planned and stored: see `publishing.accept`) and, unless it is scheduled, make its
+    """Accept a post (checked, planned and stored: see `posts.accept`) and, unless it is scheduled, make its
     first attempt now; what the composer's Publish and the API's create both do. The outcome's post is as stored:
     `scheduled`, `published`, `waiting` or `failed`. Raises the app's errors when the post is refused (nothing is
     stored then)."""
-    post = publishing.accept(
+    post = accept(
         user,
         channel,
         parts,
@@ -366,12 +362,12 @@ def submit_post(
     )
     if post.status == Post.Status.SCHEDULED:
         return Outcome(post)
-    return publishing.publish(post.pk, claimed=post)
+    return publish(post.pk, claimed=post)
 
 
 def publish_again(post: Post) -> Outcome:
     """Publish a failed or waiting post again: the same plan, so nothing is ever posted twice."""
-    return publishing.publish(post.pk, retry=True)
+    return publish(post.pk, retry=True)
 
 
 def post_language(request: Any) -> str:

@@ -187,11 +187,11 @@ def test_a_post_is_counted_against_all_its_limits_in_one_statement(channel, sett
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from integrations.bluesky.posts import publishing
+    from integrations.bluesky.posts.accept import PartRequest, accept
 
     settings.INTEGRATIONS_POST_RATES = {"user": (10, 60), "user_day": (100, 86400)}
     with CaptureQueriesContext(connection) as queries:
-        publishing.accept(channel.user, channel, [publishing.PartRequest(text="counted")])
+        accept(channel.user, channel, [PartRequest(text="counted")])
     counters = [query["sql"] for query in queries.captured_queries if "integrations_ratecounter" in query["sql"]]
     assert len(counters) == 1, counters  # one round trip (and one commit) for both windows
 

@@ -30,8 +30,11 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
 from integrations.bluesky import services
-from integrations.bluesky.posts import publishing, richtext
+from integrations.bluesky.posts import richtext
+from integrations.bluesky.posts.accept import ImageRequest, PartRequest, accept
+from integrations.bluesky.posts.media import store_media
 from integrations.bluesky.posts.plans import web_url
+from integrations.bluesky.posts.submit import publish
 from integrations.models import ChannelEvent, Post
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
@@ -111,17 +114,15 @@ def seed_user(django_user_model, pds, name, **extra):
     account = pds.create_account()
     pds.create_app_password(account)
     channel = services.connect(user, account.handle, account.app_passwords[0])
-    media = publishing.store_media(user, png())
-    published = publishing.accept(user, channel, [publishing.PartRequest(text=f"Hello from {name}")])
-    publishing.publish(published.pk, claimed=published)
+    media = store_media(user, png())
+    published = accept(user, channel, [PartRequest(text=f"Hello from {name}")])
+    publish(published.pk, claimed=published)
     published = Post.objects.prefetch_related("parts").get(pk=published.pk)
     assert published.status == Post.Status.PUBLISHED
     later = timezone.now() + timedelta(days=30)
     scheduled = [
-        publishing.accept(
-            user, channel, [publishing.PartRequest(text=f"Later, {name} {n}", images=images)], scheduled_at=later
-        )
-        for n, images in enumerate([(publishing.ImageRequest(media.pk, "a square"),), (), ()])
+        accept(user, channel, [PartRequest(text=f"Later, {name} {n}", images=images)], scheduled_at=later)
+        for n, images in enumerate([(ImageRequest(media.pk, "a square"),), (), ()])
     ]
     return SimpleNamespace(
         user=user,
@@ -161,8 +162,7 @@ def world(use_pds, second_pds, django_user_model, settings):
     alice.spare_channel = services.connect(alice.user, spare.handle, spare.app_password)
     later = timezone.now() + timedelta(days=30)
     alice.editable = [
-        publishing.accept(alice.user, alice.channel, [publishing.PartRequest(text=f"To edit {n}")], scheduled_at=later)
-        for n in range(2)
+        accept(alice.user, alice.channel, [PartRequest(text=f"To edit {n}")], scheduled_at=later) for n in range(2)
     ]
     admin = django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-password-123")
     zone_before = dict(use_pds.dns_zone.txt)

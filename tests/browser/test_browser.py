@@ -474,16 +474,17 @@ def test_the_live_counter_counts_what_the_server_counts(page, live_server, user,
 
 def seed_posts(user, channel):
     """A published thread, a failed post and a waiting one (newest first on the page)."""
-    from integrations.bluesky.posts import publishing
+    from integrations.bluesky.posts.accept import PartRequest, accept
+    from integrations.bluesky.posts.submit import publish
     from integrations.models import Post
 
-    thread = publishing.accept(
+    thread = accept(
         user,
         channel,
-        [publishing.PartRequest("A published thread, part one #skyport"), publishing.PartRequest("and part two")],
+        [PartRequest("A published thread, part one #skyport"), PartRequest("and part two")],
     )
-    publishing.publish(thread.pk, claimed=thread)
-    failed = publishing.accept(user, channel, [publishing.PartRequest("This one failed " + "long words " * 12)])
+    publish(thread.pk, claimed=thread)
+    failed = accept(user, channel, [PartRequest("This one failed " + "long words " * 12)])
     Post.objects.filter(pk=failed.pk).update(
         status="failed",
         attempts=1,
@@ -491,7 +492,7 @@ def seed_posts(user, channel):
         error_code="channel_not_ready",
         error_message="This channel cannot publish right now: @alice.test: Needs reconnection.",
     )
-    waiting = publishing.accept(user, channel, [publishing.PartRequest("This one waits for the PDS")])
+    waiting = accept(user, channel, [PartRequest("This one waits for the PDS")])
     Post.objects.filter(pk=waiting.pk).update(
         status="waiting",
         attempts=2,

@@ -14,7 +14,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from integrations.bluesky import services
-from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.accept import PartRequest, accept
+from integrations.bluesky.posts.submit import publish
 from integrations.models import Channel, IntegrationOption, Post
 from tests.bluesky.posts import test_linkcards
 from tests.bluesky.posts.test_animated_images import animation
@@ -54,7 +55,7 @@ def second_channel(user, handle="second.test"):
 # --- Times ----------------------------------------------------------------------------------------------------------
 def test_every_time_is_on_the_browsers_clock_from_the_first_page_after_signing_in(page, live_server, user, channel):
     when = tokyo_evening()
-    publishing.accept(user, channel, [publishing.PartRequest("Late in Tokyo", link_card=None)], scheduled_at=when)
+    accept(user, channel, [PartRequest("Late in Tokyo", link_card=None)], scheduled_at=when)
     context = page.context.browser.new_context(timezone_id="Asia/Tokyo", viewport={"width": 1280, "height": 800})
     tokyo = context.new_page()
     tokyo.goto(f"{live_server.url}/app/posts")  # the sign-in page tells the server the browser's zone
@@ -114,10 +115,10 @@ def test_the_button_says_schedule_thumbnails_show_before_sending_and_alt_text_is
     expect(publish).to_have_text("Schedule")
     page.fill("#id_scheduled_at", "")
     expect(publish).to_have_text("Publish")
-    later = publishing.accept(
+    later = accept(
         user,
         channel,
-        [publishing.PartRequest("Later", link_card=None)],
+        [PartRequest("Later", link_card=None)],
         scheduled_at=timezone.now() + timedelta(days=1),
     )
     page.goto(f"{live_server.url}/app/posts/{later.pk}/edit")
@@ -229,8 +230,8 @@ def test_the_preview_looks_like_the_post_will(
 def test_reply_from_the_channel_feed_opens_the_composer_filled_in_and_publishes_the_reply(
     page, live_server, user, channel, use_pds, account
 ):
-    first = publishing.accept(user, channel, [publishing.PartRequest("Something to answer", link_card=None)])
-    publishing.publish(first.pk, claimed=first)
+    first = accept(user, channel, [PartRequest("Something to answer", link_card=None)])
+    publish(first.pk, claimed=first)
     first_part = first.parts.get()
     log_in_browser(page, live_server, user)
     page.goto(f"{live_server.url}/app/channels/{channel.pk}")
@@ -256,10 +257,10 @@ def test_reply_from_the_channel_feed_opens_the_composer_filled_in_and_publishes_
 def test_cancel_and_disconnect_ask_first_and_a_cancelled_post_stays_in_the_history(
     page, live_server, user, channel, use_pds, account, script
 ):
-    post = publishing.accept(
+    post = accept(
         user,
         channel,
-        [publishing.PartRequest("Maybe tomorrow", link_card=None)],
+        [PartRequest("Maybe tomorrow", link_card=None)],
         scheduled_at=timezone.now() + timedelta(days=1),
     )
     context = page.context.browser.new_context(java_script_enabled=script, viewport={"width": 375, "height": 812})
@@ -291,10 +292,10 @@ def test_small_things_icon_headings_gaps_and_the_admins_select(page, live_server
     from tests.browser.test_browser import seed_posts
 
     seed_posts(user, channel)
-    publishing.accept(
+    accept(
         user,
         channel,
-        [publishing.PartRequest("Soon", link_card=None)],
+        [PartRequest("Soon", link_card=None)],
         scheduled_at=timezone.now() + timedelta(days=1),
     )
     log_in_browser(page, live_server, user)
@@ -358,20 +359,20 @@ def test_the_new_pages_are_accessible_and_fit_the_screen(
     settings.MEDIA_ROOT = tmp_path / "media"
     page.set_viewport_size(VIEWPORTS[viewport])
     _, uri, _, address = target
-    scheduled = publishing.accept(
+    scheduled = accept(
         user,
         channel,
         [
-            publishing.PartRequest("Will be cancelled", link_card=None),
-            publishing.PartRequest("part two", link_card=None),
+            PartRequest("Will be cancelled", link_card=None),
+            PartRequest("part two", link_card=None),
         ],
         scheduled_at=timezone.now() + timedelta(days=1),
         reply_to=address,
     )
-    kept = publishing.accept(
+    kept = accept(
         user,
         channel,
-        [publishing.PartRequest("Stays", link_card=None)],
+        [PartRequest("Stays", link_card=None)],
         scheduled_at=timezone.now() + timedelta(days=2),
     )
     log_in_browser(page, live_server, user)

@@ -130,21 +130,21 @@ def test_a_token_from_another_user_or_a_forged_one_is_refused_and_nothing_is_sen
 def test_after_a_refusal_the_page_carries_a_new_token_that_works(alice_client, channel, user, monkeypatch):
     import re
 
-    from integrations.bluesky.posts import publishing
+    from integrations.bluesky import services
     from integrations.bluesky.xrpc.errors import PdsUnreachable
 
     data = body(channel, "refused first")
-    accept = publishing.accept
+    accept = services.accept
 
     def unreachable(*args, **kwargs):
         raise PdsUnreachable()
 
-    monkeypatch.setattr(publishing, "accept", unreachable)
+    monkeypatch.setattr(services, "accept", unreachable)
     refused = alice_client.post(COMPOSE, data)
     assert refused.status_code == 400 and "Could not reach the Bluesky server" in refused.content.decode()
     token = re.search(r'name="submit_token" value="([^"]+)"', refused.content.decode())[1]
     assert token != data["submit_token"]  # the first one was spent on the attempt
-    monkeypatch.setattr(publishing, "accept", accept)
+    monkeypatch.setattr(services, "accept", accept)
     assert alice_client.post(COMPOSE, {**data, "submit_token": token}).status_code == 302
     assert Post.objects.count() == 1
 

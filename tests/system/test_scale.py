@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.bluesky.accounts import feed, keepalive
-from integrations.bluesky.posts import publishing
 from integrations.migration_operations import AddIndexConcurrently
 from integrations.models import Channel, Post, PostPart
+from integrations.posting.due import claim_due
 from tests.test_pagination import make_channels, make_posts
 
 pytestmark = pytest.mark.django_db
@@ -66,18 +66,18 @@ def due_now(channel, count: int, *, minutes_ago: int = 1) -> list[Post]:
 def test_claiming_costs_one_query_whatever_else_is_stored_and_one_write_per_post_taken(user):
     channel = make_channels(user, 1)[0]
     with CaptureQueriesContext(connection) as empty:
-        assert publishing.claim_due() == []
+        assert claim_due() == []
     make_posts(user, channel, 500)
     make_posts(user, channel, 50, status=Post.Status.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=1))
     with CaptureQueriesContext(connection) as full:
-        assert publishing.claim_due() == []
+        assert claim_due() == []
     assert len(full) == len(empty)
     assert len([q for q in full.captured_queries if "integrations_post" in q["sql"]]) == 1
 
     newer = due_now(channel, 2, minutes_ago=1)
     older = due_now(channel, 1, minutes_ago=5)  # written after, due before
     with CaptureQueriesContext(connection) as taking:
-        claimed = publishing.claim_due()
+        claimed = claim_due()
     assert [post.pk for post in claimed] == [older[0].pk, *[p.pk for p in newer]]  # the longest due first
     assert {post.status for post in claimed} == {Post.Status.PUBLISHING}
     writes = [q for q in taking.captured_queries if q["sql"].lstrip().upper().startswith("UPDATE")]
@@ -90,7 +90,7 @@ def test_claiming_reads_the_index_of_unfinished_posts_not_the_posts_table(histor
     due_now(history, 3)
     analyze()
     with CaptureQueriesContext(connection) as queries:
-        assert len(publishing.claim_due()) == 3
+        assert len(claim_due()) == 3
     plan = plan_of(the_query(queries, "SELECT"))
     assert "integrations_post_due" in plan, plan
     assert "Seq Scan on integrations_post " not in plan + " ", plan
@@ -101,7 +101,7 @@ def test_with_nothing_due_the_claim_finds_nothing_in_the_index(history):
     needs_postgres()
     analyze()
     with CaptureQueriesContext(connection) as queries:
-        assert publishing.claim_due() == []
+        assert claim_due() == []
     plan = plan_of(the_query(queries, "SELECT"))
     assert "Index Scan using integrations_post_due" in plan, plan
 

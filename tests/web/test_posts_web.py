@@ -8,7 +8,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from integrations.bluesky.posts import publishing, richtext
+from integrations.bluesky.posts import richtext
+from integrations.bluesky.posts.accept import PartRequest, accept
+from integrations.bluesky.posts.submit import publish_due
 from integrations.models import Channel, IntegrationOption, Media, Post
 from integrations.web.compose import cards, submit_tokens
 from tests.api.test_api_posts import png_bytes
@@ -228,13 +230,13 @@ def test_while_bluesky_is_switched_off_posts_wait_and_every_page_says_so_in_the_
     switch.value = "enabled"
     switch.save()
     Post.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["now, once it is back"]
 
 
 def test_failed_and_waiting_posts_say_why_and_are_published_again(alice_client, channel, use_pds, account, user):
-    failed = publishing.accept(user, channel, [publishing.PartRequest("failed once")])
-    waiting = publishing.accept(user, channel, [publishing.PartRequest("waiting")])
+    failed = accept(user, channel, [PartRequest("failed once")])
+    waiting = accept(user, channel, [PartRequest("waiting")])
     Post.objects.filter(pk=failed.pk).update(
         status=Post.Status.FAILED,
         attempts=1,
@@ -584,10 +586,10 @@ def test_saving_an_unchanged_scheduled_post_keeps_its_records_and_exact_time(ali
     from django.utils import timezone
 
     when = (timezone.now() + timedelta(hours=5)).replace(second=17, microsecond=123456)  # more than the field shows
-    post = publishing.accept(
+    post = accept(
         user,
         channel,
-        [publishing.PartRequest(f"See {LONG_LINK} and example.org/x @{channel.handle}")],
+        [PartRequest(f"See {LONG_LINK} and example.org/x @{channel.handle}")],
         scheduled_at=when,
     )
     before = post.parts.get()
@@ -635,7 +637,7 @@ def test_an_edit_keeps_the_cards_choice_and_changes_it(alice_client, channel, us
     del data["channel"]
     assert alice_client.post(edit_url(post), data).status_code == 302
     assert Post.objects.get(pk=post.pk).parts.get().card["title"] == "A better title"
-    publishing.publish_due(Post.objects.get(pk=post.pk).scheduled_at)
+    publish_due(Post.objects.get(pk=post.pk).scheduled_at)
     assert external_of(use_pds, account, Post.objects.get(pk=post.pk))["title"] == "A better title"
 
 

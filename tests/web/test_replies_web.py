@@ -82,10 +82,11 @@ def test_an_address_that_is_not_a_post_or_names_none_is_refused_next_to_its_fiel
 
 
 def test_the_feeds_reply_and_quote_open_the_composer_filled_in(alice_client, channel, use_pds, account, target):
-    from integrations.bluesky.posts import publishing
+    from integrations.bluesky.posts.accept import PartRequest, accept
+    from integrations.bluesky.posts.submit import publish
 
-    mine = publishing.accept(channel.user, channel, [publishing.PartRequest("My own post", link_card=None)])
-    publishing.publish(mine.pk, claimed=mine)
+    mine = accept(channel.user, channel, [PartRequest("My own post", link_card=None)])
+    publish(mine.pk, claimed=mine)
     uri = mine.parts.get().uri
     page = text_of(alice_client.get(reverse("integrations:channel-detail", args=[channel.pk])))
     reply = re.search(r'href="([^"]+)" data-reply>', page)[1].replace("&amp;", "&")

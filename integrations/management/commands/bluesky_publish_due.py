@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts import submit
 from integrations.tasks import schedule_publishing
 
 
@@ -21,5 +21,5 @@ class Command(BaseCommand):
             enqueued = schedule_publishing(delay=timedelta(0))
             self.stdout.write("Publishing of due posts enqueued." if enqueued else "It is already queued.")
             return
-        outcome = publishing.publish_due()
+        outcome = submit.publish_due()
         self.stdout.write(", ".join(f"{status}: {n}" for status, n in sorted(outcome.items())) or "Nothing was due.")

@@ -11,8 +11,9 @@ from playwright.sync_api import expect
 
 from integrations.bluesky import services
 from integrations.bluesky.accounts import door
-from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.plans import PartInput
+from integrations.bluesky.posts.store import create_post
+from integrations.bluesky.posts.submit import publish
 from integrations.bluesky.xrpc import errors
 from integrations.models import Channel, ChannelEvent
 from integrations.signals import channel_health_changed
@@ -47,9 +48,9 @@ def test_a_post_refused_because_the_account_is_deactivated_marks_the_channel_at_
 
     channel_health_changed.connect(hear)
     use_pds.deactivate(account)
-    post = publishing.create_post(user, channel, [PartInput(text="hello", langs=["en"])])
+    post = create_post(user, channel, [PartInput(text="hello", langs=["en"])])
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = publishing.publish(post.pk)
+        outcome = publish(post.pk)
     channel_health_changed.disconnect(hear)
     assert outcome.error is not None and outcome.error.code == "account_deactivated"
 
@@ -76,8 +77,8 @@ def test_a_suspended_account_refusing_a_post_marks_the_channel(use_pds, user, ch
         raise errors.AccountSuspended("Account has been taken down", status_code=400, upstream_error="AccountTakedown")
 
     monkeypatch.setattr(PdsClient, "apply_writes", refused)  # the reference PDS takes accounts down only by admin
-    post = publishing.create_post(user, channel, [PartInput(text="hello", langs=["en"])])
-    assert publishing.publish(post.pk).error.code == "account_suspended"
+    post = create_post(user, channel, [PartInput(text="hello", langs=["en"])])
+    assert publish(post.pk).error.code == "account_suspended"
     assert services.health(Channel.objects.get(pk=channel.pk)).state == "suspended"
 
 
@@ -85,8 +86,8 @@ def test_a_suspended_account_refusing_a_post_marks_the_channel(use_pds, user, ch
 def test_a_post_on_a_dead_session_leaves_no_validity_date(use_pds, user, channel, account, api):
     revoke_app_password(use_pds, account)
     Channel.objects.filter(pk=channel.pk).update(access_expires_at=timezone.now() - timedelta(minutes=1))
-    post = publishing.create_post(user, Channel.objects.get(pk=channel.pk), [PartInput(text="hi", langs=["en"])])
-    assert publishing.publish(post.pk).error.code == "session_expired"
+    post = create_post(user, Channel.objects.get(pk=channel.pk), [PartInput(text="hi", langs=["en"])])
+    assert publish(post.pk).error.code == "session_expired"
     row = Channel.objects.get(pk=channel.pk)
     assert services.health(row).state == "needs_reconnection"
     assert row.refresh_expires_at is None

@@ -10,8 +10,9 @@ from rest_framework.test import APIClient
 
 from integrations.bluesky import services
 from integrations.bluesky.accounts import feed
-from integrations.bluesky.posts import publishing
 from integrations.bluesky.posts.plans import PartInput
+from integrations.bluesky.posts.store import create_post
+from integrations.bluesky.posts.submit import publish
 from integrations.exceptions import InvalidCursor
 from integrations.models import Channel
 from tests.api.test_api import assert_error
@@ -48,8 +49,8 @@ def timeline(use_pds, channel, user, account) -> dict[str, dict]:
     """Four posts, oldest first: one written elsewhere, a reply to it, one published by Skyport, a quote of it."""
     first = write(use_pds, account, post("written elsewhere"))
     reply = write(use_pds, account, post("a reply", reply={"root": first, "parent": first}))
-    ours = publishing.create_post(user, channel, [PartInput(text="from Skyport", langs=["en"])])
-    assert publishing.publish(ours.pk).error is None
+    ours = create_post(user, channel, [PartInput(text="from Skyport", langs=["en"])])
+    assert publish(ours.pk).error is None
     part = ours.parts.get()
     published = {"uri": part.uri, "cid": part.cid}
     quote = write(use_pds, account, post("a quote", embed={"$type": "app.bsky.embed.record", "record": published}))

@@ -12,8 +12,10 @@ from django.db.models import F
 from django.urls import reverse
 
 from integrations.bluesky import services
-from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.accept import PartRequest, accept
 from integrations.bluesky.posts.plans import PartInput
+from integrations.bluesky.posts.store import create_post
+from integrations.bluesky.posts.submit import publish
 from integrations.bluesky.xrpc import errors
 from integrations.exceptions import ChannelNotReady
 from integrations.models import Channel, ChannelEvent, Post
@@ -33,8 +35,8 @@ def zone(pds):
 
 
 def publish_text(user, channel: Channel, text: str) -> Post:
-    post = publishing.create_post(user, channel, [PartInput(text=text, langs=["en"])])
-    outcome = publishing.publish(post.pk)
+    post = create_post(user, channel, [PartInput(text=text, langs=["en"])])
+    outcome = publish(post.pk)
     assert outcome.error is None, outcome.error
     return outcome.post
 
@@ -156,7 +158,7 @@ def test_a_migrated_account_is_followed_on_the_next_refresh_and_reconnects_where
     )
     assert f'This account moved to <a href="{local_name(second_pds)}"' in page
     with pytest.raises(ChannelNotReady):
-        publishing.accept(user, row, [publishing.PartRequest(text="after the move")])
+        accept(user, row, [PartRequest(text="after the move")])
 
     # Reconnecting with the old server's app password: the old server signs the deactivated account in, but its
     # DID document places it on the second server: refused with where it lives (other servers not allowed)...
@@ -176,10 +178,8 @@ def test_a_mention_of_an_account_on_another_server_links_the_did_its_handle_name
     use_pds, second_pds, zone, channel, account, user
 ):
     elsewhere = account_on(second_pds, zone)  # its handle resolves by DNS only; the channel's PDS cannot resolve it
-    post = publishing.accept(
-        user, channel, [publishing.PartRequest(text=f"hello @{elsewhere.handle} and @nobody-at-all.test")]
-    )
-    assert publishing.publish(post.pk, claimed=post).error is None
+    post = accept(user, channel, [PartRequest(text=f"hello @{elsewhere.handle} and @nobody-at-all.test")])
+    assert publish(post.pk, claimed=post).error is None
     page = use_pds.xrpc(
         "GET", "com.atproto.repo.listRecords", params={"repo": account.did, "collection": "app.bsky.feed.post"}
     ).json()

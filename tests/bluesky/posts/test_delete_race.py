@@ -12,8 +12,12 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from integrations import tasks
-from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts import deletion
+from integrations.bluesky.posts.deletion import delete
+from integrations.bluesky.posts.media import store_media
 from integrations.bluesky.posts.plans import PartInput, PlannedImage, blob_cid
+from integrations.bluesky.posts.store import create_post
+from integrations.bluesky.posts.submit import publish
 from integrations.exceptions import PostDeleting, PostGone
 from integrations.models import Post
 from tests.bluesky.posts.test_publishing import proxy, records, thread  # noqa: F401 (a fixture)
@@ -40,9 +44,9 @@ def in_thread(target) -> tuple[threading.Thread, list]:
 
 def waiting_post(proxy, user, channel, *texts: str) -> Post:  # noqa: F811
     """A post whose first attempt met a 503: it waits for the worker's retry."""
-    post = publishing.create_post(user, channel, thread(*texts))
+    post = create_post(user, channel, thread(*texts))
     proxy.fail("com.atproto.repo.applyWrites", "503")
-    assert publishing.publish(post.pk).post.status == Post.Status.WAITING
+    assert publish(post.pk).post.status == Post.Status.WAITING
     return post
 
 
@@ -70,7 +74,7 @@ def test_a_delete_during_the_workers_retry_waits_for_it_and_leaves_no_record(
     worker.join(60)
     deleting.join(60)
     assert answer[0].status_code == 204, answer[0].content
-    assert outcome == [publishing.Post.Status.DELETING]
+    assert outcome == [Post.Status.DELETING]
     assert records(use_pds, account.did) == []
     assert not Post.objects.exists()
 
@@ -87,9 +91,9 @@ def test_a_delete_that_read_the_post_before_the_retry_started_leaves_no_ghost(
     post = waiting_post(proxy, user, channel, "one", "two", "three")
     as_read = Post.objects.select_related("channel").get(pk=post.pk)
     held = proxy.hold("com.atproto.repo.applyWrites")
-    worker, _ = in_thread(lambda: publishing.publish(post.pk, retry=True))  # the user's "Publish again"
+    worker, _ = in_thread(lambda: publish(post.pk, retry=True))  # the user's "Publish again"
     assert held.reached.wait(30)
-    deleting, result = in_thread(lambda: publishing.delete(as_read))
+    deleting, result = in_thread(lambda: delete(as_read))
     time.sleep(0.5)
     held.release()
     worker.join(60)
@@ -112,15 +116,15 @@ def test_a_delete_while_the_images_go_up_stops_the_attempt_before_it_writes(
 
     buffer = io.BytesIO()
     Image.new("RGB", (30, 20), "teal").save(buffer, "PNG")
-    media = publishing.store_media(user, SimpleUploadedFile("x.png", buffer.getvalue()))
+    media = store_media(user, SimpleUploadedFile("x.png", buffer.getvalue()))
     with media.file.open("rb") as handle:
         data = handle.read()
     image = PlannedImage(blob_cid(data), media.mime, media.size, media.width, media.height, "teal", media.pk)
-    post = publishing.create_post(user, channel, [PartInput(text="with a picture", images=[image])])
+    post = create_post(user, channel, [PartInput(text="with a picture", images=[image])])
     held = proxy.hold("com.atproto.repo.uploadBlob")
-    worker, outcome = in_thread(lambda: publishing.publish(post.pk))
+    worker, outcome = in_thread(lambda: publish(post.pk))
     assert held.reached.wait(30)
-    deleting, result = in_thread(lambda: publishing.delete(Post.objects.get(pk=post.pk)))
+    deleting, result = in_thread(lambda: delete(Post.objects.get(pk=post.pk)))
     time.sleep(0.5)
     held.release()
     worker.join(60)
@@ -138,10 +142,10 @@ def test_records_that_landed_unknown_are_deleted_and_the_later_retry_finds_nothi
     user,
     account,
 ):
-    post = publishing.create_post(user, channel, thread("landed", "unknown"))
+    post = create_post(user, channel, thread("landed", "unknown"))
     proxy.fail("com.atproto.repo.applyWrites", "drop_after")  # written, answer lost...
     proxy.fail("com.atproto.repo.getRecord", "503")  # ...and not found out yet
-    assert publishing.publish(post.pk).post.status == Post.Status.WAITING
+    assert publish(post.pk).post.status == Post.Status.WAITING
     assert len(records(use_pds, account.did)) == 2
     assert api_for(user).delete(f"/api/v1/posts/{post.pk}/").status_code == 204
     assert records(use_pds, account.did) == []
@@ -157,10 +161,10 @@ def test_an_attempt_still_running_after_the_wait_deletes_the_post_when_it_ends(
     account,
     monkeypatch,
 ):
-    monkeypatch.setattr(publishing, "DELETE_WAIT", 0.6)
+    monkeypatch.setattr(deletion, "DELETE_WAIT", 0.6)
     post = waiting_post(proxy, user, channel, "slow")
     held = proxy.hold("com.atproto.repo.applyWrites")
-    worker, _ = in_thread(lambda: publishing.publish(post.pk, retry=True))
+    worker, _ = in_thread(lambda: publish(post.pk, retry=True))
     assert held.reached.wait(30)
     answer = api_for(user).delete(f"/api/v1/posts/{post.pk}/")
     assert answer.status_code == 409 and answer.json()["error"]["code"] == "post_deleting"
@@ -180,8 +184,8 @@ def test_a_delete_bluesky_cannot_answer_leaves_the_post_deleting_and_a_second_de
     account,
     alice_client,
 ):
-    post = publishing.create_post(user, channel, thread("first", "second"))
-    assert publishing.publish(post.pk).post.status == Post.Status.PUBLISHED
+    post = create_post(user, channel, thread("first", "second"))
+    assert publish(post.pk).post.status == Post.Status.PUBLISHED
     proxy.fail("com.atproto.repo.getRecord", "503")
     answer = api_for(user).delete(f"/api/v1/posts/{post.pk}/")
     assert answer.status_code >= 500 and answer.json()["error"]["code"] == "pds_error"
@@ -196,10 +200,10 @@ def test_a_delete_bluesky_cannot_answer_leaves_the_post_deleting_and_a_second_de
 
 
 def test_deleting_a_post_that_was_never_sent_calls_nothing(proxy, use_pds, channel, user):  # noqa: F811
-    post = publishing.create_post(user, channel, thread("never sent"))
-    publishing.delete(post)
+    post = create_post(user, channel, thread("never sent"))
+    delete(post)
     assert not Post.objects.exists()
     assert not any("deleteRecord" in path or "getRecord" in path for path in proxy.seen)
     with pytest.raises(PostGone):
-        publishing.delete(post)
+        delete(post)
     assert PostDeleting.code == "post_deleting"

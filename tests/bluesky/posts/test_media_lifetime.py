@@ -12,8 +12,15 @@ from django.utils import timezone
 from PIL import Image
 
 from integrations.bluesky import services
-from integrations.bluesky.posts import publishing
-from integrations.bluesky.posts.publishing import ImageRequest, PartRequest
+from integrations.bluesky.posts import media as post_media
+from integrations.bluesky.posts.accept import ImageRequest, PartRequest, accept, edit
+from integrations.bluesky.posts.cards import build_pending_cards
+from integrations.bluesky.posts.deletion import delete
+from integrations.bluesky.posts.media import purge_unused_media, store_media, unused_media
+from integrations.bluesky.posts.plans import PartInput
+from integrations.bluesky.posts.schedule import cancel
+from integrations.bluesky.posts.store import create_post
+from integrations.bluesky.posts.submit import publish, publish_due
 from integrations.exceptions import MediaNotFound, StorageFull, TooManyScheduled, TooManyUploads
 from integrations.models import Media, Post
 from tests.api.test_api import assert_error
@@ -30,7 +37,7 @@ def picture(colour: str = "navy", width: int = 40, height: int = 30) -> bytes:
 
 
 def upload(user, colour: str = "navy") -> Media:
-    return publishing.store_media(user, SimpleUploadedFile("x.png", picture(colour)))
+    return store_media(user, SimpleUploadedFile("x.png", picture(colour)))
 
 
 def with_image(text: str, media: Media) -> list[PartRequest]:
@@ -58,14 +65,12 @@ def test_one_upload_goes_out_on_two_channels_one_now_and_one_later(use_pds, user
     """Publishing the first post used to discard the upload: the second failed for good at its time ("Could not
     find blob"), and publishing it again could not help."""
     media = upload(user)
-    now = publishing.accept(user, channel, with_image("now", media))
-    later = publishing.accept(
-        user, second_channel, with_image("later", media), scheduled_at=timezone.now() + timedelta(hours=1)
-    )
-    assert publishing.publish(now.pk, claimed=now).post.status == Post.Status.PUBLISHED
-    assert publishing.purge_unused_media(older_than=timedelta(0)) == 0  # the scheduled post still needs it
+    now = accept(user, channel, with_image("now", media))
+    later = accept(user, second_channel, with_image("later", media), scheduled_at=timezone.now() + timedelta(hours=1))
+    assert publish(now.pk, claimed=now).post.status == Post.Status.PUBLISHED
+    assert purge_unused_media(older_than=timedelta(0)) == 0  # the scheduled post still needs it
     Post.objects.filter(pk=later.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     later.refresh_from_db()
     assert blob_in_repo(use_pds, second_channel.did, later.parts.get().uri)
 
@@ -74,29 +79,29 @@ def test_one_upload_goes_out_on_two_channels_one_now_and_one_later(use_pds, user
 def test_cancelling_or_deleting_one_post_keeps_the_upload_another_needs(how, use_pds, user, channel, second_channel):
     media = upload(user)
     when = timezone.now() + timedelta(hours=1)
-    first = publishing.accept(user, channel, with_image("first", media), scheduled_at=when)
-    second = publishing.accept(user, second_channel, with_image("second", media), scheduled_at=when)
+    first = accept(user, channel, with_image("first", media), scheduled_at=when)
+    second = accept(user, second_channel, with_image("second", media), scheduled_at=when)
     if how == "cancel":
-        publishing.cancel(first)
+        cancel(first)
     else:
-        publishing.delete(Post.objects.get(pk=first.pk))
-    assert publishing.purge_unused_media(older_than=timedelta(0)) == 0
+        delete(Post.objects.get(pk=first.pk))
+    assert purge_unused_media(older_than=timedelta(0)) == 0
     Post.objects.filter(pk=second.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
 
 
 def test_a_failed_post_keeps_its_upload_so_publishing_it_again_works(use_pds, user, channel):
     from integrations.models import Channel
 
     media = upload(user)
-    post = publishing.accept(user, channel, with_image("will fail", media))
+    post = accept(user, channel, with_image("will fail", media))
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
     Post.objects.filter(pk=post.pk).update(lease_until=None, attempts=0)  # as if its worker had not started yet
-    assert publishing.publish(post.pk).post.status == Post.Status.FAILED
+    assert publish(post.pk).post.status == Post.Status.FAILED
     Media.objects.update(used_at=timezone.now() - timedelta(days=30))
-    assert publishing.purge_unused_media() == 0
+    assert purge_unused_media() == 0
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
-    assert publishing.publish(post.pk, retry=True).post.status == Post.Status.PUBLISHED
+    assert publish(post.pk, retry=True).post.status == Post.Status.PUBLISHED
 
 
 def test_an_upload_removed_while_its_post_was_checked_is_said_and_nothing_is_stored(user, channel, monkeypatch):
@@ -104,15 +109,15 @@ def test_an_upload_removed_while_its_post_was_checked_is_said_and_nothing_is_sto
     than stored without its image."""
     media = upload(user)
     Media.objects.filter(pk=media.pk).update(used_at=timezone.now() - timedelta(days=2))
-    link = publishing._link_media
+    link = post_media.link_media
 
     def purge_first(*args, **kwargs):
-        assert publishing.purge_unused_media() == 1
+        assert purge_unused_media() == 1
         return link(*args, **kwargs)
 
-    monkeypatch.setattr(publishing, "_link_media", purge_first)
+    monkeypatch.setattr(post_media, "link_media", purge_first)
     with pytest.raises(MediaNotFound):
-        publishing.accept(user, channel, with_image("too late", media))
+        accept(user, channel, with_image("too late", media))
     assert not Post.objects.exists()
 
 
@@ -126,10 +131,10 @@ def make_stale(count: int, user) -> None:
 @pytest.mark.parametrize("count", [3, 30])
 def test_the_clean_up_costs_the_same_queries_for_3_or_30_uploads_whatever_the_posts(count, user, channel):
     for index in range(40):  # posts that are no concern of the clean-up: none is read
-        publishing.create_post(user, channel, [publishing.PartInput(text=f"post {index}")])
+        create_post(user, channel, [PartInput(text=f"post {index}")])
     make_stale(count, user)
     with CaptureQueriesContext(connection) as queries:
-        assert publishing.purge_unused_media() == count
+        assert purge_unused_media() == count
     assert len(queries) <= 6, [query["sql"] for query in queries]
     assert not Media.objects.exists()
 
@@ -161,11 +166,11 @@ def test_the_clean_up_looks_only_at_stale_uploads_through_indexes_on_postgresql(
     with connection.cursor() as cursor:
         for table in ("media", "post", "postpart", "postpart_media"):
             cursor.execute(f"ANALYZE integrations_{table}")
-    plan = publishing.unused_media(timezone.now() - timedelta(days=1)).values_list("pk", "file")[:500].explain()
+    plan = unused_media(timezone.now() - timedelta(days=1)).values_list("pk", "file")[:500].explain()
     assert "Seq Scan" not in plan, plan
     assert "integrations_media_used_at" in plan, plan  # starts from the stale uploads
     assert "Index Cond: (media_id = integrations_media.id)" in plan, plan  # each looked up among the links
-    assert publishing.purge_unused_media() == 3
+    assert purge_unused_media() == 3
 
 
 # --- quotas ----------------------------------------------------------------------------------------------------
@@ -207,13 +212,9 @@ def test_scheduled_posts_are_limited_per_user_and_the_error_says_when_one_frees_
     settings.INTEGRATIONS_SCHEDULED_POSTS_PER_USER = 2
     soon = timezone.now() + timedelta(minutes=30)
     for offset in (0, 10):
-        publishing.accept(
-            user, channel, [PartRequest(text="x", link_card=None)], scheduled_at=soon + timedelta(minutes=offset)
-        )
+        accept(user, channel, [PartRequest(text="x", link_card=None)], scheduled_at=soon + timedelta(minutes=offset))
     with pytest.raises(TooManyScheduled) as caught:
-        publishing.accept(
-            user, channel, [PartRequest(text="x", link_card=None)], scheduled_at=soon + timedelta(hours=1)
-        )
+        accept(user, channel, [PartRequest(text="x", link_card=None)], scheduled_at=soon + timedelta(hours=1))
     assert 1700 <= caught.value.retry_after <= 1800
     later = (soon + timedelta(hours=2)).isoformat()
     response = api.post(
@@ -222,11 +223,9 @@ def test_scheduled_posts_are_limited_per_user_and_the_error_says_when_one_frees_
     error = assert_error(response, 429, "too_many_scheduled")
     assert "You have 2 posts scheduled" in error["message"]
     first = Post.objects.filter(status=Post.Status.SCHEDULED).first()
-    assert publishing.edit(first, [PartRequest(text="edited", link_card=None)])  # an edit is no new post
-    publishing.cancel(first)
-    assert publishing.accept(
-        user, channel, [PartRequest(text="x", link_card=None)], scheduled_at=soon + timedelta(hours=1)
-    )
+    assert edit(first, [PartRequest(text="edited", link_card=None)])  # an edit is no new post
+    cancel(first)
+    assert accept(user, channel, [PartRequest(text="x", link_card=None)], scheduled_at=soon + timedelta(hours=1))
 
 
 # --- thumbnails stored once ------------------------------------------------------------------------------------
@@ -242,17 +241,17 @@ def test_a_card_thumbnail_is_stored_once_however_many_parts_and_posts_link_its_p
     link = f"{site.url}/og"
     when = timezone.now() + timedelta(hours=1)
     thread = [PartRequest(text=f"part {index}: {link}") for index in range(5)]
-    first = publishing.accept(user, channel, thread, scheduled_at=when)
-    second = publishing.accept(user, channel, [PartRequest(text=f"again {link}")], scheduled_at=when)
+    first = accept(user, channel, thread, scheduled_at=when)
+    second = accept(user, channel, [PartRequest(text=f"again {link}")], scheduled_at=when)
     for post in (first, second):  # what the worker does soon after (the cards of a scheduled post wait for it)
-        publishing.build_pending_cards(post.pk)
+        build_pending_cards(post.pk)
     thumb = Media.objects.get()  # one file for six cards
     for post in (first, second):
         for part in post.parts.all():
             assert part.card["media"] == thumb.pk and part.record["embed"]["external"]["thumb"]["size"] == thumb.size
     assert thumb.parts.count() == 6
-    publishing.cancel(first)
-    assert publishing.purge_unused_media(older_than=timedelta(0)) == 0  # the second post still needs it
+    cancel(first)
+    assert purge_unused_media(older_than=timedelta(0)) == 0  # the second post still needs it
 
 
 def test_a_full_storage_leaves_the_card_without_a_thumbnail_and_says_why(user, channel, settings, site):  # noqa: F811
@@ -260,10 +259,10 @@ def test_a_full_storage_leaves_the_card_without_a_thumbnail_and_says_why(user, c
     settings.INTEGRATIONS_MEDIA_BYTES_PER_USER = 10
     site.routes["/og"] = OG_PAGE
     site.routes["/img/card.png"] = (200, {"Content-Type": "image/png"}, png())
-    post = publishing.accept(
+    post = accept(
         user, channel, [PartRequest(text=f"see {site.url}/og")], scheduled_at=timezone.now() + timedelta(hours=1)
     )
-    publishing.build_pending_cards(post.pk)
+    build_pending_cards(post.pk)
     part = post.parts.get()
     assert part.card["media"] is None and "thumb" not in part.record["embed"]["external"]
     assert part.card_note == "No thumbnail: your storage for images is full."
@@ -311,6 +310,6 @@ def test_the_migration_links_unpublished_posts_to_the_uploads_their_json_names(u
     assert Media.objects.get(pk=orphan.pk).used_at == made
     # The uploads the scheduled post needs count as used at its time: the clean-up does not walk them until then.
     assert set(Media.objects.filter(pk__in=[image.pk, thumb.pk]).values_list("used_at", flat=True)) == {due}
-    assert list(publishing.unused_media(timezone.now()).values_list("pk", flat=True)) == [orphan.pk]
-    assert publishing.purge_unused_media() == 1  # only the upload no unpublished post needs
+    assert list(unused_media(timezone.now()).values_list("pk", flat=True)) == [orphan.pk]
+    assert purge_unused_media() == 1  # only the upload no unpublished post needs
     assert sorted(Media.objects.values_list("pk", flat=True)) == sorted([image.pk, thumb.pk])

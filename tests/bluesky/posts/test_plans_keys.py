@@ -84,20 +84,21 @@ def test_a_thread_has_at_most_its_planned_parts():
 def test_posts_stored_for_nearby_moments_on_one_account_plan_apart_through_the_database(user, channel, use_pds):
     """Through `create_post`: the second post's id is the first's plus 1,024 and its time a millisecond earlier,
     which planned the first post's keys before. It also holds when a post is moved next to another."""
-    from integrations.bluesky.posts import publishing
     from integrations.bluesky.posts.plans import PartInput
+    from integrations.bluesky.posts.schedule import reschedule
+    from integrations.bluesky.posts.store import create_post
     from integrations.models import Post
 
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
-    first = publishing.create_post(user, channel, [PartInput(text="a"), PartInput(text="b")], scheduled_at=when)
+    first = create_post(user, channel, [PartInput(text="a"), PartInput(text="b")], scheduled_at=when)
     filler = Post.objects.bulk_create(Post(user=user, channel=channel) for _ in range(1023))
     Post.objects.filter(pk__in=[post.pk for post in filler]).delete()
-    second = publishing.create_post(
+    second = create_post(
         user, channel, [PartInput(text="c"), PartInput(text="d")], scheduled_at=when - timedelta(milliseconds=1)
     )
     assert second.pk == first.pk + 1024
     keys = [set(post.parts.values_list("rkey", flat=True)) for post in (first, second)]
     assert not keys[0] & keys[1]
-    third = publishing.create_post(user, channel, [PartInput(text="e")], scheduled_at=when + timedelta(hours=1))
-    publishing.reschedule(third, when)  # onto the first post's moment
+    third = create_post(user, channel, [PartInput(text="e")], scheduled_at=when + timedelta(hours=1))
+    reschedule(third, when)  # onto the first post's moment
     assert not set(third.parts.values_list("rkey", flat=True)) & keys[0]

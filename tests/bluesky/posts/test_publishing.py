@@ -6,10 +6,15 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from integrations.bluesky.posts import publishing
+from integrations.bluesky.posts.accept import ImageRequest, PartRequest, accept
+from integrations.bluesky.posts.deletion import delete
+from integrations.bluesky.posts.media import purge_unused_media, store_media
 from integrations.bluesky.posts.plans import PartInput, blob_cid, part_keys, record_cid, tid, tid_time
+from integrations.bluesky.posts.store import create_post
+from integrations.bluesky.posts.submit import _reconcile, _write, publish, publish_due, retry_delay
 from integrations.exceptions import ChannelNotReady, PostBusy
 from integrations.models import Channel, Post
+from integrations.posting.due import due_posts
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
@@ -56,8 +61,8 @@ def test_tids_are_valid_sortable_and_carry_their_time():
 
 
 def test_a_thread_is_published_in_order_with_the_cids_computed_here(use_pds, channel, user, account):
-    post = publishing.create_post(user, channel, thread("one 🦋", "two", "three"))
-    outcome = publishing.publish(post.pk)
+    post = create_post(user, channel, thread("one 🦋", "two", "three"))
+    outcome = publish(post.pk)
     assert outcome.error is None
     assert outcome.post.status == Post.Status.PUBLISHED
     parts = list(post.parts.all())
@@ -72,7 +77,7 @@ def test_a_thread_is_published_in_order_with_the_cids_computed_here(use_pds, cha
     assert third["reply"]["root"] == {"uri": parts[0].uri, "cid": parts[0].cid}
     assert "reply" not in stored[parts[0].uri]["value"]
     # Publishing again changes nothing.
-    assert publishing.publish(post.pk).post.status == Post.Status.PUBLISHED
+    assert publish(post.pk).post.status == Post.Status.PUBLISHED
     assert len(records(use_pds, account.did)) == 3
 
 
@@ -106,17 +111,17 @@ def test_local_cids_match_for_records_with_blobs_and_facets():
 # --- exactly once when the network misbehaves --------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["drop_after", "drop_before", "503"])
 def test_after_a_lost_or_refused_write_each_part_exists_exactly_once(mode, proxy, use_pds, channel, user, account):
-    post = publishing.create_post(user, channel, thread("first", "second", "third"))
+    post = create_post(user, channel, thread("first", "second", "third"))
     proxy.fail("com.atproto.repo.applyWrites", mode)
     if mode == "drop_after":
         # The answer is lost but the write landed: reading the planned keys back finds all three.
         proxy.fail("com.atproto.repo.getRecord", "drop_before")  # ...and the first look fails too
-    outcome = publishing.publish(post.pk)
+    outcome = publish(post.pk)
     assert proxy.applied  # the fault really happened
     attempts = 1
     while outcome.post.status == Post.Status.WAITING and attempts < 5:
         assert outcome.post.next_attempt_at is not None and outcome.error.temporary
-        outcome = publishing.publish(post.pk, retry=True)
+        outcome = publish(post.pk, retry=True)
         attempts += 1
     assert outcome.post.status == Post.Status.PUBLISHED
     assert len(records(use_pds, account.did)) == 3  # not 6, not 0
@@ -125,12 +130,12 @@ def test_after_a_lost_or_refused_write_each_part_exists_exactly_once(mode, proxy
 
 
 def test_a_retry_that_meets_its_own_records_reconciles_instead_of_writing_again(proxy, use_pds, channel, user, account):
-    post = publishing.create_post(user, channel, thread("only once"))
+    post = create_post(user, channel, thread("only once"))
     proxy.fail("com.atproto.repo.applyWrites", "drop_after")
     proxy.fail("com.atproto.repo.getRecord", "503")  # the look right after the loss fails too
-    first = publishing.publish(post.pk)
+    first = publish(post.pk)
     assert first.post.status == Post.Status.WAITING
-    second = publishing.publish(post.pk, retry=True)
+    second = publish(post.pk, retry=True)
     assert second.post.status == Post.Status.PUBLISHED
     writes = [path for path in proxy.seen if "applyWrites" in path]
     assert len(writes) == 1  # the retry found the record and wrote nothing
@@ -138,7 +143,7 @@ def test_a_retry_that_meets_its_own_records_reconciles_instead_of_writing_again(
 
 
 def test_two_workers_publishing_one_post_at_once_write_it_once(use_pds, channel, user, account):
-    post = publishing.create_post(user, channel, thread("a", "b"))
+    post = create_post(user, channel, thread("a", "b"))
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -146,7 +151,7 @@ def test_two_workers_publishing_one_post_at_once_write_it_once(use_pds, channel,
         try:
             barrier.wait()
             try:
-                outcomes.append(publishing.publish(post.pk).post.status)
+                outcomes.append(publish(post.pk).post.status)
             except PostBusy:
                 outcomes.append("busy")
         finally:
@@ -167,22 +172,22 @@ def test_a_channel_that_needs_reconnection_fails_the_post_and_a_retry_after_reco
 ):
     from integrations.bluesky import services
 
-    post = publishing.create_post(user, channel, thread("later"))
+    post = create_post(user, channel, thread("later"))
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
-    outcome = publishing.publish(post.pk)
+    outcome = publish(post.pk)
     assert outcome.post.status == Post.Status.FAILED
     assert isinstance(outcome.error, ChannelNotReady)
     assert "Reconnect" in outcome.post.error_message
     services.connect(user, account.handle, account.app_passwords[0])
-    assert publishing.publish(post.pk, retry=True).post.status == Post.Status.PUBLISHED
+    assert publish(post.pk, retry=True).post.status == Post.Status.PUBLISHED
     assert len(records(use_pds, account.did)) == 1
 
 
 def test_deleting_a_published_post_deletes_its_records(use_pds, channel, user, account):
-    post = publishing.create_post(user, channel, thread("x", "y"))
-    publishing.publish(post.pk)
+    post = create_post(user, channel, thread("x", "y"))
+    publish(post.pk)
     assert len(records(use_pds, account.did)) == 2
-    publishing.delete(Post.objects.get(pk=post.pk))
+    delete(Post.objects.get(pk=post.pk))
     assert records(use_pds, account.did) == []
     assert not Post.objects.filter(pk=post.pk).exists()
 
@@ -192,22 +197,22 @@ def test_a_post_whose_worker_died_is_picked_up_once_its_lease_runs_out(proxy, us
 
     from django.utils import timezone
 
-    post = publishing.create_post(user, channel, thread("orphan", "reply"), claim=True)
+    post = create_post(user, channel, thread("orphan", "reply"), claim=True)
     # The worker wrote the records, then died before it could store anything.
     proxy.fail("com.atproto.repo.applyWrites", "drop_after")
-    outcome = publishing.publish(post.pk, claimed=post)
+    outcome = publish(post.pk, claimed=post)
     assert outcome.post.status == Post.Status.PUBLISHED  # it looked and found them at once
     assert len(records(use_pds, account.did)) == 2
 
-    orphan = publishing.create_post(user, channel, thread("never attempted"), claim=True)
-    assert publishing.due_posts() == []  # its lease still runs
+    orphan = create_post(user, channel, thread("never attempted"), claim=True)
+    assert due_posts() == []  # its lease still runs
     with pytest.raises(PostBusy):
-        publishing.publish(orphan.pk, retry=True)
+        publish(orphan.pk, retry=True)
     Post.objects.filter(pk=orphan.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
-    assert publishing.due_posts() == [orphan.pk]
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert due_posts() == [orphan.pk]
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     assert len(records(use_pds, account.did)) == 3
-    assert publishing.due_posts() == []
+    assert due_posts() == []
 
 
 def test_posts_wait_while_bluesky_is_switched_off_and_go_out_when_it_is_back(use_pds, channel, user, account):
@@ -217,16 +222,16 @@ def test_posts_wait_while_bluesky_is_switched_off_and_go_out_when_it_is_back(use
 
     from integrations.models import IntegrationOption
 
-    post = publishing.create_post(user, channel, thread("patience"))
+    post = create_post(user, channel, thread("patience"))
     switch = IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
-    outcome = publishing.publish(post.pk)
+    outcome = publish(post.pk)
     assert outcome.post.status == Post.Status.WAITING  # waiting, not failed
     assert outcome.post.error_code == "integration_disabled"
     assert records(use_pds, account.did) == []
     switch.value = "enabled"
     switch.save()
     Post.objects.filter(pk=post.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     assert len(records(use_pds, account.did)) == 1
 
 
@@ -245,11 +250,11 @@ def test_the_owner_is_told_once_when_a_post_fails_for_good(use_pds, channel, use
     post_failed.connect(receiver)
     post_published.connect(receiver)
     try:
-        good = publishing.create_post(user, channel, thread("fine"))
-        publishing.publish(good.pk)
-        bad = publishing.create_post(user, channel, thread("doomed"))
+        good = create_post(user, channel, thread("fine"))
+        publish(good.pk)
+        bad = create_post(user, channel, thread("doomed"))
         Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.SUSPENDED)
-        publishing.publish(bad.pk)
+        publish(bad.pk)
     finally:
         post_failed.disconnect(receiver)
         post_published.disconnect(receiver)
@@ -272,24 +277,22 @@ def test_uploads_are_removed_a_day_after_no_unpublished_post_needs_them(use_pds,
     def upload(colour):
         buffer = io.BytesIO()
         Image.new("RGB", (20, 10), colour).save(buffer, "PNG")
-        return publishing.store_media(user, SimpleUploadedFile("x.png", buffer.getvalue()))
+        return store_media(user, SimpleUploadedFile("x.png", buffer.getvalue()))
 
     used, unused, fresh, waiting = upload("navy"), upload("red"), upload("green"), upload("white")
     used_path = used.file.path
-    post = publishing.accept(
-        user, channel, [publishing.PartRequest(text="pic", images=(publishing.ImageRequest(used.pk, "navy"),))]
-    )
-    assert publishing.publish(post.pk, claimed=post).post.status == Post.Status.PUBLISHED
+    post = accept(user, channel, [PartRequest(text="pic", images=(ImageRequest(used.pk, "navy"),))])
+    assert publish(post.pk, claimed=post).post.status == Post.Status.PUBLISHED
     assert Media.objects.filter(pk=used.pk).exists()  # the client may attach it to its next post, on another channel
-    publishing.accept(
+    accept(
         user,
         channel,
-        [publishing.PartRequest(text="later", images=(publishing.ImageRequest(waiting.pk, "white"),))],
+        [PartRequest(text="later", images=(ImageRequest(waiting.pk, "white"),))],
         scheduled_at=timezone.now() + timedelta(days=3),
     )
     two_days_ago = timezone.now() - timedelta(days=2)
     Media.objects.filter(pk__in=[used.pk, unused.pk, waiting.pk]).update(used_at=two_days_ago)
-    assert publishing.purge_unused_media() == 2
+    assert purge_unused_media() == 2
     assert sorted(Media.objects.values_list("pk", flat=True)) == sorted([fresh.pk, waiting.pk])
     assert not os.path.exists(used_path)
 
@@ -298,15 +301,15 @@ def test_writing_a_planned_key_that_is_already_there_is_reconciled_not_repeated(
     """The reference PDS answers a create on a used key with a 500: that answer is reconciled like a lost one."""
     from integrations.bluesky.xrpc import errors
 
-    post = publishing.create_post(user, channel, thread("already there"))
-    assert publishing.publish(post.pk).post.status == Post.Status.PUBLISHED
+    post = create_post(user, channel, thread("already there"))
+    assert publish(post.pk).post.status == Post.Status.PUBLISHED
     parts = list(Post.objects.get(pk=post.pk).parts.all())
     for part in parts:  # as if the answer had been lost: nothing known locally
         part.uri = part.cid = ""
     with pytest.raises(errors.TemporaryError) as refused:
-        publishing._write(channel, parts, reconcile_first=False)
+        _write(channel, parts, reconcile_first=False)
     assert refused.value.status_code == 500  # what the PDS says to a second create under the same key
-    assert publishing._reconcile(channel, parts)  # ...and what publish() does next: finds it, writes nothing
+    assert _reconcile(channel, parts)  # ...and what publish() does next: finds it, writes nothing
     assert len(records(use_pds, account.did)) == 1
 
 
@@ -314,9 +317,9 @@ def test_a_rate_limit_delays_a_post_however_long_and_never_fails_it():
     from integrations.bluesky.xrpc import errors
 
     limited = errors.RateLimited(retry_after=3600)
-    assert publishing.retry_delay(1, limited) == 3600
-    assert publishing.retry_delay(50, limited) == 3600  # long after other faults would have given up
-    assert publishing.retry_delay(50, errors.PdsServerError()) is None
+    assert retry_delay(1, limited) == 3600
+    assert retry_delay(50, limited) == 3600  # long after other faults would have given up
+    assert retry_delay(50, errors.PdsServerError()) is None
 
 
 def test_posts_planned_for_the_same_moment_never_share_a_record_key():

@@ -10,10 +10,14 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from integrations.bluesky.posts import publishing
-from integrations.bluesky.posts.publishing import PartRequest
+from integrations.bluesky.posts import cards
+from integrations.bluesky.posts.accept import PartRequest, accept, edit
+from integrations.bluesky.posts.cards import CARD_LATE_NOTE, CARD_PENDING_NOTE, build_pending_cards
+from integrations.bluesky.posts.schedule import cancel, reschedule
+from integrations.bluesky.posts.submit import publish, publish_due
 from integrations.exceptions import PostNotScheduled, ScheduledInThePast
 from integrations.models import Channel, IntegrationOption, Post
+from integrations.posting.due import due_posts
 from tests.bluesky.posts.test_linkcards import site  # noqa: F401 (a fixture)
 from tests.bluesky.posts.test_publishing import records
 
@@ -22,7 +26,7 @@ pytestmark = [pytest.mark.pds, pytest.mark.django_db(transaction=True)]
 
 def schedule(user, channel, *texts: str, seconds: float = 3600) -> Post:
     when = timezone.now() + timedelta(seconds=seconds)
-    return publishing.accept(user, channel, [PartRequest(text=t, link_card=None) for t in texts], scheduled_at=when)
+    return accept(user, channel, [PartRequest(text=t, link_card=None) for t in texts], scheduled_at=when)
 
 
 def make_due(*posts: Post) -> None:
@@ -43,17 +47,17 @@ def test_a_scheduled_post_waits_unclaimed_with_its_time_as_createdAt(user, chann
     assert stored.attempts == 0 and stored.lease_until is None
     first = stored.parts.get(index=0)
     assert first.record["createdAt"].startswith(stored.scheduled_at.strftime("%Y-%m-%dT%H:%M:%S"))
-    assert publishing.due_posts() == []
-    assert publishing.publish_due() == {}
+    assert due_posts() == []
+    assert publish_due() == {}
 
 
 def test_a_post_scheduled_seconds_ahead_goes_out_at_its_time_and_only_once(use_pds, user, channel, account):
     post = schedule(user, channel, "right on time", "second part", seconds=3)
-    assert publishing.publish_due() == {}  # not before its time
+    assert publish_due() == {}  # not before its time
     assert records(use_pds, account.did) == []
     time.sleep(max(0.0, (post.scheduled_at - timezone.now()).total_seconds()) + 0.2)
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
-    assert publishing.publish_due() == {}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {}
     stored = {r["uri"]: r for r in records(use_pds, account.did)}
     parts = list(Post.objects.get(pk=post.pk).parts.all())
     assert sorted(stored) == sorted(p.uri for p in parts)
@@ -62,11 +66,11 @@ def test_a_post_scheduled_seconds_ahead_goes_out_at_its_time_and_only_once(use_p
 
 def test_a_cancelled_post_is_never_published(use_pds, user, channel, account):
     post = schedule(user, channel, "never mind")
-    publishing.cancel(post)
+    cancel(post)
     kept = Post.objects.get(pk=post.pk)  # in its owner's history
     assert kept.status == Post.Status.CANCELLED and kept.cancelled_at is not None
     assert kept.parts.get().text == "never mind"
-    assert publishing.publish_due(timezone.now() + timedelta(days=1)) == {}
+    assert publish_due(timezone.now() + timedelta(days=1)) == {}
     assert records(use_pds, account.did) == []
 
 
@@ -75,22 +79,22 @@ def test_a_post_that_started_cannot_be_cancelled_rescheduled_or_edited(user, cha
     make_due(post)
     Post.objects.filter(pk=post.pk).update(status=Post.Status.PUBLISHING, attempts=1)
     with pytest.raises(PostNotScheduled):
-        publishing.cancel(post)
+        cancel(post)
     with pytest.raises(PostNotScheduled):
-        publishing.reschedule(post, timezone.now() + timedelta(hours=1))
+        reschedule(post, timezone.now() + timedelta(hours=1))
     with pytest.raises(PostNotScheduled):
-        publishing.edit(post, [PartRequest(text="changed", link_card=None)])
+        edit(post, [PartRequest(text="changed", link_card=None)])
 
 
 def test_a_rescheduled_thread_is_replanned_for_its_new_time(use_pds, user, channel, account):
     post = schedule(user, channel, "one", "two", "three")
     keys = [p.rkey for p in post.parts.all()]
-    publishing.reschedule(post, timezone.now() + timedelta(hours=2))
+    reschedule(post, timezone.now() + timedelta(hours=2))
     parts = list(Post.objects.get(pk=post.pk).parts.all())
     assert [p.rkey for p in parts] != keys
-    assert publishing.publish_due() == {}  # not due yet
+    assert publish_due() == {}  # not due yet
     make_due(post)
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     stored = {r["uri"]: r for r in records(use_pds, account.did)}
     parts = list(Post.objects.get(pk=post.pk).parts.all())
     assert [stored[p.uri]["cid"] for p in parts] == [p.expected_cid for p in parts]  # the new plan, as computed
@@ -102,14 +106,14 @@ def test_an_edited_post_keeps_its_id_and_goes_out_with_the_new_text(use_pds, use
     post = schedule(user, channel, "draft")
     written = timezone.now() - timedelta(days=2)
     Post.objects.filter(pk=post.pk).update(created_at=written)
-    edited = publishing.edit(post, [PartRequest(text="final", link_card=None)])
+    edited = edit(post, [PartRequest(text="final", link_card=None)])
     assert edited.pk == post.pk and edited.status == Post.Status.SCHEDULED and edited.lease_until is None
     assert edited.scheduled_at == post.scheduled_at
     assert Post.objects.get(pk=post.pk).created_at == written  # an edit is not a new post: when it was written stays
-    publishing.reschedule(edited, timezone.now() + timedelta(hours=3))
+    reschedule(edited, timezone.now() + timedelta(hours=3))
     assert Post.objects.get(pk=post.pk).created_at == written
     make_due(post)
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     assert [r["value"]["text"] for r in records(use_pds, account.did)] == ["final"]
     went_out = Post.objects.get(pk=post.pk)
     assert went_out.created_at == written and went_out.published_at > went_out.scheduled_at
@@ -125,7 +129,7 @@ def test_two_workers_and_a_hundred_due_posts_give_exactly_a_hundred_records(use_
     def worker():
         try:
             barrier.wait()
-            results.append(publishing.publish_due())
+            results.append(publish_due())
         finally:
             connection.close()
 
@@ -147,14 +151,14 @@ def test_a_post_due_while_its_channel_needs_reconnection_waits_and_goes_out_afte
     post = schedule(user, channel, "patient")
     make_due(post)
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
-    assert publishing.publish_due() == {Post.Status.WAITING: 1}
+    assert publish_due() == {Post.Status.WAITING: 1}
     waiting = Post.objects.get(pk=post.pk)
     assert waiting.error_code == "channel_not_ready" and "Reconnect" in waiting.error_message
     assert waiting.attempts == 0  # nothing was sent
     services.connect(user, account.handle, account.app_passwords[0])
-    assert publishing.publish_due() == {}  # looked at again when due again
+    assert publish_due() == {}  # looked at again when due again
     Post.objects.filter(pk=post.pk).update(next_attempt_at=timezone.now())
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     assert len(records(use_pds, account.did)) == 1
 
 
@@ -162,12 +166,12 @@ def test_a_post_due_while_the_integration_is_off_waits_for_it(use_pds, user, cha
     post = schedule(user, channel, "switched off")
     make_due(post)
     switch = IntegrationOption.objects.create(key="bluesky_integration_status", value="disabled")
-    assert publishing.publish_due() == {Post.Status.WAITING: 1}
+    assert publish_due() == {Post.Status.WAITING: 1}
     assert Post.objects.get(pk=post.pk).error_code == "integration_disabled"
     switch.value = "enabled"
     switch.save()
     Post.objects.filter(pk=post.pk).update(next_attempt_at=timezone.now())
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
 
 
 def test_a_post_more_than_a_day_late_fails_as_missed_and_its_owner_decides(use_pds, user, channel, account, settings):
@@ -176,17 +180,17 @@ def test_a_post_more_than_a_day_late_fails_as_missed_and_its_owner_decides(use_p
     Post.objects.filter(pk=late.pk).update(scheduled_at=timezone.now() - timedelta(hours=25))  # no worker ran
     Post.objects.filter(pk=blocked.pk).update(scheduled_at=timezone.now() - timedelta(hours=2))
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
-    assert publishing.publish_due() == {Post.Status.FAILED: 1, Post.Status.WAITING: 1}
+    assert publish_due() == {Post.Status.FAILED: 1, Post.Status.WAITING: 1}
     settings.INTEGRATIONS_SCHEDULE_MISSED_AFTER = 3600  # the blocked one is too late now
     Post.objects.filter(pk=blocked.pk).update(next_attempt_at=timezone.now())
-    assert publishing.publish_due() == {Post.Status.FAILED: 1}
+    assert publish_due() == {Post.Status.FAILED: 1}
     for post in (late, blocked):
         missed = Post.objects.get(pk=post.pk)
         assert (missed.status, missed.error_code) == (Post.Status.FAILED, "missed")
         assert "Publish it now or delete it" in missed.error_message
     assert records(use_pds, account.did) == []
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ACTIVE)
-    assert publishing.publish(late.pk, retry=True).post.status == Post.Status.PUBLISHED  # the owner decided
+    assert publish(late.pk, retry=True).post.status == Post.Status.PUBLISHED  # the owner decided
     assert len(records(use_pds, account.did)) == 1
 
 
@@ -291,7 +295,7 @@ def test_deleting_a_scheduled_post_through_the_api_just_removes_it(api, use_pds,
     post = api.post(POSTS, body, format="json").json()
     assert api.delete(f"{POSTS}{post['id']}/").status_code == 204
     assert not Post.objects.exists()
-    assert publishing.publish_due(timezone.now() + timedelta(hours=1)) == {}
+    assert publish_due(timezone.now() + timedelta(hours=1)) == {}
     assert records(use_pds, account.did) == []
 
 
@@ -357,7 +361,7 @@ def test_the_owner_is_told_on_both_pages_when_a_due_post_waits_for_the_channel(a
     post = schedule(user, channel, "held back")
     make_due(post)
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.NEEDS_RECONNECTION)
-    assert publishing.publish_due() == {Post.Status.WAITING: 1}
+    assert publish_due() == {Post.Status.WAITING: 1}
     page = alice_client.get(reverse("integrations:channel-detail", args=[channel.pk])).content.decode()
     assert f'data-held="{post.pk}"' in page and "Reconnect" in page
     listing = alice_client.get(reverse("integrations:post-list")).content.decode()
@@ -377,7 +381,7 @@ def card_page(settings, site):  # noqa: F811
 
 def schedule_with_card(user, channel, page_site, *more: str, seconds: float = 3600) -> Post:
     parts = [PartRequest(text=f"Read {page_site.url}/og"), *(PartRequest(text=t, link_card=None) for t in more)]
-    return publishing.accept(user, channel, parts, scheduled_at=timezone.now() + timedelta(seconds=seconds))
+    return accept(user, channel, parts, scheduled_at=timezone.now() + timedelta(seconds=seconds))
 
 
 def test_a_scheduled_posts_card_is_read_by_the_worker_and_the_post_replanned(
@@ -386,7 +390,7 @@ def test_a_scheduled_posts_card_is_read_by_the_worker_and_the_post_replanned(
     post = schedule_with_card(user, channel, card_page, "the reply")
     assert card_page.requests == []  # accepted without reading the page
     before = list(post.parts.order_by("index"))
-    assert before[0].card["pending"] and before[0].card_note == publishing.CARD_PENDING_NOTE
+    assert before[0].card["pending"] and before[0].card_note == CARD_PENDING_NOTE
     assert "embed" not in before[0].record
 
     run_worker()  # the task enqueued with the post reads the card now, long before the post's time
@@ -400,7 +404,7 @@ def test_a_scheduled_posts_card_is_read_by_the_worker_and_the_post_replanned(
     assert Post.objects.get(pk=post.pk).status == Post.Status.SCHEDULED
 
     make_due(post)
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     stored = {r["uri"]: r for r in records(use_pds, account.did)}
     published = list(Post.objects.get(pk=post.pk).parts.order_by("index"))
     assert [stored[p.uri]["cid"] for p in published] == [p.expected_cid for p in published]
@@ -410,7 +414,7 @@ def test_a_scheduled_posts_card_is_read_by_the_worker_and_the_post_replanned(
 def test_a_card_not_read_by_the_posts_time_is_read_on_its_first_attempt(use_pds, user, channel, account, card_page):
     post = schedule_with_card(user, channel, card_page)
     make_due(post)  # no worker ran before its time
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     assert card_page.requests == ["/og", "/img/card.png"]
     part = Post.objects.get(pk=post.pk).parts.get()
     [stored] = records(use_pds, account.did)
@@ -425,11 +429,11 @@ def test_a_pending_card_is_never_read_after_the_first_attempt(use_pds, user, cha
     Post.objects.filter(pk=post.pk).update(
         status=Post.Status.WAITING, attempts=1, next_attempt_at=timezone.now() - timedelta(seconds=1)
     )
-    assert publishing.publish_due() == {Post.Status.PUBLISHED: 1}
+    assert publish_due() == {Post.Status.PUBLISHED: 1}
     assert card_page.requests == []
     part = Post.objects.get(pk=post.pk).parts.get()
     assert (part.rkey, part.expected_cid) == (planned.rkey, planned.expected_cid)
-    assert part.card is None and part.card_note == publishing.CARD_LATE_NOTE
+    assert part.card is None and part.card_note == CARD_LATE_NOTE
     [stored] = records(use_pds, account.did)
     assert stored["cid"] == planned.expected_cid and "embed" not in stored["value"]
 
@@ -438,7 +442,7 @@ def test_the_card_task_leaves_a_post_that_started_alone(use_pds, user, channel, 
     post = schedule_with_card(user, channel, card_page)
     planned = post.parts.get()
     Post.objects.filter(pk=post.pk).update(status=Post.Status.PUBLISHING, attempts=1)
-    assert publishing.build_pending_cards(post.pk) == 0
+    assert build_pending_cards(post.pk) == 0
     assert card_page.requests == []
     part = Post.objects.get(pk=post.pk).parts.get()
     assert (part.card, part.expected_cid) == (planned.card, planned.expected_cid)
@@ -451,15 +455,15 @@ def test_a_card_read_while_the_post_was_edited_is_not_applied_and_its_thumbnail_
     from integrations.models import Media
 
     post = schedule_with_card(user, channel, card_page)
-    reading = publishing._read_cards
+    reading = cards._read_cards
 
     def read_then_edit(owner, parts):
         cards = reading(owner, parts)
-        publishing.edit(post, [PartRequest(text="no link any more", link_card=None)])
+        edit(post, [PartRequest(text="no link any more", link_card=None)])
         return cards
 
-    monkeypatch.setattr(publishing, "_read_cards", read_then_edit)
-    assert publishing.build_pending_cards(post.pk) == 0
+    monkeypatch.setattr(cards, "_read_cards", read_then_edit)
+    assert build_pending_cards(post.pk) == 0
     part = Post.objects.get(pk=post.pk).parts.get()
     assert part.text == "no link any more" and part.card is None and "embed" not in part.record
     assert not Media.objects.exists()
@@ -472,5 +476,5 @@ def test_the_api_accepts_a_scheduled_post_with_a_link_at_once_and_says_the_card_
     created = api.post(POSTS, body, format="json")
     assert created.status_code == 201, created.content
     [part] = created.json()["parts"]
-    assert part["card"] is None and part["card_note"] == publishing.CARD_PENDING_NOTE
+    assert part["card"] is None and part["card_note"] == CARD_PENDING_NOTE
     assert card_page.requests == []
