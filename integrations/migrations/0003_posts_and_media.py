@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import integrations.models
+import integrations.models.posts
 from django.conf import settings
 from django.db import migrations, models
 
@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             name='Media',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(max_length=300, upload_to=integrations.models._media_path)),
+                ('file', models.FileField(max_length=300, upload_to=integrations.models.posts._media_path)),
                 ('mime', models.CharField(max_length=50)),
                 ('width', models.PositiveIntegerField()),
                 ('height', models.PositiveIntegerField()),
