@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
+from integrations.clock import shown
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 
@@ -173,8 +174,6 @@ class IntegrationsAdapter:
         """The label and advice shown for a channel's health state (`placeholders`: the provider's own, such as
         the channel's server)."""
         label, template = self.health_texts.get(state) or _HEALTH_TEXTS.get(state) or (state, "")
-        from integrations.clock import shown  # the clock asks the adapter for a profile's zone: imported late
-
         advice = str(template).format(
             ends_at=f"{timezone.localtime(ends_at):%Y-%m-%d}" if ends_at else _("soon"),
             retry_at=f" at {shown(retry_at)}" if retry_at else _(" soon"),

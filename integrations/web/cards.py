@@ -8,8 +8,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from integrations.bluesky import services
-from integrations.clock import local, on_users_clock
+from integrations.clock import local
 from integrations.security.throttling import over_rate
+from integrations.web.clock import on_users_clock
 from integrations.web.compose.cards import card_for, thumb_link_target
 from integrations.web.compose.channels import channel_options
 from integrations.web.compose.preview import look_up_target

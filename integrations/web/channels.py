@@ -21,10 +21,10 @@ from integrations.adapter import describe
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky import services
 from integrations.bluesky.forms import ConnectBlueskyForm
-from integrations.clock import on_users_clock
 from integrations.exceptions import IntegrationError, InvalidCursor
 from integrations.http import client_ip
 from integrations.models import Channel, Post
+from integrations.web.clock import on_users_clock
 from integrations.web.common import act, confirm_page, confirmed, own_channel, switched_off
 
 logger = logging.getLogger(__name__)

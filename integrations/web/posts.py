@@ -17,9 +17,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from integrations import pagination
 from integrations.adapter import describe
 from integrations.bluesky import services
-from integrations.clock import local, on_users_clock, shown
+from integrations.clock import local, shown
 from integrations.exceptions import IntegrationDisabled, InvalidCursor, ScheduleMissed
 from integrations.models import Channel, Media, Post, post_history_at
+from integrations.web.clock import on_users_clock
 from integrations.web.common import act, confirm_page, confirmed, own_post, scheduled_time, switched_off
 
 POSTS_PER_PAGE = 20

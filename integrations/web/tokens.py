@@ -13,7 +13,8 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from integrations import tokens
-from integrations.clock import on_users_clock, shown
+from integrations.clock import shown
+from integrations.web.clock import on_users_clock
 from integrations.web.common import confirm_page, confirmed
 
 

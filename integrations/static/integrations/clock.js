@@ -1,4 +1,4 @@
-/* Tells the server the browser's time zone (a cookie read by integrations/clock.py), so that every page shows
+/* Tells the server the browser's time zone (a cookie read by integrations/web/clock.py), so that every page shows
  * times on the user's clock. Loaded on every page, the sign-in page included, so the first page after signing in
  * already knows it. Without it (or with cookies off) the pages use the profile's zone, else the site's, and say so. */
 (function () {

@@ -15,10 +15,10 @@ from django.views import View
 
 from integrations.adapter import describe
 from integrations.bluesky import services
-from integrations.clock import on_users_clock
 from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError, PostNotScheduled
 from integrations.models import Post
+from integrations.web.clock import on_users_clock
 from integrations.web.common import own_post, scheduled_time, switched_off
 from integrations.web.compose.channels import ChannelOptions, channel_options, last_used_channel, preselected_channel
 from integrations.web.compose.draft import Draft, editable, thread_preview
