@@ -31,7 +31,7 @@ from integrations.bluesky.accounts.health import (  # noqa: F401  (services is w
     take_owner_notices,
 )
 from integrations.bluesky.identity import identifiers, resolution
-from integrations.bluesky.posts import linkcards, richtext
+from integrations.bluesky.posts import languages, linkcards
 from integrations.bluesky.posts.accept import ImageRequest, PartRequest, accept  # noqa: F401  (for both)
 from integrations.bluesky.posts.accept import edit as edit_post  # noqa: F401  (as named for web and API)
 from integrations.bluesky.posts.deletion import delete as delete_post  # noqa: F401
@@ -45,6 +45,7 @@ from integrations.bluesky.posts.images import (  # noqa: F401  (the composer's i
     AnimatedImage,
     check_alt,
 )
+from integrations.bluesky.posts.languages import MAX_LANGS, normalize_langs  # noqa: F401  (the composer's languages)
 from integrations.bluesky.posts.linkcards import MAX_DESCRIPTION, MAX_TITLE, CardResult  # noqa: F401  (card fields)
 from integrations.bluesky.posts.media import store_media  # noqa: F401
 from integrations.bluesky.posts.plans import MAX_PLANNED_PARTS, web_url  # noqa: F401  (API limits, bsky.app links)
@@ -52,17 +53,15 @@ from integrations.bluesky.posts.readiness import READY_STATES, ensure_channel_re
 from integrations.bluesky.posts.references import Target  # noqa: F401  (a replied-to or quoted post, as shown)
 from integrations.bluesky.posts.references import look_up as look_up_post  # noqa: F401
 from integrations.bluesky.posts.references import parse as parse_reference  # noqa: F401
-from integrations.bluesky.posts.richtext import (  # noqa: F401  (the composer's counter, preview and languages)
+from integrations.bluesky.posts.richtext import (  # noqa: F401  (the composer's counter and preview)
     MAX_BYTES,
     MAX_GRAPHEMES,
-    MAX_LANGS,
     DetectedFacet,
     PostTooLong,
     TextLength,
     detect_facets,
     link_spans,
     measure,
-    normalize_langs,
     prepare_text,
     shorten_links,
 )
@@ -371,8 +370,8 @@ def publish_again(post: Post) -> Outcome:
 
 
 def post_language(request: Any) -> str:
-    """The language a post written in this request gets when it names none (see `richtext.default_lang`)."""
-    return richtext.default_lang(getattr(request, "LANGUAGE_CODE", None))
+    """The language a post written in this request gets when it names none (see `languages.default_lang`)."""
+    return languages.default_lang(getattr(request, "LANGUAGE_CODE", None))
 
 
 def can_publish(channel_health: Health) -> bool:

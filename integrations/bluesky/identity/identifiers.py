@@ -237,7 +237,7 @@ _EXTENSION_SUBTAG = re.compile(r"[A-Za-z0-9]{2,8}", re.ASCII)
 
 def is_well_formed_language(value: Any) -> bool:
     """Whether `value` follows RFC 5646's grammar (§2.1) in any letter case: what a user's input must be before
-    `integrations.bluesky.posts.richtext.canonical_lang` puts it in the conventional case."""
+    `integrations.bluesky.posts.languages.canonical_lang` puts it in the conventional case."""
     return isinstance(value, str) and _BCP47.fullmatch(value) is not None
 
 

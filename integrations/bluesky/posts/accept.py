@@ -18,7 +18,7 @@ from django.utils import timezone
 from integrations.bluesky import options as bluesky_options
 from integrations.bluesky.accounts import door
 from integrations.bluesky.identity import resolution
-from integrations.bluesky.posts import images, references, richtext
+from integrations.bluesky.posts import images, languages, references, richtext
 from integrations.bluesky.posts.cards import CARD_PENDING_NOTE, built_card, cards_deadline, wanted_card
 from integrations.bluesky.posts.plans import MAX_PLANNED_PARTS, PartInput, PlannedImage, StrongRef, blob_cid
 from integrations.bluesky.posts.readiness import ensure_channel_ready
@@ -181,7 +181,7 @@ def _checked(user: AbstractBaseUser, part: PartRequest, default_lang: str) -> _C
     if not text.text.strip() and not part.images:
         raise EmptyPost()
     planned_images = [_planned_image(user, image) for image in part.images]
-    langs = richtext.normalize_langs(list(part.langs), default_lang or richtext.default_lang(None))
+    langs = languages.normalize_langs(list(part.langs), default_lang or languages.default_lang(None))
     return _Checked(part, text, planned_images, langs)
 
 

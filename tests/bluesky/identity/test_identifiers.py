@@ -208,17 +208,17 @@ def test_a_mention_whose_did_is_longer_than_the_spec_allows_stays_text():
 
 @pytest.mark.parametrize("tag", ["jaja", "de-DE-1901-1901", "en-a-foo-a-bar", "EN-u-co-phonebk-U-ca-buddhist"])
 def test_a_post_language_the_spec_refuses_is_refused(tag):
-    from integrations.bluesky.posts import richtext
+    from integrations.bluesky.posts import languages
 
-    with pytest.raises(richtext.InvalidLanguage):
-        richtext.canonical_lang(tag)
+    with pytest.raises(languages.InvalidLanguage):
+        languages.canonical_lang(tag)
 
 
 @pytest.mark.parametrize(("tag", "expected"), [("JA", "ja"), ("pt_br", "pt-BR"), ("X-fr-CH", "x-fr-CH")])
 def test_a_post_language_in_another_case_is_put_in_the_conventional_one(tag, expected):
-    from integrations.bluesky.posts import richtext
+    from integrations.bluesky.posts import languages
 
-    assert richtext.canonical_lang(tag) == expected
+    assert languages.canonical_lang(tag) == expected
 
 
 def test_an_avatar_is_linked_for_a_cidv1_in_any_base_and_never_for_a_cidv0():

@@ -7,17 +7,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integrations.bluesky.posts import richtext
+from integrations.bluesky.posts.languages import InvalidLanguage, default_lang, normalize_langs
 from integrations.bluesky.posts.richtext import (
     MAX_BYTES,
-    InvalidLanguage,
     PostTooLong,
     TextLength,
     build,
     check_length,
     count,
-    default_lang,
     detect_facets,
-    normalize_langs,
     shorten_links,
 )
 from integrations.bluesky.posts.shortlinks import to_short_url
