@@ -30,7 +30,7 @@ PUBLISH_SCHEDULED_PATH = "integrations.tasks.publish_scheduled_post"
 
 
 def _interval() -> timedelta:
-    return timedelta(seconds=int(app_settings.KEEPALIVE_INTERVAL))
+    return timedelta(seconds=app_settings.KEEPALIVE_INTERVAL)
 
 
 def _enqueue_once(
@@ -85,7 +85,7 @@ def schedule_keepalive(delay: timedelta | None = None) -> bool:
 
 
 def schedule_interval() -> timedelta:
-    return timedelta(seconds=int(app_settings.SCHEDULE_INTERVAL))
+    return timedelta(seconds=app_settings.SCHEDULE_INTERVAL)
 
 
 def schedule_publishing(delay: timedelta | None = None) -> bool:

@@ -146,7 +146,7 @@ class ImageInputSerializer(serializers.Serializer):
 
 def max_parts() -> int:
     """How many parts a thread may have (`INTEGRATIONS_POST_MAX_PARTS`, read when the schema is made)."""
-    return min(int(app_settings.POST_MAX_PARTS), services.MAX_PLANNED_PARTS)
+    return min(app_settings.POST_MAX_PARTS, services.MAX_PLANNED_PARTS)
 
 
 NOT_A_LIST = {"not_a_list": "This field must be a list (a JSON array)."}

@@ -69,7 +69,7 @@ def blocked(post: Post, error: IntegrationError) -> Post:
 
 def too_late(post: Post, now: datetime | None = None) -> bool:
     """Whether a scheduled post is more than `INTEGRATIONS_SCHEDULE_MISSED_AFTER` past its time."""
-    limit = timedelta(seconds=int(app_settings.SCHEDULE_MISSED_AFTER))
+    limit = timedelta(seconds=app_settings.SCHEDULE_MISSED_AFTER)
     return post.scheduled_at is not None and (now or timezone.now()) - post.scheduled_at > limit
 
 

@@ -158,7 +158,7 @@ def draft_of(
     """The post a user asks for, checked (see `accept`) and planned: its mentions resolved and, unless it is
     scheduled (`when`), its link cards read."""
     ensure_channel_ready(channel)
-    max_parts = min(int(app_settings.POST_MAX_PARTS), MAX_PLANNED_PARTS)
+    max_parts = min(app_settings.POST_MAX_PARTS, MAX_PLANNED_PARTS)
     if not 1 <= len(parts) <= max_parts:
         raise TooManyParts(str(max_parts))
     reply = references.resolve(channel, reply_to) if reply_to else None
@@ -211,7 +211,7 @@ def _count_post(user: AbstractBaseUser) -> None:
 def _check_scheduled_quota(user: AbstractBaseUser) -> None:
     """`too_many_scheduled` when the user has `INTEGRATIONS_SCHEDULED_POSTS_PER_USER` posts waiting for their time,
     with the seconds until the next of them goes out."""
-    limit = int(app_settings.SCHEDULED_POSTS_PER_USER)
+    limit = app_settings.SCHEDULED_POSTS_PER_USER
     waiting = Post.objects.filter(user=user, status=Post.Status.SCHEDULED)
     if waiting.count() < limit:
         return
@@ -249,7 +249,7 @@ def _planned_image(user: AbstractBaseUser, request: ImageRequest) -> PlannedImag
     media = Media.objects.filter(pk=request.media_id, owner=user).first()
     if media is None:
         raise MediaNotFound()
-    alt = images.check_alt(request.alt, required=bool(app_settings.POST_ALT_TEXT_REQUIRED))
+    alt = images.check_alt(request.alt, required=app_settings.POST_ALT_TEXT_REQUIRED)
     with media.file.open("rb") as handle:
         cid = blob_cid(handle.read())
     return PlannedImage(

@@ -72,7 +72,7 @@ class WantedCard:
 
 def cards_deadline() -> float:
     """Seconds a post's link cards may take in all."""
-    return CARDS_DEADLINE_FACTOR * float(app_settings.LINK_CARD_TIMEOUT)
+    return CARDS_DEADLINE_FACTOR * app_settings.LINK_CARD_TIMEOUT
 
 
 def card_json(card: ExternalCard | None) -> dict[str, Any] | None:

@@ -201,7 +201,7 @@ def _get(url: str, max_bytes: int, accept: str, meter: outbound.Meter) -> httpx.
         reach=outbound.Reach.PUBLIC,
         max_redirects=MAX_REDIRECTS,
         max_bytes=max_bytes,
-        timeout=float(app_settings.LINK_CARD_TIMEOUT),
+        timeout=app_settings.LINK_CARD_TIMEOUT,
         headers={"User-Agent": USER_AGENT, "Accept": accept},
         meter=meter,
     )
@@ -225,7 +225,7 @@ def _failure(exc: Exception, what: str) -> str:
 
 
 def _build(url: str, meter: outbound.Meter) -> CardResult:
-    with outbound.deadline(float(app_settings.LINK_CARD_TIMEOUT)):  # the page and its image together
+    with outbound.deadline(app_settings.LINK_CARD_TIMEOUT):  # the page and its image together
         try:
             page = _get(url, PAGE_MAX_BYTES, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1", meter)
         except _FETCH_ERRORS as exc:

@@ -38,7 +38,7 @@ def store_media(user: AbstractBaseUser, upload: Any, *, first_frame: bool = Fals
     is kept as a still.
     `too_many_uploads` past `INTEGRATIONS_UPLOADS_PER_HOUR` (every upload counts, a refused one too: it cost the
     work), `storage_full` when it would take the owner past `INTEGRATIONS_MEDIA_BYTES_PER_USER`."""
-    retry_after = over_rate("media-upload", str(user.pk), int(app_settings.UPLOADS_PER_HOUR), 3600)
+    retry_after = over_rate("media-upload", str(user.pk), app_settings.UPLOADS_PER_HOUR, 3600)
     if retry_after is not None:
         raise TooManyUploads(retry_after=retry_after)
     prepared = images.prepare(upload, first_frame=first_frame)
@@ -68,7 +68,7 @@ def thumb_media(user: AbstractBaseUser, prepared: Any) -> PlannedImage | None:
 
 def _stored(user: AbstractBaseUser, prepared: Any, name: str, digest: str) -> Media:
     """Store prepared image bytes as the user's, within their storage quota."""
-    quota = int(app_settings.MEDIA_BYTES_PER_USER)
+    quota = app_settings.MEDIA_BYTES_PER_USER
     stored = Media.objects.filter(owner=user).aggregate(total=Sum("size"))["total"] or 0
     if stored + len(prepared.data) > quota:
         raise StorageFull(f"{quota / 1_000_000:,.0f} MB")

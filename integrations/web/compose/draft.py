@@ -74,7 +74,7 @@ class Draft:
         """Apply the button that sent the form ("add", "remove-N", "nocard-N", "card-N", "frame-N-M", "noframe-N-M")
         to what was written."""
         total = self._total()
-        if self.action == "add" and total < int(app_settings.POST_MAX_PARTS):
+        if self.action == "add" and total < app_settings.POST_MAX_PARTS:
             self.data["parts-TOTAL_FORMS"] = str(total + 1)
         elif self.action == "remove" and (number := parse_number(index)) is not None and total > 1:
             self._remove_part(number, total)
@@ -104,7 +104,7 @@ class Draft:
     def _total(self) -> int:
         value = str(self.data.get("parts-TOTAL_FORMS", "1"))
         number = parse_number(value)
-        return min(number, int(app_settings.POST_MAX_PARTS)) if number is not None else 1
+        return min(number, app_settings.POST_MAX_PARTS) if number is not None else 1
 
     def _store_uploads(self, files: Mapping[str, Any]) -> None:
         """Store every uploaded image and name it in the data; when one is refused, none of them is kept."""

@@ -226,7 +226,7 @@ class PartForm(forms.Form):
                 "pending_field": self[f"pending_{slot}"],
                 "alt": self[f"alt_{slot}"],
                 "remove": self[f"remove_{slot}"],
-                "alt_required": bool(app_settings.POST_ALT_TEXT_REQUIRED),
+                "alt_required": app_settings.POST_ALT_TEXT_REQUIRED,
             }
             for slot in SLOTS
         ]
@@ -254,7 +254,7 @@ class PartForm(forms.Form):
                 self.add_error(f"image_{slot}", describe(MediaNotFound()).message)
                 continue
             try:
-                alt = services.check_alt(cleaned.get(f"alt_{slot}"), required=bool(app_settings.POST_ALT_TEXT_REQUIRED))
+                alt = services.check_alt(cleaned.get(f"alt_{slot}"), required=app_settings.POST_ALT_TEXT_REQUIRED)
             except IntegrationError as exc:
                 self.add_error(f"alt_{slot}", describe(exc).message)
                 continue
@@ -350,13 +350,13 @@ class BasePartFormSet(forms.BaseFormSet):
     def clean(self) -> None:
         if any(self.errors):
             return
-        if not 1 <= self.total_form_count() <= int(app_settings.POST_MAX_PARTS):
+        if not 1 <= self.total_form_count() <= app_settings.POST_MAX_PARTS:
             raise ValidationError(_("A thread has between 1 and %(max)s parts.") % {"max": app_settings.POST_MAX_PARTS})
 
 
 def part_formset(*, max_parts: int | None = None) -> type[forms.BaseFormSet]:
     """The formset class of a thread's parts: 1 to `max_parts` (`INTEGRATIONS_POST_MAX_PARTS`) of `PartForm`."""
-    max_parts = max_parts or int(app_settings.POST_MAX_PARTS)
+    max_parts = max_parts or app_settings.POST_MAX_PARTS
     return forms.formset_factory(
         PartForm,
         formset=BasePartFormSet,
