@@ -106,7 +106,7 @@ def bench_overhead(pds: LocalPds, calls: int) -> None:
     ratio = statistics.median(wrapped) / statistics.median(raw)
     row(f"getSession, raw call (median of {calls})", f"{statistics.median(raw) * 1000:.2f} ms", "", None)
     row(
-        f"getSession through lifecycle.call (median of {calls})",
+        f"getSession through door.call, the session door (median of {calls})",
         f"{statistics.median(wrapped) * 1000:.2f} ms",
         "",
         None,
