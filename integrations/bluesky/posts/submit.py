@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db import transaction
 
@@ -84,11 +83,6 @@ def retry_delay(attempts: int, error: IntegrationError) -> int | None:
     however often: it never fails one. Other faults get about an hour of attempts.
     """
     return retry_policy.retry_delay(attempts, error, rate_limited=isinstance(error, errors.RateLimited))
-
-
-def as_reference(post: Post) -> list[dict[str, Any]]:
-    """The parts' addresses once published (uri, cid), in order."""
-    return [{"uri": part.uri, "cid": part.cid} for part in post.parts.all()]
 
 
 def _attempt(post: Post, channel: Channel, parts: Sequence[PostPart], *, checked: bool) -> Outcome:
